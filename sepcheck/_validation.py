@@ -1,0 +1,127 @@
+"""Input validation in one place: features, labels and their agreement.
+
+Every check raises :class:`~sepcheck.errors.SepcheckError` with a one-line message that
+names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import SepcheckError
+
+#: rows checked for NaN/inf at a time (bounded memory for the finiteness check)
+_FINITE_CHUNK_BYTES = 64 * 2**20
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    """numpy view of an array-like; torch tensors are moved to the CPU first."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def as_features(X: Any, name: str = "X") -> np.ndarray:
+    """Validate features and return a C-contiguous 2-D array of shape (n, d).
+
+    Images of shape (n, ...) are flattened. uint8 stays uint8 (no copy when already
+    contiguous); float16 becomes float32; other integer and bool types become float64;
+    float32/float64 stay as they are. NaN or inf values, empty arrays and non-numeric
+    data are rejected.
+    """
+    arr = _to_numpy(X)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise SepcheckError(
+            f"{name} has dtype {arr.dtype}: features must be numeric (uint8 or floating)"
+        )
+    if arr.ndim == 0:
+        raise SepcheckError(f"{name} is a scalar: pass an array of shape (n, features...)")
+    if arr.ndim == 1:
+        raise SepcheckError(
+            f"{name} is 1-D with shape {arr.shape}: pass shape (n, d); use X.reshape(-1, 1) "
+            "for one feature"
+        )
+    n = arr.shape[0]
+    d = int(np.prod(arr.shape[1:], dtype=np.int64))
+    if n == 0 or d == 0:
+        raise SepcheckError(f"{name} is empty (shape {arr.shape}): it needs at least one row and one feature")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype.kind == "f":
+        out = arr.astype(np.float32, copy=False) if arr.dtype.itemsize < 4 else arr
+        if out.dtype.itemsize > 8:
+            out = out.astype(np.float64)
+    else:
+        out = arr.astype(np.float64)
+    out = np.ascontiguousarray(out.reshape(n, d))
+    if out.dtype.kind == "f":
+        _check_finite(out, name)
+    return out
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    step = max(1, _FINITE_CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
+    for start in range(0, arr.shape[0], step):
+        block = arr[start : start + step]
+        if not np.isfinite(block).all():
+            bad = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise SepcheckError(
+                f"{name} contains NaN or inf (first in row {bad}): remove or impute those rows"
+            )
+
+
+def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.ndarray:
+    """Validate labels for ``n`` rows and return them as a 1-D int64 array.
+
+    Integer arrays and floating arrays holding whole numbers are accepted; strings and
+    fractional values are rejected, as is a count that differs from ``n``.
+    """
+    arr = _to_numpy(y)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise SepcheckError(f"{name} has shape {arr.shape}: labels must be 1-D, one per row")
+    if arr.shape[0] != n:
+        raise SepcheckError(
+            f"{name} has {arr.shape[0]} labels but {features_name} has {n} rows: "
+            "pass one label per row"
+        )
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise SepcheckError(
+                f"{name} has non-integer values: labels must be integers "
+                "(map them with np.unique(y, return_inverse=True))"
+            )
+        return arr.astype(np.int64)
+    raise SepcheckError(
+        f"{name} has dtype {arr.dtype}: labels must be integers "
+        "(map them with np.unique(y, return_inverse=True))"
+    )
+
+
+def check_same_dim(a: np.ndarray, b: np.ndarray, a_name: str = "X", b_name: str = "X_test") -> None:
+    """Both feature arrays must have the same number of features per row."""
+    if a.shape[1] != b.shape[1]:
+        raise SepcheckError(
+            f"{a_name} has {a.shape[1]} features per row but {b_name} has {b.shape[1]}: "
+            "both must come from the same feature space"
+        )
+
+
+def check_two_classes(y: np.ndarray, name: str = "y") -> None:
+    """A nearest-different-label search needs at least two classes."""
+    if np.unique(y).size < 2:
+        raise SepcheckError(
+            f"{name} has a single class ({int(y[0])}): separation needs at least two labels"
+        )
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """An integer >= 1 (k, block sizes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SepcheckError(f"{name}={value!r} is invalid: it must be an integer >= 1")
+    return int(value)

@@ -1,0 +1,69 @@
+"""Cached separation results: keyed by the content hash of the arrays and the options
+that change the answer (norm, units). The backend and block size do not: every backend
+gives the same exact answer."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+
+from ._validation import as_features, as_labels
+from .errors import SepcheckError
+from .hashing import array_digest
+from .norms import norm_name, parse_norm
+from .paths import results_dir
+from .separation import SeparationResult, separation
+
+
+def cache_key(content_hash: str, norm: str, raw: bool) -> str:
+    text = f"{content_hash}|{norm}|raw={bool(raw)}|v1"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def cached_separation(
+    X: Any,
+    y: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    *,
+    norm: str | float = "linf",
+    dataset: str = "",
+    raw: bool = False,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    **engine_options: Any,
+) -> tuple[SeparationResult, bool]:
+    """:func:`~sepcheck.separation` with a results cache. Returns (result, came_from_cache).
+
+    The cache file is ``<cache_dir>/separation-<key>.h5`` (default dir:
+    :func:`sepcheck.paths.results_dir`). A corrupted cache file is recomputed.
+    """
+    p = parse_norm(norm)
+    Xf = as_features(X, "X")
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    Xt = as_features(X_test, "X_test") if X_test is not None else None
+    yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test") if Xt is not None else None
+    digest = array_digest(Xf, yv, Xt, yt)
+    folder = Path(cache_dir) if cache_dir is not None else results_dir()
+    path = folder / f"separation-{cache_key(digest, norm_name(p), raw)}.h5"
+    if use_cache and path.exists():
+        try:
+            res = SeparationResult.load(path)
+            if res.content_hash == digest:
+                if dataset:
+                    res.dataset = dataset
+                return res, True
+        except SepcheckError:
+            pass
+    res = separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options)
+    if use_cache:
+        try:
+            res.save(path)
+        except OSError:
+            pass  # a read-only cache folder must not fail the computation
+    return res, False
+
+
+__all__ = ["cached_separation", "cache_key"]

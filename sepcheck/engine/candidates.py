@@ -1,0 +1,60 @@
+"""Turning approximate candidates into an exact answer.
+
+Approximate backends (a float32 GEMM for l2, faiss) return, per query, the candidates with
+the smallest approximate distance and a guaranteed bound ``err`` on the approximation
+error. The candidates are reranked exactly; a query is *complete* when every reference
+row that was not a candidate is provably farther than the exact k-th distance. Queries
+that are not complete are recomputed by an exact brute force, so the answer is always
+exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .exact import pair_distances
+from .problem import Problem
+from .select import sort_candidates
+
+#: float32 unit roundoff
+U32 = 2.0**-24
+#: float64 unit roundoff
+U64 = 2.0**-53
+
+
+def gemm_sqdist_error(dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, unit: float) -> np.ndarray:
+    """Bound on |fl(|q|^2 + |r|^2 - 2 q.r) - |q - r|^2| for a GEMM in a format with roundoff
+    ``unit``: (2 gamma_d + 4u)(|q|^2 + |r|^2), gamma_d = d u / (1 - d u), doubled for safety.
+    Holds for any summation order (blocked, FMA or pairwise)."""
+    gamma = dim * unit / max(1e-300, 1.0 - dim * unit)
+    return 2.0 * (2.0 * gamma + 4.0 * unit) * (sq_norm_q + max_sq_norm_r)
+
+
+def finish(
+    problem: Problem,
+    cand: np.ndarray,
+    bound: np.ndarray,
+    squared: bool,
+    brute_force: Callable[[Problem], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact top-k from candidates.
+
+    cand: (m, c) reference indices (-1 = none). bound: (m,) a value such that every
+    reference row *not* in ``cand[i]`` has exact distance (squared if ``squared``) > =
+    ``bound[i]``... strictly greater than any value below it; +inf when the candidates hold
+    every valid row. Returns (distances, indices, number of queries recomputed).
+    """
+    exact = pair_distances(problem.queries, problem.reference, cand, problem.p)
+    dist, idx = sort_candidates(exact, cand, problem.k)
+    kth = dist[:, -1]
+    kth_cmp = kth * kth if squared else kth
+    # complete when the best row outside the candidates is strictly farther than the k-th
+    complete = bound > kth_cmp * (1.0 + 4 * U64)
+    bad = np.flatnonzero(~complete)
+    if bad.size:
+        bd, bi = brute_force(problem.subset(bad))
+        dist[bad] = bd
+        idx[bad] = bi
+    return dist, idx, int(bad.size)

@@ -1,0 +1,180 @@
+"""Compiled CPU kernel (numba) for linf and l1: exact, pruned, parallel over queries.
+
+For each query the reference rows are scanned in index order; a row is abandoned as soon
+as its partial distance reaches the current k-th best (it can no longer enter, since ties
+go to the lower index and every earlier row has a lower index). A short prefix of the
+highest-variance features is checked first, which abandons most rows after a few features.
+uint8 data is computed in integers (bit-exact); float data in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .problem import Problem
+
+#: features checked first (highest variance); a small copy of n x PREFIX values
+PREFIX = 32
+#: features per chunk between two pruning checks in the full scan
+CHUNK = 32
+#: queries per kernel call (progress granularity)
+QUERY_BATCH = 512
+
+
+@njit(inline="always")
+def _insert(bd, bi, v, j, k):
+    # bd sorted ascending; a new row has a higher index than all kept rows: it goes after equals
+    pos = k - 1
+    while pos > 0 and bd[pos - 1] > v:
+        bd[pos] = bd[pos - 1]
+        bi[pos] = bi[pos - 1]
+        pos -= 1
+    bd[pos] = v
+    bi[pos] = j
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _linf_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
+    nq, d = Q.shape
+    nr = R.shape[0]
+    npre = Qp.shape[1]
+    for qi in prange(nq):
+        bd = out_d[qi]
+        bi = out_i[qi]
+        lab = ql[qi]
+        thr = bd[k - 1]
+        q = Q[qi]
+        qp = Qp[qi]
+        for j in range(nr):
+            if rl[j] == lab:
+                continue
+            rp = Rp[j]
+            m = abs((zero + qp[0]) - (zero + rp[0]))
+            for t in range(1, npre):
+                v = abs((zero + qp[t]) - (zero + rp[t]))
+                if v > m:
+                    m = v
+            if m >= thr:
+                continue
+            r = R[j]
+            s = 0
+            while s < d:
+                e = min(s + CHUNK, d)
+                for t in range(s, e):
+                    v = abs((zero + q[t]) - (zero + r[t]))
+                    if v > m:
+                        m = v
+                if m >= thr:
+                    break
+                s = e
+            if m < thr:
+                _insert(bd, bi, m, j, k)
+                thr = bd[k - 1]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _l1_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
+    nq, d = Q.shape
+    nr = R.shape[0]
+    npre = Qp.shape[1]
+    for qi in prange(nq):
+        bd = out_d[qi]
+        bi = out_i[qi]
+        lab = ql[qi]
+        thr = bd[k - 1]
+        q = Q[qi]
+        qp = Qp[qi]
+        for j in range(nr):
+            if rl[j] == lab:
+                continue
+            rp = Rp[j]
+            low = abs((zero + qp[0]) - (zero + rp[0]))
+            for t in range(1, npre):
+                low += abs((zero + qp[t]) - (zero + rp[t]))
+            if low >= thr:
+                continue
+            r = R[j]
+            acc = zero * 0
+            s = 0
+            while s < d:
+                e = min(s + CHUNK, d)
+                for t in range(s, e):
+                    acc += abs((zero + q[t]) - (zero + r[t]))
+                if acc >= thr:
+                    break
+                s = e
+            if acc < thr:
+                _insert(bd, bi, acc, j, k)
+                thr = bd[k - 1]
+
+
+def _prefix_features(problem: Problem) -> np.ndarray:
+    """Indices of the PREFIX features with the largest variance (on a sample of rows)."""
+    ref = problem.reference
+    d = ref.shape[1]
+    if d <= PREFIX:
+        return np.arange(d)
+    step = max(1, ref.shape[0] // 4096)
+    var = ref[::step].astype(np.float64).var(axis=0)
+    return np.sort(np.argsort(-var, kind="stable")[:PREFIX])
+
+
+def supports(problem: Problem) -> bool:
+    return math.isinf(problem.p) or problem.p == 1
+
+
+def search(
+    problem: Problem,
+    progress: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Exact k nearest different-label rows for linf or l1 with the compiled kernel.
+
+    The data is used as it is (uint8 stays uint8); the only copies are the n x PREFIX
+    feature prefix and the (n_query, k) outputs.
+    """
+    integer = problem.integer
+    R = problem.reference
+    feats = _prefix_features(problem)
+    Rp = np.ascontiguousarray(R[:, feats])
+    k = problem.k
+    if integer:
+        zero = np.int32(0) if math.isinf(problem.p) else np.int64(0)
+        big = np.iinfo(zero.dtype).max
+    else:
+        zero = np.float64(0.0)
+        big = np.inf
+    out_d = np.full((problem.n_query, k), big, dtype=zero.dtype)
+    out_i = np.full((problem.n_query, k), -1, dtype=np.int64)
+    kernel = _linf_kernel if math.isinf(problem.p) else _l1_kernel
+    prev_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for qs in range(0, problem.n_query, QUERY_BATCH):
+            sl = slice(qs, qs + QUERY_BATCH)
+            Q = problem.queries[sl]
+            kernel(
+                Q,
+                problem.query_labels[sl],
+                np.ascontiguousarray(Q[:, feats]),
+                R,
+                problem.reference_labels,
+                Rp,
+                k,
+                out_d[sl],
+                out_i[sl],
+                zero,
+            )
+            if progress is not None:
+                progress(Q.shape[0])
+    finally:
+        numba.set_num_threads(prev_threads)
+    dist = out_d.astype(np.float64)
+    dist[out_i < 0] = np.inf
+    return dist, out_i, {}

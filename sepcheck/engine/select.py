@@ -1,0 +1,73 @@
+"""Keeping the k best (distance, index) pairs per query, ties to the lowest index."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def empty_best(n: int, k: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Running best of n queries: distances +inf, indices -1."""
+    d = torch.full((n, k), float("inf"), dtype=torch.float64, device=device)
+    i = torch.full((n, k), -1, dtype=torch.int64, device=device)
+    return d, i
+
+
+def merge_block(
+    best_d: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, offset: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge a (m, b) block of distances for reference rows offset..offset+b-1.
+
+    Every index already in ``best_i`` is lower than ``offset``, so a stable sort on the
+    distance alone breaks ties by the lowest index.
+    """
+    k = best_d.shape[1]
+    block = block.to(torch.float64)
+    if k == 1:
+        m, a = torch.min(block, dim=1)  # first index among equal minima
+        better = m < best_d[:, 0]
+        new_d = torch.where(better, m, best_d[:, 0]).unsqueeze(1)
+        new_i = torch.where(better & torch.isfinite(m), a + offset, best_i[:, 0]).unsqueeze(1)
+        return new_d, new_i
+    idx = torch.arange(offset, offset + block.shape[1], device=block.device).expand_as(block)
+    if block.shape[1] > k:
+        # only rows' values <= the k-th smallest of the block can enter; keep them in order
+        kth = torch.topk(block, k, dim=1, largest=False).values[:, -1:]
+        block = torch.where(block <= kth, block, torch.full_like(block, float("inf")))
+    vals = torch.cat([best_d, block], dim=1)
+    inds = torch.cat([best_i, idx], dim=1)
+    order = torch.sort(vals, dim=1, stable=True).indices[:, :k]
+    new_d = torch.gather(vals, 1, order)
+    new_i = torch.gather(inds, 1, order)
+    new_i = torch.where(torch.isfinite(new_d), new_i, torch.full_like(new_i, -1))
+    return new_d, new_i
+
+
+def sort_candidates(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k smallest (dist, idx) pairs in lexicographic order; -1 indices are dropped.
+
+    ``dist`` and ``idx`` have shape (m, c); invalid candidates carry index -1 and +inf.
+    Duplicated candidate indices in a row are kept once.
+    """
+    m, c = dist.shape
+    dist = np.where(idx < 0, np.inf, dist)
+    key_i = np.where(idx < 0, np.iinfo(np.int64).max, idx)
+    order = np.lexsort((key_i, dist), axis=1) if c else np.zeros((m, 0), dtype=np.int64)
+    d_sorted = np.take_along_axis(dist, order, axis=1)
+    i_sorted = np.take_along_axis(key_i, order, axis=1)
+    # drop repeated indices (same candidate found twice): they sit next to each other
+    if c > 1:
+        dup = np.zeros_like(i_sorted, dtype=bool)
+        dup[:, 1:] = i_sorted[:, 1:] == i_sorted[:, :-1]
+        if dup.any():
+            d_sorted = np.where(dup, np.inf, d_sorted)
+            i_sorted = np.where(dup, np.iinfo(np.int64).max, i_sorted)
+            order = np.lexsort((i_sorted, d_sorted), axis=1)
+            d_sorted = np.take_along_axis(d_sorted, order, axis=1)
+            i_sorted = np.take_along_axis(i_sorted, order, axis=1)
+    out_d = np.full((m, k), np.inf)
+    out_i = np.full((m, k), -1, dtype=np.int64)
+    w = min(k, c)
+    out_d[:, :w] = d_sorted[:, :w]
+    out_i[:, :w] = np.where(np.isfinite(d_sorted[:, :w]), i_sorted[:, :w], -1)
+    return out_d, out_i

@@ -1,0 +1,70 @@
+"""HDF5 persistence of :class:`~sepcheck.separation.SeparationResult`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SepcheckError
+
+FORMAT = "sepcheck.separation/1"
+_ARRAYS = ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts")
+_ATTRS = ("norm", "dataset", "n_classes", "dim", "units", "content_hash", "version")
+
+
+def save_result(result, path: str | os.PathLike) -> Path:
+    """Write a result to HDF5 through a temporary file renamed into place."""
+    import h5py
+
+    from .cli._common import atomic_write
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            for a in _ATTRS:
+                f.attrs[a] = getattr(result, a)
+            f.attrs["n"] = result.n
+            f.attrs["n_test"] = result.n_test
+            f.attrs["extra"] = json.dumps(result.extra, default=str)
+            for name in _ARRAYS:
+                arr = getattr(result, name)
+                if arr is not None:
+                    f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4)
+
+    return atomic_write(path, write)
+
+
+def load_result(path: str | os.PathLike):
+    """Read a result written by :func:`save_result`; one-line errors for other files."""
+    import h5py
+
+    from .separation import SeparationResult
+
+    p = Path(path)
+    if not p.exists():
+        raise SepcheckError(f"result file {p} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise SepcheckError(f"{p} is not a sepcheck separation result (no '{FORMAT}' tag)")
+            kw = {a: _py(f.attrs[a]) for a in _ATTRS}
+            arrays = {name: f[name][()] for name in _ARRAYS if name in f}
+            extra = json.loads(f.attrs.get("extra", "{}"))
+    except SepcheckError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise SepcheckError(f"result file {p} is corrupted or truncated ({exc})") from None
+    if "distances" not in arrays or "neighbors" not in arrays:
+        raise SepcheckError(f"result file {p} lacks its distances: recompute it")
+    return SeparationResult(**kw, **arrays, extra=extra)
+
+
+def _py(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

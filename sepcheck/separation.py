@@ -1,0 +1,208 @@
+"""Separation of a labelled data set: per-point distance to the nearest differently labelled
+point, its minimum, r = separation / 2, quantiles, conflicts, histograms and plots.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import as_features, as_labels, check_same_dim
+from ._version import __version__
+from .conflicts import find_conflicts
+from .engine import nearest_other
+from .errors import SepcheckError
+from .hashing import array_digest
+from .norms import norm_name, parse_norm
+
+FORMAT = "sepcheck.separation/1"
+
+
+@dataclass
+class SeparationResult:
+    """Result of :func:`separation`. Distances are on the [0, 1] pixel scale for uint8 data
+    (unless computed with ``raw=True``), in the data's own units otherwise.
+
+    Attributes
+    ----------
+    distances, neighbors
+        Per training point: distance to and index of the nearest differently labelled
+        training point (ties: lowest index).
+    test_distances, test_neighbors
+        Per test point: distance to and index of the nearest differently labelled
+        *training* point (None without a test set).
+    conflicts, test_conflicts
+        (m, 2) index pairs at distance 0 with different labels (train-train pairs i < j;
+        test-train pairs (test index, train index)).
+    """
+
+    norm: str
+    distances: np.ndarray
+    neighbors: np.ndarray
+    test_distances: np.ndarray | None = None
+    test_neighbors: np.ndarray | None = None
+    conflicts: np.ndarray = field(default_factory=lambda: np.empty((0, 2), dtype=np.int64))
+    test_conflicts: np.ndarray | None = None
+    dataset: str = ""
+    n_classes: int = 0
+    dim: int = 0
+    units: str = "pixel"
+    content_hash: str = ""
+    version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ----- summary numbers -------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.distances.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return 0 if self.test_distances is None else int(self.test_distances.shape[0])
+
+    @property
+    def separation(self) -> float:
+        """Minimum over training points of the distance to another label."""
+        return float(np.min(self.distances))
+
+    @property
+    def r(self) -> float:
+        """Half the separation: the data is 2r-separated."""
+        return self.separation / 2.0
+
+    @property
+    def test_separation(self) -> float | None:
+        """Minimum over test points of the distance to a differently labelled training point."""
+        return None if self.test_distances is None else float(np.min(self.test_distances))
+
+    def quantiles(self, qs: Any = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0), test: bool = False) -> np.ndarray:
+        """Quantiles of the per-point distances (train, or test with ``test=True``)."""
+        return np.quantile(self._dist(test), np.asarray(qs, dtype=np.float64))
+
+    def robust_separation(self, drop: int = 0, test: bool = False) -> float:
+        """The minimum distance after dropping the ``drop`` closest points."""
+        d = self._dist(test)
+        if not isinstance(drop, (int, np.integer)) or drop < 0 or drop >= d.size:
+            raise SepcheckError(f"drop={drop!r} is invalid: give an integer from 0 to {d.size - 1}")
+        return float(np.partition(d, int(drop))[int(drop)])
+
+    def histogram(
+        self, bins: int | np.ndarray = 50, range: tuple[float, float] | None = None, test: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised histogram: (fractions summing to 1 over points inside ``range``, bin edges)."""
+        d = self._dist(test)
+        counts, edges = np.histogram(d, bins=bins, range=range)
+        total = counts.sum()
+        return (counts / total if total else counts.astype(float)), edges
+
+    def plot(self, ax: Any = None, eps: float | None = None, test: bool = False, bins: int = 50) -> Any:
+        """Matplotlib histogram like the paper's figures: dashed lines at the minimum and 2 eps."""
+        from .plots import plot_separation
+
+        return plot_separation(self, ax=ax, eps=eps, test=test, bins=bins)
+
+    def _dist(self, test: bool) -> np.ndarray:
+        if test:
+            if self.test_distances is None:
+                raise SepcheckError("this result has no test set: compute it with X_test and y_test")
+            return self.test_distances
+        return self.distances
+
+    def summary(self, qs: tuple[float, ...] = (0.01, 0.1, 0.5)) -> dict[str, Any]:
+        """Plain dict of the headline numbers (what `sepcheck separation --json` prints)."""
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "norm": self.norm,
+            "units": self.units,
+            "n": self.n,
+            "n_classes": self.n_classes,
+            "dim": self.dim,
+            "separation": self.separation,
+            "r": self.r,
+            "quantiles": {str(q): float(v) for q, v in zip(qs, self.quantiles(qs))},
+            "conflicts": int(self.conflicts.shape[0]),
+        }
+        if self.test_distances is not None:
+            out["n_test"] = self.n_test
+            out["test_separation"] = self.test_separation
+            out["test_quantiles"] = {str(q): float(v) for q, v in zip(qs, self.quantiles(qs, test=True))}
+            out["test_conflicts"] = int(0 if self.test_conflicts is None else self.test_conflicts.shape[0])
+        return out
+
+    # ----- persistence -----------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to HDF5 atomically (a temporary file renamed into place)."""
+        from .results_io import save_result
+
+        return save_result(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SeparationResult:
+        """Read a file written by :meth:`save`."""
+        from .results_io import load_result
+
+        return load_result(path)
+
+
+def separation(
+    X: Any,
+    y: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    *,
+    norm: str | float = "linf",
+    dataset: str = "",
+    raw: bool = False,
+    **engine_options: Any,
+) -> SeparationResult:
+    """Train-train (and test-train) nearest-different-label distances of a data set.
+
+    ``engine_options`` go to :func:`sepcheck.nearest_other` (backend, device, block_size,
+    memory_budget, progress). uint8 distances are divided by 255 unless ``raw``.
+    """
+    p = parse_norm(norm)
+    Xf = as_features(X, "X")
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    if (X_test is None) != (y_test is None):
+        raise SepcheckError("X_test and y_test go together: pass both or neither")
+    Xt = yt = None
+    if X_test is not None:
+        Xt = as_features(X_test, "X_test")
+        yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
+        check_same_dim(Xf, Xt)
+    dist, nbr = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine_options)
+    res = SeparationResult(
+        norm=norm_name(p),
+        distances=dist[:, 0],
+        neighbors=nbr[:, 0],
+        dataset=dataset,
+        n_classes=int(np.unique(yv).size),
+        dim=int(Xf.shape[1]),
+        units=units_of(Xf, raw),
+        content_hash=array_digest(Xf, yv, Xt, yt),
+    )
+    res.conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.distances == 0))
+    if Xt is not None:
+        td, tn = nearest_other(Xf, yv, Xt, yt, norm=p, k=1, raw=raw, **engine_options)
+        res.test_distances, res.test_neighbors = td[:, 0], tn[:, 0]
+        res.test_conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.test_distances == 0), Xt, yt)
+    return res
+
+
+def units_of(X: np.ndarray, raw: bool) -> str:
+    """'pixel' ([0, 1] scale of uint8 data), 'raw' (0-255) or 'data' (floats as given)."""
+    if X.dtype != np.uint8:
+        return "data"
+    return "raw" if raw else "pixel"
+
+
+def ratio_to_eps(sep: float, eps: float | None) -> float | None:
+    """separation / (2 eps): above 1 the data is separated enough for robustness at eps."""
+    if eps is None or eps <= 0 or math.isnan(sep):
+        return None
+    return sep / (2.0 * eps)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real MNIST test set (skipped cleanly when absent)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_FILES = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """Folder with the real MNIST test set, or skip."""
+    missing = [f for f in MNIST_FILES if not (MNIST_DIR / f).exists()]
+    if missing:
+        pytest.skip(f"real MNIST not available at {MNIST_DIR} (missing {', '.join(missing)})")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir: Path):
+    """(X uint8 (10000, 1, 28, 28), y int64) read with sepcheck's own IDX reader."""
+    from sepcheck.datasets.idx import read_idx_pair
+
+    for name, md5 in MNIST_FILES.items():
+        assert hashlib.md5((mnist_dir / name).read_bytes()).hexdigest() == md5
+    return read_idx_pair(mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz")

@@ -4,10 +4,10 @@ gives the same exact answer."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
-
 
 from ._validation import as_features, as_labels
 from .errors import SepcheckError
@@ -59,10 +59,8 @@ def cached_separation(
             pass
     res = separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options)
     if use_cache:
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache folder must not fail the run
             res.save(path)
-        except OSError:
-            pass  # a read-only cache folder must not fail the computation
     return res, False
 
 

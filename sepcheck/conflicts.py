@@ -33,7 +33,7 @@ def find_conflicts(
     order = np.argsort(rkeys, kind="stable")
     sorted_keys = rkeys[order]
     pairs = []
-    for qi, key in zip(zero_rows, qkeys):
+    for qi, key in zip(zero_rows, qkeys, strict=False):
         lo, hi = np.searchsorted(sorted_keys, key, "left"), np.searchsorted(sorted_keys, key, "right")
         for j in order[lo:hi]:
             if yq[qi] != y[j] and (not self_mode or qi < j) and np.array_equal(Xq2[qi], X2[j]):

@@ -21,5 +21,5 @@ def progress_callback(
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=desc, unit="pt", file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, unit="pt", file=sys.stderr, leave=False, dynamic_ncols=True, delay=1.0) as bar:
         yield bar.update

@@ -124,13 +124,13 @@ class SeparationResult:
             "dim": self.dim,
             "separation": self.separation,
             "r": self.r,
-            "quantiles": {str(q): float(v) for q, v in zip(qs, self.quantiles(qs))},
+            "quantiles": {str(q): float(v) for q, v in zip(qs, self.quantiles(qs), strict=False)},
             "conflicts": int(self.conflicts.shape[0]),
         }
         if self.test_distances is not None:
             out["n_test"] = self.n_test
             out["test_separation"] = self.test_separation
-            out["test_quantiles"] = {str(q): float(v) for q, v in zip(qs, self.quantiles(qs, test=True))}
+            out["test_quantiles"] = {str(q): float(v) for q, v in zip(qs, self.quantiles(qs, test=True), strict=False)}
             out["test_conflicts"] = int(0 if self.test_conflicts is None else self.test_conflicts.shape[0])
         return out
 

@@ -31,3 +31,9 @@ def mnist_test(mnist_dir: Path):
     for name, md5 in MNIST_FILES.items():
         assert hashlib.md5((mnist_dir / name).read_bytes()).hexdigest() == md5
     return read_idx_pair(mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Cached results go to a fresh folder per test, never to the user's ~/.cache."""
+    monkeypatch.setenv("SEPCHECK_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -36,20 +36,22 @@ def finish(
     problem: Problem,
     cand: np.ndarray,
     bound: np.ndarray,
-    squared: bool,
+    power: float,
     brute_force: Callable[[Problem], tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact top-k from candidates.
 
-    cand: (m, c) reference indices (-1 = none). bound: (m,) a value such that every
-    reference row *not* in ``cand[i]`` has exact distance (squared if ``squared``) > =
-    ``bound[i]``... strictly greater than any value below it; +inf when the candidates hold
-    every valid row. Returns (distances, indices, number of queries recomputed).
+    cand: (m, c) reference indices (-1 = none). bound: (m,) such that every reference row
+    *not* in ``cand[i]`` has exact ``distance ** power >= bound[i]`` (+inf when the
+    candidates hold every row of another label). A query is complete when ``bound`` is
+    strictly above its exact k-th ``distance ** power``: then no other row can beat or tie
+    it. Incomplete queries are recomputed by ``brute_force``.
+    Returns (distances, indices, number of queries recomputed).
     """
     exact = pair_distances(problem.queries, problem.reference, cand, problem.p)
     dist, idx = sort_candidates(exact, cand, problem.k)
     kth = dist[:, -1]
-    kth_cmp = kth * kth if squared else kth
+    kth_cmp = kth if power == 1 else kth**power
     # complete when the best row outside the candidates is strictly farther than the k-th
     complete = bound > kth_cmp * (1.0 + 4 * U64)
     bad = np.flatnonzero(~complete)

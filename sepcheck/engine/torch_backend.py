@@ -159,7 +159,7 @@ def search(
     if problem.p == 2:
         cand, bound = l2_candidates(problem, device, budget, block_size, progress)
         d, i, n_fb = finish(
-            problem, cand, bound, True, lambda sub: brute_force(sub, device, budget, block_size)
+            problem, cand, bound, 2.0, lambda sub: brute_force(sub, device, budget, block_size)
         )
         return d, i, {"recomputed": n_fb}
     d, i = brute_force(problem, device, budget, block_size, progress)

@@ -1,0 +1,175 @@
+"""``sepcheck separation DATASET``: train-train (and test-train) separation of a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import SepcheckError
+from ..norms import parse_norm
+from ._common import atomic_write, check_writable, data_options, emit_json, fmt, json_option
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9)
+
+
+def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
+    if split == "train":
+        return ds.X, ds.y, None, None
+    if not ds.has_test:
+        raise SepcheckError(f"data set {ds.name!r} has no test split: use --split train")
+    if split == "test":
+        return ds.X_test, ds.y_test, None, None
+    return ds.X, ds.y, ds.X_test, ds.y_test
+
+
+@click.command()
+@click.argument("dataset")
+@click.option("--norm", default="linf", show_default=True, help="linf, l2, l1 or a number p >= 1.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test", "both"]),
+    default="train",
+    show_default=True,
+    help="train: train-train; test: test-test; both: train-train and test-train.",
+)
+@click.option("--eps", type=float, default=None, help="Attack radius: report separation / (2 eps).")
+@click.option("--backend", default="auto", show_default=True, help="auto, numba, torch or faiss.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--raw", is_flag=True, help="uint8 data: distances in raw 0-255 units, not [0, 1].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (HDF5).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
+@click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
+@data_options
+@json_option
+def separation(
+    dataset: str,
+    norm: str,
+    split: str,
+    eps: float | None,
+    backend: str,
+    device: str,
+    raw: bool,
+    out: str | None,
+    plot_path: str | None,
+    no_cache: bool,
+    data_dir: str | None,
+    no_download: bool,
+    no_verify: bool,
+    as_json: bool,
+) -> None:
+    """Distance from every point to the nearest differently labelled point, and its minimum.
+
+    DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
+    (and X_test, y_test), or a directory of MNIST-format IDX files.
+    """
+    from ..cache import cached_separation
+    from ..datasets import open_dataset
+    from ..engine import BACKENDS, DEVICES
+
+    parse_norm(norm)
+    if eps is not None and not eps > 0:
+        raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
+    if backend.lower() not in BACKENDS:
+        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
+        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    out_p = check_writable(out, "--out") if out else None
+    plot_p = check_writable(plot_path, "--plot") if plot_path else None
+
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    X, y, Xt, yt = _arrays_for_split(ds, split)
+    info: dict[str, Any] = {}
+    res, cached = cached_separation(
+        X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, use_cache=not no_cache,
+        backend=backend, device=device, progress=True, info=info,
+    )
+    ratio_eps = eps if eps is not None else ds.eps
+    report = _report(res, ds, split, eps, ratio_eps, cached, info)
+    if out_p is not None:
+        res.save(out_p)
+        report["out"] = str(out_p)
+    if plot_p is not None:
+        _save_plot(res, plot_p, ratio_eps)
+        report["plot"] = str(plot_p)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_human(report)
+
+
+def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,
+            cached: bool, info: dict) -> dict[str, Any]:
+    from ..separation import ratio_to_eps
+
+    rep = res.summary(QUANTILES)
+    rep.update(
+        {
+            "dataset": ds.name,
+            "split": split,
+            "pairs": {"train": "train-train", "test": "test-test", "both": "train-train, test-train"}[split],
+            "eps": eps,
+            "typical_eps": ds.eps,
+            "cached": cached,
+            "backend": info.get("backend", "cache" if cached else None),
+            "notes": list(ds.notes),
+        }
+    )
+    if ratio_eps is not None:
+        rep["ratio"] = ratio_to_eps(res.separation, ratio_eps)
+        if res.test_separation is not None:
+            rep["test_ratio"] = ratio_to_eps(res.test_separation, ratio_eps)
+    return rep
+
+
+def _print_human(rep: dict[str, Any]) -> None:
+    unit = {"pixel": " (pixel scale, [0, 1])", "raw": " (raw units, 0-255)"}.get(rep["units"], "")
+    for note in rep["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"dataset     {rep['dataset']}  ({rep['pairs']}, {rep['norm']}{unit})")
+    click.echo(f"points      n={rep['n']}" + (f", n_test={rep['n_test']}" if "n_test" in rep else ""))
+    click.echo(f"classes     {rep['n_classes']}")
+    click.echo(f"dimension   {rep['dim']}")
+    click.echo(f"separation  {fmt(rep['separation'])}")
+    click.echo(f"r           {fmt(rep['r'])}  (separation / 2)")
+    if "test_separation" in rep:
+        click.echo(f"test-train  {fmt(rep['test_separation'])}")
+    q = "  ".join(f"q{float(k) * 100:g}%={fmt(v)}" for k, v in rep["quantiles"].items())
+    click.echo(f"quantiles   {q}")
+    if "test_quantiles" in rep:
+        tq = "  ".join(f"q{float(k) * 100:g}%={fmt(v)}" for k, v in rep["test_quantiles"].items())
+        click.echo(f"test quant. {tq}")
+    conf = f"conflicts   {rep['conflicts']} (identical inputs with different labels)"
+    if "test_conflicts" in rep:
+        conf += f"; test-train {rep['test_conflicts']}"
+    click.echo(conf)
+    if rep.get("typical_eps") is not None:
+        click.echo(f"typical eps {fmt(rep['typical_eps'])}  (linf, literature)")
+    if "ratio" in rep:
+        e = rep["eps"] if rep["eps"] is not None else rep["typical_eps"]
+        line = f"sep / 2eps  {fmt(rep['ratio'], 2)}  (eps={fmt(e)})"
+        if "test_ratio" in rep:
+            line += f"; test-train {fmt(rep['test_ratio'], 2)}"
+        click.echo(line)
+    if rep["cached"]:
+        click.echo("(cached result)")
+    for key in ("out", "plot"):
+        if key in rep:
+            click.echo(f"wrote       {rep[key]}")
+
+
+def _save_plot(res: Any, path: Path, eps: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if res.test_distances is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.2), dpi=150, squeeze=False)
+    res.plot(ax=axes[0, 0], eps=eps)
+    if panels == 2:
+        res.plot(ax=axes[0, 1], eps=eps, test=True)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)

@@ -107,12 +107,10 @@ def search(
     out_d = np.empty((m, k))
     out_i = np.empty((m, k), dtype=np.int64)
     recomputed = 0
-    from . import torch_backend
+    from .fallback import exact_search
 
     def brute(sub: Problem) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        return torch_backend.brute_force(sub, torch.device("cpu"), budget)
+        return exact_search(sub, device, budget)
 
     for qs in range(0, m, chunk):
         sl = slice(qs, qs + chunk)

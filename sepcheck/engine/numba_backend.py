@@ -2,9 +2,10 @@
 
 For each query the reference rows are scanned in index order; a row is abandoned as soon
 as its partial distance reaches the current k-th best (it can no longer enter, since ties
-go to the lower index and every earlier row has a lower index). A short prefix of the
-highest-variance features is checked first, which abandons most rows after a few features.
-uint8 data is computed in integers (bit-exact); float data in float64.
+go to the lower index and every earlier row has a lower index). linf checks a short prefix
+of the highest-variance features first, which abandons most rows after a few features; l1
+first compares sums over groups of 16 features, a lower bound on the l1 distance (triangle
+inequality). uint8 data is computed in integers (bit-exact); float data in float64.
 """
 
 from __future__ import annotations
@@ -78,25 +79,26 @@ def _linf_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _l1_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
+def _l1_kernel(Q, ql, Qg, R, rl, Rg, k, out_d, out_i, zero, slack):
+    # Qg/Rg: sums over groups of features; sum_g |Qg - Rg| <= ||q - r||_1 (triangle inequality)
     nq, d = Q.shape
     nr = R.shape[0]
-    npre = Qp.shape[1]
+    ng = Qg.shape[1]
     for qi in prange(nq):
         bd = out_d[qi]
         bi = out_i[qi]
         lab = ql[qi]
         thr = bd[k - 1]
         q = Q[qi]
-        qp = Qp[qi]
+        qg = Qg[qi]
         for j in range(nr):
             if rl[j] == lab:
                 continue
-            rp = Rp[j]
-            low = abs((zero + qp[0]) - (zero + rp[0]))
-            for t in range(1, npre):
-                low += abs((zero + qp[t]) - (zero + rp[t]))
-            if low >= thr:
+            rg = Rg[j]
+            low = abs(qg[0] - rg[0])
+            for t in range(1, ng):
+                low += abs(qg[t] - rg[t])
+            if low * slack >= thr:
                 continue
             r = R[j]
             acc = zero * 0
@@ -111,6 +113,24 @@ def _l1_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
             if acc < thr:
                 _insert(bd, bi, acc, j, k)
                 thr = bd[k - 1]
+
+
+#: features per group for the l1 lower bound
+GROUP = 16
+
+
+def _group_sums(x: np.ndarray, integer: bool) -> np.ndarray:
+    """Sums of consecutive groups of GROUP features (int64 for uint8, float64 otherwise)."""
+    n, d = x.shape
+    ng = -(-d // GROUP)
+    out = np.zeros((n, ng), dtype=np.int64 if integer else np.float64)
+    for s in range(0, n, 8192):
+        b = x[s : s + 8192].astype(out.dtype)
+        pad = ng * GROUP - d
+        if pad:
+            b = np.concatenate([b, np.zeros((b.shape[0], pad), dtype=b.dtype)], axis=1)
+        out[s : s + 8192] = b.reshape(b.shape[0], ng, GROUP).sum(axis=2)
+    return out
 
 
 def _prefix_features(problem: Problem) -> np.ndarray:
@@ -136,12 +156,17 @@ def search(
     """Exact k nearest different-label rows for linf or l1 with the compiled kernel.
 
     The data is used as it is (uint8 stays uint8); the only copies are the n x PREFIX
-    feature prefix and the (n_query, k) outputs.
+    feature prefix (linf) or the n x d/GROUP group sums (l1, 8 bytes each) and the
+    (n_query, k) outputs.
     """
     integer = problem.integer
     R = problem.reference
-    feats = _prefix_features(problem)
-    Rp = np.ascontiguousarray(R[:, feats])
+    linf = math.isinf(problem.p)
+    if linf:
+        feats = _prefix_features(problem)
+        Rp = np.ascontiguousarray(R[:, feats])
+    else:
+        Rp = _group_sums(R, integer)
     k = problem.k
     if integer:
         zero = np.int32(0) if math.isinf(problem.p) else np.int64(0)
@@ -151,7 +176,8 @@ def search(
         big = np.inf
     out_d = np.full((problem.n_query, k), big, dtype=zero.dtype)
     out_i = np.full((problem.n_query, k), -1, dtype=np.int64)
-    kernel = _linf_kernel if math.isinf(problem.p) else _l1_kernel
+    # float group sums carry rounding: prune only when the bound clears thr with slack
+    slack = 1.0 if integer else 1.0 - 1e-9
     prev_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -159,18 +185,14 @@ def search(
         for qs in range(0, problem.n_query, QUERY_BATCH):
             sl = slice(qs, qs + QUERY_BATCH)
             Q = problem.queries[sl]
-            kernel(
-                Q,
-                problem.query_labels[sl],
-                np.ascontiguousarray(Q[:, feats]),
-                R,
-                problem.reference_labels,
-                Rp,
-                k,
-                out_d[sl],
-                out_i[sl],
-                zero,
-            )
+            if linf:
+                Qp = np.ascontiguousarray(Q[:, feats])
+                _linf_kernel(Q, problem.query_labels[sl], Qp, R, problem.reference_labels, Rp, k,
+                             out_d[sl], out_i[sl], zero)
+            else:
+                Qg = _group_sums(Q, integer)
+                _l1_kernel(Q, problem.query_labels[sl], Qg, R, problem.reference_labels, Rp, k,
+                           out_d[sl], out_i[sl], zero, slack)
             if progress is not None:
                 progress(Q.shape[0])
     finally:

@@ -9,8 +9,8 @@ TORCH ?= torch==2.13.0
 
 $(BIN)/sepcheck: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -qq $(TORCH)
+	$(BIN)/pip install -qq -e '.[test]'
 	touch $(BIN)/sepcheck
 
 venv: $(BIN)/sepcheck

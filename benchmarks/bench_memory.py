@@ -1,0 +1,77 @@
+"""Peak extra memory of each backend (README "Memory").
+
+Each measurement runs in a fresh subprocess: load the data, record the resident set size,
+run one search, and report the peak RSS (``ru_maxrss``) minus the RSS before the search.
+
+    python benchmarks/bench_memory.py [--n 60000] [--d 784]
+
+Data: the real MNIST test set (10 000 x 784), and a synthetic uint8 set of n x d with 10
+labels to show that the extra memory does not grow with n x n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, resource, sys, numpy as np
+from pathlib import Path
+spec, norm, backend = sys.argv[1], sys.argv[2], sys.argv[3]
+if spec == "mnist":
+    from sepcheck.datasets.idx import read_idx_pair
+    d = Path(sys.argv[4])
+    X, y = read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+    X = X.reshape(len(X), -1)
+else:
+    n, dim = map(int, spec.split("x"))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    y = rng.integers(0, 10, n)
+import sepcheck, torch  # noqa: F401  (imports and JIT outside the measurement)
+sepcheck.nearest_other(X[:300], y[:300], norm=norm, backend=backend, device="cpu")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+sepcheck.nearest_other(X, y, norm=norm, backend=backend, device="cpu")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"data_mib": X.nbytes / 2**20, "extra_peak_mib": (peak - before) / 2**20}))
+"""
+
+
+def measure(spec: str, norm: str, backend: str, mnist: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, spec, norm, backend, str(mnist)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--d", type=int, default=784)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory.json")
+    args = ap.parse_args()
+    cases = [("mnist", n, b) for n, b in [("linf", "numba"), ("l1", "numba"), ("l2", "torch"), ("l2", "faiss"), ("linf", "torch")]]
+    cases += [(f"{args.n}x{args.d}", "linf", "numba"), (f"{args.n}x{args.d}", "l2", "torch")]
+    rows = []
+    print("| data | norm | backend | data MiB | extra peak MiB |")
+    print("| --- | --- | --- | ---: | ---: |")
+    for spec, norm, backend in cases:
+        r = measure(spec, norm, backend, args.mnist)
+        rows.append({"data": spec, "norm": norm, "backend": backend, **r})
+        print(f"| {spec} | {norm} | {backend} | {r['data_mib']:.1f} | {r['extra_peak_mib']:.1f} |", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

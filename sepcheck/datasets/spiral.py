@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from .info import DatasetInfo
+
 #: points per class in each split
 N_PER_CLASS = {"train": 500, "test": 250}
 _SEEDS = {"train": 0, "test": 1}
+
+INFO = DatasetInfo(
+    name="spiral",
+    title="built-in 2-D two-arm spiral (float64 points, not images)",
+    shape=(2,),
+    sizes={"train": 2 * N_PER_CLASS["train"], "test": 2 * N_PER_CLASS["test"]},
+    n_classes=2,
+    eps=None,
+    homepage="",
+    downloadable=False,
+    notes=("generated on the fly, deterministic per split; no files, no cache",),
+)
 
 
 def make_spiral(split: str = "train", n_per_class: int | None = None, noise: float = 0.02) -> tuple[np.ndarray, np.ndarray]:

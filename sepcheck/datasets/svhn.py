@@ -1,0 +1,90 @@
+"""SVHN (cropped digits, format 2): canonical URLs, published md5s and the .mat loader
+(Netzer et al. 2011). Label 10 means digit 0; images come out as uint8 (n, 3, 32, 32).
+
+The .mat files are MATLAB v5 files read with ``scipy.io.loadmat``, which only parses
+arrays (no code runs); only the variables ``X`` and ``y`` are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SepcheckError
+from .base import SplitData
+from .checksums import fingerprint
+from .fetch import ensure_files
+from .info import DatasetInfo
+from .remote import RemoteFile
+from .source import Source, check_split
+
+URL = "http://ufldl.stanford.edu/housenumbers/"
+FILES = {
+    "train": RemoteFile("train_32x32.mat", (URL + "train_32x32.mat",), md5="e26dedcc434d2e4c54c9b2d4a06d8373"),
+    "test": RemoteFile("test_32x32.mat", (URL + "test_32x32.mat",), md5="eb5a983be6a315427106f1b164d9cef3"),
+}
+
+INFO = DatasetInfo(
+    name="svhn",
+    title="SVHN street-view house numbers (cropped digits)",
+    shape=(3, 32, 32),
+    sizes={"train": 73257, "test": 26032},
+    n_classes=10,
+    eps=8 / 255,
+    eps_text="8/255",
+    eps_source="Yang et al. 2020, Table 1 (0.031)",
+    homepage="http://ufldl.stanford.edu/housenumbers/",
+    files={split: (f.name,) for split, f in FILES.items()},
+    notes=("label 10 in the .mat files is digit 0 (loaded as label 0)",),
+)
+
+
+def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(X uint8 (n, 3, H, W), y int64 in 0..9) from an SVHN .mat file."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path, variable_names=["X", "y"])
+    except NotImplementedError:
+        raise SepcheckError(f"{path} is a MATLAB v7.3 (HDF5) file: the official SVHN files are v5; download them again") from None
+    except Exception as exc:  # scipy raises many types (ValueError, OSError, struct.error, ...)
+        raise SepcheckError(f"{path} is not a readable .mat file ({type(exc).__name__}: {exc}): "
+                            "it is truncated or corrupted; delete it and download it again") from None
+    for key in ("X", "y"):
+        if key not in mat:
+            raise SepcheckError(f"{path} has no variable {key!r}: it is not an SVHN file (expected X and y)")
+    X, y = mat["X"], mat["y"]
+    if X.dtype != np.uint8 or X.ndim != 4 or X.shape[2] != 3:
+        raise SepcheckError(f"{path}: X is {X.dtype} {X.shape}, expected uint8 (32, 32, 3, n): not an SVHN file")
+    y = np.asarray(y).reshape(-1)
+    if y.shape[0] != X.shape[3]:
+        raise SepcheckError(f"{path} has {X.shape[3]} images but {y.shape[0]} labels: the file is corrupted")
+    if y.size and (not np.all(y == np.round(y)) or y.min() < 1 or y.max() > 10):
+        raise SepcheckError(f"{path}: labels must be 1..10 (10 = digit 0): the file is not the official one")
+    X = np.ascontiguousarray(X.transpose(3, 2, 0, 1))
+    return X, (y.astype(np.int64) % 10)
+
+
+class SvhnSource(Source):
+    """``train_32x32.mat`` / ``test_32x32.mat`` in ``<data dir>/svhn/``."""
+
+    info = INFO
+
+    def remote_files(self) -> list[RemoteFile]:
+        return list(FILES.values())
+
+    def current_sources(self, directory: Path, split: str, options: dict[str, Any]) -> list[dict] | None:
+        p = directory / FILES[split].name
+        return [fingerprint(p, directory)] if p.is_file() else None
+
+    def build(self, directory: Path, split: str, options: dict[str, Any], *,
+              download: bool, verify: bool, progress: bool) -> SplitData:
+        f = FILES[split]
+        records = ensure_files(self.name, [f], directory, download=download, verify=verify, progress=progress)
+        X, y = read_svhn_mat(directory / f.name)
+        check_split(self.name, split, X, y, 10, self.info.shape, str(directory / f.name))
+        return SplitData(X=X, y=y, classes=[str(i) for i in range(10)], sources=records, verified=verify,
+                         preprocessing={"format": "svhn-mat", "label_10_is": 0, "layout": "NCHW"},
+                         origin=str(directory / f.name))

@@ -62,7 +62,7 @@ def separation(
     """Distance from every point to the nearest differently labelled point, and its minimum.
 
     DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
-    (and X_test, y_test), or a directory of MNIST-format IDX files.
+    (and X_test, y_test), a directory of MNIST-format IDX files, or an ImageFolder tree.
     """
     from ..cache import cached_separation
     from ..datasets import open_dataset

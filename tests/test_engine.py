@@ -187,4 +187,7 @@ def test_memory_budget_blocks_are_bounded():
     budget = 256 * 2**20
     bq, br = block_sizes(prob, budget, None, 4)
     assert bq * br * 24 + (bq + br) * 3072 * 4 <= budget
+    prob3 = make_problem(X, y, k=3)
+    bq, br = block_sizes(prob3, budget, None, 8)
+    assert bq * br * 48 + (bq + br) * 3072 * 8 <= budget
     assert br < 100_000

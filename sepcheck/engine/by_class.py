@@ -48,6 +48,9 @@ CHUNK = 32
 QUERY_BATCH = 256
 #: GEMM candidates per (query, class block) on the float l2 path
 L2_CANDIDATES = 8
+#: up to this many features, l2 is computed directly (exact float64 sums of squares):
+#: cheaper than a GEMM plus candidate selection when rows are short
+DIRECT_L2_MAX_DIM = 16
 #: devices where uint8 l2 uses an exact float64 GEMM (fast on CPUs; on GPUs float64 is
 #: often slow, so there a float32 GEMM finds candidates that are reranked in integers)
 _UINT8_FLOAT64_GEMM_DEVICES = {"cpu"}
@@ -316,8 +319,12 @@ def _torch_search(
     from .torch_backend import _set_highest_precision
 
     p = problem.p
-    gemm = p == 2
-    if gemm:
+    gemm = p == 2 and problem.dim > DIRECT_L2_MAX_DIM
+    direct_l2 = p == 2 and not gemm
+    if direct_l2:
+        dt = torch.float64
+        exact_gemm = False
+    elif gemm:
         # uint8: float64 GEMM of small integers is exact; floats: the data's precision
         # uint8 on the CPU: a float64 GEMM of small integers is exact (no rerank needed).
         # Otherwise the GEMM runs in float32 (float64 for float64 data) and its candidates
@@ -343,22 +350,24 @@ def _torch_search(
     try:
         for qs in range(0, m, bq):
             qn = problem.queries[qs : qs + bq]
-            q = torch.from_numpy(qn).to(device=device, dtype=dt)
+            q = _tensor(qn).to(device=device, dtype=dt)
             best_d = torch.full((q.shape[0], n_classes), float("inf"), dtype=torch.float64, device=device)
             best_i = torch.full((q.shape[0], n_classes), -1, dtype=torch.int64, device=device)
             if gemm:
-                sq_q = torch.from_numpy(sq_q_all[qs : qs + bq]).to(device=device, dtype=dt)
-                err = torch.from_numpy(err_all[qs : qs + bq]).to(device)
-                q64 = torch.from_numpy(qn).to(device=device, dtype=torch.float64)
+                sq_q = _tensor(sq_q_all[qs : qs + bq]).to(device=device, dtype=dt)
+                err = _tensor(err_all[qs : qs + bq]).to(device)
+                q64 = _tensor(qn).to(device=device, dtype=torch.float64)
             for c, rows in enumerate(members):
                 for rs in range(0, rows.size, br):
                     blk = rows[rs : rs + br]
-                    r = torch.from_numpy(problem.reference[blk]).to(device=device, dtype=dt)
-                    blk_t = torch.from_numpy(blk).to(device)
+                    r = _tensor(problem.reference[blk]).to(device=device, dtype=dt)
+                    blk_t = _tensor(blk).to(device)
                     if gemm:
-                        sq_r = torch.from_numpy(sq_r_all[blk]).to(device=device, dtype=dt)
+                        sq_r = _tensor(sq_r_all[blk]).to(device=device, dtype=dt)
                         v, a, n_fb = _l2_block(q, q64, sq_q, r, sq_r, err, exact_gemm)
                         recomputed += n_fb
+                    elif direct_l2:  # squared, same arithmetic as the exact rerank
+                        v, a = torch.min(_sq_diff_rows(q, r), dim=1)
                     else:
                         tile = torch.cdist(
                             q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
@@ -368,14 +377,14 @@ def _torch_search(
                     better = v < best_d[:, c]
                     best_d[:, c] = torch.where(better, v, best_d[:, c])
                     best_i[:, c] = torch.where(better, blk_t[a], best_i[:, c])
-            if gemm:
-                best_d = torch.sqrt(best_d)
             out_d[qs : qs + bq] = best_d.cpu().numpy()
             out_i[qs : qs + bq] = best_i.cpu().numpy()
             if tick is not None:
                 tick(q.shape[0])
     finally:
         torch.set_float32_matmul_precision(prev)
+    if p == 2:  # squared so far; numpy's sqrt is correctly rounded (torch's need not be)
+        np.sqrt(out_d, out=out_d)
     return out_d, out_i, ({"recomputed": recomputed} if gemm else {})
 
 
@@ -440,6 +449,18 @@ def _sq_diff_rows(q: Any, r: Any, chunk_bytes: int = 64 * 2**20) -> Any:
     for s in range(0, a, step):
         out[s : s + step] = _sq_diff(q[s : s + step, None, :], r[None, :, :])
     return out
+
+
+def _tensor(a: np.ndarray) -> Any:
+    """``torch.from_numpy`` without the warning for read-only arrays (memory-mapped or IDX
+    buffers): sepcheck never writes to its inputs."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 def _sq_norms(x: np.ndarray, chunk: int = 8192) -> np.ndarray:

@@ -124,23 +124,30 @@ def _group_sums(x: np.ndarray, integer: bool) -> np.ndarray:
     n, d = x.shape
     ng = -(-d // GROUP)
     out = np.zeros((n, ng), dtype=np.int64 if integer else np.float64)
-    for s in range(0, n, 8192):
-        b = x[s : s + 8192].astype(out.dtype)
+    for s in range(0, n, 1024):
+        b = x[s : s + 1024].astype(out.dtype)
         pad = ng * GROUP - d
         if pad:
             b = np.concatenate([b, np.zeros((b.shape[0], pad), dtype=b.dtype)], axis=1)
-        out[s : s + 8192] = b.reshape(b.shape[0], ng, GROUP).sum(axis=2)
+        out[s : s + 1024] = b.reshape(b.shape[0], ng, GROUP).sum(axis=2)
     return out
 
 
-def _prefix_features(problem: Problem) -> np.ndarray:
-    """Indices of the PREFIX features with the largest variance (on a sample of rows)."""
+def _prefix_features(problem: Problem, sample: int = 4096, chunk: int = 256) -> np.ndarray:
+    """Indices of the PREFIX features with the largest variance, estimated on at most
+    ``sample`` evenly spaced rows, ``chunk`` rows at a time (bounded memory)."""
     ref = problem.reference
     d = ref.shape[1]
     if d <= PREFIX:
         return np.arange(d)
-    step = max(1, ref.shape[0] // 4096)
-    var = ref[::step].astype(np.float64).var(axis=0)
+    rows = np.linspace(0, ref.shape[0] - 1, min(sample, ref.shape[0])).astype(np.int64)
+    total = np.zeros(d)
+    total_sq = np.zeros(d)
+    for s in range(0, rows.size, chunk):
+        b = ref[rows[s : s + chunk]].astype(np.float64)
+        total += b.sum(axis=0)
+        total_sq += (b * b).sum(axis=0)
+    var = total_sq / rows.size - (total / rows.size) ** 2
     return np.sort(np.argsort(-var, kind="stable")[:PREFIX])
 
 

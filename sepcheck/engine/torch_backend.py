@@ -29,8 +29,9 @@ def block_sizes(problem: Problem, budget: int, block_size: int | None, elem: int
         return min(block_size, problem.n_query), min(block_size, problem.n_ref)
     d = problem.dim
     bq = min(problem.n_query, 1024)
-    # tile (float64 + mask + sort temp ~ 24 B/entry) + reference block converted
-    per_ref_row = bq * 24 + d * elem
+    # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
+    per_entry = 48 if problem.k > 1 else 24
+    per_ref_row = bq * per_entry + d * elem
     br = max(1, min(problem.n_ref, (budget - bq * d * elem) // max(1, per_ref_row)))
     return bq, int(br)
 
@@ -113,13 +114,12 @@ def l2_candidates(
                 tile = torch.addmm(sq_qt[:, None] + sq_rt[None, rs : rs + br], q, r.T, alpha=-2.0)
                 same = ql[qs : qs + bq, None] == rl[None, rs : rs + br]
                 tile = tile.masked_fill_(same, float("inf"))
-                vals = torch.cat([run_v, tile], dim=1)
-                inds = torch.cat(
-                    [run_i, torch.arange(rs, rs + r.shape[0], device=device).expand(q.shape[0], -1)],
-                    dim=1,
-                )
-                top = torch.topk(vals, min(c, vals.shape[1]), dim=1, largest=False)
-                run_v, run_i = top.values, torch.gather(inds, 1, top.indices)
+                # the tile's own c best, then merge 2c columns (no full-tile copies)
+                top = torch.topk(tile, min(c, tile.shape[1]), dim=1, largest=False)
+                vals = torch.cat([run_v, top.values], dim=1)
+                inds = torch.cat([run_i, top.indices + rs], dim=1)
+                best = torch.topk(vals, min(c, vals.shape[1]), dim=1, largest=False)
+                run_v, run_i = best.values, torch.gather(inds, 1, best.indices)
             v = run_v.to(torch.float64).cpu().numpy()
             i = run_i.cpu().numpy()
             i = np.where(np.isfinite(v), i, -1)

@@ -126,12 +126,14 @@ class SeparationResult:
             "r": self.r,
             "quantiles": {str(q): float(v) for q, v in zip(qs, self.quantiles(qs), strict=False)},
             "conflicts": int(self.conflicts.shape[0]),
+            "conflict_points": int(np.count_nonzero(self.distances == 0)),
         }
         if self.test_distances is not None:
             out["n_test"] = self.n_test
             out["test_separation"] = self.test_separation
             out["test_quantiles"] = {str(q): float(v) for q, v in zip(qs, self.quantiles(qs, test=True), strict=False)}
             out["test_conflicts"] = int(0 if self.test_conflicts is None else self.test_conflicts.shape[0])
+            out["test_conflict_points"] = int(np.count_nonzero(self.test_distances == 0))
         return out
 
     # ----- persistence -----------------------------------------------------------------

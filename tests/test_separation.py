@@ -64,10 +64,12 @@ def test_conflicts_are_all_identical_pairs_with_different_labels():
     res = separation(X, y)
     assert res.conflicts.tolist() == [[0, 1], [0, 2], [1, 2]]
     assert res.separation == 0.0
+    assert res.summary()["conflict_points"] == 3
     Xt = np.array([[1, 2], [5, 5], [7, 7]], dtype=np.uint8)
     yt = np.array([0, 3, 0])
     res = separation(X, y, Xt, yt)
     assert res.test_conflicts.tolist() == [[0, 1], [0, 2]]
+    assert res.summary()["test_conflict_points"] == 1
 
 
 def test_conflicts_float_negative_zero():

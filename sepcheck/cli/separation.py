@@ -140,9 +140,10 @@ def _print_human(rep: dict[str, Any]) -> None:
     if "test_quantiles" in rep:
         tq = "  ".join(f"q{float(k) * 100:g}%={fmt(v)}" for k, v in rep["test_quantiles"].items())
         click.echo(f"test quant. {tq}")
-    conf = f"conflicts   {rep['conflicts']} (identical inputs with different labels)"
+    conf = (f"conflicts   {rep['conflicts']} pairs, {rep['conflict_points']} points "
+            "(identical inputs with different labels)")
     if "test_conflicts" in rep:
-        conf += f"; test-train {rep['test_conflicts']}"
+        conf += f"; test-train {rep['test_conflicts']} pairs, {rep['test_conflict_points']} test points"
     click.echo(conf)
     if rep.get("typical_eps") is not None:
         click.echo(f"typical eps {fmt(rep['typical_eps'])}  (linf, literature)")

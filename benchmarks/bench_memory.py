@@ -1,7 +1,8 @@
 """Peak extra memory of each backend (README "Memory").
 
-Each measurement runs in a fresh subprocess: load the data, record the resident set size,
-run one search, and report the peak RSS (``ru_maxrss``) minus the RSS before the search.
+Each measurement runs in a fresh subprocess: load the data, reset the kernel's peak-RSS
+counter (``/proc/self/clear_refs``), run one search, and report the peak RSS (``VmHWM``)
+minus the RSS before the search (Linux only).
 
     python benchmarks/bench_memory.py [--copies 6]
 
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from pathlib import Path
 spec, norm, backend = sys.argv[1], sys.argv[2], sys.argv[3]
 from sepcheck.datasets.idx import read_idx_pair
@@ -35,12 +36,14 @@ if spec != "mnist":  # "mnist-xT": T jittered copies of MNIST (+-2 grey levels)
     y = np.tile(y, t)
 import sepcheck, torch  # noqa: F401  (imports and JIT outside the measurement)
 sepcheck.nearest_other(X[:300], y[:300], norm=norm, backend=backend, device="cpu")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = rss()
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+before = status("VmRSS")
 sepcheck.nearest_other(X, y, norm=norm, backend=backend, device="cpu")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"data_mib": X.nbytes / 2**20, "extra_peak_mib": (peak - before) / 2**20}))
 """
 

@@ -8,15 +8,30 @@ separation          per-point distances, separation, r, histograms and conflicts
 SeparationResult    the result of :func:`separation` (save/load in HDF5, plot)
 SepcheckError       the one error type for bad input
 datasets            loaders for named data sets and the user's own files
+nearest_by_class    exact distance from each query to the nearest row of every class
+LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
+CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 """
 
 from __future__ import annotations
 
 from . import datasets
 from ._version import __version__
+from .certify import CertificationResult
+from .classifier import LipschitzNNClassifier
 from .engine import nearest_other
 from .errors import SepcheckError
 from .separation import SeparationResult, separation
+
+
+def __getattr__(name: str):
+    """``nearest_by_class`` imports numba and torch: load it on first use."""
+    if name == "nearest_by_class":
+        from .engine.by_class import nearest_by_class
+
+        return nearest_by_class
+    raise AttributeError(f"module 'sepcheck' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -25,4 +40,7 @@ __all__ = [
     "SeparationResult",
     "SepcheckError",
     "datasets",
+    "nearest_by_class",
+    "LipschitzNNClassifier",
+    "CertificationResult",
 ]

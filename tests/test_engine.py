@@ -80,14 +80,17 @@ def test_matches_oracle(case):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["linf", "l1", "l2"]))
-def test_backends_and_block_sizes_agree(seed, norm):
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["linf", "l1", "l2", 3.0]), st.booleans())
+def test_backends_and_block_sizes_agree(seed, norm, integer):
+    """Bit-identical distances and indices from every backend and block size."""
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 3, (97, 5)).astype(np.uint8)  # many ties
+    if not integer:
+        X = rng.normal(size=(97, 5)).astype(np.float32)
     y = rng.integers(0, 3, 97)
     results = [nearest_other(X, y, norm=norm, k=3, backend="torch", block_size=b) for b in (1, 7, 97, None)]
     results.append(nearest_other(X, y, norm=norm, k=3, backend="faiss", block_size=13))
-    if norm != "l2":
+    if norm in ("linf", "l1"):
         results.append(nearest_other(X, y, norm=norm, k=3, backend="numba"))
     for d, i in results[1:]:
         np.testing.assert_array_equal(i, results[0][1])

@@ -127,7 +127,7 @@ def nearest_other(
     dev = resolve_device(device)
     name = choose_backend(problem, backend, dev)
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
-    dist = dist / scale_of(problem, raw)
+    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
     if info is not None:
         info.update({"backend": name, "device": dev, **extra})
     return dist, idx
@@ -158,6 +158,17 @@ def run_backend(
         from . import torch_backend
 
         return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
+
+
+def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Distances of the chosen neighbours from one exact routine, so that every backend
+    reports bit-identical values (torch's sqrt and summation order may differ by an ulp).
+    uint8 linf/l1 are exact integers in every backend already."""
+    if problem.integer and (math.isinf(problem.p) or problem.p == 1):
+        return dist
+    from .exact import pair_distances
+
+    return pair_distances(problem.queries, problem.reference, idx, problem.p)
 
 
 def _threads() -> int | None:

@@ -325,7 +325,6 @@ def _torch_search(
         dt = torch.float64
         exact_gemm = False
     elif gemm:
-        # uint8: float64 GEMM of small integers is exact; floats: the data's precision
         # uint8 on the CPU: a float64 GEMM of small integers is exact (no rerank needed).
         # Otherwise the GEMM runs in float32 (float64 for float64 data) and its candidates
         # are reranked exactly with a proven error bound.
@@ -336,7 +335,9 @@ def _torch_search(
         exact_gemm = False
     elem = torch.finfo(dt).bits // 8
     bq, br = _block_sizes(problem, budget, block_size, elem)
-    members = [np.flatnonzero(codes == c) for c in range(n_classes)]
+    order = np.argsort(codes, kind="stable")  # class by class, index order inside each
+    bounds = np.searchsorted(codes[order], np.arange(n_classes + 1))
+    members = [order[bounds[c] : bounds[c + 1]] for c in range(n_classes)]
     m = problem.n_query
     out_d = np.empty((m, n_classes))
     out_i = np.empty((m, n_classes), dtype=np.int64)
@@ -366,8 +367,8 @@ def _torch_search(
                         sq_r = _tensor(sq_r_all[blk]).to(device=device, dtype=dt)
                         v, a, n_fb = _l2_block(q, q64, sq_q, r, sq_r, err, exact_gemm)
                         recomputed += n_fb
-                    elif direct_l2:  # squared, same arithmetic as the exact rerank
-                        v, a = torch.min(_sq_diff_rows(q, r), dim=1)
+                    elif direct_l2:  # exact float64 squared distances, feature by feature
+                        v, a = torch.min(_sq_dist_by_feature(q, r), dim=1)
                     else:
                         tile = torch.cdist(
                             q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
@@ -437,6 +438,15 @@ def _sq_diff(q: Any, r: Any) -> Any:
     """Sum over the last axis of (q - r)**2 in float64 (broadcasting)."""
     diff = q - r
     return (diff * diff).sum(dim=-1)
+
+
+def _sq_dist_by_feature(q: Any, r: Any) -> Any:
+    """(a, b) squared distances summed one feature at a time (short rows: d passes over
+    the tile instead of a (a, b, d) temporary)."""
+    out = (q[:, None, 0] - r[None, :, 0]) ** 2
+    for k in range(1, q.shape[1]):
+        out += (q[:, None, k] - r[None, :, k]) ** 2
+    return out
 
 
 def _sq_diff_rows(q: Any, r: Any, chunk_bytes: int = 64 * 2**20) -> Any:

@@ -1,0 +1,197 @@
+"""``sepcheck certify DATASET`` and ``sepcheck plot-classifier DATASET``: the theorem's
+1/r-Lipschitz nearest-neighbour classifier, its certified accuracy and its picture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import SepcheckError
+from ._common import atomic_write, check_writable, data_options, emit_json, fmt, json_option
+
+_UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
+
+
+def _check_engine(backend: str, device: str) -> None:
+    from ..engine import DEVICES
+
+    if backend.lower() not in ("auto", "numba", "torch"):
+        raise SepcheckError(f"unknown backend {backend!r} for certify: use auto, numba or torch")
+    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
+        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+
+
+@click.command()
+@click.argument("dataset")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True, help="Norm of the attack and of the classifier.")
+@click.option(
+    "--eps", "eps", type=float, multiple=True,
+    help="Attack radius (repeatable). Default: the data set's typical linf eps (if known) and r.",
+)
+@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--raw", is_flag=True, help="uint8 data: distances and eps in raw 0-255 units, not [0, 1].")
+@click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
+@data_options
+@json_option
+def certify(
+    dataset: str,
+    norm: str,
+    eps: tuple[float, ...],
+    backend: str,
+    device: str,
+    raw: bool,
+    no_cache: bool,
+    data_dir: str | None,
+    no_download: bool,
+    no_verify: bool,
+    as_json: bool,
+) -> None:
+    """Certified accuracy of the 1/r-Lipschitz 1-NN classifier of Yang et al. (2020).
+
+    Fits on the training split (r = separation / 2, reusing a cached separation) and
+    certifies the test split: a test point counts at eps when it is classified correctly
+    and (d_other - d_own) / 2 > eps. DATASET is a registered name, a .npz/.h5 file with
+    X, y, X_test, y_test, or a directory of MNIST-format IDX files.
+    """
+    from ..certify import parse_eps
+    from ..classifier import LipschitzNNClassifier
+    from ..datasets import open_dataset
+
+    _check_engine(backend, device)
+    eps_given = parse_eps(list(eps)) if eps else ()
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    if not ds.has_test:
+        raise SepcheckError(
+            f"data set {ds.name!r} has no test split: certify needs one (a .npz/.h5 with X_test "
+            "and y_test, or IDX files with t10k and train)"
+        )
+    clf = LipschitzNNClassifier(
+        norm=norm, backend=backend, device=device, raw=raw, progress=True,
+        use_cache=not no_cache, dataset=ds.name,
+    ).fit(ds.X, ds.y)
+    if eps_given:
+        eps_list, eps_source = eps_given, "given"
+    else:
+        typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
+        eps_list, eps_source = parse_eps(typical + [clf.r_]), "default"
+    res = clf.certify(ds.X_test, ds.y_test, eps_list)
+    report: dict[str, Any] = res.to_dict()
+    report.update(
+        {
+            "dataset": ds.name,
+            "n_train": int(clf.X_train_.shape[0]),
+            "n_test": res.n,
+            "eps_source": eps_source,
+            "typical_eps": ds.eps,
+            "cached": clf.separation_from_cache_,
+            "backend": backend,
+            "notes": list(ds.notes),
+        }
+    )
+    if as_json:
+        emit_json(report)
+    else:
+        _print_human(report)
+
+
+def _print_human(rep: dict[str, Any]) -> None:
+    for note in rep["notes"]:
+        click.echo(f"note: {note}")
+    unit = _UNITS.get(rep["units"], rep["units"])
+    click.echo(
+        f"dataset     {rep['dataset']}  ({rep['norm']}, {unit}); train n={rep['n_train']}, "
+        f"test n={rep['n_test']}, classes {rep['n_classes']}"
+    )
+    sep = f"separation  {fmt(rep['separation'])}  (training set"
+    click.echo(sep + ("; cached)" if rep["cached"] else ")"))
+    click.echo("")
+    header = f"{'eps':>8}  {'clean acc':>9}  {'certified acc':>13}  {'r':>8}  {'1/r':>9}  {'within r':>8}"
+    click.echo(header)
+    for row in rep["rows"]:
+        click.echo(
+            f"{row['eps']:>8.4g}  {fmt(row['accuracy']):>9}  {fmt(row['certified_accuracy']):>13}  "
+            f"{fmt(row['r']):>8}  {fmt(row['lipschitz_constant']):>9}  {fmt(row['within_r']):>8}"
+        )
+    click.echo("")
+    click.echo(
+        "certified: correct and (d_other - d_own) / 2 > eps; within r: test points at distance "
+        "<= r from a training point of their own class"
+    )
+
+
+@click.command("plot-classifier")
+@click.argument("dataset")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG (or .pdf/.svg) to write.")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True, help="Norm of the classifier.")
+@click.option("--resolution", type=int, default=600, show_default=True, help="Grid points per axis.")
+@click.option("--test/--no-test", "show_test", default=False, show_default=True, help="Also draw the test points (hollow).")
+@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
+@data_options
+@json_option
+def plot_classifier(
+    dataset: str,
+    out: str,
+    norm: str,
+    resolution: int,
+    show_test: bool,
+    backend: str,
+    device: str,
+    no_cache: bool,
+    data_dir: str | None,
+    no_download: bool,
+    no_verify: bool,
+    as_json: bool,
+) -> None:
+    """Picture of the theorem on 2-D data (e.g. spiral): the classifier's score as a heat
+    map, its decision boundary and the radius r."""
+    from .._validation import as_features
+    from ..classifier import LipschitzNNClassifier
+    from ..datasets import open_dataset
+
+    _check_engine(backend, device)
+    if not 10 <= resolution <= 4000:
+        raise SepcheckError(f"--resolution {resolution} is invalid: give 10 to 4000 grid points per axis")
+    out_p = check_writable(out, "--out")
+    fmt_ext = out_p.suffix.lower().lstrip(".") or "png"
+    if fmt_ext not in ("png", "pdf", "svg"):
+        raise SepcheckError(f"--out {out_p} has an unknown image type: use .png, .pdf or .svg")
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    X = as_features(ds.X, "X")
+    if X.shape[1] != 2:
+        raise SepcheckError(
+            f"plot-classifier draws 2-D data but {ds.name!r} has {X.shape[1]} features per row: "
+            "use a 2-D data set such as spiral"
+        )
+    if X.dtype.kind != "f":
+        raise SepcheckError(f"plot-classifier needs float coordinates but {ds.name!r} is {X.dtype}")
+    clf = LipschitzNNClassifier(
+        norm=norm, backend=backend, device=device, use_cache=not no_cache, dataset=ds.name
+    ).fit(X, ds.y)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 4.4), dpi=200)
+    test = (ds.X_test, ds.y_test) if (show_test and ds.has_test) else (None, None)
+    clf.plot(ax=ax, resolution=resolution, X_test=test[0], y_test=test[1])
+    atomic_write(out_p, lambda tmp: fig.savefig(tmp, format=fmt_ext, bbox_inches="tight"))
+    plt.close(fig)
+    report = {
+        "dataset": ds.name,
+        "norm": clf.norm_,
+        "separation": clf.separation_,
+        "r": clf.r_,
+        "lipschitz_constant": clf.lipschitz_constant_,
+        "out": str(out_p),
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"dataset     {ds.name}  ({clf.norm_})")
+        click.echo(f"r           {fmt(clf.r_)}  (separation / 2); 1/r = {fmt(clf.lipschitz_constant_)}")
+        click.echo(f"wrote       {out_p}")

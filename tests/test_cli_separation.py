@@ -180,6 +180,12 @@ def test_cli_bad_options(tmp_path):
     _assert_clean_error(run("separation", str(path), "--norm", "0.5"), "p must be >= 1")
     _assert_clean_error(run("separation", str(path), "--eps", "-1"), "--eps")
     _assert_clean_error(run("separation", str(path), "--backend", "magic"), "unknown backend")
+    _assert_clean_error(run("separation", str(path), "--backend", "numba", "--norm", "l2"), "linf and l1 only")
+    _assert_clean_error(run("separation", str(path), "--device", "tpu"), "unknown device")
+    import torch
+
+    if not torch.cuda.is_available():
+        _assert_clean_error(run("separation", str(path), "--device", "cuda", "--no-cache"), "no CUDA GPU")
     p2, _ = _npz(tmp_path, name="notest.npz", test=False)
     _assert_clean_error(run("separation", str(p2), "--split", "both"), "no test split")
     _assert_clean_error(run("separation", "no-such-set"), "unknown data set")

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch must be installed before the package (an unpinned torch pulls CUDA wheels).
 TORCH ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench replicate clean
 
 $(BIN)/sepcheck: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_separation.py
+	$(BIN)/python benchmarks/bench_memory.py
+
+replicate: venv
+	nice -n 19 $(BIN)/python benchmarks/replicate_mnist.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -11,6 +11,8 @@ datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
+train               the five training methods, models, trainer and evaluation
+TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ from .engine import nearest_other
 from .errors import SepcheckError
 from .separation import SeparationResult, separation
 
+_TRAIN_NAMES = {"TrainConfig", "train_model", "evaluate_runs", "lipschitz_estimate"}
+
 
 def __getattr__(name: str):
-    """``nearest_by_class`` imports numba and torch: load it on first use."""
+    """Names whose modules import numba or torch are loaded on first use."""
     if name == "nearest_by_class":
         from .engine.by_class import nearest_by_class
 
         return nearest_by_class
+    if name in _TRAIN_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module("sepcheck.train"), name)
     raise AttributeError(f"module 'sepcheck' has no attribute {name!r}")
 
 
@@ -43,4 +51,8 @@ __all__ = [
     "nearest_by_class",
     "LipschitzNNClassifier",
     "CertificationResult",
+    "TrainConfig",
+    "train_model",
+    "evaluate_runs",
+    "lipschitz_estimate",
 ]

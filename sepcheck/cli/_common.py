@@ -77,6 +77,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; results get the usual permissions
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)

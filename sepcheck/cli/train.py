@@ -1,0 +1,189 @@
+"""``sepcheck train METHOD --dataset NAME`` and ``sepcheck eval RUN_DIR...``: the paper's table
+for the user's data set, with the separation bound next to each model."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import SepcheckError
+from ._common import check_writable, data_options, emit_json, fmt, json_option
+
+METHOD_NAMES = ("natural", "gr", "llr", "at", "trades")
+
+
+def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> str:
+    name = Path(dataset).stem if Path(dataset).suffix else Path(dataset).name or "data"
+    tag = method + (f"-b{beta:g}" if method == "trades" and beta is not None else "")
+    return str(Path("runs") / f"{name}-{tag}-{norm}")
+
+
+@click.command()
+@click.argument("method")
+@click.option("--dataset", required=True, help="Registered name, .npz/.h5 file (X, y, X_test, y_test) or IDX folder.")
+@click.option("--arch", default=None, help="mnist_cnn, wrn40_10[_drop20|_drop50], resnet50, tiny_cnn, mlp "
+              "(default: from the input shape, printed).")
+@click.option("--norm", default="linf", show_default=True, help="Threat model: linf or l2.")
+@click.option("--eps", type=float, default=None, help="Attack radius (default: the data set's typical linf eps).")
+@click.option("--beta", type=float, default=None, help="TRADES weight of the KL term (default 1).")
+@click.option("--lambda", "lam", type=float, default=None, help="GR penalty (default 1) or LLR gamma weight (default 4).")
+@click.option("--mu", type=float, default=None, help="LLR weight of |delta^T grad| (default 3).")
+@click.option("--h", type=float, default=None, help="GR finite-difference step (default 1, the paper's code).")
+@click.option("--steps", type=int, default=None, help="Inner maximisation steps (AT/TRADES 10, LLR 2).")
+@click.option("--step-size", type=float, default=None, help="Inner step size (default 2 eps/steps; LLR eps/2).")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch size (split over torchrun processes).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: sgd 0.01, adam 0.001).")
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd (momentum, weight decay) or adam.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--schedule", default="step", show_default=True, help="step (x0.1 at 50% and 75%), cosine, constant.")
+@click.option("--augment", default="auto", show_default=True, help="auto (crop+flip for CIFAR-like images), none, crop-flip.")
+@click.option("--holdout", type=int, default=None, help="Use the last N training points as the test set.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--out", default=None, help="Run folder (default runs/DATASET-METHOD-NORM).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@data_options
+@json_option
+def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | None, beta: float | None,
+          lam: float | None, mu: float | None, h: float | None, steps: int | None, step_size: float | None,
+          epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
+          weight_decay: float, schedule: str, augment: str, holdout: int | None, seed: int, device: str,
+          amp: bool, out: str | None, resume: bool, force: bool, quiet: bool, data_dir: str | None,
+          no_download: bool, no_verify: bool, as_json: bool) -> None:
+    """Train a network with METHOD (natural, gr, llr, at, trades) into a run folder.
+
+    The folder holds config.json, log.jsonl (one line per epoch) and the latest and final
+    checkpoints; evaluate it with `sepcheck eval`. Multi-GPU: torchrun --nproc_per_node=N
+    --no-python sepcheck train ...
+    """
+    from ..train.trainer import TrainConfig
+    from ..train.trainer import train as run_training
+
+    method = method.strip().lower()
+    if method not in METHOD_NAMES:
+        raise SepcheckError(f"unknown method {method!r}: use one of {', '.join(METHOD_NAMES)}")
+    if resume and force:
+        raise SepcheckError("--resume and --force contradict each other: give one of them")
+    cfg = TrainConfig(method=method, dataset=dataset, arch=arch, norm=norm, eps=eps, beta=beta, lam=lam, mu=mu,
+                      h=h, steps=steps, step_size=step_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                      optimizer=optimizer.lower(), momentum=momentum, weight_decay=weight_decay,
+                      schedule=schedule.lower(), augment=augment.lower(), holdout=holdout, seed=seed,
+                      device=device, amp=amp, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    cfg.validate()
+    out = out or _default_out(dataset, method, cfg.beta, cfg.norm)
+    try:
+        result = run_training(cfg, out, resume=resume, force=force, progress=not quiet and not as_json)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: continue with the same command and --resume (run folder {out})", err=True)
+        raise
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 reports
+        return
+    final = result.final
+    report: dict[str, Any] = {
+        "run_dir": str(result.run_dir),
+        "method": result.config["method"],
+        "label": result.config["label"],
+        "arch": result.config["arch"],
+        "dataset": result.config["data"]["name"],
+        "norm": result.config["norm"],
+        "eps": result.config["eps"],
+        "params": result.config["params"],
+        "epochs": result.config["epochs"],
+        "resumed_from_epoch": result.resumed_from,
+        "final": final,
+        "wall_s": result.wall_s,
+        "cpu_s": result.cpu_s,
+        "notes": result.config["data"]["notes"],
+    }
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"run        {report['run_dir']}")
+    click.echo(f"method     {report['label']}  ({report['arch']}, {report['norm']} eps={fmt(report['eps'])})")
+    if final:
+        test = f", test acc {fmt(final['test_acc'])}" if "test_acc" in final else ""
+        click.echo(f"epoch {final['epoch']}    loss {fmt(final['loss'])}, train acc {fmt(final['train_acc'])}{test}")
+    click.echo(f"time       {report['wall_s']:.1f} s")
+    click.echo(f"next       sepcheck eval {report['run_dir']}")
+
+
+@click.command("eval")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--eps", type=float, default=None, help="Attack radius (default: each run's training eps).")
+@click.option("--attack-steps", type=int, default=10, show_default=True, help="PGD steps.")
+@click.option("--attack-step-size", type=float, default=None, help="PGD step size (default 2 eps / steps).")
+@click.option("--restarts", type=int, default=1, show_default=True, help="PGD random restarts.")
+@click.option("--lip-steps", type=int, default=10, show_default=True, help="Lipschitz-estimate ascent steps.")
+@click.option("--lip-step-size", type=float, default=0.003, show_default=True, help="Lipschitz-estimate step size.")
+@click.option("--lip-restarts", type=int, default=1, show_default=True,
+              help="Lipschitz-estimate random starts per point (the paper: 1).")
+@click.option("--subset", type=int, default=None, help="Evaluate on N random test (and train) points (seed 0).")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-bound", is_flag=True, help="Skip the separation bound and the reference row.")
+@click.option("--table", "table_path", type=click.Path(dir_okay=False), default=None, help="Write the Markdown table.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the table as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="PNG: adversarial accuracy against the Lipschitz estimate.")
+@data_options
+@json_option
+def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, attack_step_size: float | None,
+             restarts: int, lip_steps: int, lip_step_size: float, lip_restarts: int, subset: int | None, batch_size: int, device: str,
+             no_bound: bool, table_path: str | None, csv_path: str | None, plot_path: str | None,
+             data_dir: str | None, no_download: bool, no_verify: bool, as_json: bool) -> None:
+    """Evaluate trained runs: the paper's table (train acc, test acc, adv test acc, test
+    lipschitz), the separation bound (separation, r, 1/r, lipschitz x r) and the
+    LipschitzNNClassifier as the reference row."""
+    from ..train.evaluate import AttackSettings, LipschitzSettings, evaluate_runs
+    from ..train.report import save_plot, to_csv, to_markdown, write_text
+
+    if eps is not None and not eps > 0:
+        raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
+    for name, v in (("--attack-steps", attack_steps), ("--restarts", restarts), ("--lip-steps", lip_steps), ("--lip-restarts", lip_restarts),
+                    ("--batch-size", batch_size)):
+        if v < 1:
+            raise SepcheckError(f"{name} {v} is invalid: give an integer >= 1")
+    if attack_step_size is not None and not attack_step_size > 0:
+        raise SepcheckError(f"--attack-step-size {attack_step_size} is invalid: it must be > 0")
+    if not lip_step_size > 0:
+        raise SepcheckError(f"--lip-step-size {lip_step_size} is invalid: it must be > 0")
+    paths = {k: check_writable(p, k) for k, p in (("--table", table_path), ("--csv", csv_path),
+                                                   ("--plot", plot_path)) if p}
+    attack = AttackSettings(steps=attack_steps, step_size=attack_step_size, restarts=restarts)
+    lip = LipschitzSettings(steps=lip_steps, step_size=lip_step_size, restarts=lip_restarts)
+    t0 = time.perf_counter()
+    report = evaluate_runs(list(run_dirs), eps=eps, subset=subset, attack=attack, lip=lip, bound=not no_bound,
+                           device=device, batch_size=batch_size,
+                           data_options={"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
+                           if data_dir or no_download or no_verify else None,
+                           echo=None if as_json else (lambda s: click.echo(s, err=True)))
+    report["wall_s"] = time.perf_counter() - t0
+    if "--table" in paths:
+        write_text(paths["--table"], to_markdown(report))
+        report["table"] = str(paths["--table"])
+    if "--csv" in paths:
+        write_text(paths["--csv"], to_csv(report))
+        report["csv"] = str(paths["--csv"])
+    if "--plot" in paths:
+        save_plot(report, paths["--plot"])
+        report["plot"] = str(paths["--plot"])
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"attack     {report['settings']['description']}")
+    if subset:
+        click.echo(f"subset     {subset} random test and train points (seed 0)")
+    click.echo("")
+    click.echo(to_markdown(report).rstrip())
+    for key in ("table", "csv", "plot"):
+        if key in report:
+            click.echo(f"wrote      {report[key]}")

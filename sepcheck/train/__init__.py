@@ -1,0 +1,56 @@
+"""Training and evaluation: the five methods of the paper's table, and how close the trained
+networks come to the separation bound.
+
+Methods (``sepcheck.train.losses``, one loss function each): natural, gr, llr, at, trades.
+Models (``sepcheck.train.models``): mnist_cnn, wrn40_10 (+ dropout variants), resnet50,
+tiny_cnn, mlp. A run folder holds config.json, log.jsonl and the latest and final checkpoints.
+
+>>> from sepcheck.train import TrainConfig, train, evaluate_runs        # doctest: +SKIP
+>>> train(TrainConfig("at", "data.npz", eps=0.1, epochs=5), "runs/at")    # doctest: +SKIP
+>>> report = evaluate_runs(["runs/at"])                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .attacks import pgd, project
+from .evaluate import (
+    AttackSettings,
+    LipschitzSettings,
+    evaluate_runs,
+    lipschitz_estimate,
+    load_model,
+    local_lipschitz,
+)
+from .losses import METHODS, get_loss, method_label
+from .models import ARCHS, build_model, default_arch, register_arch
+from .report import save_plot, to_csv, to_markdown
+from .trainer import TrainConfig, TrainResult, train
+
+#: the same function as :func:`train`, under a name that can be re-exported from ``sepcheck``
+#: without shadowing the ``sepcheck.train`` subpackage
+train_model = train
+
+__all__ = [
+    "METHODS",
+    "ARCHS",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "train_model",
+    "evaluate_runs",
+    "AttackSettings",
+    "LipschitzSettings",
+    "lipschitz_estimate",
+    "local_lipschitz",
+    "load_model",
+    "get_loss",
+    "method_label",
+    "build_model",
+    "default_arch",
+    "register_arch",
+    "pgd",
+    "project",
+    "to_markdown",
+    "to_csv",
+    "save_plot",
+]

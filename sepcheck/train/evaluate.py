@@ -1,0 +1,343 @@
+"""Evaluation of trained runs: the paper's table columns and the separation bound.
+
+Per run: clean train and test accuracy, adversarial test accuracy under PGD, and the test
+Lipschitz estimate of the paper (Yang et al. 2020, ``lolip.utils.estimate_local_lip_v2``):
+
+    mean over test points x of  max_{x' in Ball(x, eps)}  ||f(x) - f(x')||_1 / ||x - x'||
+
+with f the logits and the threat model's norm below, maximised by steepest ascent (signed
+gradient for linf) from x + 0.001 N(0, 1): 10 steps of 0.003 by default. Each point keeps its
+best iterate, so the estimate never exceeds the true local maximum.
+
+Per data set: the train-train separation and r from the separation cache (computed when
+missing), the theorem's Lipschitz constant 1/r, each model's estimate times r, and the
+``LipschitzNNClassifier`` (clean and certified test accuracy at eps) as the reference row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import SepcheckError
+from .attacks import (
+    ascent_direction,
+    default_step_size,
+    eval_mode,
+    pgd,
+    project,
+    small_start,
+    threat_norm,
+    unwrap,
+)
+from .data import TrainData
+from .data import load as load_data
+from .models import build_model
+from .runs import RunDir, model_checkpoint, read_config, read_log, write_json
+from .trainer import accuracy, resolve_device
+
+
+@dataclass
+class AttackSettings:
+    """PGD for the adversarial accuracy. Defaults are the paper's: 10 steps of 2 eps / 10
+    from a uniform random start in the ball, one restart."""
+
+    steps: int = 10
+    step_size: float | None = None
+    restarts: int = 1
+    random_init: bool = True
+
+    def resolved(self, eps: float) -> dict[str, Any]:
+        d = asdict(self)
+        d["step_size"] = default_step_size(eps, self.steps) if self.step_size is None else self.step_size
+        return d
+
+
+@dataclass
+class LipschitzSettings:
+    """The Lipschitz estimate (paper's code defaults: 10 steps of 0.003, start 0.001 N(0, 1),
+    one start; more ``restarts`` give a tighter lower bound at proportional cost)."""
+
+    steps: int = 10
+    step_size: float = 0.003
+    start_scale: float = 0.001
+    restarts: int = 1
+
+
+def describe_settings(norm: str, eps: float, attack: AttackSettings, lip: LipschitzSettings) -> str:
+    """One line naming the attack and estimate defaults used (printed with every report)."""
+    a = attack.resolved(eps)
+    start = "uniform random start" if attack.random_init else "no random start"
+    return (f"PGD {norm} eps={eps:g}: {a['steps']} steps of {a['step_size']:.4g}, {start}, "
+            f"{a['restarts']} restart(s); Lipschitz estimate: {lip.steps} steps of {lip.step_size:g} "
+            f"from x + {lip.start_scale:g} N(0,1), {lip.restarts} start(s), "
+            f"||f(x)-f(x')||_1 / ||x-x'||_{norm[1:]} on logits")
+
+
+def _ratio(net: nn.Module, x: Tensor, fx: Tensor, xa: Tensor, norm: str) -> Tensor:
+    top = (net(xa) - fx).flatten(1).abs().sum(dim=1)
+    diff = (x - xa).flatten(1)
+    bottom = diff.abs().amax(dim=1) if norm == "linf" else diff.norm(p=2, dim=1)
+    return top / bottom.clamp_min(1e-12)
+
+
+def local_lipschitz(model: nn.Module, x: Tensor, *, eps: float, norm: str = "linf", steps: int = 10,
+                    step_size: float = 0.003, start_scale: float = 0.001, restarts: int = 1) -> Tensor:
+    """Per-example estimate of ``max_{x' in Ball(x, eps) ∩ [0,1]^d} ||f(x)-f(x')||_1 / ||x-x'||``.
+
+    Steepest ascent on the ratio from ``x + start_scale N(0, 1)``, projected onto the ball and
+    the box after every step; each example keeps its best iterate over all ``restarts``. The
+    result is a lower bound of the true maximum (for a linear f that maximum is the
+    inf->1 (or 2->1) operator norm, NP-hard in general: one start finds a local optimum).
+    """
+    norm = threat_norm(norm)
+    net = unwrap(model)
+    x = x.detach()
+    with eval_mode(net):
+        with torch.no_grad():
+            fx = net(x)
+        best = torch.zeros(x.shape[0], device=x.device)
+        for _ in range(max(int(restarts), 1)):
+            xa = small_start(x, start_scale)
+            with torch.no_grad():
+                best = torch.maximum(best, _ratio(net, x, fx, xa, norm))
+            for _ in range(steps):
+                xa.requires_grad_(True)
+                with torch.enable_grad():
+                    (g,) = torch.autograd.grad(_ratio(net, x, fx, xa, norm).sum(), [xa])
+                xa = project(xa.detach() + step_size * ascent_direction(g, norm), x, eps, norm)
+                with torch.no_grad():
+                    best = torch.maximum(best, _ratio(net, x, fx, xa, norm))
+    return best.detach()
+
+
+def lipschitz_estimate(model: nn.Module, X: Tensor, *, eps: float, norm: str = "linf",
+                       settings: LipschitzSettings | None = None, batch_size: int = 256,
+                       device: torch.device | str = "cpu") -> float:
+    """The paper's test Lipschitz: the mean of :func:`local_lipschitz` over ``X``."""
+    s = settings or LipschitzSettings()
+    total = 0.0
+    for i in range(0, X.shape[0], batch_size):
+        xb = X[i : i + batch_size].to(device)
+        total += float(local_lipschitz(model, xb, eps=eps, norm=norm, steps=s.steps, step_size=s.step_size,
+                                       start_scale=s.start_scale, restarts=s.restarts).sum())
+    return total / max(1, X.shape[0])
+
+
+def adversarial_accuracy(model: nn.Module, X: Tensor, y: Tensor, *, eps: float, norm: str = "linf",
+                         settings: AttackSettings | None = None, batch_size: int = 256,
+                         device: torch.device | str = "cpu") -> float:
+    """Accuracy under PGD (a point counts when every restart fails), in [0, 1]."""
+    s = settings or AttackSettings()
+    correct = 0
+    net = unwrap(model)
+    for i in range(0, X.shape[0], batch_size):
+        xb, yb = X[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        adv = pgd(net, xb, yb, eps=eps, norm=norm, steps=s.steps, step_size=s.step_size,
+                  random_init=s.random_init, restarts=s.restarts)
+        with torch.no_grad(), eval_mode(net):
+            correct += int((net(adv).argmax(1) == yb).sum())
+    return correct / max(1, X.shape[0])
+
+
+def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], bool]:
+    """The run's model (final checkpoint, else latest), its config, and whether it is finished.
+
+    The checkpoint must hold the architecture the run's config.json names.
+    """
+    run = RunDir(run_dir)
+    cfg = read_config(run)
+    ckpt, finished = model_checkpoint(run)
+    path = run.final if finished else run.latest
+    arch = cfg.get("arch")
+    if ckpt.get("arch") != arch:
+        raise SepcheckError(f"checkpoint {path} holds a {ckpt.get('arch')} model but {run.config} names "
+                            f"{arch}: the checkpoint comes from another run")
+    shape = tuple(cfg["data"]["input_shape"])
+    model = build_model(str(arch), shape, len(cfg["data"]["classes"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise SepcheckError(f"checkpoint {path} does not fit a {arch} model for inputs {shape} "
+                            f"({str(exc).splitlines()[0][:120]}): it comes from another architecture") from None
+    model.to(device).eval()
+    return model, cfg, finished
+
+
+def subset_indices(n: int, subset: int | None, seed: int = 0) -> np.ndarray:
+    """``subset`` random indices (sorted; seeded) of ``n``, or all of them."""
+    if subset is None or subset >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=subset, replace=False))
+
+
+def evaluate_model(model: nn.Module, data: TrainData, *, eps: float, norm: str, subset: int | None = None,
+                   attack: AttackSettings | None = None, lip: LipschitzSettings | None = None,
+                   batch_size: int = 256, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The paper's four columns for one model (accuracies in [0, 1])."""
+    if data.X_test is None or data.y_test is None:
+        raise SepcheckError(f"data set {data.name!r} has no test split: train with --holdout N to hold out a test set")
+    if not eps > 0:
+        raise SepcheckError(f"eps={eps} is invalid for evaluation: give an attack radius > 0 (--eps)")
+    attack = attack or AttackSettings()
+    lip = lip or LipschitzSettings()
+    tr = torch.from_numpy(subset_indices(data.X.shape[0], subset))
+    te = torch.from_numpy(subset_indices(data.X_test.shape[0], subset))
+    Xt, yt = data.X_test[te], data.y_test[te]
+    t0 = time.perf_counter()
+    out = {
+        "train_acc": accuracy(model, data.X[tr], data.y[tr], torch.device(device), batch_size),
+        "test_acc": accuracy(model, Xt, yt, torch.device(device), batch_size),
+        "adv_test_acc": adversarial_accuracy(model, Xt, yt, eps=eps, norm=norm, settings=attack,
+                                             batch_size=batch_size, device=device),
+        "test_lipschitz": lipschitz_estimate(model, Xt, eps=eps, norm=norm, settings=lip,
+                                             batch_size=batch_size, device=device),
+        "n_train_eval": int(tr.numel()),
+        "n_test_eval": int(te.numel()),
+    }
+    out["eval_s"] = time.perf_counter() - t0
+    return out
+
+
+def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None = None,
+                     reference: bool = True) -> dict[str, Any]:
+    """Train-train separation, r, 1/r (cached) and the reference classifier's test accuracies."""
+    from ..cache import cached_separation
+
+    assert data.raw is not None
+    X, y, Xt, yt = data.raw
+    res, cached = cached_separation(X, y, norm=norm, dataset=data.name)
+    sep, r = float(res.separation), float(res.r)
+    out: dict[str, Any] = {"dataset": data.name, "norm": norm, "eps": eps, "separation": sep, "r": r,
+                           "inv_r": (1.0 / r) if r > 0 else None, "separation_cached": cached,
+                           "n_train": int(res.n)}
+    if r == 0:
+        out["note"] = "the training set has identical inputs with different labels: r = 0, no bound"
+    if reference:
+        out["reference"] = reference_classifier(X, y, Xt, yt, norm=norm, eps=eps, subset=subset,
+                                                dataset=data.name)
+    return out
+
+
+def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt: np.ndarray | None, *,
+                         norm: str, eps: float, subset: int | None = None, dataset: str = "") -> dict[str, Any]:
+    """Clean and certified test accuracy of :class:`sepcheck.LipschitzNNClassifier` at ``eps``."""
+    try:
+        from ..classifier import LipschitzNNClassifier
+    except ImportError:
+        return {"available": False, "note": "sepcheck.classifier.LipschitzNNClassifier is not available"}
+    if Xt is None or yt is None:
+        return {"available": False, "note": "no test split"}
+    idx = subset_indices(Xt.shape[0], subset)
+    t0 = time.perf_counter()
+    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset).fit(X, y)
+    cert = clf.certify(Xt[idx], yt[idx], eps)
+    ca = cert.certified_accuracy
+    certified = ca[eps] if isinstance(ca, dict) and eps in ca else (
+        next(iter(ca.values())) if isinstance(ca, dict) and len(ca) == 1 else ca)
+    return {"available": True, "name": "LipschitzNNClassifier", "test_acc": float(cert.accuracy),
+            "certified_test_acc": float(certified), "r": float(getattr(clf, "r_", float("nan"))),
+            "within_r": float(getattr(cert, "within_r", float("nan"))),
+            "n_test_eval": int(idx.size), "eval_s": time.perf_counter() - t0}
+
+
+_ORDER = {"natural": 0, "gr": 1, "llr": 2, "at": 3, "trades": 4}
+
+
+def _paper_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Rows as in the paper's table: Natural, GR, LLR, AT, TRADES by growing beta."""
+    beta = (row.get("params") or {}).get("beta") or 0.0
+    return (str(row.get("dataset")), float(row.get("eps") or 0), _ORDER.get(str(row.get("method")), 9), float(beta))
+
+
+def _data_key(cfg: dict[str, Any]) -> tuple[Any, ...]:
+    return (cfg.get("dataset"), cfg.get("holdout"), cfg.get("data_dir"))
+
+
+def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subset: int | None = None,
+                  attack: AttackSettings | None = None, lip: LipschitzSettings | None = None,
+                  bound: bool = True, device: str = "auto", batch_size: int = 256,
+                  data: TrainData | None = None, data_options: dict[str, Any] | None = None,
+                  write_eval_json: bool = True, echo: Any = None) -> dict[str, Any]:
+    """Evaluate run folders; returns ``{"rows": [...], "bounds": [...], "settings": {...}}``.
+
+    Rows of runs on the same data set share one loaded copy of it and one bound. ``data``
+    skips loading (it must be the runs' data). Each run's result also goes to its eval.json.
+    """
+    if not run_dirs:
+        raise SepcheckError("no run folder given: pass one or more folders written by `sepcheck train`")
+    if subset is not None and subset < 1:
+        raise SepcheckError(f"--subset {subset} is invalid: give a number of points >= 1")
+    attack = attack or AttackSettings()
+    lip = lip or LipschitzSettings()
+    if attack.steps < 1 or attack.restarts < 1 or lip.steps < 1 or lip.restarts < 1:
+        raise SepcheckError("attack steps, restarts and Lipschitz steps must be integers >= 1")
+    dev = resolve_device(device)
+    say = echo or (lambda s: None)
+    loaded: list[tuple[Path, nn.Module, dict[str, Any], bool]] = []
+    for d in run_dirs:
+        model, cfg, finished = load_model(d, dev)
+        loaded.append((Path(d), model, cfg, finished))
+    datasets: dict[tuple[Any, ...], TrainData] = {}
+    bounds: dict[tuple[Any, ...], dict[str, Any]] = {}
+    rows = []
+    opts = data_options or {}
+    for path, model, cfg, finished in loaded:
+        key = _data_key(cfg)
+        if key not in datasets:
+            datasets[key] = data if data is not None else load_data(
+                cfg["dataset"], holdout=cfg.get("holdout"), data_dir=opts.get("data_dir") or cfg.get("data_dir"),
+                download=opts.get("download", True), verify=opts.get("verify", True))
+        ds = datasets[key]
+        if list(ds.input_shape) != list(cfg["data"]["input_shape"]) or ds.classes != cfg["data"]["classes"]:
+            raise SepcheckError(f"the data set of {path} no longer matches the run (input shape or classes "
+                                "changed): evaluate with the data the run was trained on")
+        norm = threat_norm(cfg.get("norm", "linf"))
+        e = float(eps if eps is not None else (cfg.get("eps") if cfg.get("eps") is not None else float("nan")))
+        if not e > 0:
+            raise SepcheckError(f"run {path} has no attack radius: give --eps")
+        log = read_log(RunDir(path))
+        say(f"evaluating {path} ({cfg.get('label')})")
+        metrics = evaluate_model(model, ds, eps=e, norm=norm, subset=subset, attack=attack, lip=lip,
+                                 batch_size=batch_size, device=dev)
+        row = {"run": str(path), "label": cfg.get("label"), "method": cfg.get("method"),
+               "params": cfg.get("params"), "arch": cfg.get("arch"), "dataset": ds.name, "norm": norm, "eps": e,
+               "epochs": cfg.get("epochs"), "epochs_done": int(log[-1]["epoch"]) if log else None,
+               "finished": finished, **metrics}
+        bkey = (key, norm, e)
+        if bound and bkey not in bounds:
+            say(f"separation bound for {ds.name} ({norm}, eps={e:g})")
+            bounds[bkey] = separation_bound(ds, norm, e, subset=subset)
+        if bound:
+            b = bounds[bkey]
+            row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"],
+                        "lipschitz_times_r": row["test_lipschitz"] * b["r"]})
+        row["attack"] = attack.resolved(e)
+        row["lipschitz_settings"] = asdict(lip)
+        if write_eval_json:
+            write_json(RunDir(path).eval, row)
+        rows.append(row)
+    rows.sort(key=_paper_order)
+    first = rows[0]
+    return {
+        "rows": rows,
+        "bounds": list(bounds.values()),
+        "settings": {
+            "attack": attack.resolved(first["eps"]),
+            "lipschitz": asdict(lip),
+            "subset": subset,
+            "description": describe_settings(first["norm"], first["eps"], attack, lip),
+        },
+        "notes": sorted({n for d in datasets.values() for n in d.notes}),
+    }
+
+
+__all__ = ["AttackSettings", "LipschitzSettings", "local_lipschitz", "lipschitz_estimate",
+           "adversarial_accuracy", "evaluate_model", "evaluate_runs", "separation_bound",
+           "reference_classifier", "load_model", "describe_settings", "subset_indices"]

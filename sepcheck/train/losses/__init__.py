@@ -1,0 +1,98 @@
+"""The five training methods, one loss function each: ``loss(model, x, y, **params) ->
+(loss, logits)``.
+
+=========  ===========================================================  ===================
+method     loss                                                         parameters
+=========  ===========================================================  ===================
+natural    cross-entropy                                                -
+gr         CE + lam/2 (finite-difference directional derivative / h)^2  lam=1, h=1
+llr        CE + lam gamma + mu |delta^T grad l|  (Qin et al. 2019)       eps, lam=4, mu=3, norm, steps=2, step_size=eps/2
+at         CE on PGD adversarial examples (Madry et al. 2018)           eps, norm, steps=10, step_size=2 eps/steps
+trades     CE + beta KL(f(x) || f(x'))  (Zhang et al. 2019)             eps, beta=1, norm, steps=10, step_size=2 eps/steps
+=========  ===========================================================  ===================
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import SepcheckError
+from . import at, gr, llr, natural, trades
+
+LossFn = Callable[..., Any]
+
+#: method name -> loss function
+METHODS: dict[str, LossFn] = {
+    "natural": natural.loss,
+    "gr": gr.loss,
+    "llr": llr.loss,
+    "at": at.loss,
+    "trades": trades.loss,
+}
+
+#: every parameter name a method may take (besides model, x, y)
+PARAM_NAMES = ("eps", "norm", "beta", "lam", "mu", "h", "steps", "step_size")
+
+
+def get_loss(method: str) -> LossFn:
+    """The loss function of a method (natural, gr, llr, at, trades)."""
+    key = str(method).strip().lower()
+    if key not in METHODS:
+        raise SepcheckError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    return METHODS[key]
+
+
+def method_params(method: str) -> dict[str, Any]:
+    """The parameters a method's loss takes, with their defaults (``inspect.Parameter.empty``
+    when required)."""
+    sig = inspect.signature(get_loss(method))
+    return {name: p.default for name, p in sig.parameters.items() if name not in ("model", "x", "y")}
+
+
+def loss_kwargs(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``params`` (None meaning 'use the default') that the method takes."""
+    accepted = method_params(method)
+    out = {k: v for k, v in params.items() if k in accepted and v is not None}
+    missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in out]
+    if missing:
+        raise SepcheckError(
+            f"method {method} needs {', '.join(missing)}: give --{missing[0].replace('_', '-')}"
+        )
+    return out
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Reject negative eps, beta, lambda, mu, non-positive h, steps < 1 and non-finite values."""
+    names = {"eps": "--eps", "beta": "--beta", "lam": "--lambda", "mu": "--mu", "h": "--h",
+             "step_size": "--step-size"}
+    for key, flag in names.items():
+        v = params.get(key)
+        if v is None:
+            continue
+        if not math.isfinite(float(v)):
+            raise SepcheckError(f"{flag} {v} is invalid: give a finite number")
+        if key in ("h", "step_size") and not float(v) > 0:
+            raise SepcheckError(f"{flag} {v} is invalid: it must be > 0")
+        if float(v) < 0:
+            raise SepcheckError(f"{flag} {v} is invalid: it must be >= 0")
+    steps = params.get("steps")
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise SepcheckError(f"--steps {steps} is invalid: give an integer >= 1")
+
+
+def method_label(method: str, params: dict[str, Any] | None = None) -> str:
+    """Row label as in the paper's table: Natural, GR, LLR, AT, TRADES(β=6)."""
+    key = str(method).lower()
+    base = {"natural": "Natural", "gr": "GR", "llr": "LLR", "at": "AT", "trades": "TRADES"}.get(key, key)
+    if key == "trades":
+        beta = (params or {}).get("beta")
+        beta = 1.0 if beta is None else float(beta)
+        return f"TRADES(β={beta:g})"
+    return base
+
+
+__all__ = ["METHODS", "PARAM_NAMES", "get_loss", "method_params", "loss_kwargs", "check_params",
+           "method_label", "natural", "gr", "llr", "at", "trades"]

@@ -1,0 +1,114 @@
+"""`sepcheck train` -> `sepcheck eval` on a tiny .npz end to end, and every bad-input path:
+one-line errors, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sepcheck.cli import main
+from tests.test_train_trainer import stripes
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture()
+def npz(tmp_path):
+    X, y = stripes(60)
+    Xt, yt = stripes(30, seed=1)
+    path = tmp_path / "stripes.npz"
+    np.savez(path, X=X, y=y, X_test=Xt, y_test=yt)
+    return path
+
+
+def _train(npz, out, method="natural", *extra):
+    return run("train", method, "--dataset", npz, "--eps", 0.1, "--epochs", 2, "--batch-size", 20,
+               "--lr", 0.1, "--out", out, "--quiet", *extra)
+
+
+def _one_line_error(r, *needles):
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_train_then_eval_end_to_end(tmp_path, npz):
+    runs = tmp_path / "runs"
+    for method, extra in [("natural", ()), ("trades", ("--beta", 3, "--steps", 2)), ("at", ("--steps", 2))]:
+        r = _train(npz, runs / method, method, "--json", *extra)
+        assert r.exit_code == 0, r.output
+        rep = json.loads(r.stdout)
+        assert rep["arch"] == "tiny_cnn" and rep["final"]["epoch"] == 2
+    table, csv, plot = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "p.png"
+    r = run("eval", runs / "trades", runs / "natural", runs / "at", "--attack-steps", 3, "--table", table,
+            "--csv", csv, "--plot", plot, "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    labels = [row["label"] for row in rep["rows"]]
+    assert labels == ["Natural", "AT", "TRADES(β=3)"]  # the paper's order
+    for row in rep["rows"]:
+        for key in ("train_acc", "test_acc", "adv_test_acc", "test_lipschitz", "separation", "r", "inv_r",
+                    "lipschitz_times_r"):
+            assert row[key] is not None, key
+        assert 0 <= row["adv_test_acc"] <= row["test_acc"] <= 1
+        assert row["lipschitz_times_r"] == pytest.approx(row["test_lipschitz"] * row["r"])
+        assert row["attack"]["steps"] == 3 and row["attack"]["step_size"] == pytest.approx(2 * 0.1 / 3)
+    bound = rep["bounds"][0]
+    assert bound["inv_r"] == pytest.approx(1 / bound["r"])
+    text = table.read_text()
+    assert "| method | train acc | test acc | adv test acc | test lipschitz | separation | r | 1/r |" in text
+    assert "PGD linf eps=0.1: 3 steps" in text
+    assert csv.read_text().splitlines()[0].startswith("method,train acc,test acc")
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert (runs / "natural" / "eval.json").exists()
+    # human output prints the attack settings and the table
+    r = run("eval", runs / "natural", "--subset", 10, "--no-bound")
+    assert r.exit_code == 0, r.output
+    assert "PGD linf eps=0.1: 10 steps of 0.02" in r.stdout and "| Natural |" in r.stdout
+
+
+def test_bad_input_one_line_errors(tmp_path, npz):
+    _one_line_error(run("train", "fgsm", "--dataset", npz, "--eps", 0.1), "unknown method 'fgsm'", "natural")
+    _one_line_error(_train(npz, tmp_path / "a", "at", "--eps", -0.1), "--eps -0.1")
+    _one_line_error(_train(npz, tmp_path / "b", "trades", "--beta", -1), "--beta -1")
+    _one_line_error(_train(npz, tmp_path / "c", "gr", "--lambda", -2), "--lambda -2")
+    _one_line_error(_train(npz, tmp_path / "c", "natural", "--norm", "l1"), "'linf' or 'l2'")
+    _one_line_error(run("train", "at", "--dataset", tmp_path / "missing.npz", "--eps", 0.1), "does not exist")
+    # a run folder without a checkpoint
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(run("eval", empty), "not a run folder")
+    r = _train(npz, tmp_path / "ok", "natural")
+    assert r.exit_code == 0, r.output
+    (tmp_path / "ok" / "checkpoint_final.pt").unlink()
+    (tmp_path / "ok" / "checkpoint_latest.pt").unlink()
+    _one_line_error(run("eval", tmp_path / "ok"), "has no checkpoint")
+    # a checkpoint from another architecture
+    assert _train(npz, tmp_path / "cnn", "natural").exit_code == 0
+    assert _train(npz, tmp_path / "mlp", "natural", "--arch", "mlp").exit_code == 0
+    shutil.copy(tmp_path / "cnn" / "checkpoint_final.pt", tmp_path / "mlp" / "checkpoint_final.pt")
+    _one_line_error(run("eval", tmp_path / "mlp"), "holds a tiny_cnn model", "another run")
+    # a corrupted checkpoint
+    (tmp_path / "cnn" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
+    _one_line_error(run("eval", tmp_path / "cnn"), "corrupted")
+    # an existing run is not overwritten
+    _one_line_error(_train(npz, tmp_path / "mlp", "natural", "--arch", "mlp"), "--resume", "--force")
+    _one_line_error(run("eval", tmp_path / "mlp", "--eps", -1), "--eps -1")

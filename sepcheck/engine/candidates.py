@@ -32,6 +32,22 @@ def gemm_sqdist_error(dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, uni
     return 2.0 * (2.0 * gamma + 4.0 * unit) * (sq_norm_q + max_sq_norm_r)
 
 
+def prune(cand: np.ndarray, approx: np.ndarray, err: np.ndarray, k: int) -> np.ndarray:
+    """Drop candidates that provably cannot be among the k best.
+
+    The k candidates with the smallest approximate values have exact values
+    <= A_k + err (A_k: the k-th smallest approximate value), so the exact k-th distance is
+    at most A_k + err; a candidate with approx > A_k + 2 err is exactly farther than that
+    and can neither enter nor tie. ``approx`` is +inf where ``cand`` is -1; candidates are
+    distinct rows. Returns ``cand`` with the dropped entries set to -1.
+    """
+    if cand.shape[1] <= k:
+        return cand
+    a_k = np.partition(approx, k - 1, axis=1)[:, k - 1]
+    keep = approx <= (a_k + 2.0 * err)[:, None]
+    return np.where(keep, cand, -1)
+
+
 def finish(
     problem: Problem,
     cand: np.ndarray,
@@ -48,7 +64,7 @@ def finish(
     it. Incomplete queries are recomputed by ``brute_force``.
     Returns (distances, indices, number of queries recomputed).
     """
-    exact = pair_distances(problem.queries, problem.reference, cand, problem.p)
+    exact = _sparse_pair_distances(problem, cand)
     dist, idx = sort_candidates(exact, cand, problem.k)
     kth = dist[:, -1]
     kth_cmp = kth if power == 1 else kth**power
@@ -60,3 +76,18 @@ def finish(
         dist[bad] = bd
         idx[bad] = bi
     return dist, idx, int(bad.size)
+
+
+def _sparse_pair_distances(problem: Problem, cand: np.ndarray) -> np.ndarray:
+    """pair_distances computed only for the valid (>= 0) candidates, packed per row."""
+    valid = cand >= 0
+    width = int(valid.sum(axis=1).max()) if cand.size else 0
+    if width == cand.shape[1]:
+        return pair_distances(problem.queries, problem.reference, cand, problem.p)
+    # move valid entries to the front of each row (stable), compute on the packed block
+    order = np.argsort(~valid, axis=1, kind="stable")
+    packed = np.take_along_axis(cand, order, axis=1)[:, :width]
+    d_packed = pair_distances(problem.queries, problem.reference, packed, problem.p)
+    out = np.full(cand.shape, np.inf)
+    np.put_along_axis(out, order[:, :width], d_packed, axis=1)
+    return out

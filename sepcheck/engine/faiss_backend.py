@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import SepcheckError
-from .candidates import U32, finish, gemm_sqdist_error
+from .candidates import U32, finish, gemm_sqdist_error, prune
 from .exact import row_norms
 from .problem import Problem
 
@@ -118,6 +118,7 @@ def search(
         qf = np.ascontiguousarray(problem.queries[sl], dtype=np.float32)
         n = qf.shape[0]
         cand = np.full((n, width), -1, dtype=np.int64)
+        approx = np.full((n, width), np.inf)
         bound = np.full(n, np.inf)
         col = 0
         for c, rows, index, cc in zip(classes, members, indexes, ccount, strict=False):
@@ -126,12 +127,14 @@ def search(
                 dist, found = index.search(qf[want], cc)
                 valid = found >= 0
                 cand[want, col : col + cc] = np.where(valid, rows[np.where(valid, found, 0)], -1)
+                approx[want, col : col + cc] = np.where(valid, dist, np.inf)
                 if cc < rows.size:  # class not fully returned: rows outside are >= the last value
                     last = dist[:, -1].astype(np.float64)
                     bound[want] = np.minimum(bound[want], last - err[sl][want])
             col += cc
         sub = Problem(problem.reference, problem.reference_labels, problem.queries[sl],
                       qlab, p, k, False)
+        cand = prune(cand, approx, err[sl], k)
         d, i, n_fb = finish(sub, cand, bound, power_of(p), brute)
         out_d[sl], out_i[sl] = d, i
         recomputed += n_fb

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .candidates import U32, U64, finish, gemm_sqdist_error
+from .candidates import U32, U64, finish, gemm_sqdist_error, prune
 from .problem import Problem
 from .select import empty_best, merge_block
 
@@ -123,7 +123,7 @@ def l2_candidates(
             v = run_v.to(torch.float64).cpu().numpy()
             i = run_i.cpu().numpy()
             i = np.where(np.isfinite(v), i, -1)
-            cand[qs : qs + bq] = i
+            cand[qs : qs + bq] = prune(i, v, err[qs : qs + bq], problem.k)
             # rows outside the candidates have approx >= the c-th value; +inf if the list
             # is not full (it then holds every row of a different label)
             bound[qs : qs + bq] = np.where(np.isfinite(v[:, -1]), v[:, -1] - err[qs : qs + bq], np.inf)

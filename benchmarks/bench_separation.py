@@ -137,6 +137,8 @@ def main() -> None:
     ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--skip-slow", action="store_true", help="skip faiss linf, sklearn and sepcheck-faiss linf")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each fast method (min is reported)")
+    ap.add_argument("--norm", choices=["linf", "l2"], default=None,
+                    help="run one norm only and replace its rows in an existing --out file")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_separation.json")
     args = ap.parse_args()
     if not args.mnist.exists():
@@ -154,6 +156,8 @@ def main() -> None:
 
     oracles = {}
     for norm, fn in (("linf", oracle_linf), ("l2", oracle_l2)):
+        if args.norm and norm != args.norm:
+            continue
         t = time.perf_counter()
         oracles[norm] = fn(X, y)
         print(f"oracle {norm}: {time.perf_counter() - t:.1f} s, separation {oracles[norm][0].min():.6f}", flush=True)
@@ -178,7 +182,12 @@ def main() -> None:
     slow = {"sepcheck faiss", "faiss IndexFlat METRIC_Linf per class", "sklearn NearestNeighbors p=inf per class",
             "sepcheck torch"}
     rows = []
+    kept: list[dict] = []
+    if args.norm and args.out.exists():
+        kept = [r for r in json.loads(args.out.read_text())["rows"] if r["norm"] != args.norm]
     for norm, entries in methods.items():
+        if args.norm and norm != args.norm:
+            continue
         for name, fn, rep in entries:
             if args.skip_slow and norm == "linf" and name in slow:
                 continue
@@ -186,6 +195,7 @@ def main() -> None:
             row = {"norm": norm, "method": name, "seconds": best, "runs": times, **exactness(out, oracles[norm], norm)}
             rows.append(row)
             print(f"{norm:5s} {name:45s} {best:8.2f} s  exact={row['exact']}", flush=True)
+    rows = sorted(kept + rows, key=lambda r: r["norm"] != "linf")
     for norm in ("linf", "l2"):
         ref = next((r["seconds"] for r in rows if r["norm"] == norm and r["method"].startswith("faiss")), None)
         for r in rows:

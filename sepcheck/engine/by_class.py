@@ -36,14 +36,12 @@ from .._validation import as_features, as_labels, check_positive_int, check_same
 from ..errors import SepcheckError
 from ..norms import parse_norm
 from .candidates import U32, U64, gemm_sqdist_error
+from .exact import sq_norms
+from .numba_backend import CHUNK, prefix_features
 from .problem import DEFAULT_MEMORY_BUDGET, Problem, _common_dtype, scale_of
 
 #: backends that nearest_by_class runs (faiss has no per-class search here)
 BY_CLASS_BACKENDS = ("auto", "numba", "torch")
-#: features checked first by the numba kernel (highest variance)
-PREFIX = 32
-#: features per chunk between two pruning checks in the numba kernel
-CHUNK = 32
 #: queries per numba kernel call (progress granularity)
 QUERY_BATCH = 256
 #: GEMM candidates per (query, class block) on the float l2 path
@@ -234,16 +232,6 @@ def _l1_by_class_kernel(Q, Qp, R, rc, Rp, out_d, out_i, zero):  # pragma: no cov
                 bi[c] = j
 
 
-def _prefix_features(reference: np.ndarray) -> np.ndarray:
-    """The PREFIX highest-variance features (on a sample of rows), in index order."""
-    d = reference.shape[1]
-    if d <= PREFIX:
-        return np.arange(d)
-    step = max(1, reference.shape[0] // 4096)
-    var = reference[::step].astype(np.float64).var(axis=0)
-    return np.sort(np.argsort(-var, kind="stable")[:PREFIX])
-
-
 def _numba_search(
     problem: Problem, codes: np.ndarray, n_classes: int, tick: Callable[[int], None] | None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -251,7 +239,7 @@ def _numba_search(
     import os
 
     R = problem.reference
-    feats = _prefix_features(R)
+    feats = prefix_features(R)
     Rp = np.ascontiguousarray(R[:, feats])
     if problem.integer:
         zero = np.int32(0) if math.isinf(problem.p) else np.int64(0)
@@ -343,8 +331,8 @@ def _torch_search(
     out_i = np.empty((m, n_classes), dtype=np.int64)
     recomputed = 0
     if gemm:
-        sq_q_all = _sq_norms(problem.queries)
-        sq_r_all = _sq_norms(problem.reference)
+        sq_q_all = sq_norms(problem.queries)
+        sq_r_all = sq_norms(problem.reference)
         unit = U32 if dt == torch.float32 else U64
         err_all = gemm_sqdist_error(problem.dim, sq_q_all, float(sq_r_all.max()), unit)
     prev = _set_highest_precision()
@@ -471,14 +459,6 @@ def _tensor(a: np.ndarray) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(a)
-
-
-def _sq_norms(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    out = np.empty(x.shape[0])
-    for s in range(0, x.shape[0], chunk):
-        b = x[s : s + chunk].astype(np.float64)
-        out[s : s + chunk] = np.einsum("ij,ij->i", b, b)
-    return out
 
 
 __all__ = ["nearest_by_class", "make_by_class_problem", "BY_CLASS_BACKENDS"]

@@ -69,3 +69,12 @@ def row_norms(x: np.ndarray, p: float, chunk: int = 4096) -> np.ndarray:
         else:
             out[s : s + chunk] = (b**p).sum(axis=1) ** (1.0 / p)
     return out
+
+
+def sq_norms(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Per-row squared l2 norm (raw units) in float64, in bounded chunks."""
+    out = np.empty(x.shape[0])
+    for s in range(0, x.shape[0], chunk):
+        b = x[s : s + chunk].astype(np.float64)
+        out[s : s + chunk] = np.einsum("ij,ij->i", b, b)
+    return out

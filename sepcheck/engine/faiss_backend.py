@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SepcheckError
 from .candidates import U32, finish, gemm_sqdist_error, prune
-from .exact import row_norms
+from .exact import row_norms, sq_norms
 from .problem import Problem
 
 #: extra candidates per (query, class) beyond k (ties and rounding slack)
@@ -70,8 +70,8 @@ def error_bound(problem: Problem) -> np.ndarray:
     if problem.integer and (math.isinf(p) or (p == 1 and 255 * d < 2**24)):
         return np.zeros(problem.n_query)  # integer differences and sums are exact in float32
     if p == 2:
-        sq_q = row_norms(q, 2) ** 2
-        sq_r = float((row_norms(r, 2) ** 2).max())
+        sq_q = sq_norms(q)
+        sq_r = float(sq_norms(r).max())
         return gemm_sqdist_error(d, sq_q, sq_r, U32) + 16 * U32 * (sq_q + sq_r)
     nq, nr = row_norms(q, p), float(row_norms(r, p).max())
     if math.isinf(p):

@@ -133,10 +133,9 @@ def _group_sums(x: np.ndarray, integer: bool) -> np.ndarray:
     return out
 
 
-def _prefix_features(problem: Problem, sample: int = 4096, chunk: int = 256) -> np.ndarray:
-    """Indices of the PREFIX features with the largest variance, estimated on at most
-    ``sample`` evenly spaced rows, ``chunk`` rows at a time (bounded memory)."""
-    ref = problem.reference
+def prefix_features(ref: np.ndarray, sample: int = 4096, chunk: int = 256) -> np.ndarray:
+    """Indices (sorted) of the PREFIX features with the largest variance, estimated on at
+    most ``sample`` evenly spaced rows, ``chunk`` rows at a time (bounded memory)."""
     d = ref.shape[1]
     if d <= PREFIX:
         return np.arange(d)
@@ -170,7 +169,7 @@ def search(
     R = problem.reference
     linf = math.isinf(problem.p)
     if linf:
-        feats = _prefix_features(problem)
+        feats = prefix_features(R)
         Rp = np.ascontiguousarray(R[:, feats])
     else:
         Rp = _group_sums(R, integer)

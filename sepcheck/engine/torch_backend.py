@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .candidates import U32, U64, finish, gemm_sqdist_error, prune
+from .exact import sq_norms
 from .problem import Problem
 from .select import empty_best, merge_block
 
@@ -94,8 +95,8 @@ def l2_candidates(
     elem = 8 if dt == torch.float64 else 4
     bq, br = block_sizes(problem, budget, block_size, elem)
     c = min(problem.k + L2_EXTRA_CANDIDATES, problem.n_ref)
-    sq_q = _sq_norms(problem.queries)
-    sq_r = _sq_norms(problem.reference)
+    sq_q = sq_norms(problem.queries)
+    sq_r = sq_norms(problem.reference)
     err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
     rl = torch.from_numpy(problem.reference_labels).to(device)
     ql = torch.from_numpy(problem.query_labels).to(device)
@@ -132,14 +133,6 @@ def l2_candidates(
     finally:
         torch.set_float32_matmul_precision(prev)
     return cand, bound
-
-
-def _sq_norms(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    out = np.empty(x.shape[0])
-    for s in range(0, x.shape[0], chunk):
-        b = x[s : s + chunk].astype(np.float64)
-        out[s : s + chunk] = np.einsum("ij,ij->i", b, b)
-    return out
 
 
 def _set_highest_precision() -> str:

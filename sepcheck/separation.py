@@ -20,8 +20,6 @@ from .errors import SepcheckError
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
 
-FORMAT = "sepcheck.separation/1"
-
 
 @dataclass
 class SeparationResult:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SepcheckError
-from .problem import DEFAULT_MEMORY_BUDGET, Problem, make_problem, scale_of
+from .problem import Problem, make_problem, scale_of, search_limits
 
 BACKENDS = ("auto", "numba", "torch", "faiss")
 DEVICES = ("auto", "cpu", "cuda")
@@ -117,13 +117,7 @@ def nearest_other(
         Row indices into ``reference``; ties go to the lowest index; -1 with +inf.
     """
     problem = make_problem(reference, reference_labels, queries, query_labels, norm=norm, k=k)
-    if block_size is not None:
-        from .._validation import check_positive_int
-
-        block_size = check_positive_int(block_size, "block_size")
-    budget = int(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
-    if budget < 1:
-        raise SepcheckError(f"memory_budget={memory_budget!r} is invalid: give bytes > 0")
+    block_size, budget = search_limits(block_size, memory_budget)
     dev = resolve_device(device)
     name = choose_backend(problem, backend, dev)
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)

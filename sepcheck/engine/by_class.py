@@ -32,13 +32,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .._validation import as_features, as_labels, check_positive_int, check_same_dim
+from .._validation import as_features, as_labels, check_same_dim
 from ..errors import SepcheckError
 from ..norms import parse_norm
 from .candidates import U32, U64, gemm_sqdist_error
 from .exact import sq_norms
 from .numba_backend import CHUNK, prefix_features
-from .problem import DEFAULT_MEMORY_BUDGET, Problem, _common_dtype, scale_of
+from .problem import Problem, _common_dtype, scale_of, search_limits
 
 #: backends that nearest_by_class runs (faiss has no per-class search here)
 BY_CLASS_BACKENDS = ("auto", "numba", "torch")
@@ -111,11 +111,7 @@ def nearest_by_class(
     from . import choose_backend, resolve_device  # late: engine/__init__ imports nothing of ours
 
     problem = make_by_class_problem(reference, reference_labels, queries, norm=norm)
-    if block_size is not None:
-        block_size = check_positive_int(block_size, "block_size")
-    budget = int(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
-    if budget < 1:
-        raise SepcheckError(f"memory_budget={memory_budget!r} is invalid: give bytes > 0")
+    block_size, budget = search_limits(block_size, memory_budget)
     b = str(backend).lower()
     if b not in BY_CLASS_BACKENDS:
         raise SepcheckError(

@@ -109,6 +109,16 @@ def make_problem(
     return Problem(ref, rl, qry, ql, p, k, False)
 
 
+def search_limits(block_size: int | None, memory_budget: int | None) -> tuple[int | None, int]:
+    """Validated (block_size, memory budget in bytes) for a search."""
+    if block_size is not None:
+        block_size = check_positive_int(block_size, "block_size")
+    budget = int(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    if budget < 1:
+        raise SepcheckError(f"memory_budget={memory_budget!r} is invalid: give bytes > 0")
+    return block_size, budget
+
+
 def scale_of(problem: Problem, raw: bool) -> float:
     """Divisor applied to reported distances: 255 for uint8 pixels unless ``raw``."""
     return 1.0 if (raw or not problem.integer) else 255.0

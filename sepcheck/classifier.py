@@ -21,7 +21,7 @@ import numpy as np
 
 from ._validation import as_features, as_labels, check_two_classes
 from .certify import CertificationResult, build_result, parse_eps, predicted_columns, radii
-from .errors import SepcheckError
+from .errors import NotFittedError, SepcheckError, TheoremWarning
 from .norms import norm_name, parse_norm
 
 #: keyword options the classifier accepts besides norm, r and clip
@@ -40,12 +40,6 @@ ENGINE_OPTIONS = (
 _SEARCH_OPTIONS = ("backend", "device", "raw", "block_size", "memory_budget", "progress")
 
 
-class NotFittedError(SepcheckError):
-    """The classifier was used before :meth:`LipschitzNNClassifier.fit`."""
-
-
-class TheoremWarning(UserWarning):
-    """The chosen r is larger than separation / 2: the theorem's guarantee does not hold."""
 
 
 class LipschitzNNClassifier:

@@ -37,3 +37,15 @@ def mnist_test(mnist_dir: Path):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Cached results go to a fresh folder per test, never to the user's ~/.cache."""
     monkeypatch.setenv("SEPCHECK_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> str:
+    """Every engine, classifier and training test that takes ``device`` runs on the CPU and,
+    where torch sees a GPU, again on CUDA (skipped with a reason otherwise)."""
+    if request.param == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
+    return request.param

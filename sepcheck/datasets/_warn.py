@@ -6,11 +6,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..errors import DatasetWarning
+
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 
-class DatasetWarning(UserWarning):
-    """Something the user must know about loaded data; the data are still complete and usable."""
 
 
 def _stacklevel() -> int:

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from .._version import __version__
+from ..errors import DownloadError
 from .checksums import default_file_mode
 
 #: seconds without data before a transfer is abandoned
@@ -21,8 +22,6 @@ TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 
 
-class DownloadError(Exception):
-    """A transfer that failed (network, HTTP status, interrupted, checksum); str() is the reason."""
 
 
 def download(

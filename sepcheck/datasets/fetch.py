@@ -9,23 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SepcheckError
+from ..errors import DataUnavailableError, SepcheckError
 from . import download as _download
 from ._warn import warn
 from .checksums import file_digest, fingerprint
 from .remote import RemoteFile
-
-
-class DataUnavailableError(SepcheckError):
-    """Files of a data set are missing and cannot be downloaded (off, offline or failed)."""
-
-    def __init__(self, message: str, *, dataset: str = "", missing: Sequence[str] = (),
-                 directory: Path | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.dataset = dataset
-        self.missing = list(missing)
-        self.directory = directory
-        self.reason = reason
 
 
 def offline() -> bool:

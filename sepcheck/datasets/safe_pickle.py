@@ -24,11 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle asked for a global outside the allowed set."""
+from ..errors import SepcheckError, UnsafePickleError
 
 
 class _NdarrayType:

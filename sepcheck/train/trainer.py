@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import SepcheckError
+from ..errors import DivergedError, SepcheckError
 from . import distributed
 from .attacks import threat_norm
 from .data import TrainData, crop_flip, is_cifar_like
@@ -438,7 +438,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, logits = loss_fn(net, xb, yb, **kwargs)
             if not torch.isfinite(loss):
-                raise SepcheckError(f"the {label} loss became {float(loss)} in epoch {epoch}: lower --lr "
+                raise DivergedError(f"the {label} loss became {float(loss)} in epoch {epoch}: lower --lr "
                                     "(or the method's weights)")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -13,30 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import DEVICES, resolve_device
 from ..errors import SepcheckError
 from .problem import Problem, make_problem, scale_of, search_limits
 
 BACKENDS = ("auto", "numba", "torch", "faiss")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. 'cuda:N' is accepted."""
-    import torch
-
-    dev = str(device).lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev == "cpu":
-        return "cpu"
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SepcheckError(
-                f"device {device!r} asked for but torch sees no CUDA GPU: use --device cpu, or "
-                "install a CUDA build of torch (README, 'GPU')"
-            )
-        return dev
-    raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
 
 
 def choose_backend(problem: Problem, backend: str, device: str) -> str:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..devices import torch_device
 from ..errors import DivergedError, SepcheckError
 from . import distributed
 from .attacks import threat_norm
@@ -181,19 +182,9 @@ class LRSchedule:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
-    text = str(device).strip().lower()
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise SepcheckError(f"--device {device}: CUDA is not available here; use --device cpu")
-        if text == "cuda":
-            return torch.device("cuda", local_rank)
-        return torch.device(text)
-    raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    """The training device: :func:`sepcheck.devices.torch_device` (a plain 'cuda' is this
+    process's GPU, ``local_rank``)."""
+    return torch_device(device, local_rank)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

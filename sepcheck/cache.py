@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from ._validation import as_features, as_labels
 from .errors import SepcheckError
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
-from .paths import results_dir
 from .separation import SeparationResult, separation
 
 
@@ -31,14 +31,16 @@ def cached_separation(
     norm: str | float = "linf",
     dataset: str = "",
     raw: bool = False,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
+    cache: str | os.PathLike | None = None,
     **engine_options: Any,
 ) -> tuple[SeparationResult, bool]:
-    """:func:`~sepcheck.separation` with a results cache. Returns (result, came_from_cache).
+    """:func:`~sepcheck.separation` with an optional results cache. Returns
+    (result, came_from_cache).
 
-    The cache file is ``<cache_dir>/separation-<key>.h5`` (default dir:
-    :func:`sepcheck.paths.results_dir`). A corrupted cache file is recomputed.
+    ``cache`` is a folder: the result is read from and written to
+    ``<cache>/separation-<key>.h5``; a corrupted cache file is recomputed. ``None`` (the
+    default) reads and writes nothing: a library call has no hidden side effects. The CLI
+    passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
     """
     p = parse_norm(norm)
     Xf = as_features(X, "X")
@@ -46,9 +48,10 @@ def cached_separation(
     Xt = as_features(X_test, "X_test") if X_test is not None else None
     yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test") if Xt is not None else None
     digest = array_digest(Xf, yv, Xt, yt)
-    folder = Path(cache_dir) if cache_dir is not None else results_dir()
-    path = folder / f"separation-{cache_key(digest, norm_name(p), raw)}.h5"
-    if use_cache and path.exists():
+    path = None
+    if cache is not None:
+        path = Path(cache) / f"separation-{cache_key(digest, norm_name(p), raw)}.h5"
+    if path is not None and path.exists():
         try:
             res = SeparationResult.load(path)
             if res.content_hash == digest:
@@ -58,7 +61,7 @@ def cached_separation(
         except SepcheckError:
             pass
     res = separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options)
-    if use_cache:
+    if path is not None:
         with contextlib.suppress(OSError):  # a read-only cache folder must not fail the run
             res.save(path)
     return res, False

@@ -32,8 +32,7 @@ ENGINE_OPTIONS = (
     "block_size",
     "memory_budget",
     "progress",
-    "use_cache",
-    "cache_dir",
+    "cache",
     "dataset",
 )
 #: options that go to the engine calls (the rest go to the separation cache only)
@@ -58,8 +57,8 @@ class LipschitzNNClassifier:
     **engine_options
         backend ('auto', 'numba', 'torch'), device, raw (uint8 data: raw 0-255 units
         instead of the [0, 1] pixel scale), block_size, memory_budget, progress (bar on
-        stderr), use_cache (reuse a cached training separation, default True), cache_dir,
-        dataset (a name stored with the cached separation).
+        stderr), cache (a folder for the cached training separation; None, the default,
+        reads and writes nothing), dataset (a name stored with the cached separation).
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -131,8 +130,7 @@ class LipschitzNNClassifier:
             yv,
             norm=p,
             dataset=str(opts.get("dataset", "")),
-            cache_dir=opts.get("cache_dir"),
-            use_cache=bool(opts.get("use_cache", True)),
+            cache=opts.get("cache"),
             **search,
         )
         sep = res.separation

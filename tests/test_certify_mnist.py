@@ -108,7 +108,7 @@ def _expected(D, sep, ya, yb):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_mnist_certify_matches_brute_force(split, oracle, norm):
     A, ya, B, yb = split
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False).fit(A, ya)
+    clf = LipschitzNNClassifier(norm=norm).fit(A, ya)
     res = clf.certify(B, yb, EPS[norm])
     d, idx = clf.class_distances(B)
     want = oracle(norm)

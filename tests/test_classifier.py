@@ -101,7 +101,7 @@ def test_matches_brute_force(case, backend):
     X, y, Xq, yq, norm, dtype = case
     p = P[norm]
     scale = 255.0 if dtype == "uint8" else 1.0
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False, backend=backend).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm, backend=backend).fit(X, y)
     want = brute(X, y, Xq, yq, p, scale)
     exact = dtype == "uint8" and norm != "l2"
     cmp = np.testing.assert_array_equal if exact else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -133,7 +133,7 @@ def test_spiral_matches_brute_force(norm):
     X, y = make_spiral("train")
     Xt, yt = make_spiral("test")
     Xt, yt = Xt[::5], yt[::5]
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
     want = brute(X, y, Xt, yt, P[norm], 1.0)
     assert clf.r_ == pytest.approx(want["r"], rel=1e-12)
     np.testing.assert_allclose(clf.decision_function(Xt), want["scores"], rtol=1e-12, atol=1e-12)
@@ -154,7 +154,7 @@ def test_ties_go_to_the_lowest_training_index():
     # lowest index wins, although class 2 comes first among the score columns
     X = np.array([[1.0], [-1.0], [4.0], [-4.0]])
     y = np.array([5, 2, 5, 2])
-    clf = LipschitzNNClassifier(norm="l2", use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
     Xq = np.array([[0.0], [0.25], [-0.25]])
     s = clf.decision_function(Xq)
     assert s[0, 0] == s[0, 1]
@@ -172,7 +172,7 @@ def test_lipschitz_property(norm):
     rng = np.random.default_rng(11)
     X, y = make_spiral("train")
     for clip in (False, True):
-        clf = LipschitzNNClassifier(norm=norm, clip=clip, use_cache=False).fit(X, y)
+        clf = LipschitzNNClassifier(norm=norm, clip=clip).fit(X, y)
         a = rng.uniform(-1.2, 1.2, (1500, 2))
         b = np.concatenate([rng.uniform(-1.2, 1.2, (500, 2)), a[500:] + rng.normal(size=(1000, 2)) * clf.r_])
         fa, fb = clf.decision_function(a), clf.decision_function(b)
@@ -183,7 +183,7 @@ def test_lipschitz_property(norm):
     # uint8 images on the pixel scale
     Xu = rng.integers(0, 256, (60, 12)).astype(np.uint8)
     yu = rng.integers(0, 3, 60)
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False).fit(Xu, yu)
+    clf = LipschitzNNClassifier(norm=norm).fit(Xu, yu)
     a = rng.integers(0, 256, (300, 12)).astype(np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
     dist = np.array([oracle.pairwise(a[i : i + 1], b[i : i + 1], p)[0, 0] for i in range(len(a))]) / 255.0
@@ -194,16 +194,16 @@ def test_lipschitz_property(norm):
 def test_user_r_clip_and_warning():
     X, y = make_spiral("train")
     Xt, _ = make_spiral("test")
-    auto = LipschitzNNClassifier(use_cache=False).fit(X, y)
+    auto = LipschitzNNClassifier().fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        small = LipschitzNNClassifier(r=auto.r_ / 2, use_cache=False).fit(X, y)  # no warning
+        small = LipschitzNNClassifier(r=auto.r_ / 2).fit(X, y)  # no warning
     assert small.r_ == auto.r_ / 2 and small.separation_ == auto.separation_
     with pytest.warns(TheoremWarning, match="guarantee no longer holds"):
-        big = LipschitzNNClassifier(r=1.0, use_cache=False).fit(X, y)
+        big = LipschitzNNClassifier(r=1.0).fit(X, y)
     d, _ = auto.class_distances(Xt)
     np.testing.assert_allclose(big.decision_function(Xt), 1.0 - d, rtol=1e-15)
-    clipped = LipschitzNNClassifier(clip=True, use_cache=False).fit(X, y)
+    clipped = LipschitzNNClassifier(clip=True).fit(X, y)
     s = clipped.decision_function(Xt)
     np.testing.assert_array_equal(s, np.maximum(0.0, 1.0 - d / auto.r_))
     assert s.min() == 0.0
@@ -214,18 +214,18 @@ def test_conflicting_duplicates():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
     y = np.array([0, 1, 1])
     with pytest.raises(SepcheckError, match="separation 0") as exc:
-        LipschitzNNClassifier(use_cache=False).fit(X, y)
+        LipschitzNNClassifier().fit(X, y)
     assert "\n" not in str(exc.value)
     with pytest.warns(TheoremWarning):
-        clf = LipschitzNNClassifier(r=0.5, use_cache=False).fit(X, y)
+        clf = LipschitzNNClassifier(r=0.5).fit(X, y)
     assert clf.separation_ == 0.0 and clf.predict([[0.0, 0.0]]).tolist() == [0]
 
 
 def test_sklearn_protocol_and_errors():
     from sklearn.base import clone
 
-    clf = LipschitzNNClassifier(norm="l2", r=0.1, clip=True, backend="torch", use_cache=False)
-    assert clf.get_params() == {"norm": "l2", "r": 0.1, "clip": True, "backend": "torch", "use_cache": False}
+    clf = LipschitzNNClassifier(norm="l2", r=0.1, clip=True, backend="torch")
+    assert clf.get_params() == {"norm": "l2", "r": 0.1, "clip": True, "backend": "torch"}
     twin = clone(clf)
     assert twin.get_params() == clf.get_params() and twin is not clf
     assert clf.set_params(r="auto", device="cpu") is clf and clf.r == "auto"
@@ -245,10 +245,10 @@ def test_sklearn_protocol_and_errors():
         ({"clip": "yes"}, "clip="),
     ]:
         with pytest.raises(SepcheckError, match=msg):
-            LipschitzNNClassifier(use_cache=False, **bad).fit(X, y)
+            LipschitzNNClassifier(**bad).fit(X, y)
     with pytest.raises(SepcheckError, match="single class"):
-        LipschitzNNClassifier(use_cache=False).fit(X, np.zeros(len(X)))
-    clf = LipschitzNNClassifier(use_cache=False).fit(X, y)
+        LipschitzNNClassifier().fit(X, np.zeros(len(X)))
+    clf = LipschitzNNClassifier().fit(X, y)
     with pytest.raises(SepcheckError, match="3 features per row but the classifier was fitted on 2"):
         clf.predict(np.zeros((2, 3)))
     for eps in (-0.1, "x", [], [0.1, math.nan]):
@@ -259,12 +259,20 @@ def test_sklearn_protocol_and_errors():
 
 def test_separation_cache(tmp_path):
     X, y = make_spiral("train")
-    a = LipschitzNNClassifier(cache_dir=tmp_path).fit(X, y)
-    b = LipschitzNNClassifier(cache_dir=tmp_path).fit(X, y)
-    c = LipschitzNNClassifier(cache_dir=tmp_path, use_cache=False).fit(X, y)
+    a = LipschitzNNClassifier(cache=tmp_path).fit(X, y)
+    b = LipschitzNNClassifier(cache=tmp_path).fit(X, y)
+    c = LipschitzNNClassifier().fit(X, y)  # no cache given: nothing is read or written
     assert (a.separation_from_cache_, b.separation_from_cache_, c.separation_from_cache_) == (False, True, False)
     assert a.r_ == b.r_ == c.r_
     assert len(list(tmp_path.glob("separation-*.h5"))) == 1
+
+
+def test_library_calls_write_no_cache(tmp_path, monkeypatch):
+    """Without ``cache=``, fit and separation_bound leave the default cache folder empty."""
+    monkeypatch.setenv("SEPCHECK_CACHE", str(tmp_path / "default"))
+    X, y = make_spiral("train")
+    LipschitzNNClassifier().fit(X, y)
+    assert not (tmp_path / "default").exists() or not any((tmp_path / "default").rglob("*"))
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
@@ -275,7 +283,7 @@ def test_torch_forward_matches_and_is_differentiable(norm):
     X = rng.normal(size=(200, 5))
     y = rng.integers(0, 4, 200)
     Xq = rng.normal(size=(40, 5))
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
     for block in (None, 7):
         mod = clf.as_torch_module(block_size=block)
         x = torch.from_numpy(Xq).requires_grad_(True)
@@ -302,7 +310,7 @@ def test_torch_forward_uint8_images():
     X = rng.integers(0, 256, (80, 1, 4, 4)).astype(np.uint8)
     y = rng.integers(0, 3, 80)
     Xq = rng.integers(0, 256, (10, 1, 4, 4)).astype(np.uint8)
-    clf = LipschitzNNClassifier(norm="l2", use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
     mod = clf.as_torch_module()
     s = mod(torch.from_numpy(Xq).float() / 255.0)
     assert s.dtype == torch.float32

@@ -77,7 +77,7 @@ def _clusters(seed: int = 0):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_pgd_never_breaks_a_certificate(norm):
     X, y, Xt, yt = _clusters()
-    clf = LipschitzNNClassifier(norm=norm, use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
     module = clf.as_torch_module()
     pred = clf.predict(Xt)
     radius = clf.certified_radius(Xt)
@@ -105,7 +105,7 @@ def test_pgd_on_the_spiral_at_r():
 
     X, y = make_spiral("train")
     Xt, yt = make_spiral("test")
-    clf = LipschitzNNClassifier(norm="l2", use_cache=False).fit(X, y)
+    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
     eps = clf.r_ / 2
     res = clf.certify(Xt, yt, eps)
     near = res.d_true <= eps

@@ -102,15 +102,17 @@ def test_load_rejects_other_files(tmp_path):
 
 def test_cache_reuses_and_keys_on_content(tmp_path):
     X, y = _data(5)
-    r1, c1 = cached_separation(X, y, norm="linf", cache_dir=tmp_path)
-    r2, c2 = cached_separation(X, y, norm="linf", cache_dir=tmp_path)
+    r1, c1 = cached_separation(X, y, norm="linf", cache=tmp_path)
+    r2, c2 = cached_separation(X, y, norm="linf", cache=tmp_path)
     assert (c1, c2) == (False, True)
     np.testing.assert_array_equal(r1.distances, r2.distances)
     X2 = X.copy()
     X2[0, 0] ^= 1
-    _, c3 = cached_separation(X2, y, norm="linf", cache_dir=tmp_path)
-    _, c4 = cached_separation(X, y, norm="l2", cache_dir=tmp_path)
-    assert not c3 and not c4
+    _, c3 = cached_separation(X2, y, norm="linf", cache=tmp_path)
+    _, c4 = cached_separation(X, y, norm="l2", cache=tmp_path)
+    _, c5 = cached_separation(X, y, norm="linf")  # no cache given: computed, nothing stored
+    assert not c3 and not c4 and not c5
+    assert len(list(tmp_path.glob("separation-*.h5"))) == 3
 
 
 def test_plot_draws_min_and_two_eps(tmp_path):

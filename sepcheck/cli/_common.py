@@ -96,3 +96,13 @@ def fmt(x: float | None, digits: int = 4) -> str:
     if isinstance(x, float) and math.isinf(x):
         return "inf"
     return f"{x:.{digits}f}"
+
+
+def cli_cache(no_cache: bool) -> Path | None:
+    """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
+    ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""
+    if no_cache:
+        return None
+    from ..paths import results_dir
+
+    return results_dir()

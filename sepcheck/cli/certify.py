@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from ..errors import SepcheckError
-from ._common import atomic_write, check_writable, data_options, emit_json, fmt, json_option
+from ._common import (
+    atomic_write,
+    check_writable,
+    cli_cache,
+    data_options,
+    emit_json,
+    fmt,
+    json_option,
+)
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 
@@ -69,7 +77,7 @@ def certify(
         )
     clf = LipschitzNNClassifier(
         norm=norm, backend=backend, device=device, raw=raw, progress=True,
-        use_cache=not no_cache, dataset=ds.name,
+        cache=cli_cache(no_cache), dataset=ds.name,
     ).fit(ds.X, ds.y)
     if eps_given:
         eps_list, eps_source = eps_given, "given"
@@ -169,7 +177,7 @@ def plot_classifier(
     if X.dtype.kind != "f":
         raise SepcheckError(f"plot-classifier needs float coordinates but {ds.name!r} is {X.dtype}")
     clf = LipschitzNNClassifier(
-        norm=norm, backend=backend, device=device, use_cache=not no_cache, dataset=ds.name
+        norm=norm, backend=backend, device=device, cache=cli_cache(no_cache), dataset=ds.name
     ).fit(X, ds.y)
     import matplotlib
 

@@ -9,7 +9,15 @@ import click
 
 from ..errors import SepcheckError
 from ..norms import parse_norm
-from ._common import atomic_write, check_writable, data_options, emit_json, fmt, json_option
+from ._common import (
+    atomic_write,
+    check_writable,
+    cli_cache,
+    data_options,
+    emit_json,
+    fmt,
+    json_option,
+)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 
@@ -82,7 +90,7 @@ def separation(
     X, y, Xt, yt = _arrays_for_split(ds, split)
     info: dict[str, Any] = {}
     res, cached = cached_separation(
-        X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, use_cache=not no_cache,
+        X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
         backend=backend, device=device, progress=True, info=info,
     )
     ratio_eps = eps if eps is not None else ds.eps

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import SepcheckError
-from ._common import check_writable, data_options, emit_json, fmt, json_option
+from ._common import check_writable, cli_cache, data_options, emit_json, fmt, json_option
 
 METHOD_NAMES = ("natural", "gr", "llr", "at", "trades")
 
@@ -165,7 +165,8 @@ def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, at
                            device=device, batch_size=batch_size,
                            data_options={"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
                            if data_dir or no_download or no_verify else None,
-                           echo=None if as_json else (lambda s: click.echo(s, err=True)))
+                           echo=None if as_json else (lambda s: click.echo(s, err=True)),
+                           cache=cli_cache(False))
     report["wall_s"] = time.perf_counter() - t0
     if "--table" in paths:
         write_text(paths["--table"], to_markdown(report))

@@ -206,13 +206,15 @@ def evaluate_model(model: nn.Module, data: TrainData, *, eps: float, norm: str, 
 
 
 def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None = None,
-                     reference: bool = True) -> dict[str, Any]:
-    """Train-train separation, r, 1/r (cached) and the reference classifier's test accuracies."""
+                     reference: bool = True, cache: str | Path | None = None) -> dict[str, Any]:
+    """Train-train separation, r, 1/r and the reference classifier's test accuracies.
+
+    ``cache``: a folder for the separation result (None: no cache is read or written)."""
     from ..cache import cached_separation
 
     assert data.raw is not None
     X, y, Xt, yt = data.raw
-    res, cached = cached_separation(X, y, norm=norm, dataset=data.name)
+    res, cached = cached_separation(X, y, norm=norm, dataset=data.name, cache=cache)
     sep, r = float(res.separation), float(res.r)
     out: dict[str, Any] = {"dataset": data.name, "norm": norm, "eps": eps, "separation": sep, "r": r,
                            "inv_r": (1.0 / r) if r > 0 else None, "separation_cached": cached,
@@ -221,12 +223,13 @@ def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None 
         out["note"] = "the training set has identical inputs with different labels: r = 0, no bound"
     if reference:
         out["reference"] = reference_classifier(X, y, Xt, yt, norm=norm, eps=eps, subset=subset,
-                                                dataset=data.name)
+                                                dataset=data.name, cache=cache)
     return out
 
 
 def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt: np.ndarray | None, *,
-                         norm: str, eps: float, subset: int | None = None, dataset: str = "") -> dict[str, Any]:
+                         norm: str, eps: float, subset: int | None = None, dataset: str = "",
+                         cache: str | Path | None = None) -> dict[str, Any]:
     """Clean and certified test accuracy of :class:`sepcheck.LipschitzNNClassifier` at ``eps``."""
     try:
         from ..classifier import LipschitzNNClassifier
@@ -236,7 +239,7 @@ def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt
         return {"available": False, "note": "no test split"}
     idx = subset_indices(Xt.shape[0], subset)
     t0 = time.perf_counter()
-    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset, cache=cache).fit(X, y)
     cert = clf.certify(Xt[idx], yt[idx], eps)
     ca = cert.certified_accuracy
     certified = ca[eps] if isinstance(ca, dict) and eps in ca else (
@@ -264,7 +267,8 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
                   attack: AttackSettings | None = None, lip: LipschitzSettings | None = None,
                   bound: bool = True, device: str = "auto", batch_size: int = 256,
                   data: TrainData | None = None, data_options: dict[str, Any] | None = None,
-                  write_eval_json: bool = True, echo: Any = None) -> dict[str, Any]:
+                  write_eval_json: bool = True, echo: Any = None,
+                  cache: str | Path | None = None) -> dict[str, Any]:
     """Evaluate run folders; returns ``{"rows": [...], "bounds": [...], "settings": {...}}``.
 
     Rows of runs on the same data set share one loaded copy of it and one bound. ``data``
@@ -313,7 +317,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
         bkey = (key, norm, e)
         if bound and bkey not in bounds:
             say(f"separation bound for {ds.name} ({norm}, eps={e:g})")
-            bounds[bkey] = separation_bound(ds, norm, e, subset=subset)
+            bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache)
         if bound:
             b = bounds[bkey]
             row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"],

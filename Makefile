@@ -20,6 +20,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check sepcheck tests benchmarks examples
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 bench: venv

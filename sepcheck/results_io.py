@@ -1,25 +1,30 @@
-"""HDF5 persistence of :class:`~sepcheck.separation.SeparationResult`."""
+"""HDF5 persistence of :class:`~sepcheck.separation.SeparationResult`.
+
+This module sits below :mod:`sepcheck.separation`: it writes any object with the result's
+attributes and reads back the keyword arguments of the result, so it never imports the class
+(``SeparationResult.save`` / ``SeparationResult.load`` are the public entry points).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import SepcheckError
+from .fileio import atomic_write
 
 FORMAT = "sepcheck.separation/1"
 _ARRAYS = ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts")
 _ATTRS = ("norm", "dataset", "n_classes", "dim", "units", "content_hash", "version")
 
 
-def save_result(result, path: str | os.PathLike) -> Path:
+def save_result(result: Any, path: str | os.PathLike) -> Path:
     """Write a result to HDF5 through a temporary file renamed into place."""
     import h5py
-
-    from .cli._common import atomic_write
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -37,11 +42,10 @@ def save_result(result, path: str | os.PathLike) -> Path:
     return atomic_write(path, write)
 
 
-def load_result(path: str | os.PathLike):
-    """Read a result written by :func:`save_result`; one-line errors for other files."""
+def read_result(path: str | os.PathLike) -> dict[str, Any]:
+    """The keyword arguments of the result written by :func:`save_result` at ``path``;
+    one-line errors for other files."""
     import h5py
-
-    from .separation import SeparationResult
 
     p = Path(path)
     if not p.exists():
@@ -59,7 +63,7 @@ def load_result(path: str | os.PathLike):
         raise SepcheckError(f"result file {p} is corrupted or truncated ({exc})") from None
     if "distances" not in arrays or "neighbors" not in arrays:
         raise SepcheckError(f"result file {p} lacks its distances: recompute it")
-    return SeparationResult(**kw, **arrays, extra=extra)
+    return {**kw, **arrays, "extra": extra}
 
 
 def _py(v):

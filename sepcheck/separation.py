@@ -19,6 +19,7 @@ from .engine import nearest_other
 from .errors import SepcheckError
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
+from .results_io import read_result, save_result
 
 
 @dataclass
@@ -137,16 +138,12 @@ class SeparationResult:
     # ----- persistence -----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write to HDF5 atomically (a temporary file renamed into place)."""
-        from .results_io import save_result
-
         return save_result(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SeparationResult:
         """Read a file written by :meth:`save`."""
-        from .results_io import load_result
-
-        return load_result(path)
+        return cls(**read_result(path))
 
 
 def separation(

@@ -1,7 +1,16 @@
 """``sepcheck`` command line: one group, each command in its own module, loaded on use.
 
-Bad input (a :class:`~sepcheck.errors.SepcheckError`) prints one line ``error: ...`` on
-stderr and exits with code 2, never a traceback.
+Exit codes and messages (one line on stderr, never a traceback, except for a bug):
+
+* 2: bad input, a :class:`~sepcheck.errors.SepcheckError` (or a click usage error):
+  ``error: <what is wrong and the fix>``.
+* 1: a failure that is not the input, a :class:`~sepcheck.errors.SepcheckRuntimeError`
+  (:class:`~sepcheck.errors.DivergedError`, :class:`~sepcheck.errors.KernelError`), or an
+  ``OSError`` from the system (disk full, permission denied while writing):
+  ``error: <message>``.
+* 130: interrupted (Ctrl-C).
+* any other exception is a bug in sepcheck: the traceback is kept (it is what a bug report
+  needs), after a line that says so; exit code 1.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import sys
 import click
 
 from .._version import __version__
-from ..errors import SepcheckError
+from ..errors import SepcheckError, SepcheckRuntimeError
 
 #: command name -> "module:attribute" (loaded lazily so that `sepcheck --help` is quick)
 COMMANDS = {
@@ -25,8 +34,18 @@ COMMANDS = {
 }
 
 
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
 class SepcheckGroup(click.Group):
-    """Lazy command loading and one-line errors with exit code 2."""
+    """Lazy command loading; exceptions mapped to one line and an exit code (module doc)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -36,20 +55,25 @@ class SepcheckGroup(click.Group):
         if target is None:
             return None
         module, attr = target.split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
+        return getattr(importlib.import_module(module), attr)  # a failure here is a bug
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors (exit 2), --help, aborts: click reports them
         except SepcheckError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(str(exc), 2)
+        except SepcheckRuntimeError as exc:
+            _fail(str(exc), 1)
+        except OSError as exc:
+            _fail(_os_message(exc), 1)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            sys.exit(130)
+            _fail("interrupted", 130)
+        except Exception:
+            click.echo("sepcheck: unexpected error (a bug in sepcheck): please report it with "
+                       "the traceback below", err=True)
+            raise
 
 
 @click.group(cls=SepcheckGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,15 +8,8 @@ from typing import Any
 import click
 
 from ..errors import SepcheckError
-from ._common import (
-    atomic_write,
-    check_writable,
-    cli_cache,
-    data_options,
-    emit_json,
-    fmt,
-    json_option,
-)
+from ..fileio import atomic_write, check_writable
+from ._common import cli_cache, data_options, emit_json, fmt, json_option
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 

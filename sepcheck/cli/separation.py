@@ -8,16 +8,9 @@ from typing import Any
 import click
 
 from ..errors import SepcheckError
+from ..fileio import atomic_write, check_writable
 from ..norms import parse_norm
-from ._common import (
-    atomic_write,
-    check_writable,
-    cli_cache,
-    data_options,
-    emit_json,
-    fmt,
-    json_option,
-)
+from ._common import cli_cache, data_options, emit_json, fmt, json_option
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 

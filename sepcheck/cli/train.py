@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from ..errors import SepcheckError
-from ._common import check_writable, cli_cache, data_options, emit_json, fmt, json_option
+from ..fileio import check_writable
+from ._common import cli_cache, data_options, emit_json, fmt, json_option
 
 METHOD_NAMES = ("natural", "gr", "llr", "at", "trades")
 

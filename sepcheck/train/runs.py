@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from ..cli._common import atomic_write, to_jsonable
 from ..errors import SepcheckError
+from ..fileio import atomic_write, to_jsonable
 
 CONFIG = "config.json"
 LOG = "log.jsonl"

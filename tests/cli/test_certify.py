@@ -9,33 +9,10 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from sepcheck.cli import main
 from sepcheck.datasets import make_spiral
 from tests import oracle
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _one_line_error(res, fragment):
-    assert res.exit_code == 2, res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], res.output
-    assert "Traceback" not in res.output
+from tests.cli.helpers import assert_one_line_error, run
 
 
 def _npz(tmp_path, name="d.npz", test=True, shape=(3, 3)):
@@ -120,12 +97,12 @@ def test_certify_reuses_the_separation_command_cache():
 
 def test_certify_errors(tmp_path):
     path, _ = _npz(tmp_path, test=False)
-    _one_line_error(run("certify", path), "has no test split")
-    _one_line_error(run("certify", "spiral", "--eps", "-1"), "eps=-1.0")
-    _one_line_error(run("certify", "spiral", "--eps", "nan"), "eps=nan")
-    _one_line_error(run("certify", "spiral", "--backend", "faiss"), "use auto, numba or torch")
-    _one_line_error(run("certify", "spiral", "--device", "gpu"), "unknown device")
-    _one_line_error(run("certify", tmp_path / "missing.npz"), "missing.npz")
+    assert_one_line_error(run("certify", path), "has no test split")
+    assert_one_line_error(run("certify", "spiral", "--eps", "-1"), "eps=-1.0")
+    assert_one_line_error(run("certify", "spiral", "--eps", "nan"), "eps=nan")
+    assert_one_line_error(run("certify", "spiral", "--backend", "faiss"), "use auto, numba or torch")
+    assert_one_line_error(run("certify", "spiral", "--device", "gpu"), "unknown device")
+    assert_one_line_error(run("certify", tmp_path / "missing.npz"), "missing.npz")
     bad = run("certify", "spiral", "--norm", "l7")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
@@ -145,15 +122,15 @@ def test_plot_classifier(tmp_path):
 
 def test_plot_classifier_errors(tmp_path):
     path, _ = _npz(tmp_path)
-    _one_line_error(run("plot-classifier", path, "--out", tmp_path / "a.png"), "has 9 features per row")
+    assert_one_line_error(run("plot-classifier", path, "--out", tmp_path / "a.png"), "has 9 features per row")
     as_dir = run("plot-classifier", "spiral", "--out", tmp_path)  # click's own usage error
     assert as_dir.exit_code == 2 and "is a directory" in as_dir.output and "Traceback" not in as_dir.output
-    _one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.gif"), "unknown image type")
-    _one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.png", "--resolution", 3), "--resolution 3")
+    assert_one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.gif"), "unknown image type")
+    assert_one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.png", "--resolution", 3), "--resolution 3")
     assert not list(tmp_path.glob("*.png"))
     twod = tmp_path / "u8.npz"
     np.savez(twod, X=np.array([[0, 0], [9, 9]], dtype=np.uint8), y=np.array([0, 1]))
-    _one_line_error(run("plot-classifier", twod, "--out", tmp_path / "b.png"), "needs float coordinates")
+    assert_one_line_error(run("plot-classifier", twod, "--out", tmp_path / "b.png"), "needs float coordinates")
 
 
 def test_example_script(tmp_path, monkeypatch):
@@ -161,7 +138,7 @@ def test_example_script(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "spiral.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "spiral.py"
     out = tmp_path / "ex.png"
     monkeypatch.setattr(sys, "argv", ["spiral.py", "--norm", "l2", "--out", str(out)])
     import sepcheck.classifier as c

@@ -10,16 +10,11 @@ import math
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from sepcheck import SepcheckError, nearest_other, separation
-from sepcheck.cli import main
 from sepcheck.datasets import make_spiral
 from tests import oracle
-
-
-def run(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from tests.cli.helpers import assert_one_line_error, run
 
 
 def _npz(tmp_path, name="d.npz", test=True, **override):
@@ -105,14 +100,6 @@ def test_idx_directory_and_h5(tmp_path):
 
 # ----- bad input --------------------------------------------------------------------
 
-def _assert_clean_error(result, *words):
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output
-    for w in words:
-        assert w in err, err
-
-
 API_CASES = {
     "nan": (dict(X=np.array([[0.0, np.nan], [1.0, 1.0]]), y=[0, 1]), "NaN"),
     "inf": (dict(X=np.array([[0.0, np.inf], [1.0, 1.0]]), y=[0, 1]), "inf"),
@@ -169,33 +156,33 @@ def test_cli_bad_arrays(tmp_path, case):
     out, plot = tmp_path / "o.h5", tmp_path / "p.png"
     r = run("separation", str(path), "--split", "both" if "X_test" in arrays else "train",
             "--out", str(out), "--plot", str(plot))
-    _assert_clean_error(r, *words)
+    assert_one_line_error(r, *words)
     assert not out.exists() and not plot.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
 
 
 def test_cli_bad_options(tmp_path):
     path, _ = _npz(tmp_path)
-    _assert_clean_error(run("separation", str(path), "--norm", "lfoo"), "unknown norm")
-    _assert_clean_error(run("separation", str(path), "--norm", "0.5"), "p must be >= 1")
-    _assert_clean_error(run("separation", str(path), "--eps", "-1"), "--eps")
-    _assert_clean_error(run("separation", str(path), "--backend", "magic"), "unknown backend")
-    _assert_clean_error(run("separation", str(path), "--backend", "numba", "--norm", "l2"), "linf and l1 only")
-    _assert_clean_error(run("separation", str(path), "--device", "tpu"), "unknown device")
+    assert_one_line_error(run("separation", str(path), "--norm", "lfoo"), "unknown norm")
+    assert_one_line_error(run("separation", str(path), "--norm", "0.5"), "p must be >= 1")
+    assert_one_line_error(run("separation", str(path), "--eps", "-1"), "--eps")
+    assert_one_line_error(run("separation", str(path), "--backend", "magic"), "unknown backend")
+    assert_one_line_error(run("separation", str(path), "--backend", "numba", "--norm", "l2"), "linf and l1 only")
+    assert_one_line_error(run("separation", str(path), "--device", "tpu"), "unknown device")
     import torch
 
     if not torch.cuda.is_available():
-        _assert_clean_error(run("separation", str(path), "--device", "cuda", "--no-cache"), "no CUDA GPU")
+        assert_one_line_error(run("separation", str(path), "--device", "cuda", "--no-cache"), "no CUDA GPU")
     p2, _ = _npz(tmp_path, name="notest.npz", test=False)
-    _assert_clean_error(run("separation", str(p2), "--split", "both"), "no test split")
-    _assert_clean_error(run("separation", "no-such-set"), "unknown data set")
-    _assert_clean_error(run("separation", str(tmp_path / "missing.npz")), "does not exist")
+    assert_one_line_error(run("separation", str(p2), "--split", "both"), "no test split")
+    assert_one_line_error(run("separation", "no-such-set"), "unknown data set")
+    assert_one_line_error(run("separation", str(tmp_path / "missing.npz")), "does not exist")
 
 
 def test_cli_pickled_npz_is_refused(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, X=np.array([object(), 1], dtype=object), y=np.array([0, 1]))
-    _assert_clean_error(run("separation", str(path)), "never loads")
+    assert_one_line_error(run("separation", str(path)), "never loads")
 
 
 @pytest.mark.parametrize("kind", ["npz-truncated", "npz-garbage", "h5-garbage", "h5-truncated"])
@@ -215,7 +202,7 @@ def test_cli_corrupted_files(tmp_path, kind):
                 f["y"] = np.arange(500) % 2
             path.write_bytes((tmp_path / "full.h5").read_bytes()[:3000])
     out = tmp_path / "o.h5"
-    _assert_clean_error(run("separation", str(path), "--out", str(out)), "corrupted")
+    assert_one_line_error(run("separation", str(path), "--out", str(out)), "corrupted")
     assert not out.exists()
 
 
@@ -236,4 +223,4 @@ def test_cli_bad_idx(tmp_path, kind):
         img.write_bytes(img.read_bytes()[:40])
     words = {"magic": "magic number", "truncated": "truncated", "gzip": "corrupted or truncated",
              "count": "do not belong together", "nolabels": "no labels file"}[kind]
-    _assert_clean_error(run("separation", str(tmp_path)), words)
+    assert_one_line_error(run("separation", str(tmp_path)), words)

@@ -5,6 +5,7 @@ A core module: it imports nothing from sepcheck except :mod:`sepcheck.errors`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -60,15 +61,31 @@ def check_writable(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+@functools.cache
+def default_file_mode() -> int:
+    """0o666 minus the umask: the mode a plain ``open()`` would give (mkstemp gives 0o600).
+
+    The umask is read from /proc on Linux (no global change); elsewhere it is read once by
+    setting and restoring it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp)`` then rename tmp to ``path``: nothing half-written is left behind."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
     os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; results get the usual permissions
+    os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; results get the usual permissions
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)

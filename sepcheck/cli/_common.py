@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..fileio import json_text
+from ..paths import results_dir
 
 
 def json_option(f: Callable) -> Callable:
@@ -45,8 +46,4 @@ def fmt(x: float | None, digits: int = 4) -> str:
 def cli_cache(no_cache: bool) -> Path | None:
     """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
     ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""
-    if no_cache:
-        return None
-    from ..paths import results_dir
-
-    return results_dir()
+    return None if no_cache else results_dir()

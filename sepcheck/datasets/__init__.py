@@ -14,21 +14,24 @@
 
 Nothing in a data file is ever executed: CIFAR's pickles go through a restricted
 unpickler, .npz files are read without pickles, .mat files with scipy's array reader.
+
+One module per format family, as torchvision: :mod:`.idx` (MNIST, Fashion-MNIST, a folder
+of IDX files), :mod:`.cifar` (CIFAR-10/100), :mod:`.svhn`, :mod:`.imagenet` (Restricted
+ImageNet), :mod:`.userfiles` (.npz/.h5, ImageFolder trees, image decoding); beside them
+:mod:`.download` (download and verify), :mod:`.safe_pickle` (the restricted unpickler, a
+security boundary), :mod:`.splitcache` (the HDF5 split cache), :mod:`.registry` (names ->
+data set classes, ``spiral``, on-disk state), :mod:`.loader` (load, prepare, open_dataset)
+and :mod:`.base` (containers, the data set interface).
 """
 
 from __future__ import annotations
 
-from ._warn import DatasetWarning
-from .base import Dataset, SplitData
-from .fetch import DataUnavailableError
+from ..errors import DatasetWarning, DataUnavailableError
+from .base import Dataset, DatasetInfo, SplitData
 from .idx import find_idx_pairs, read_idx, read_idx_pair
-from .imagefolder import load_imagefolder
-from .info import DatasetInfo
-from .loader import dataset_dir, load, load_split, prepare
-from .registry import available
-from .resolve import open_dataset, open_registered
-from .spiral import make_spiral
-from .userfiles import read_arrays
+from .loader import load, load_split, open_dataset, open_registered, prepare
+from .registry import available, dataset_dir, make_spiral
+from .userfiles import load_imagefolder, read_arrays
 
 __all__ = [
     "Dataset",

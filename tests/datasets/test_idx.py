@@ -24,19 +24,13 @@ from sepcheck.datasets import (
     read_idx,
     read_idx_pair,
 )
-from sepcheck.datasets import fashion_mnist as fashion_table
-from sepcheck.datasets import mnist as mnist_table
+from sepcheck.datasets.idx import MNIST as mnist_table
+from sepcheck.datasets.idx import FashionMNIST as fashion_table
 from sepcheck.datasets.idx import parse_idx
 from sepcheck.separation import separation
 from tests import oracle
 from tests.conftest import MNIST_FILES
-from tests.fixtures_datasets import idx_bytes, isolate, patch_table, write_idx_gz, write_mnist_like
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
-
+from tests.datasets.fixtures import idx_bytes, patch_table, write_idx_gz, write_mnist_like
 
 DTYPES = [np.uint8, np.int8, np.dtype(">i2"), np.dtype(">i4"), np.dtype(">f4"), np.dtype(">f8")]
 
@@ -89,7 +83,7 @@ def test_idx_corruptions_give_one_line_errors(tmp_path, kind):
 
 @pytest.mark.parametrize("table", [mnist_table, fashion_table], ids=["mnist", "fashion-mnist"])
 def test_registered_idx_loader_pixel_exact_verified_and_cached(data_home, monkeypatch, table):
-    name = table.INFO.name
+    name = table.info.name
     rng = np.random.default_rng(1)
     written = write_mnist_like(data_home / name, rng)
     patch_table(monkeypatch, table, {**written["train"][2], **written["t10k"][2]})

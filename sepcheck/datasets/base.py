@@ -8,7 +8,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -36,7 +36,12 @@ def warn(message: str) -> None:
 
 @dataclass
 class Dataset:
-    """A loaded data set: train arrays, optional test arrays and facts for reports."""
+    """A loaded data set: train arrays, optional test arrays and facts for reports.
+
+    ``test_only``: the files hold only a test split (e.g. a folder of MNIST ``t10k`` files);
+    ``X``, ``y`` are then that split, used as the training split where one is needed (a note
+    says so), and ``X_test`` is None.
+    """
 
     name: str
     X: np.ndarray
@@ -53,10 +58,33 @@ class Dataset:
     classes: list[str] | None = None
     #: provenance per split (source files, checksums, preprocessing, skipped images)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the arrays X, y are a test split and there is no training split
+    test_only: bool = False
 
     @property
     def has_test(self) -> bool:
         return self.X_test is not None
+
+    def split_arrays(
+        self, split: Literal["train", "test", "both"]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``(X, y, X_test, y_test)`` for a separation over ``split``: ``train`` (train-train),
+        ``test`` (test-test) or ``both`` (train-train and test-train; the last two are None
+        otherwise). A one-line :class:`SepcheckError` when the data set lacks the split."""
+        if split not in ("train", "test", "both"):
+            raise SepcheckError(f"split {split!r} is invalid: use train, test or both")
+        if self.test_only:
+            if split == "both":
+                raise SepcheckError(f"data set {self.name!r} holds only a test split ({self.source}): "
+                                    "use --split test")
+            return self.X, self.y, None, None
+        if split == "train":
+            return self.X, self.y, None, None
+        if not self.has_test:
+            raise SepcheckError(f"data set {self.name!r} has no test split: use --split train")
+        if split == "test":
+            return self.X_test, self.y_test, None, None
+        return self.X, self.y, self.X_test, self.y_test
 
 
 @dataclass

@@ -214,11 +214,13 @@ def ensure_files(
 
 
 def verification_notes(dataset: str, records: Sequence[dict[str, Any]]) -> list[str]:
-    """What was checked for the files :func:`ensure_files` verified by their decompressed
-    content rather than their bytes (one note each; none when every file matched exactly)."""
-    return [f"{dataset}: {r['name']} is not byte-identical to the published archive (md5 {r.get('md5') or r.get('sha256')}); "
-            f"verified instead by the md5 of its decompressed content ({r['content_md5']}, as published)"
-            for r in records if "content_md5" in r]
+    """What was checked for files that :func:`ensure_files` verified by their decompressed
+    content rather than their bytes (one note; none when every file matched exactly)."""
+    names = [r["name"] for r in records if "content_md5" in r]
+    if not names:
+        return []
+    return [f"{dataset}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} not byte-identical to the "
+            "published .gz archive; verified instead by the published md5 of the decompressed content"]
 
 
 def _fetch_one(dataset: str, f: RemoteFile, directory: Path, verify: bool, progress: bool) -> None:

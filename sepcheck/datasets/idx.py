@@ -8,6 +8,7 @@ corrupted or mislabelled file gives a one-line :class:`SepcheckError`.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import zlib
 from pathlib import Path
@@ -74,8 +75,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 def read_idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Images (n, 1, rows, cols) uint8 and labels (n,) int64 from an IDX pair."""
-    X = read_idx(images)
-    y = read_idx(labels)
+    X, y, _ = _read_pair(Path(images), Path(labels))
+    return X, y
+
+
+def _read_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """:func:`read_idx_pair` plus the md5 of each file's (decompressed) content, by file name."""
+    digests = {}
+    arrays = []
+    for p in (images, labels):
+        data = _read_bytes(p)
+        digests[p.name] = hashlib.md5(data).hexdigest()
+        arrays.append(parse_idx(data, str(p)))
+    X, y = arrays
     if X.ndim != 3 or X.dtype != np.uint8:
         raise SepcheckError(f"IDX images {images} have shape {X.shape} and type {X.dtype}: expected (n, rows, cols) uint8")
     if y.ndim != 1:
@@ -85,7 +97,7 @@ def read_idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple
             f"IDX images {images} hold {X.shape[0]} images but labels {labels} hold {y.shape[0]}: "
             "the files do not belong together"
         )
-    return X[:, None, :, :], y.astype(np.int64)
+    return X[:, None, :, :], y.astype(np.int64), digests
 
 
 def find_idx_pairs(directory: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
@@ -216,20 +228,40 @@ def is_idx_dir(path: Path) -> bool:
     return path.is_dir() and bool(list(path.glob("*-images-idx3-ubyte*")))
 
 
+def _recognised(digests: dict[str, str]) -> list[str]:
+    """Notes naming the files whose decompressed content is that of a registered IDX data
+    set's official file (its published content md5)."""
+    official = {f.content_md5: cls.info.name for cls in (MNIST, FashionMNIST) for f in cls.files.values()
+                if f.content_md5}
+    found: dict[str, list[str]] = {}
+    for have, digest in digests.items():
+        if digest in official:
+            found.setdefault(official[digest], []).append(have)
+    return [f"{', '.join(names)}: the official {dataset} files (the md5 of the decompressed content checked)"
+            for dataset, names in found.items()]
+
+
 def open_idx_dir(path: Path) -> Dataset:
-    """A user's folder of IDX files as a :class:`Dataset`: ``train`` is the training split and
-    ``t10k`` the test split; any other single prefix is the training split."""
+    """A user's folder of IDX files as a :class:`Dataset`.
+
+    ``train`` files are the training split and ``t10k`` files the test split. A folder holding
+    only ``t10k`` files holds only a test split (``Dataset.test_only``); any other single
+    prefix is a training split. Files whose decompressed content is that of the official
+    MNIST / Fashion-MNIST files are named in a note (their md5 is checked on every read).
+    """
     pairs = find_idx_pairs(path)
     if not pairs:
         raise SepcheckError(f"directory {path} holds no *-images-idx3-ubyte[.gz] files")
-    train_key = "train" if "train" in pairs else ("t10k" if len(pairs) == 1 else None)
-    test_key = "t10k" if ("t10k" in pairs and train_key != "t10k") else None
-    if train_key is None:
-        train_key = sorted(pairs)[0]
-    X, y = read_idx_pair(*pairs[train_key])
-    ds = Dataset(path.name or str(path), X, y, source=str(path))
-    if test_key is not None:
-        ds.X_test, ds.y_test = read_idx_pair(*pairs[test_key])
-    if train_key == "t10k":
-        ds.notes.append(f"only the t10k files are in {path}: they are used as the training split")
+    test_only = set(pairs) == {"t10k"}
+    train_key = "t10k" if test_only else ("train" if "train" in pairs else sorted(pairs)[0])
+    X, y, digests = _read_pair(*pairs[train_key])
+    ds = Dataset(path.name or str(path), X, y, source=str(path), test_only=test_only)
+    if "t10k" in pairs and not test_only:
+        ds.X_test, ds.y_test, more = _read_pair(*pairs["t10k"])
+        digests.update(more)
+    if test_only:
+        ds.notes.append(f"only the t10k (test) files are in {path}: they are the test split (--split test) and "
+                        "are used as the training split where one is needed (--split train), as there is no "
+                        "train file")
+    ds.notes.extend(_recognised(digests))
     return ds

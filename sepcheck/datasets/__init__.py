@@ -6,7 +6,8 @@
   restricted-imagenet, spiral). Files live in ``<data dir>/<name>/`` (``data_dir``, else
   ``$SEPCHECK_DATA``, else ``~/.cache/sepcheck``), are downloaded from the canonical URLs
   when missing (unless ``download=False`` or ``$SEPCHECK_OFFLINE=1``), verified against
-  the published checksums, and converted once to an HDF5 cache per split.
+  the published checksums (a re-compressed ``.gz`` by the published md5 of its content, with
+  a note), and converted once to an HDF5 cache per split.
 * :func:`open_dataset` ``(spec)`` -> :class:`Dataset` with train and test arrays, the
   typical linf eps and notes: a registered name, a .npz/.h5 file with X, y (X_test,
   y_test), a directory of IDX files or an ImageFolder tree.

@@ -7,7 +7,8 @@ resolution of a CLI ``DATASET`` argument.
 * :func:`open_dataset` ``(spec)`` accepts a registered name (``sepcheck datasets list``; it
   wins over a folder of the same name, write ``./mnist`` for the folder), a ``.npz``/``.h5``
   file with ``X``, ``y`` (optionally ``X_test``, ``y_test``), a directory of MNIST-format IDX
-  files, or an ImageFolder tree (``class/image.png``, optionally under ``train/`` and
+  files (``train`` and ``t10k``; only ``t10k`` files are a test split, see
+  :attr:`Dataset.test_only`), or an ImageFolder tree (``class/image.png``, optionally under ``train/`` and
   ``test/``/``val/``).
 
 For ``mnist`` and ``fashion-mnist``, when the training files are missing and cannot be

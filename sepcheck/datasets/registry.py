@@ -145,6 +145,7 @@ def describe(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, 
     for f in src.remote_files():
         p = directory / f.name
         remote.append({"name": f.name, "present": p.is_file(), "size": p.stat().st_size if p.is_file() else None,
-                       "urls": list(f.urls), "md5": f.md5, "sha256": f.sha256})
+                       "urls": list(f.urls), "md5": f.md5, "sha256": f.sha256,
+                       "content_md5": f.content_md5})
     out["remote_files"] = remote
     return out

@@ -29,7 +29,7 @@ def _size(n: int | None) -> str:
 def list_(data_dir: str | None, as_json: bool) -> None:
     """The registered data sets, their shapes, sizes, classes, typical linf eps and state."""
     from ..datasets import available
-    from ..datasets.status import split_status
+    from ..datasets.registry import split_status
 
     rows = []
     for name, info in available().items():
@@ -55,7 +55,7 @@ def list_(data_dir: str | None, as_json: bool) -> None:
 @json_option
 def info(name: str, data_dir: str | None, as_json: bool) -> None:
     """Facts about NAME and which of its files are in the data directory."""
-    from ..datasets.status import describe
+    from ..datasets.registry import describe
 
     d = describe(name, data_dir)
     if as_json:
@@ -91,8 +91,8 @@ def prepare(name: str, data_dir: str | None, no_download: bool, no_verify: bool,
             as_json: bool) -> None:
     """Download (when allowed), verify and convert every split of NAME to its HDF5 cache."""
     from ..datasets import prepare as prepare_splits
+    from ..datasets.loader import collect_notes
     from ..datasets.registry import SOURCES, require_name
-    from ..datasets.resolve import collect_notes
     from ..datasets.splitcache import cache_file
     from ..paths import data_dir as resolve_data_dir
 

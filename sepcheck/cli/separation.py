@@ -16,13 +16,7 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9)
 
 
 def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
-    if split == "train":
-        return ds.X, ds.y, None, None
-    if not ds.has_test:
-        raise SepcheckError(f"data set {ds.name!r} has no test split: use --split train")
-    if split == "test":
-        return ds.X_test, ds.y_test, None, None
-    return ds.X, ds.y, ds.X_test, ds.y_test
+    return ds.split_arrays(split)
 
 
 @click.command()

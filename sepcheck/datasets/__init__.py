@@ -6,7 +6,8 @@
   restricted-imagenet, spiral). Files live in ``<data dir>/<name>/`` (``data_dir``, else
   ``$SEPCHECK_DATA``, else ``~/.cache/sepcheck``), are downloaded from the canonical URLs
   when missing (unless ``download=False`` or ``$SEPCHECK_OFFLINE=1``), verified against
-  the published checksums, and converted once to an HDF5 cache per split.
+  the published checksums (a re-compressed ``.gz`` by the published md5 of its content, with
+  a note), and converted once to an HDF5 cache per split.
 * :func:`open_dataset` ``(spec)`` -> :class:`Dataset` with train and test arrays, the
   typical linf eps and notes: a registered name, a .npz/.h5 file with X, y (X_test,
   y_test), a directory of IDX files or an ImageFolder tree.
@@ -14,21 +15,24 @@
 
 Nothing in a data file is ever executed: CIFAR's pickles go through a restricted
 unpickler, .npz files are read without pickles, .mat files with scipy's array reader.
+
+One module per format family, as torchvision: :mod:`.idx` (MNIST, Fashion-MNIST, a folder
+of IDX files), :mod:`.cifar` (CIFAR-10/100), :mod:`.svhn`, :mod:`.imagenet` (Restricted
+ImageNet), :mod:`.userfiles` (.npz/.h5, ImageFolder trees, image decoding); beside them
+:mod:`.download` (download and verify), :mod:`.safe_pickle` (the restricted unpickler, a
+security boundary), :mod:`.splitcache` (the HDF5 split cache), :mod:`.registry` (names ->
+data set classes, ``spiral``, on-disk state), :mod:`.loader` (load, prepare, open_dataset)
+and :mod:`.base` (containers, the data set interface).
 """
 
 from __future__ import annotations
 
-from ._warn import DatasetWarning
-from .base import Dataset, SplitData
-from .fetch import DataUnavailableError
+from ..errors import DatasetWarning, DataUnavailableError
+from .base import Dataset, DatasetInfo, SplitData
 from .idx import find_idx_pairs, read_idx, read_idx_pair
-from .imagefolder import load_imagefolder
-from .info import DatasetInfo
-from .loader import dataset_dir, load, load_split, prepare
-from .registry import available
-from .resolve import open_dataset, open_registered
-from .spiral import make_spiral
-from .userfiles import read_arrays
+from .loader import load, load_split, open_dataset, open_registered, prepare
+from .registry import available, dataset_dir, make_spiral
+from .userfiles import load_imagefolder, read_arrays
 
 __all__ = [
     "Dataset",

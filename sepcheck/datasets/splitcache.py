@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ._warn import warn
-from .base import SplitData
-from .checksums import default_file_mode
+from .base import SplitData, warn
+from .download import default_file_mode
 
 FORMAT = "sepcheck.dataset-cache/1"
 #: target bytes per HDF5 chunk of X
 _CHUNK_BYTES = 4 << 20
-_CHECKSUM_KEYS = ("md5", "sha256")
+_CHECKSUM_KEYS = ("md5", "sha256", "content_md5")
 
 
 def cache_file(directory: Path, split: str, tag: str = "") -> Path:

@@ -1,5 +1,5 @@
-"""SVHN (cropped digits, format 2): canonical URLs, published md5s and the .mat loader
-(Netzer et al. 2011). Label 10 means digit 0; images come out as uint8 (n, 3, 32, 32).
+"""SVHN (cropped digits, format 2; Netzer et al. 2011): canonical URLs, published md5s and
+the .mat loader. Label 10 means digit 0; images come out as uint8 (n, 3, 32, 32).
 
 The .mat files are MATLAB v5 files read with ``scipy.io.loadmat``, which only parses
 arrays (no code runs); only the variables ``X`` and ``y`` are read.
@@ -8,37 +8,15 @@ arrays (no code runs); only the variables ``X`` and ``y`` are read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import SepcheckError
-from .base import SplitData
-from .checksums import fingerprint
-from .fetch import ensure_files
-from .info import DatasetInfo
-from .remote import RemoteFile
-from .source import Source, check_split
+from .base import DatasetInfo, RegisteredDataset, SplitData, check_split
+from .download import RemoteFile, ensure_files, fingerprint
 
-URL = "http://ufldl.stanford.edu/housenumbers/"
-FILES = {
-    "train": RemoteFile("train_32x32.mat", (URL + "train_32x32.mat",), md5="e26dedcc434d2e4c54c9b2d4a06d8373"),
-    "test": RemoteFile("test_32x32.mat", (URL + "test_32x32.mat",), md5="eb5a983be6a315427106f1b164d9cef3"),
-}
-
-INFO = DatasetInfo(
-    name="svhn",
-    title="SVHN street-view house numbers (cropped digits)",
-    shape=(3, 32, 32),
-    sizes={"train": 73257, "test": 26032},
-    n_classes=10,
-    eps=8 / 255,
-    eps_text="8/255",
-    eps_source="Yang et al. 2020, Table 1 (0.031)",
-    homepage="http://ufldl.stanford.edu/housenumbers/",
-    files={split: (f.name,) for split, f in FILES.items()},
-    notes=("label 10 in the .mat files is digit 0 (loaded as label 0)",),
-)
+_URL = "http://ufldl.stanford.edu/housenumbers/"
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -67,21 +45,38 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return X, (y.astype(np.int64) % 10)
 
 
-class SvhnSource(Source):
+class SVHN(RegisteredDataset):
     """``train_32x32.mat`` / ``test_32x32.mat`` in ``<data dir>/svhn/``."""
 
-    info = INFO
+    #: split -> the published file
+    FILES: ClassVar[dict[str, RemoteFile]] = {
+        "train": RemoteFile("train_32x32.mat", (_URL + "train_32x32.mat",), md5="e26dedcc434d2e4c54c9b2d4a06d8373"),
+        "test": RemoteFile("test_32x32.mat", (_URL + "test_32x32.mat",), md5="eb5a983be6a315427106f1b164d9cef3"),
+    }
+    info = DatasetInfo(
+        name="svhn",
+        title="SVHN street-view house numbers (cropped digits)",
+        shape=(3, 32, 32),
+        sizes={"train": 73257, "test": 26032},
+        n_classes=10,
+        eps=8 / 255,
+        eps_text="8/255",
+        eps_source="Yang et al. 2020, Table 1 (0.031)",
+        homepage=_URL,
+        files={split: (f.name,) for split, f in FILES.items()},
+        notes=("label 10 in the .mat files is digit 0 (loaded as label 0)",),
+    )
 
     def remote_files(self) -> list[RemoteFile]:
-        return list(FILES.values())
+        return list(self.FILES.values())
 
     def current_sources(self, directory: Path, split: str, options: dict[str, Any]) -> list[dict] | None:
-        p = directory / FILES[split].name
+        p = directory / self.FILES[split].name
         return [fingerprint(p, directory)] if p.is_file() else None
 
     def build(self, directory: Path, split: str, options: dict[str, Any], *,
               download: bool, verify: bool, progress: bool) -> SplitData:
-        f = FILES[split]
+        f = self.FILES[split]
         records = ensure_files(self.name, [f], directory, download=download, verify=verify, progress=progress)
         X, y = read_svhn_mat(directory / f.name)
         check_split(self.name, split, X, y, 10, self.info.shape, str(directory / f.name))

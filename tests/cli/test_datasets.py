@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from sepcheck.cli import main
 from sepcheck.datasets import available
-from sepcheck.datasets import cifar10 as c10
-from sepcheck.datasets import mnist as mnist_table
-from sepcheck.datasets.remote import RemoteFile
+from sepcheck.datasets.cifar import CIFAR10 as c10
+from sepcheck.datasets.download import RemoteFile
+from sepcheck.datasets.idx import MNIST as mnist_table
 from tests import oracle
-from tests.fixtures_datasets import (
+from tests.datasets.fixtures import (
     isolate,
     make_cifar10,
     md5,

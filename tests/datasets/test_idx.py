@@ -4,6 +4,7 @@ HDF5 cache, the t10k-only fallback and the real MNIST test set."""
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import os
 import warnings
@@ -24,19 +25,13 @@ from sepcheck.datasets import (
     read_idx,
     read_idx_pair,
 )
-from sepcheck.datasets import fashion_mnist as fashion_table
-from sepcheck.datasets import mnist as mnist_table
+from sepcheck.datasets.idx import MNIST as mnist_table
+from sepcheck.datasets.idx import FashionMNIST as fashion_table
 from sepcheck.datasets.idx import parse_idx
 from sepcheck.separation import separation
 from tests import oracle
 from tests.conftest import MNIST_FILES
-from tests.fixtures_datasets import idx_bytes, isolate, patch_table, write_idx_gz, write_mnist_like
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
-
+from tests.datasets.fixtures import idx_bytes, md5, patch_table, write_idx_gz, write_mnist_like
 
 DTYPES = [np.uint8, np.int8, np.dtype(">i2"), np.dtype(">i4"), np.dtype(">f4"), np.dtype(">f8")]
 
@@ -89,7 +84,7 @@ def test_idx_corruptions_give_one_line_errors(tmp_path, kind):
 
 @pytest.mark.parametrize("table", [mnist_table, fashion_table], ids=["mnist", "fashion-mnist"])
 def test_registered_idx_loader_pixel_exact_verified_and_cached(data_home, monkeypatch, table):
-    name = table.INFO.name
+    name = table.info.name
     rng = np.random.default_rng(1)
     written = write_mnist_like(data_home / name, rng)
     patch_table(monkeypatch, table, {**written["train"][2], **written["t10k"][2]})
@@ -248,3 +243,92 @@ def test_read_only_data_folder_is_never_written(data_home, monkeypatch):
     finally:
         folder.chmod(0o755)
     np.testing.assert_array_equal(X, written["t10k"][0])
+
+
+# ----- re-compressed files: verified by the md5 of their decompressed content ---------------
+
+def _recompress(path, level=1):
+    """The same IDX content in a .gz with other bytes (as a lossless reconstruction has)."""
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw, compresslevel=level, mtime=12345))
+    return md5(raw)
+
+
+def test_recompressed_gz_is_verified_by_its_content_with_a_note(data_home, monkeypatch):
+    folder = data_home / "mnist"
+    written = write_mnist_like(folder, np.random.default_rng(10), splits=("t10k",))
+    sums = written["t10k"][2]  # the md5s of the "published" archives
+    content = {n: _recompress(folder / n) for n in sums}
+    assert all(md5((folder / n).read_bytes()) != sums[n] for n in sums)
+    patch_table(monkeypatch, mnist_table, sums, content=content)
+    for attempt in ("built", "cached"):
+        with pytest.warns(DatasetWarning, match="not byte-identical.*md5 of the decompressed content") as rec:
+            data = load_split("mnist", "test", download=False)
+        assert data.verified and len(rec) == 1, attempt
+        np.testing.assert_array_equal(data.X, written["t10k"][0])
+    assert data.origin.endswith("test.h5")
+    assert {s["name"]: s["content_md5"] for s in data.sources} == content
+    # the content decides: a file whose pixels differ fails, naming both checks
+    X = written["t10k"][0][:, 0].copy()
+    X[0, 0, 0] ^= 1
+    write_idx_gz(folder / "t10k-images-idx3-ubyte.gz", X)
+    with pytest.raises(SepcheckError) as e:
+        load("mnist", "test", download=False)
+    msg = str(e.value)
+    assert "published md5" in msg and "decompressed content has md5" in msg and "\n" not in msg
+
+
+def test_t10k_only_folder_is_the_test_split(tmp_path, data_home):
+    rng = np.random.default_rng(11)
+    written = write_mnist_like(tmp_path / "t10k", rng, n_test=30, side=5, splits=("t10k",))
+    X, y = written["t10k"][:2]
+    ds = open_dataset(tmp_path / "t10k")
+    assert ds.test_only and not ds.has_test and "they are the test split" in ds.notes[0]
+    Xs, ys, Xt, _ = ds.split_arrays("test")
+    np.testing.assert_array_equal(Xs, X)
+    np.testing.assert_array_equal(ys, y)
+    assert Xt is None
+    with pytest.raises(SepcheckError, match="holds only a test split.*--split test"):
+        ds.split_arrays("both")
+    # a folder with both splits keeps them apart
+    full = write_mnist_like(tmp_path / "full", rng, n_train=12, n_test=8, side=5)
+    both = open_dataset(tmp_path / "full")
+    Xa, _, Xb, _ = both.split_arrays("both")
+    np.testing.assert_array_equal(Xa, full["train"][0])
+    np.testing.assert_array_equal(Xb, full["t10k"][0])
+    assert not both.test_only and both.notes == []
+
+
+def test_separation_cli_on_a_t10k_folder(tmp_path, data_home):
+    from click.testing import CliRunner
+
+    from sepcheck.cli import main
+
+    written = write_mnist_like(tmp_path / "t10k", np.random.default_rng(12), n_test=40, side=6, splits=("t10k",))
+    X, y = written["t10k"][:2]
+    d, _ = oracle.nearest_other(X, y, p=math.inf, scale=255.0)
+    for split in ("test", "train"):
+        r = CliRunner().invoke(main, ["separation", str(tmp_path / "t10k"), "--split", split, "--json"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads(r.stdout)
+        assert rep["separation"] == d.min() and rep["n"] == 40
+        assert any("only the t10k (test) files" in n and "--split train" in n for n in rep["notes"])
+    r = CliRunner().invoke(main, ["separation", str(tmp_path / "t10k"), "--split", "both"])
+    assert r.exit_code == 2 and "holds only a test split" in r.stderr
+
+
+def test_real_mnist_folders(mnist_dir, mnist_full_dir, data_home):
+    # the official t10k folder: the test split, recognised by its content
+    t10k = open_dataset(mnist_dir)
+    assert t10k.test_only and t10k.X.shape == (10000, 1, 28, 28)
+    assert any("the official mnist files" in n and "t10k-images" in n for n in t10k.notes), t10k.notes
+    # the reconstructed training files through the registered loader, without --no-verify
+    folder = data_home / "mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        os.symlink(mnist_full_dir / name, folder / name)
+    with pytest.warns(DatasetWarning, match="train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz are not"):
+        data = load_split("mnist", "train", download=False, cache=False)
+    assert data.verified and data.X.shape == (60000, 1, 28, 28)
+    assert np.bincount(data.y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert all(s["content_md5"] == mnist_table.files[s["name"]].content_md5 for s in data.sources)

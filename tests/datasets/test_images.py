@@ -19,19 +19,15 @@ from sepcheck.datasets import (
     load_split,
     open_dataset,
 )
-from sepcheck.datasets.imagenet_wnids import WNIDS
-from sepcheck.datasets.restricted_imagenet import RANGES, wnid_labels
+from sepcheck.datasets.imagenet import RestrictedImageNet
 from sepcheck.separation import separation
 from tests import oracle
-from tests.fixtures_datasets import isolate
+
+WNIDS = RestrictedImageNet.WNIDS
+RANGES = RestrictedImageNet.RANGES
 
 #: the WNID trees below hold 18 of the 203 classes on purpose (asserted in one test)
 pytestmark = pytest.mark.filterwarnings("ignore:.*of the 203 ImageNet classes are missing:sepcheck.datasets.DatasetWarning")
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
 
 
 def _save(path, arr, fmt=None):
@@ -153,7 +149,7 @@ def _imagenet_tree(root, rng, split="train", per_class=2, sizes=((20, 30), (33, 
 def test_wnid_table_and_ranges():
     assert len(WNIDS) == 398 and list(WNIDS) == sorted(WNIDS)
     assert WNIDS[0] == "n01440764" and WNIDS[151] == "n02085620" and WNIDS[397] == "n02655020"
-    labels = wnid_labels()
+    labels = RestrictedImageNet.wnid_labels()
     assert len(labels) == 203 == sum(hi - lo + 1 for lo, hi in RANGES.values())
     assert list(RANGES) == ["dog", "cat", "frog", "turtle", "bird", "primate", "fish", "crab", "insect"]
     for idx, label in EDGES.items():
@@ -187,7 +183,7 @@ def test_restricted_imagenet_pixel_exact_and_parallel(data_home):
 
 
 def test_restricted_imagenet_parallel_decoding_many_images(data_home, monkeypatch):
-    from sepcheck.datasets import imagefiles
+    from sepcheck.datasets import userfiles as imagefiles
 
     monkeypatch.setattr(imagefiles, "MIN_PARALLEL", 4)
     monkeypatch.setattr(imagefiles, "CHUNK", 3)

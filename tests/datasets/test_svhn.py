@@ -10,16 +10,11 @@ import pytest
 
 from sepcheck import SepcheckError
 from sepcheck.datasets import DatasetWarning, load, open_dataset
-from sepcheck.datasets import svhn as svhn_module
-from sepcheck.datasets.remote import RemoteFile
+from sepcheck.datasets.download import RemoteFile
+from sepcheck.datasets.svhn import SVHN
 from sepcheck.separation import separation
 from tests import oracle
-from tests.fixtures_datasets import isolate, md5, write_svhn_mat
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
+from tests.datasets.fixtures import md5, write_svhn_mat
 
 
 def _write(home, monkeypatch, rng, n=(30, 12)):
@@ -30,8 +25,8 @@ def _write(home, monkeypatch, rng, n=(30, 12)):
         data = write_svhn_mat(home / "svhn" / f"{split}_32x32.mat", X, digits)
         arrays[split] = (X, digits.astype(np.int64))
         sums[split] = md5(data)
-    files = {s: RemoteFile(f.name, (), md5=sums[s]) for s, f in svhn_module.FILES.items()}
-    monkeypatch.setattr(svhn_module, "FILES", files)
+    files = {s: RemoteFile(f.name, (), md5=sums[s]) for s, f in SVHN.FILES.items()}
+    monkeypatch.setattr(SVHN, "FILES", files)
     return arrays
 
 

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from sepcheck.datasets import DatasetWarning, DataUnavailableError, load, open_dataset
-from sepcheck.datasets import cifar10 as c10
-from sepcheck.datasets import mnist as mnist_table
-from sepcheck.datasets.download import DownloadError, download
-from sepcheck.datasets.remote import RemoteFile
-from tests.fixtures_datasets import (
+from sepcheck.datasets.cifar import CIFAR10 as c10
+from sepcheck.datasets.download import RemoteFile, download
+from sepcheck.datasets.idx import MNIST as mnist_table
+from sepcheck.errors import DownloadError
+from tests.datasets.fixtures import (
     http_server,
-    isolate,
     make_cifar10,
     md5,
     patch_table,
@@ -28,10 +27,10 @@ BODY = bytes(range(256)) * 4096  # 1 MiB
 
 
 @pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    home = isolate(tmp_path, monkeypatch)
+def data_home(data_home, monkeypatch):
+    """The package's data_home, with downloads on (from 127.0.0.1 only)."""
     monkeypatch.delenv("SEPCHECK_OFFLINE")
-    return home
+    return data_home
 
 
 def _leftovers(folder):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sepcheck.datasets.remote import RemoteFile
+from sepcheck.datasets.download import RemoteFile
 
 
 def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -88,12 +88,14 @@ def write_mnist_like(folder: Path, rng: np.random.Generator, n_train: int = 40, 
     return out
 
 
-def patch_table(monkeypatch, table, sums: dict[str, str], base_url: str | None = None) -> None:
-    """Point an IDX table module (mnist, fashion_mnist) at the fixtures' md5s and, when
-    given, a local URL (no file of the table keeps an internet URL then)."""
-    files = {n: RemoteFile(n, (f"{base_url}/{n}",) if base_url else f.urls, md5=sums.get(n, f.md5))
-             for n, f in table.FILES.items()}
-    monkeypatch.setattr(table, "FILES", files)
+def patch_table(monkeypatch, table, sums: dict[str, str], base_url: str | None = None,
+                content: dict[str, str] | None = None) -> None:
+    """Point an IDX data set class (MNIST, FashionMNIST) at the fixtures' md5s (and content
+    md5s, none unless given) and, when given, a local URL (no file keeps an internet URL then)."""
+    files = {n: RemoteFile(n, (f"{base_url}/{n}",) if base_url else f.urls, md5=sums.get(n, f.md5),
+                           content_md5=(content or {}).get(n))
+             for n, f in table.files.items()}
+    monkeypatch.setattr(table, "files", files)
 
 
 # ----- CIFAR -------------------------------------------------------------------------

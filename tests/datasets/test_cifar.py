@@ -12,15 +12,14 @@ import pytest
 
 from sepcheck import SepcheckError
 from sepcheck.datasets import DatasetWarning, load, load_split, open_dataset
-from sepcheck.datasets import cifar10 as c10
-from sepcheck.datasets import cifar100 as c100
-from sepcheck.datasets.remote import RemoteFile
+from sepcheck.datasets.cifar import CIFAR10 as c10
+from sepcheck.datasets.cifar import CIFAR100 as c100
+from sepcheck.datasets.download import RemoteFile
 from sepcheck.datasets.safe_pickle import safe_loads
 from sepcheck.separation import separation
 from tests import oracle
-from tests.fixtures_datasets import (
+from tests.datasets.fixtures import (
     cifar_batch,
-    isolate,
     make_cifar10,
     make_cifar100,
     md5,
@@ -29,14 +28,9 @@ from tests.fixtures_datasets import (
 )
 
 
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    return isolate(tmp_path, monkeypatch)
-
-
 def _archive(home, monkeypatch, table, members, verified=True):
     data = tar_gz(members, table.FOLDER)
-    folder = home / table.INFO.name
+    folder = home / table.info.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / table.ARCHIVE.name).write_bytes(data)
     if verified:

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from sepcheck.cli import main
-from tests.test_train_trainer import stripes
+from tests.train.tiny import stripes
 
 
 @pytest.fixture(autouse=True)

@@ -8,19 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from sepcheck.cli import main
 from tests.train.tiny import stripes
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(*args):

@@ -1,15 +1,5 @@
-"""The theorem's classifier: the scaled 1-nearest-neighbour function of Yang et al. (2020).
-
-If the training data is 2r-separated, the scores
-
-    f_i(x) = 1 - d(x, X_i) / r        (X_i: the training points of class i)
-
-are 1/r-Lipschitz in the chosen norm and their argmax, the 1-NN label, is accurate and
-robust at radius r around the training data. :class:`LipschitzNNClassifier` builds that
-classifier on top of the exact engine (:func:`sepcheck.engine.by_class.nearest_by_class`)
-and certifies it: ``certified_radius(x) = (d_other - d_own) / 2`` is a lower bound on
-the distance from x to the decision boundary (triangle inequality).
-"""
+"""The scikit-learn style estimator :class:`LipschitzNNClassifier` (see :mod:`sepcheck.classifier`
+for the theorem it implements): fit, scores, predictions, certified radii and certification."""
 
 from __future__ import annotations
 

@@ -55,13 +55,7 @@ def pgd(module, x0: torch.Tensor, pred: np.ndarray, eps: float, norm: str, *, st
     return outs
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch ops: one thread avoids OpenMP barriers on a busy shared machine."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _clusters(seed: int = 0):

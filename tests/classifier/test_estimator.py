@@ -20,15 +20,7 @@ from tests import oracle
 P = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute(X, y, Xq, yq, p, scale, r=None):

@@ -22,13 +22,7 @@ from sepcheck.train.evaluate import (
 )
 from sepcheck.train.models import build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _norms(d: torch.Tensor, norm: str) -> torch.Tensor:

@@ -14,12 +14,7 @@ from sepcheck.train.models import build_model
 EPS = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(seed: int = 0, device: str = "cpu"):

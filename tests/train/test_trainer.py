@@ -18,13 +18,7 @@ from sepcheck.train.models import build_model, default_arch
 from sepcheck.train.runs import RunDir, load_checkpoint, read_log
 from tests.train.tiny import tiny_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _kw(method: str) -> dict:

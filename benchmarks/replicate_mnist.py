@@ -102,9 +102,9 @@ def run_row(job: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, A
         extra["lam"] = args.gr_lambda
     if method == "gr" and args.gr_h is not None:
         extra["h"] = args.gr_h
-    cfg = TrainConfig(method=method, dataset=args.data_dir, arch="mnist_cnn", norm="linf", eps=args.eps,
-                      epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      schedule=args.schedule, holdout=args.holdout, seed=args.seed, device="cpu", **extra)
+    cfg = TrainConfig.from_options(method, args.data_dir, arch="mnist_cnn", norm="linf", eps=args.eps,
+                                   epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                                   schedule=args.schedule, holdout=args.holdout, seed=args.seed, device="cpu", **extra)
     t0, c0 = time.perf_counter(), time.process_time()
     res = train(cfg, Path(args.runs_dir) / name, data=data, force=True, progress=False,
                 echo=lambda s: print(f"[{name}] {s}", file=sys.stderr, flush=True))

@@ -1,10 +1,15 @@
-"""Matplotlib figures a paper could use."""
+"""Matplotlib figures a paper could use: the separation histogram and the classifier picture."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from ._validation import as_features, as_labels
+from .certify import predicted_columns
+from .errors import SepcheckError
 
 
 def plot_separation(result: Any, ax: Any = None, eps: float | None = None, test: bool = False, bins: int = 50) -> Any:
@@ -33,3 +38,149 @@ def plot_separation(result: Any, ax: Any = None, eps: float | None = None, test:
     ax.legend(frameon=False, fontsize=8)
     ax.figure.tight_layout()
     return ax
+
+
+#: class colours (colour-blind safe: Okabe-Ito), cycled for more classes
+CLASS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+def plot_classifier(
+    clf: Any,
+    ax: Any = None,
+    *,
+    resolution: int = 600,
+    X_test: Any = None,
+    y_test: Any = None,
+    margin: float = 0.08,
+    show_ball: bool = True,
+    title: str | None = None,
+) -> Any:
+    """The theorem in a picture, for a classifier fitted on 2-D data.
+
+    Each pixel is tinted with the colour of its predicted class, in proportion to the
+    winning score max(0, f_pred(x)) = max(0, 1 - d(x, X_pred) / r): full colour on the
+    training points, fading to white at distance r. The black line is the decision
+    boundary (where two classes are at the same distance); the dashed ball is the norm
+    ball of radius r, the robustness radius of the theorem. Training points are drawn on
+    top (test points as hollow markers when given).
+    """
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(5.0, 4.4), dpi=200)
+    from matplotlib.colors import to_rgb
+
+    clf.check_fitted()
+    if clf.n_features_in_ != 2:
+        raise SepcheckError(
+            f"the classifier has {clf.n_features_in_} features: the picture needs 2-D data (e.g. spiral)"
+        )
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 10 <= resolution <= 4000:
+        raise SepcheckError(f"resolution={resolution!r} is invalid: give an integer from 10 to 4000")
+    if clf.X_train_.dtype == np.uint8:
+        raise SepcheckError("the picture needs float 2-D data: fit the classifier on float features")
+    X = clf.X_train_.astype(np.float64)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = margin * float(np.max(hi - lo) or 1.0)
+    lo, hi = lo - pad, hi + pad
+    gx = np.linspace(lo[0], hi[0], int(resolution))
+    gy = np.linspace(lo[1], hi[1], int(resolution))
+    xx, yy = np.meshgrid(gx, gy)
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    d, idx = clf.class_distances(grid.astype(clf.X_train_.dtype, copy=False))
+    cols = predicted_columns(d, idx)
+    win = np.clip(1.0 - d[np.arange(d.shape[0]), cols] / clf.r_, 0.0, 1.0)
+    n_classes = clf.classes_.size
+    base = np.array([to_rgb(CLASS_COLORS[c % len(CLASS_COLORS)]) for c in range(n_classes)])
+    tint = 0.85 * win[:, None]
+    rgb = 1.0 - tint * (1.0 - base[cols])
+    ax.imshow(
+        rgb.reshape(yy.shape + (3,)), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
+        interpolation="bilinear", aspect="equal", zorder=0,
+    )
+    for c in range(n_classes):  # boundary of each class region: d_c = min over others
+        rest = d.copy()
+        rest[:, c] = np.inf
+        gap = (d[:, c] - rest.min(axis=1)).reshape(yy.shape)
+        if np.nanmin(gap) < 0 < np.nanmax(gap):
+            ax.contour(xx, yy, gap, levels=[0.0], colors="black", linewidths=1.0, zorder=2)
+    y = clf.y_train_
+    for c, lab in enumerate(clf.classes_):
+        pts = X[y == lab]
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=5, color=base[c], edgecolors="white", linewidths=0.25,
+            zorder=3, label=f"class {lab}",
+        )
+    if X_test is not None and y_test is not None:
+        Xt = as_features(X_test, "X_test").astype(np.float64)
+        yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
+        for c, lab in enumerate(clf.classes_):
+            pts = Xt[yt == lab]
+            ax.scatter(pts[:, 0], pts[:, 1], s=9, facecolors="none", edgecolors=base[c], linewidths=0.5, zorder=3)
+        ax.scatter([], [], s=9, facecolors="none", edgecolors="0.3", linewidths=0.5, label="test points")
+    if show_ball:
+        _draw_ball(ax, X, clf.p_, clf.r_, lo, hi)
+    ax.plot([], [], color="black", linewidth=1.0, label="decision boundary")
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title is None:
+        title = f"1/r-Lipschitz 1-NN classifier ({clf.norm_}, r = {clf.r_:.3g})"
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, frameon=True, framealpha=0.9, markerscale=2.0)
+    if n_classes <= 8:
+        _score_key(ax, base, clf.classes_)
+    ax.tick_params(labelsize=8)
+    return ax
+
+
+def _score_key(ax: Any, base: np.ndarray, classes: np.ndarray) -> None:
+    """A colour key next to the axes: one white-to-colour gradient per class, for the
+    score max(0, f_i(x)) from 0 (white) to 1 (full colour)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    cax = make_axes_locatable(ax).append_axes("right", size=0.12 * len(classes), pad=0.08)
+    v = np.linspace(0.0, 1.0, 256)[:, None, None]
+    tint = 0.85 * v
+    img = 1.0 - tint * (1.0 - base[None, :, :])  # (256, classes, 3)
+    cax.imshow(
+        img, origin="lower", aspect="auto", interpolation="nearest",
+        extent=(-0.5, len(classes) - 0.5, 0.0, 1.0),
+    )
+    for k in range(1, len(classes)):
+        cax.axvline(k - 0.5, color="white", linewidth=1.5)
+    cax.set_xticks(range(len(classes)))
+    cax.set_xticklabels([str(c) for c in classes], fontsize=7)
+    cax.yaxis.tick_right()
+    cax.yaxis.set_label_position("right")
+    cax.set_yticks([0.0, 0.5, 1.0])
+    cax.tick_params(labelsize=7, length=2)
+    cax.set_xlabel("class", fontsize=7, labelpad=1)
+    cax.set_ylabel("score of the predicted class, $\\max(0, f_i(x))$", fontsize=8)
+    for side in cax.spines.values():
+        side.set_linewidth(0.5)
+
+
+def _draw_ball(ax: Any, X: np.ndarray, p: float, r: float, lo: np.ndarray, hi: np.ndarray) -> None:
+    """The norm ball of radius r (dashed) in the lower right corner, for scale."""
+    t = np.linspace(0.0, 2.0 * np.pi, 400)
+    u = np.stack([np.cos(t), np.sin(t)], axis=1)
+    if math.isinf(p):
+        u = u / np.abs(u).max(axis=1, keepdims=True)
+    else:
+        u = u / (np.abs(u) ** p).sum(axis=1, keepdims=True) ** (1.0 / p)
+    span = hi - lo
+    centre = np.array([hi[0] - 0.06 * span[0] - r, lo[1] + 0.06 * span[1] + r])
+    ring = centre + r * u
+    ax.plot(ring[:, 0], ring[:, 1], linestyle="--", color="black", linewidth=0.8, zorder=4)
+    ax.annotate(
+        "radius $r$", xy=(centre[0], centre[1] + r), xytext=(0, 3), textcoords="offset points",
+        ha="center", va="bottom", fontsize=7, zorder=4,
+    )
+
+
+__all__ = ["CLASS_COLORS", "plot_classifier", "plot_separation"]

@@ -49,3 +49,15 @@ def device(request) -> str:
         if not torch.cuda.is_available():
             pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
     return request.param
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test (many tiny torch ops: OpenMP barriers cost more than they
+    give on a busy shared machine); use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

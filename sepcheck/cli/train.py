@@ -47,7 +47,10 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @click.option("--holdout", type=int, default=None, help="Use the last N training points as the test set.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA (bf16 where "
+              "supported, else fp16; attacks and finite differences stay float32).")
+@click.option("--deterministic", is_flag=True, help="Deterministic torch algorithms and cuBLAS workspace, so a "
+              "resumed CUDA run reproduces the uninterrupted one (slower; CPU runs reproduce anyway).")
 @click.option("--out", default=None, help="Run folder (default runs/DATASET-METHOD-NORM).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
@@ -58,7 +61,7 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
           lam: float | None, mu: float | None, h: float | None, steps: int | None, step_size: float | None,
           epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
           weight_decay: float, schedule: str, augment: str, holdout: int | None, seed: int, device: str,
-          amp: bool, out: str | None, resume: bool, force: bool, quiet: bool, data_dir: str | None,
+          amp: bool, deterministic: bool, out: str | None, resume: bool, force: bool, quiet: bool, data_dir: str | None,
           no_download: bool, no_verify: bool, as_json: bool) -> None:
     """Train a network with METHOD (natural, gr, llr, at, trades) into a run folder.
 
@@ -66,7 +69,7 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
     checkpoints; evaluate it with `sepcheck eval`. Multi-GPU: torchrun --nproc_per_node=N
     --no-python sepcheck train ...
     """
-    from ..train.trainer import TrainConfig
+    from ..train.config import TrainConfig
     from ..train.trainer import train as run_training
 
     method = method.strip().lower()
@@ -74,13 +77,14 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         raise SepcheckError(f"unknown method {method!r}: use one of {', '.join(METHOD_NAMES)}")
     if resume and force:
         raise SepcheckError("--resume and --force contradict each other: give one of them")
-    cfg = TrainConfig(method=method, dataset=dataset, arch=arch, norm=norm, eps=eps, beta=beta, lam=lam, mu=mu,
-                      h=h, steps=steps, step_size=step_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                      optimizer=optimizer.lower(), momentum=momentum, weight_decay=weight_decay,
-                      schedule=schedule.lower(), augment=augment.lower(), holdout=holdout, seed=seed,
-                      device=device, amp=amp, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    cfg = TrainConfig.from_options(
+        method, dataset, arch=arch, norm=norm, eps=eps, beta=beta, lam=lam, mu=mu, h=h, steps=steps,
+        step_size=step_size, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.lower(),
+        momentum=momentum, weight_decay=weight_decay, schedule=schedule.lower(), augment=augment.lower(),
+        holdout=holdout, seed=seed, device=device, amp=amp, deterministic=deterministic, data_dir=data_dir,
+        download=not no_download, verify=not no_verify)
     cfg.validate()
-    out = out or _default_out(dataset, method, cfg.beta, cfg.norm)
+    out = out or _default_out(dataset, method, getattr(cfg.params, "beta", None), cfg.norm)
     try:
         result = run_training(cfg, out, resume=resume, force=force, progress=not quiet and not as_json)
     except KeyboardInterrupt:

@@ -7,12 +7,17 @@ tiny_cnn, mlp. A run folder holds config.json, log.jsonl and the latest and fina
 
 >>> from sepcheck.train import TrainConfig, train, evaluate_runs        # doctest: +SKIP
 >>> train(TrainConfig("at", "data.npz", eps=0.1, epochs=5), "runs/at")    # doctest: +SKIP
+
+Modules: ``config`` (TrainConfig and one parameter dataclass per method), ``trainer`` (the
+loop), ``optim``, ``rng``, ``metrics``, ``losses``, ``attacks``, ``models``, ``data``,
+``distributed``, ``runs`` (the run folder), ``evaluate`` and ``report``.
 >>> report = evaluate_runs(["runs/at"])                                   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from .attacks import pgd, project
+from .config import ATParams, GRParams, LLRParams, NaturalParams, TradesParams, TrainConfig
 from .evaluate import (
     AttackSettings,
     LipschitzSettings,
@@ -24,7 +29,7 @@ from .evaluate import (
 from .losses import METHODS, get_loss, method_label
 from .models import ARCHS, build_model, default_arch, register_arch
 from .report import save_plot, to_csv, to_markdown
-from .trainer import TrainConfig, TrainResult, train
+from .trainer import TrainResult, train
 
 #: the same function as :func:`train`, under a name that can be re-exported from ``sepcheck``
 #: without shadowing the ``sepcheck.train`` subpackage
@@ -34,6 +39,11 @@ __all__ = [
     "METHODS",
     "ARCHS",
     "TrainConfig",
+    "NaturalParams",
+    "GRParams",
+    "LLRParams",
+    "ATParams",
+    "TradesParams",
     "TrainResult",
     "train",
     "train_model",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +125,22 @@ def eval_mode(model: nn.Module) -> _EvalMode:
     return _EvalMode(model)
 
 
+def float32(x: Tensor) -> Any:
+    """``with float32(x):`` runs the block with autocast off on ``x``'s device.
+
+    Inner maximisations, finite differences and the Lipschitz estimate run inside it: under
+    bf16/fp16 autocast a small step (GR's h, an attack step of 0.001) would be lost in
+    rounding and fp16 input gradients underflow. Inputs must then be float32 themselves
+    (:func:`as_float32`).
+    """
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def as_float32(x: Tensor) -> Tensor:
+    """``x`` as float32 (low-precision floats widened; float64 kept)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def projected_ascent(
     objective: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -139,15 +156,16 @@ def projected_ascent(
 
     ``objective(x_adv)`` returns a scalar that is a sum of per-example terms, so each example's
     gradient is its own. Each step moves ``step_size`` along :func:`ascent_direction` and
-    projects with :func:`project`. Returns the last iterate, detached.
+    projects with :func:`project`. Runs in float32 with autocast off (:func:`float32`).
+    Returns the last iterate, detached.
     """
-    x = x.detach()
-    x_adv = start.detach()
+    x = as_float32(x.detach())
+    x_adv = as_float32(start.detach())
     if project_first:
         x_adv = project(x_adv, x, eps, norm)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), float32(x):
             value = objective(x_adv)
             (grad,) = torch.autograd.grad(value, [x_adv])
         x_adv = x_adv.detach() + step_size * ascent_direction(grad.detach(), norm)

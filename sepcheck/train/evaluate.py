@@ -25,11 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..devices import torch_device
 from ..errors import SepcheckError
 from .attacks import (
+    as_float32,
     ascent_direction,
     default_step_size,
     eval_mode,
+    float32,
     pgd,
     project,
     small_start,
@@ -38,9 +41,9 @@ from .attacks import (
 )
 from .data import TrainData
 from .data import load as load_data
+from .metrics import accuracy
 from .models import build_model
 from .runs import RunDir, model_checkpoint, read_config, read_log, write_json
-from .trainer import accuracy, resolve_device
 
 
 @dataclass
@@ -98,8 +101,8 @@ def local_lipschitz(model: nn.Module, x: Tensor, *, eps: float, norm: str = "lin
     """
     norm = threat_norm(norm)
     net = unwrap(model)
-    x = x.detach()
-    with eval_mode(net):
+    x = as_float32(x.detach())
+    with eval_mode(net), float32(x):  # float32, autocast off: ratios of small differences
         with torch.no_grad():
             fx = net(x)
         best = torch.zeros(x.shape[0], device=x.device)
@@ -282,7 +285,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
     lip = lip or LipschitzSettings()
     if attack.steps < 1 or attack.restarts < 1 or lip.steps < 1 or lip.restarts < 1:
         raise SepcheckError("attack steps, restarts and Lipschitz steps must be integers >= 1")
-    dev = resolve_device(device)
+    dev = torch_device(device)
     say = echo or (lambda s: None)
     loaded: list[tuple[Path, nn.Module, dict[str, Any], bool]] = []
     for d in run_dirs:

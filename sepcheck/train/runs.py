@@ -32,7 +32,10 @@ FINAL = "checkpoint_final.pt"
 EVAL = "eval.json"
 RUN_FILES = (CONFIG, LOG, LATEST, FINAL, EVAL)
 CHECKPOINT_FORMAT = "sepcheck.train.checkpoint/1"
-RUN_FORMAT = "sepcheck.train.run/1"
+#: config.json format written by this version; version 1 (method parameters as given, eps
+#: and norm repeated inside "params") is still read (see :mod:`sepcheck.train.config`)
+RUN_FORMAT = "sepcheck.train.run/2"
+RUN_FORMATS = ("sepcheck.train.run/1", RUN_FORMAT)
 
 
 class RunDir:
@@ -104,7 +107,7 @@ def read_config(run: RunDir) -> dict[str, Any]:
     if not run.config.exists():
         raise SepcheckError(f"{run.path} is not a run folder (no {CONFIG}): give a folder written by `sepcheck train`")
     cfg = read_json(run.config, "run config")
-    if cfg.get("format") != RUN_FORMAT:
+    if cfg.get("format") not in RUN_FORMATS:
         raise SepcheckError(f"{run.config} is not a sepcheck run config (format {cfg.get('format')!r})")
     return cfg
 
@@ -175,5 +178,5 @@ def model_checkpoint(run: RunDir) -> tuple[dict[str, Any], bool]:
     )
 
 
-__all__ = ["RunDir", "prepare_dir", "read_config", "read_log", "append_log", "write_log",
+__all__ = ["RUN_FORMAT", "RUN_FORMATS", "RunDir", "prepare_dir", "read_config", "read_log", "append_log", "write_log",
            "save_checkpoint", "load_checkpoint", "model_checkpoint", "write_json", "read_json"]

@@ -8,19 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from sepcheck.cli import main
-from tests.test_train_trainer import stripes
+from tests.train.tiny import stripes
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(*args):
@@ -38,7 +31,7 @@ def npz(tmp_path):
 
 def _train(npz, out, method="natural", *extra):
     return run("train", method, "--dataset", npz, "--eps", 0.1, "--epochs", 2, "--batch-size", 20,
-               "--lr", 0.1, "--out", out, "--quiet", *extra)
+               "--lr", 0.1, "--out", out, "--quiet", "--device", "cpu", *extra)
 
 
 def _one_line_error(r, *needles):
@@ -58,7 +51,7 @@ def test_train_then_eval_end_to_end(tmp_path, npz):
         rep = json.loads(r.stdout)
         assert rep["arch"] == "tiny_cnn" and rep["final"]["epoch"] == 2
     table, csv, plot = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "p.png"
-    r = run("eval", runs / "trades", runs / "natural", runs / "at", "--attack-steps", 3, "--table", table,
+    r = run("eval", "--device", "cpu", runs / "trades", runs / "natural", runs / "at", "--attack-steps", 3, "--table", table,
             "--csv", csv, "--plot", plot, "--json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
@@ -80,7 +73,7 @@ def test_train_then_eval_end_to_end(tmp_path, npz):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert (runs / "natural" / "eval.json").exists()
     # human output prints the attack settings and the table
-    r = run("eval", runs / "natural", "--subset", 10, "--no-bound")
+    r = run("eval", "--device", "cpu", runs / "natural", "--subset", 10, "--no-bound")
     assert r.exit_code == 0, r.output
     assert "PGD linf eps=0.1: 10 steps of 0.02" in r.stdout and "| Natural |" in r.stdout
 
@@ -95,20 +88,20 @@ def test_bad_input_one_line_errors(tmp_path, npz):
     # a run folder without a checkpoint
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(run("eval", empty), "not a run folder")
+    _one_line_error(run("eval", "--device", "cpu", empty), "not a run folder")
     r = _train(npz, tmp_path / "ok", "natural")
     assert r.exit_code == 0, r.output
     (tmp_path / "ok" / "checkpoint_final.pt").unlink()
     (tmp_path / "ok" / "checkpoint_latest.pt").unlink()
-    _one_line_error(run("eval", tmp_path / "ok"), "has no checkpoint")
+    _one_line_error(run("eval", "--device", "cpu", tmp_path / "ok"), "has no checkpoint")
     # a checkpoint from another architecture
     assert _train(npz, tmp_path / "cnn", "natural").exit_code == 0
     assert _train(npz, tmp_path / "mlp", "natural", "--arch", "mlp").exit_code == 0
     shutil.copy(tmp_path / "cnn" / "checkpoint_final.pt", tmp_path / "mlp" / "checkpoint_final.pt")
-    _one_line_error(run("eval", tmp_path / "mlp"), "holds a tiny_cnn model", "another run")
+    _one_line_error(run("eval", "--device", "cpu", tmp_path / "mlp"), "holds a tiny_cnn model", "another run")
     # a corrupted checkpoint
     (tmp_path / "cnn" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
-    _one_line_error(run("eval", tmp_path / "cnn"), "corrupted")
+    _one_line_error(run("eval", "--device", "cpu", tmp_path / "cnn"), "corrupted")
     # an existing run is not overwritten
     _one_line_error(_train(npz, tmp_path / "mlp", "natural", "--arch", "mlp"), "--resume", "--force")
-    _one_line_error(run("eval", tmp_path / "mlp", "--eps", -1), "--eps -1")
+    _one_line_error(run("eval", "--device", "cpu", tmp_path / "mlp", "--eps", -1), "--eps -1")

@@ -10,12 +10,14 @@ llr        CE + lam gamma + mu |delta^T grad l|  (Qin et al. 2019)       eps, la
 at         CE on PGD adversarial examples (Madry et al. 2018)           eps, norm, steps=10, step_size=2 eps/steps
 trades     CE + beta KL(f(x) || f(x'))  (Zhang et al. 2019)             eps, beta=1, norm, steps=10, step_size=2 eps/steps
 =========  ===========================================================  ===================
+
+A run's parameters are typed and validated in :mod:`sepcheck.train.config` (one dataclass
+per method); the loss functions check their own arguments too, for direct calls.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +35,6 @@ METHODS: dict[str, LossFn] = {
     "trades": trades.loss,
 }
 
-#: every parameter name a method may take (besides model, x, y)
-PARAM_NAMES = ("eps", "norm", "beta", "lam", "mu", "h", "steps", "step_size")
-
 
 def get_loss(method: str) -> LossFn:
     """The loss function of a method (natural, gr, llr, at, trades)."""
@@ -52,37 +51,6 @@ def method_params(method: str) -> dict[str, Any]:
     return {name: p.default for name, p in sig.parameters.items() if name not in ("model", "x", "y")}
 
 
-def loss_kwargs(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``params`` (None meaning 'use the default') that the method takes."""
-    accepted = method_params(method)
-    out = {k: v for k, v in params.items() if k in accepted and v is not None}
-    missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in out]
-    if missing:
-        raise SepcheckError(
-            f"method {method} needs {', '.join(missing)}: give --{missing[0].replace('_', '-')}"
-        )
-    return out
-
-
-def check_params(params: dict[str, Any]) -> None:
-    """Reject negative eps, beta, lambda, mu, non-positive h, steps < 1 and non-finite values."""
-    names = {"eps": "--eps", "beta": "--beta", "lam": "--lambda", "mu": "--mu", "h": "--h",
-             "step_size": "--step-size"}
-    for key, flag in names.items():
-        v = params.get(key)
-        if v is None:
-            continue
-        if not math.isfinite(float(v)):
-            raise SepcheckError(f"{flag} {v} is invalid: give a finite number")
-        if key in ("h", "step_size") and not float(v) > 0:
-            raise SepcheckError(f"{flag} {v} is invalid: it must be > 0")
-        if float(v) < 0:
-            raise SepcheckError(f"{flag} {v} is invalid: it must be >= 0")
-    steps = params.get("steps")
-    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
-        raise SepcheckError(f"--steps {steps} is invalid: give an integer >= 1")
-
-
 def method_label(method: str, params: dict[str, Any] | None = None) -> str:
     """Row label as in the paper's table: Natural, GR, LLR, AT, TRADES(β=6)."""
     key = str(method).lower()
@@ -94,5 +62,4 @@ def method_label(method: str, params: dict[str, Any] | None = None) -> str:
     return base
 
 
-__all__ = ["METHODS", "PARAM_NAMES", "get_loss", "method_params", "loss_kwargs", "check_params",
-           "method_label", "natural", "gr", "llr", "at", "trades"]
+__all__ = ["METHODS", "get_loss", "method_params", "method_label", "natural", "gr", "llr", "at", "trades"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SepcheckError
-from ..attacks import ascent_direction
+from ..attacks import as_float32, ascent_direction, float32
 
 
 def loss(model: nn.Module, x: Tensor, y: Tensor, *, lam: float = 1.0, h: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -19,19 +19,21 @@ def loss(model: nn.Module, x: Tensor, y: Tensor, *, lam: float = 1.0, h: float =
     only through the evaluation), and the default step is that code's ``h = 1`` (a smaller h
     approaches the exact gradient-norm penalty and needs a much smaller lam: on MNIST,
     lam = 1 with h = 0.01 collapses the network to a constant). ``lam = 0`` is plain
-    cross-entropy. Returns ``(loss, clean logits)``.
+    cross-entropy. The whole loss runs in float32 with autocast off: in bf16 the difference
+    quotient would be rounding noise. Returns ``(loss, clean logits)``.
     """
     if lam < 0:
         raise SepcheckError(f"lambda={lam} is invalid for gr: give a penalty weight >= 0")
     if not h > 0:
         raise SepcheckError(f"h={h} is invalid for gr: give a finite-difference step > 0")
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
-    lx = F.cross_entropy(logits, y, reduction="none")
-    if lam == 0:
-        return lx.mean(), logits
-    (grad,) = torch.autograd.grad(lx.sum(), [x], retain_graph=True)
-    d = ascent_direction(grad.detach(), "l2")
-    lf = F.cross_entropy(model(x.detach() + h * d), y, reduction="none")
-    dl = (lf - lx) / h
-    return lx.mean() + 0.5 * lam * dl.pow(2).mean(), logits
+    x = as_float32(x.detach()).requires_grad_(True)
+    with float32(x):
+        logits = model(x)
+        lx = F.cross_entropy(logits, y, reduction="none")
+        if lam == 0:
+            return lx.mean(), logits
+        (grad,) = torch.autograd.grad(lx.sum(), [x], retain_graph=True)
+        d = ascent_direction(grad.detach(), "l2")
+        lf = F.cross_entropy(model(x.detach() + h * d), y, reduction="none")
+        dl = (lf - lx) / h
+        return lx.mean() + 0.5 * lam * dl.pow(2).mean(), logits

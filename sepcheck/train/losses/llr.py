@@ -8,7 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SepcheckError
-from ..attacks import eval_mode, projected_ascent, small_start, threat_norm, unwrap
+from ..attacks import (
+    as_float32,
+    eval_mode,
+    float32,
+    projected_ascent,
+    small_start,
+    threat_norm,
+    unwrap,
+)
 
 
 def loss(
@@ -47,28 +55,30 @@ def loss(
         logits = model(x)
         return F.cross_entropy(logits, y), logits
 
-    with eval_mode(net):
-        x0 = x.clone().requires_grad_(True)
+    with eval_mode(net), float32(x):  # the inner maximisation: float32, autocast off
+        x0 = as_float32(x).clone().requires_grad_(True)
         l0 = F.cross_entropy(net(x0), y, reduction="none")
         (g0,) = torch.autograd.grad(l0.sum(), [x0])
         l0, g0 = l0.detach(), g0.detach()
 
         def gamma(x_adv: Tensor) -> Tensor:
-            lin = ((x_adv - x) * g0).flatten(1).sum(dim=1)
+            lin = ((x_adv - x0.detach()) * g0).flatten(1).sum(dim=1)
             return (F.cross_entropy(net(x_adv), y, reduction="none") - l0 - lin).abs().sum()
 
         x_adv = projected_ascent(
-            gamma, x, small_start(x), eps=eps, norm=norm, steps=steps, step_size=step,
+            gamma, x0.detach(), small_start(x0.detach()), eps=eps, norm=norm, steps=steps, step_size=step,
             project_first=True,
         )
-    delta = (x_adv - x).detach()
+    delta = (x_adv - x0).detach()
     logits = model(x)
     ce = F.cross_entropy(logits, y)
-    with eval_mode(model):  # the regulariser sees the deterministic network (no dropout)
-        xg = x.clone().requires_grad_(True)
+    # the regulariser sees the deterministic network (no dropout); its finite difference
+    # l(x + delta) - l(x) - delta^T grad runs in float32 with autocast off
+    with eval_mode(model), float32(x):
+        xg = as_float32(x).clone().requires_grad_(True)
         lx = F.cross_entropy(model(xg), y, reduction="none")
         (g,) = torch.autograd.grad(lx.sum(), [xg], create_graph=True)
         lin = (delta * g).flatten(1).sum(dim=1)
-        l_adv = F.cross_entropy(model(x + delta), y, reduction="none")
+        l_adv = F.cross_entropy(model(xg.detach() + delta), y, reduction="none")
     gam = (l_adv - lx - lin).abs()
     return ce + lam * gam.mean() + mu * lin.abs().mean(), logits

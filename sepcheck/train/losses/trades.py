@@ -7,8 +7,10 @@ from torch import Tensor, nn
 
 from ...errors import SepcheckError
 from ..attacks import (
+    as_float32,
     default_step_size,
     eval_mode,
+    float32,
     projected_ascent,
     small_start,
     threat_norm,
@@ -45,8 +47,8 @@ def loss(
     if beta == 0:
         logits = model(x)
         return F.cross_entropy(logits, y), logits
-    with eval_mode(net):
-        p_nat = F.softmax(net(x), dim=1).detach()
+    with eval_mode(net), float32(x):  # the inner maximisation: float32, autocast off
+        p_nat = F.softmax(net(as_float32(x)), dim=1).detach()
 
         def kl(x_adv: Tensor) -> Tensor:
             return F.kl_div(F.log_softmax(net(x_adv), dim=1), p_nat, reduction="sum")

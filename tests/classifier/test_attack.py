@@ -55,13 +55,7 @@ def pgd(module, x0: torch.Tensor, pred: np.ndarray, eps: float, norm: str, *, st
     return outs
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch ops: one thread avoids OpenMP barriers on a busy shared machine."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _clusters(seed: int = 0):
@@ -75,10 +69,10 @@ def _clusters(seed: int = 0):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_pgd_never_breaks_a_certificate(norm):
+def test_pgd_never_breaks_a_certificate(norm, device):
     X, y, Xt, yt = _clusters()
-    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
-    module = clf.as_torch_module()
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(X, y)
+    module = clf.as_torch_module(device=device)
     pred = clf.predict(Xt)
     radius = clf.certified_radius(Xt)
     p = math.inf if norm == "linf" else 2.0
@@ -98,19 +92,19 @@ def test_pgd_never_breaks_a_certificate(norm):
     assert broken[weak].sum() >= 10
 
 
-def test_pgd_on_the_spiral_at_r():
+def test_pgd_on_the_spiral_at_r(device):
     """On the spiral, eps = r/2: every test point within r/2 of its own class is certified
     at r/2 by the theorem; none of the certified points can be flipped."""
     from sepcheck.datasets import make_spiral
 
     X, y = make_spiral("train")
     Xt, yt = make_spiral("test")
-    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
+    clf = LipschitzNNClassifier(device=device, norm="l2").fit(X, y)
     eps = clf.r_ / 2
     res = clf.certify(Xt, yt, eps)
     near = res.d_true <= eps
     assert np.all(res.radius[near] >= clf.r_ - res.d_true[near] - 1e-12)  # r - d_own bound
-    module = clf.as_torch_module()
+    module = clf.as_torch_module(device=device)
     x0 = torch.from_numpy(Xt)
     safe = res.radius > eps
     for x_adv in pgd(module, x0, res.predictions, eps, "l2", steps=40, restarts=2):

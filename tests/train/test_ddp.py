@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from sepcheck.train import TrainConfig, train
 from sepcheck.train.runs import RunDir, load_checkpoint, read_log
-from tests.test_train_trainer import tiny_data
+from tests.train.tiny import tiny_data
 
 METHODS = [("natural", {}), ("trades", {"beta": 3.0, "steps": 2})]
 
@@ -26,8 +26,8 @@ def _free_port() -> int:
 
 
 def _cfg(method: str, **kw) -> TrainConfig:
-    return TrainConfig(method=method, dataset="stripes", arch="tiny_cnn", eps=0.1, epochs=2, batch_size=16,
-                       lr=0.05, seed=1, device="cpu", augment="none", **kw)
+    return TrainConfig.from_options(method, "stripes", arch="tiny_cnn", eps=0.1, epochs=2, batch_size=16,
+                                    lr=0.05, seed=1, device="cpu", augment="none", **kw)
 
 
 def _worker(rank: int, world: int, ports: list[int], out: str) -> None:

@@ -22,13 +22,7 @@ from sepcheck.train.evaluate import (
 )
 from sepcheck.train.models import build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _norms(d: torch.Tensor, norm: str) -> torch.Tensor:
@@ -49,11 +43,11 @@ def test_project_lands_in_ball_and_box(seed, eps, scale, norm):
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.8)])
-def test_pgd_inside_ball_and_box_and_raises_loss(norm, eps):
+def test_pgd_inside_ball_and_box_and_raises_loss(norm, eps, device):
     torch.manual_seed(0)
-    model = build_model("tiny_cnn", (1, 6, 6), 3)
-    x = torch.rand(32, 1, 6, 6)
-    y = torch.arange(32) % 3
+    model = build_model("tiny_cnn", (1, 6, 6), 3).to(device)
+    x = torch.rand(32, 1, 6, 6).to(device)
+    y = (torch.arange(32) % 3).to(device)
     adv = pgd(model, x, y, eps=eps, norm=norm, steps=10)
     assert adv.min() >= 0 and adv.max() <= 1
     assert (_norms(adv - x, norm) <= eps * (1 + 1e-5)).all()

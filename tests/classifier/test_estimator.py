@@ -20,15 +20,7 @@ from tests import oracle
 P = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute(X, y, Xq, yq, p, scale, r=None):
@@ -95,13 +87,14 @@ def datasets(draw):
     return X, y, Xq, yq, norm, dtype
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(datasets(), st.sampled_from(["auto", "torch"]))
-def test_matches_brute_force(case, backend):
+def test_matches_brute_force(device, case, backend):
     X, y, Xq, yq, norm, dtype = case
     p = P[norm]
     scale = 255.0 if dtype == "uint8" else 1.0
-    clf = LipschitzNNClassifier(norm=norm, backend=backend).fit(X, y)
+    clf = LipschitzNNClassifier(device=device, norm=norm, backend=backend).fit(X, y)
     want = brute(X, y, Xq, yq, p, scale)
     exact = dtype == "uint8" and norm != "l2"
     cmp = np.testing.assert_array_equal if exact else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -129,11 +122,11 @@ def test_matches_brute_force(case, backend):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
-def test_spiral_matches_brute_force(norm):
+def test_spiral_matches_brute_force(norm, device):
     X, y = make_spiral("train")
     Xt, yt = make_spiral("test")
     Xt, yt = Xt[::5], yt[::5]
-    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(X, y)
     want = brute(X, y, Xt, yt, P[norm], 1.0)
     assert clf.r_ == pytest.approx(want["r"], rel=1e-12)
     np.testing.assert_allclose(clf.decision_function(Xt), want["scores"], rtol=1e-12, atol=1e-12)
@@ -149,12 +142,12 @@ def test_spiral_matches_brute_force(norm):
     assert d["r"] == clf.r_ and len(d["rows"]) == len(eps) and d["norm"] == norm
 
 
-def test_ties_go_to_the_lowest_training_index():
+def test_ties_go_to_the_lowest_training_index(device):
     # query 0 is at distance 1 from row 0 (class 5) and row 1 (class 2): the class of the
     # lowest index wins, although class 2 comes first among the score columns
     X = np.array([[1.0], [-1.0], [4.0], [-4.0]])
     y = np.array([5, 2, 5, 2])
-    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
+    clf = LipschitzNNClassifier(device=device, norm="l2").fit(X, y)
     Xq = np.array([[0.0], [0.25], [-0.25]])
     s = clf.decision_function(Xq)
     assert s[0, 0] == s[0, 1]
@@ -166,13 +159,13 @@ def test_ties_go_to_the_lowest_training_index():
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
-def test_lipschitz_property(norm):
+def test_lipschitz_property(norm, device):
     """|f_i(x) - f_i(x')| <= ||x - x'|| / r on many random pairs (far and near)."""
     p = P[norm]
     rng = np.random.default_rng(11)
     X, y = make_spiral("train")
     for clip in (False, True):
-        clf = LipschitzNNClassifier(norm=norm, clip=clip).fit(X, y)
+        clf = LipschitzNNClassifier(device=device, norm=norm, clip=clip).fit(X, y)
         a = rng.uniform(-1.2, 1.2, (1500, 2))
         b = np.concatenate([rng.uniform(-1.2, 1.2, (500, 2)), a[500:] + rng.normal(size=(1000, 2)) * clf.r_])
         fa, fb = clf.decision_function(a), clf.decision_function(b)
@@ -183,7 +176,7 @@ def test_lipschitz_property(norm):
     # uint8 images on the pixel scale
     Xu = rng.integers(0, 256, (60, 12)).astype(np.uint8)
     yu = rng.integers(0, 3, 60)
-    clf = LipschitzNNClassifier(norm=norm).fit(Xu, yu)
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(Xu, yu)
     a = rng.integers(0, 256, (300, 12)).astype(np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
     dist = np.array([oracle.pairwise(a[i : i + 1], b[i : i + 1], p)[0, 0] for i in range(len(a))]) / 255.0
@@ -194,16 +187,16 @@ def test_lipschitz_property(norm):
 def test_user_r_clip_and_warning():
     X, y = make_spiral("train")
     Xt, _ = make_spiral("test")
-    auto = LipschitzNNClassifier().fit(X, y)
+    auto = LipschitzNNClassifier(device="cpu").fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        small = LipschitzNNClassifier(r=auto.r_ / 2).fit(X, y)  # no warning
+        small = LipschitzNNClassifier(device="cpu", r=auto.r_ / 2).fit(X, y)  # no warning
     assert small.r_ == auto.r_ / 2 and small.separation_ == auto.separation_
     with pytest.warns(TheoremWarning, match="guarantee no longer holds"):
-        big = LipschitzNNClassifier(r=1.0).fit(X, y)
+        big = LipschitzNNClassifier(device="cpu", r=1.0).fit(X, y)
     d, _ = auto.class_distances(Xt)
     np.testing.assert_allclose(big.decision_function(Xt), 1.0 - d, rtol=1e-15)
-    clipped = LipschitzNNClassifier(clip=True).fit(X, y)
+    clipped = LipschitzNNClassifier(device="cpu", clip=True).fit(X, y)
     s = clipped.decision_function(Xt)
     np.testing.assert_array_equal(s, np.maximum(0.0, 1.0 - d / auto.r_))
     assert s.min() == 0.0
@@ -214,10 +207,10 @@ def test_conflicting_duplicates():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
     y = np.array([0, 1, 1])
     with pytest.raises(SepcheckError, match="separation 0") as exc:
-        LipschitzNNClassifier().fit(X, y)
+        LipschitzNNClassifier(device="cpu").fit(X, y)
     assert "\n" not in str(exc.value)
     with pytest.warns(TheoremWarning):
-        clf = LipschitzNNClassifier(r=0.5).fit(X, y)
+        clf = LipschitzNNClassifier(device="cpu", r=0.5).fit(X, y)
     assert clf.separation_ == 0.0 and clf.predict([[0.0, 0.0]]).tolist() == [0]
 
 
@@ -245,10 +238,10 @@ def test_sklearn_protocol_and_errors():
         ({"clip": "yes"}, "clip="),
     ]:
         with pytest.raises(SepcheckError, match=msg):
-            LipschitzNNClassifier(**bad).fit(X, y)
+            LipschitzNNClassifier(device="cpu", **bad).fit(X, y)
     with pytest.raises(SepcheckError, match="single class"):
-        LipschitzNNClassifier().fit(X, np.zeros(len(X)))
-    clf = LipschitzNNClassifier().fit(X, y)
+        LipschitzNNClassifier(device="cpu").fit(X, np.zeros(len(X)))
+    clf = LipschitzNNClassifier(device="cpu").fit(X, y)
     with pytest.raises(SepcheckError, match="3 features per row but the classifier was fitted on 2"):
         clf.predict(np.zeros((2, 3)))
     for eps in (-0.1, "x", [], [0.1, math.nan]):
@@ -259,9 +252,9 @@ def test_sklearn_protocol_and_errors():
 
 def test_separation_cache(tmp_path):
     X, y = make_spiral("train")
-    a = LipschitzNNClassifier(cache=tmp_path).fit(X, y)
-    b = LipschitzNNClassifier(cache=tmp_path).fit(X, y)
-    c = LipschitzNNClassifier().fit(X, y)  # no cache given: nothing is read or written
+    a = LipschitzNNClassifier(device="cpu", cache=tmp_path).fit(X, y)
+    b = LipschitzNNClassifier(device="cpu", cache=tmp_path).fit(X, y)
+    c = LipschitzNNClassifier(device="cpu").fit(X, y)  # no cache given: nothing is read or written
     assert (a.separation_from_cache_, b.separation_from_cache_, c.separation_from_cache_) == (False, True, False)
     assert a.r_ == b.r_ == c.r_
     assert len(list(tmp_path.glob("separation-*.h5"))) == 1
@@ -271,21 +264,21 @@ def test_library_calls_write_no_cache(tmp_path, monkeypatch):
     """Without ``cache=``, fit and separation_bound leave the default cache folder empty."""
     monkeypatch.setenv("SEPCHECK_CACHE", str(tmp_path / "default"))
     X, y = make_spiral("train")
-    LipschitzNNClassifier().fit(X, y)
+    LipschitzNNClassifier(device="cpu").fit(X, y)
     assert not (tmp_path / "default").exists() or not any((tmp_path / "default").rglob("*"))
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
-def test_torch_forward_matches_and_is_differentiable(norm):
+def test_torch_forward_matches_and_is_differentiable(norm, device):
     import torch
 
     rng = np.random.default_rng(2)
     X = rng.normal(size=(200, 5))
     y = rng.integers(0, 4, 200)
     Xq = rng.normal(size=(40, 5))
-    clf = LipschitzNNClassifier(norm=norm).fit(X, y)
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(X, y)
     for block in (None, 7):
-        mod = clf.as_torch_module(block_size=block)
+        mod = clf.as_torch_module(device=device, block_size=block)
         x = torch.from_numpy(Xq).requires_grad_(True)
         s = mod(x)
         np.testing.assert_allclose(s.detach().numpy(), clf.decision_function(Xq), rtol=1e-12, atol=1e-12)
@@ -303,17 +296,60 @@ def test_torch_forward_matches_and_is_differentiable(norm):
         assert torch.linalg.vector_norm(g, ord=dual, dim=1).max() <= 1.0 / clf.r_ + 1e-9
 
 
-def test_torch_forward_uint8_images():
+def test_torch_forward_uint8_images(device):
     import torch
 
     rng = np.random.default_rng(3)
     X = rng.integers(0, 256, (80, 1, 4, 4)).astype(np.uint8)
     y = rng.integers(0, 3, 80)
     Xq = rng.integers(0, 256, (10, 1, 4, 4)).astype(np.uint8)
-    clf = LipschitzNNClassifier(norm="l2").fit(X, y)
-    mod = clf.as_torch_module()
+    clf = LipschitzNNClassifier(device=device, norm="l2").fit(X, y)
+    mod = clf.as_torch_module(device=device)
     s = mod(torch.from_numpy(Xq).float() / 255.0)
     assert s.dtype == torch.float32
     np.testing.assert_allclose(s.detach().numpy(), clf.decision_function(Xq), rtol=1e-5, atol=1e-5)
     with pytest.raises(SepcheckError, match="features per row"):
         mod(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_torch_module_nearest_rows_exact_on_near_ties(norm, device):
+    """Rows far from the origin that differ by 1e-2: float32 ``cdist`` in its matmul mode
+    (||a||^2 + ||b||^2 - 2ab) ranks them wrongly; the module's engine search matches the
+    float64 oracle, duplicates included (lowest index)."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    X = (256.0 + 0.01 * rng.normal(size=(120, 8))).astype(np.float32)
+    y = rng.integers(0, 4, 120)
+    X[7], y[7] = X[3], y[3]  # an exact duplicate inside a class: row 3 must win
+    Xq = np.concatenate([(256.0 + 0.01 * rng.normal(size=(40, 8))).astype(np.float32), X[3:4]])
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(X, y)
+    mod = clf.as_torch_module(device=device)
+    _, want, _ = oracle.class_distances(X, y, Xq, P[norm])
+    got = mod.nearest_indices(torch.from_numpy(Xq)).cpu().numpy()
+    np.testing.assert_array_equal(got, want)
+    if norm == "l2":  # the case is hard: the old cdist search gets some rows wrong
+        D = torch.cdist(torch.from_numpy(Xq), torch.from_numpy(X)).numpy()
+        rows = [np.flatnonzero(y == c) for c in np.unique(y)]
+        naive = np.stack([r[np.argmin(D[:, r], axis=1)] for r in rows], axis=1)
+        assert np.any(naive != want)
+
+
+def test_torch_module_pickles(device):
+    import pickle
+
+    import torch
+
+    from sepcheck.classifier import LipschitzScores
+
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 256, (60, 6)).astype(np.uint8)
+    y = rng.integers(0, 3, 60)
+    mod = LipschitzNNClassifier(device=device, norm="linf").fit(X, y).as_torch_module(device=device)
+    x = torch.rand(5, 6)
+    before = mod(x)
+    back = pickle.loads(pickle.dumps(mod))
+    assert type(back) is LipschitzScores and back.reference.dtype == torch.uint8
+    assert torch.equal(back(x), before)
+    np.testing.assert_array_equal(back.predict(x), mod.predict(x))

@@ -106,9 +106,9 @@ def _expected(D, sep, ya, yb):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_mnist_certify_matches_brute_force(split, oracle, norm):
+def test_mnist_certify_matches_brute_force(split, oracle, norm, device):
     A, ya, B, yb = split
-    clf = LipschitzNNClassifier(norm=norm).fit(A, ya)
+    clf = LipschitzNNClassifier(device=device, norm=norm).fit(A, ya)
     res = clf.certify(B, yb, EPS[norm])
     d, idx = clf.class_distances(B)
     want = oracle(norm)

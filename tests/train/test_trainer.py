@@ -5,43 +5,20 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from sepcheck import SepcheckError
 from sepcheck.datasets import Dataset
-from sepcheck.train import TrainConfig, train
+from sepcheck.train import ATParams, GRParams, TradesParams, TrainConfig, train
 from sepcheck.train.data import crop_flip, prepare
 from sepcheck.train.evaluate import load_model
 from sepcheck.train.losses import METHODS, get_loss
-from sepcheck.train.models import ARCHS, build_model, default_arch
+from sepcheck.train.models import build_model, default_arch
 from sepcheck.train.runs import RunDir, load_checkpoint, read_log
+from tests.train.tiny import tiny_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def stripes(n: int, channels: int = 1, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images of 3 classes: horizontal stripes, vertical stripes, checkerboard (+ noise)."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    i, j = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    patterns = [(i % 2) * 1.0, (j % 2) * 1.0, ((i + j) % 2) * 1.0]
-    X = np.stack([patterns[c] for c in y])[:, None].repeat(channels, axis=1)
-    X = np.clip(40 + 170 * X + rng.normal(0, 20, X.shape), 0, 255).astype(np.uint8)
-    return X, y
-
-
-def tiny_data(channels: int = 1, n: int = 48, holdout: int | None = None):
-    X, y = stripes(n, channels)
-    Xt, yt = stripes(24, channels, seed=1)
-    return prepare(Dataset("stripes", X, y, Xt, yt, eps=0.1), holdout=holdout)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _kw(method: str) -> dict:
@@ -50,11 +27,11 @@ def _kw(method: str) -> dict:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_few_steps_lower_the_loss(method):
+def test_few_steps_lower_the_loss(method, device):
     data = tiny_data()
-    x, y = data.X[:24], data.y[:24]
+    x, y = data.X[:24].to(device), data.y[:24].to(device)
     torch.manual_seed(0)
-    model = build_model("tiny_cnn", data.input_shape, data.n_classes)
+    model = build_model("tiny_cnn", data.input_shape, data.n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     fn = get_loss(method)
 
@@ -71,9 +48,9 @@ def test_few_steps_lower_the_loss(method):
     assert value() < 0.85 * before
 
 
-def _cfg(**kw) -> TrainConfig:
-    base = dict(method="at", dataset="stripes", arch="tiny_cnn", eps=0.1, steps=2, epochs=3, batch_size=16,
-                lr=0.05, seed=3, augment="crop-flip")
+def _cfg(device: str, **kw) -> TrainConfig:
+    base = dict(method="at", dataset="stripes", params=ATParams(steps=2), arch="tiny_cnn", eps=0.1, epochs=3,
+                batch_size=16, lr=0.05, seed=3, augment="crop-flip", device=device)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -82,24 +59,32 @@ def _strip_time(log):
     return [{k: v for k, v in r.items() if k != "time_s"} for r in log]
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, device):
     data = tiny_data(channels=3)
-    full = train(_cfg(), tmp_path / "full", data=data, progress=False)
+    cfg = _cfg(device, deterministic=True)  # needed on CUDA; on the CPU runs reproduce anyway
+    full = train(cfg, tmp_path / "full", data=data, progress=False)
 
     def interrupt(record):
+        assert torch.are_deterministic_algorithms_enabled()
         if record["epoch"] == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(), tmp_path / "cut", data=data, progress=False, on_epoch_end=interrupt)
+        train(cfg, tmp_path / "cut", data=data, progress=False, on_epoch_end=interrupt)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
     cut = RunDir(tmp_path / "cut")
     assert cut.latest.exists() and not cut.final.exists()
     assert len(read_log(cut)) == 1
     with pytest.raises(SepcheckError, match="--resume to continue it or --force"):
-        train(_cfg(), cut.path, data=data, progress=False)
+        train(cfg, cut.path, data=data, progress=False)
     with pytest.raises(SepcheckError, match="started with epochs=3"):
-        train(_cfg(epochs=4), cut.path, data=data, progress=False, resume=True)
-    resumed = train(_cfg(), cut.path, data=data, progress=False, resume=True)
+        train(_cfg(device, deterministic=True, epochs=4), cut.path, data=data, progress=False, resume=True)
+    stored = json.loads(cut.config.read_text())
+    cut.config.write_text(json.dumps({**stored, "amp_dtype": "bfloat16"}))
+    with pytest.raises(SepcheckError, match="started with amp_dtype='bfloat16'"):
+        train(cfg, cut.path, data=data, progress=False, resume=True)
+    cut.config.write_text(json.dumps(stored))
+    resumed = train(cfg, cut.path, data=data, progress=False, resume=True)
     assert resumed.resumed_from == 1
     assert _strip_time(read_log(cut)) == _strip_time(full.log)
     a = load_checkpoint(RunDir(tmp_path / "full").final)["model"]
@@ -107,16 +92,18 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_run_folder_contents(tmp_path):
+def test_run_folder_contents(tmp_path, device):
     data = tiny_data()
-    res = train(_cfg(method="trades", beta=6.0, epochs=2, augment="auto"), tmp_path / "r", data=data,
-                progress=False)
+    res = train(_cfg(device, method="trades", params=TradesParams(beta=6.0, steps=2), epochs=2, augment="auto"),
+                tmp_path / "r", data=data, progress=False)
     run = RunDir(res.run_dir)
     cfg = json.loads(run.config.read_text())
     for key in ("sepcheck_version", "torch_version", "method", "params", "arch", "seed", "dataset", "epochs",
-                "batch_size", "lr", "optimizer", "schedule", "norm", "eps"):
+                "batch_size", "lr", "optimizer", "schedule", "norm", "eps", "amp_dtype", "deterministic"):
         assert key in cfg, key
-    assert cfg["params"]["beta"] == 6.0 and cfg["label"] == "TRADES(β=6)"
+    assert cfg["params"] == {"beta": 6.0, "steps": 2, "step_size": None} and cfg["label"] == "TRADES(β=6)"
+    assert cfg["amp_dtype"] == ("bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else
+                                "float16" if device == "cuda" else None)
     assert cfg["augment"] == "none"  # 1-channel 8x8 images are not CIFAR-like
     log = read_log(run)
     assert [r["epoch"] for r in log] == [1, 2]
@@ -124,24 +111,25 @@ def test_run_folder_contents(tmp_path):
     latest = load_checkpoint(run.latest)  # weights_only=True inside
     assert {"model", "optimizer", "schedule", "rng", "epoch"} <= set(latest)
     assert isinstance(latest["rng"]["torch"][0], torch.Tensor)
-    model, cfg2, finished = load_model(run.path)
+    model, cfg2, finished = load_model(run.path, device)
     assert finished and cfg2["arch"] == "tiny_cnn"
     assert not list(run.path.glob("*.part"))
     # --force starts over
-    again = train(_cfg(epochs=1), run.path, data=data, progress=False, force=True)
+    again = train(_cfg(device, epochs=1), run.path, data=data, progress=False, force=True)
     assert len(read_log(RunDir(again.run_dir))) == 1
 
 
 def test_trainer_rejects_bad_options(tmp_path):
     data = tiny_data()
-    for kw, msg in [({"eps": -0.1}, "--eps"), ({"method": "trades", "beta": -1.0}, "--beta"),
-                    ({"method": "gr", "lam": -1.0, "eps": None}, "--lambda"), ({"method": "pgd"}, "unknown method"),
+    for kw, msg in [({"eps": -0.1}, "--eps"), ({"method": "trades", "params": TradesParams(beta=-1.0)}, "--beta"),
+                    ({"method": "gr", "params": GRParams(lam=-1.0), "eps": None}, "--lambda"),
+                    ({"method": "pgd"}, "unknown method"), ({"params": GRParams()}, "give ATParams"),
                     ({"optimizer": "rmsprop"}, "unknown optimizer"), ({"arch": "vgg"}, "unknown architecture"),
-                    ({"epochs": 0}, "--epochs"), ({"norm": "l1"}, "linf' or 'l2"), ({"beta": 2.0}, "TRADES parameter")]:
+                    ({"epochs": 0}, "--epochs"), ({"norm": "l1"}, "linf' or 'l2")]:
         with pytest.raises(SepcheckError, match=msg):
-            train(_cfg(**kw), tmp_path / "bad", data=data, progress=False)
+            train(_cfg("cpu", **kw), tmp_path / "bad", data=data, progress=False)
     with pytest.raises(SepcheckError, match="needs an attack radius"):
-        train(_cfg(eps=None), tmp_path / "bad", data=prepare(Dataset("s", data.raw[0], data.raw[1])),
+        train(_cfg("cpu", eps=None), tmp_path / "bad", data=prepare(Dataset("s", data.raw[0], data.raw[1])),
               progress=False)
 
 
@@ -151,7 +139,6 @@ def test_models_registry_and_default_arch():
     assert default_arch((3, 112, 112)) == "resnet50"
     assert default_arch((1, 8, 8)) == "tiny_cnn"
     assert default_arch((20,)) == "mlp"
-    assert {"mnist_cnn", "wrn40_10", "wrn40_10_drop20", "resnet50", "tiny_cnn", "mlp"} <= set(ARCHS)
     cnn = build_model("mnist_cnn", (1, 28, 28), 10)
     assert sum(p.numel() for p in cnn.parameters()) == 1_199_882  # the PyTorch MNIST example net
     assert cnn(torch.rand(2, 1, 28, 28)).shape == (2, 10)

@@ -196,7 +196,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss, logits = loss_fn(net, xb, yb, **kwargs)
             if not torch.isfinite(loss):
-                raise DivergedError(f"the {label} loss became {float(loss)} in epoch {epoch}: lower --lr "
+                raise DivergedError(f"the {label} loss became {float(loss.detach())} in epoch {epoch}: lower --lr "
                                     "(or the method's weights)")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -29,7 +29,8 @@ LANES = ("auto", "i32", "f16", "packed")
 GPU_TILES = {"i32": (64, 64, 4, 4), "f16": (64, 64, 8, 4), "packed": (64, 64, 1, 4), "f64": (32, 32, 4, 4)}
 #: tiles in the interpreter (each op is a numpy call: few large tiles are fastest)
 INTERPRETER_TILES = (16, 32, 16, 1)
-#: programs to keep the GPU busy: reference chunks are split until (query tiles x chunks) reaches this
+#: programs to keep the GPU busy: reference chunks are split until (query tiles x chunks) reaches
+#: this (one chunk per slot in the interpreter, which runs programs one by one)
 MIN_PROGRAMS = 4 * 132
 
 
@@ -44,6 +45,11 @@ def _check_device(device: str):
             raise SepcheckError(
                 "backend 'triton' needs a CUDA GPU; on the CPU it runs only in triton's interpreter: "
                 "set TRITON_INTERPRET=1 (slow, for tests) or use backend 'numba' / 'torch'"
+            )
+        if not triton_kernels.interpreter_loaded():
+            raise SepcheckError(
+                "triton was imported before TRITON_INTERPRET=1 was set: set it in the environment "
+                "before python starts (or before the first import of triton)"
             )
         return torch.device("cpu")
     if triton_kernels.interpreting():
@@ -218,16 +224,19 @@ def search_triton(
         for b0, block in reference_blocks(R, plan.ref_rows, dev):
             blocks += 1
             b1 = b0 + block.shape[0]
+            if dev.type == "cpu":
+                block = block.clone()  # the interpreter cannot map views of numpy memory
             rsum = _row_sums(block, integer)
+            rl_block = rl_dev[b0:b1].clone() if dev.type == "cpu" else rl_dev[b0:b1]
             r_dev = _prepare(block, lane)
-            starts, stops, slot_of_chunk = _chunks(bounds, b0, b1, n_qtiles, BR)
+            starts, stops, slot_of_chunk = _chunks(bounds, b0, b1, n_qtiles, BR, 1 if dev.type == "cpu" else MIN_PROGRAMS)
             if starts.size == 0:
                 continue
             C = starts.size
             part_d = torch.empty((mq, C, k), dtype=ddt, device=dev)
             part_i = torch.empty((mq, C, k), dtype=torch.int32, device=dev)
             kernel[(n_qtiles, C)](
-                q_dev, r_dev, ql_dev, rl_dev[b0:b1], qsum, rsum,
+                q_dev, r_dev, ql_dev, rl_block, qsum, rsum,
                 torch.from_numpy(starts).to(dev), torch.from_numpy(stops).to(dev), part_d, part_i,
                 mq, d, q_dev.stride(0), r_dev.stride(0), C,
                 P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=prune and integer,
@@ -282,16 +291,16 @@ def _row_sums(x, integer: bool):
     return x.sum(dim=1, dtype=torch.int32)
 
 
-def _chunks(bounds: np.ndarray, b0: int, b1: int, n_qtiles: int, br: int):
+def _chunks(bounds: np.ndarray, b0: int, b1: int, n_qtiles: int, br: int, min_programs: int):
     """Reference chunks [start, stop) relative to the block, none straddling a slot
-    boundary, split so that query tiles x chunks fills the GPU."""
+    boundary, split so that query tiles x chunks reaches ``min_programs``."""
     segs = []
     for s in range(bounds.size - 1):
         lo, hi = max(bounds[s], b0), min(bounds[s + 1], b1)
         if hi > lo:
             segs.append((s, lo - b0, hi - b0))
     total = sum(hi - lo for _, lo, hi in segs)
-    want = max(1, -(-MIN_PROGRAMS // max(1, n_qtiles)))
+    want = max(1, -(-min_programs // max(1, n_qtiles)))
     rows = max(br, -(-total // want) if total else br)
     rows = -(-rows // br) * br
     starts, stops, slot = [], [], []

@@ -40,6 +40,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
+def interpreter_loaded() -> bool:
+    """True when triton's own library was imported in interpreter mode (triton reads
+    ``TRITON_INTERPRET`` when it is imported, so the variable must be set before that)."""
+    return type(tl.zeros).__name__ == "InterpretedFunction"
+
+
 def _knn_tile(
     Q, R, QL, RL, QSUM, RSUM, CH_START, CH_END, OUT_D, OUT_I,
     m, dim, stride_q, stride_r, n_chunks,

@@ -25,8 +25,8 @@ from ..errors import SepcheckError
 Lanes = Literal["auto", "i32", "f16", "packed"]
 LANES = ("auto", "i32", "f16", "packed")
 
-#: (BQ, BR, BD, num_warps) per lanes on CUDA (BD is ignored by the packed lanes)
-GPU_TILES = {"i32": (64, 64, 4, 4), "f16": (64, 64, 8, 4), "packed": (64, 64, 1, 4), "f64": (32, 32, 4, 4)}
+#: (BQ, BR, BD, num_warps) per lanes on CUDA (BD: features, or packed words, unrolled per step)
+GPU_TILES = {"i32": (64, 64, 4, 8), "f16": (64, 64, 8, 8), "packed": (64, 64, 4, 8), "f64": (32, 32, 4, 4)}
 #: tiles in the interpreter (each op is a numpy call: few large tiles are fastest)
 INTERPRETER_TILES = (16, 32, 16, 1)
 #: programs to keep the GPU busy: reference chunks are split until (query tiles x chunks) reaches
@@ -194,8 +194,9 @@ def search_triton(
     if tiles is None:
         tiles = INTERPRETER_TILES if dev.type == "cpu" else GPU_TILES[lane]
     BQ, BR, BD, warps = (int(t) for t in tiles)
-    if lane == "packed":
-        BD = 1
+    # BD features (packed: words) per unrolled step must divide the row width: no masks
+    width = -(-d // 4) if lane == "packed" else d
+    BD = math.gcd(width, 1 << max(0, BD.bit_length() - 1))
     elem = R.dtype.itemsize
     budget = device_budget(dev, memory_budget)
     # per query row: the row, its partial lists (chunks x k x 12 bytes) and the running best

@@ -7,7 +7,7 @@ interpreter (``TRITON_INTERPRET=1``) at decoration time.
 
 One program owns ``BQ`` queries and one chunk ``[start, end)`` of reference rows. It walks
 the chunk ``BR`` rows at a time in increasing index order, computes the (BQ, BR) distance
-tile feature chunk by feature chunk (``BD`` features per step), masks rows of the query's own
+tile one feature at a time (``BD`` features unrolled per step), masks rows of the query's own
 label (grouping "other label"), and merges the tile into a running list of the k best
 (distance, index) pairs held in registers. Because rows arrive in increasing index order, a
 tie with a listed pair always loses, and a tile whose lower bound is >= every query's current
@@ -19,8 +19,10 @@ Lanes (how a tile is computed):
 * ``LANES_F16``: uint8 converted to float16 (linf only): 0..255 and their differences are
   exact in float16, max/sub/abs are packed f16x2 instructions on Hopper (pure Triton).
 * ``LANES_F64``: float input computed in float64 (the oracle's precision).
-* ``LANES_PACKED``: four uint8 per int32 word with the PTX SIMD instructions ``vabsdiff4``
-  (``.max`` for linf, ``.add`` for l1); CUDA only (inline PTX does not run in the interpreter).
+* ``LANES_PACKED``: four uint8 per int32 word with the PTX SIMD instruction ``vabsdiff4``
+  (native VABSDIFF4 on sm_90; ``.add`` accumulates l1; for linf the byte maxima are kept in
+  u16x2 lanes with ``prmt`` + ``max.u16x2``, because ``vmax4`` is emulated); CUDA only
+  (inline PTX does not run in the interpreter).
 """
 
 import functools
@@ -60,6 +62,8 @@ def _knn_tile(
     start = tl.load(CH_START + pid_c)
     end = tl.load(CH_END + pid_c)
     ql = tl.load(QL + rows_q, mask=qmask, other=-1)
+    # loads in the feature loop read clamped rows (no predicates); results are masked later
+    qptr = Q + tl.minimum(rows_q, m - 1).to(tl.int64) * stride_q
     kcols = tl.arange(0, KP)
     if OUT_F64:
         best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float64)
@@ -67,45 +71,54 @@ def _knn_tile(
         best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float32)
     best_i = (2147483647 - 64 + kcols)[None, :] + tl.zeros((BQ, KP), dtype=tl.int32)
     if PRUNE:
-        qsum = tl.load(QSUM + rows_q, mask=qmask, other=0).to(tl.float32)
+        qsum = tl.load(QSUM + rows_q, mask=qmask, other=0).to(best_d.dtype)
     for off in range(0, CHUNK, BR):
         cols = start + off + tl.arange(0, BR)
         rmask = cols < end
         todo = start + off < end
         if PRUNE:
-            # linf >= |sum q - sum r| / d and l1 >= |sum q - sum r| (exact integers in f32)
-            rsum = tl.load(RSUM + cols, mask=rmask, other=0).to(tl.float32)
-            lb = tl.abs(qsum[:, None] - rsum[None, :])
-            worst = tl.max(best_d, axis=1).to(tl.float32)
+            # linf >= |sum q - sum r| / d and l1 >= |sum q - sum r| (integers, exact in the
+            # distance dtype: float32 below 2**24, else float64); per query, the distance from
+            # its sum to the tile's [min, max] of sums bounds every pair of the tile
+            rsum = tl.load(RSUM + cols, mask=rmask, other=0).to(best_d.dtype)
+            rlo = tl.min(tl.where(rmask, rsum, float("inf")))
+            rhi = tl.max(tl.where(rmask, rsum, -float("inf")))
+            lb = tl.maximum(tl.maximum(rlo - qsum, qsum - rhi), 0)
+            worst = tl.max(best_d, axis=1)
             if P_INF:
                 worst = worst * dim
-            ok = (lb >= worst[:, None]) | (rmask[None, :] == 0) | (qmask[:, None] == 0)
+            ok = (lb >= worst) | (qmask == 0)
             todo = todo & (tl.min(tl.where(ok, 1, 0)) == 0)
         if todo:
+            rptr = R + tl.minimum(cols, end - 1).to(tl.int64) * stride_r
             if LANES == 3:
-                acc = tl.zeros((BQ, BR), dtype=tl.int32)
-                for w in range(0, NF):
-                    qw = tl.load(Q + rows_q * stride_q + w, mask=qmask, other=0)
-                    rw = tl.load(R + cols * stride_r + w, mask=rmask, other=0)
-                    qb = tl.broadcast_to(qw[:, None], (BQ, BR))
-                    rb = tl.broadcast_to(rw[None, :], (BQ, BR))
-                    if P_INF:
-                        acc = tl.inline_asm_elementwise(
-                            "vabsdiff4.u32.u32.u32.max $0, $1, $2, $3;", "=r,r,r,r",
-                            [qb, rb, acc], dtype=tl.int32, is_pure=True, pack=1,
-                        )
-                    else:
-                        acc = tl.inline_asm_elementwise(
-                            "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
-                            [qb, rb, acc], dtype=tl.int32, is_pure=True, pack=1,
-                        )
+                # 4 bytes per word: VABSDIFF4 (native on sm_90); linf keeps the byte maxima in
+                # two u16x2 accumulators (PRMT + max.u16x2), l1 accumulates VABSDIFF4.ACC
+                lo = tl.zeros((BQ, BR), dtype=tl.int32)
+                hi = tl.zeros((BQ, BR), dtype=tl.int32)
+                for w0 in range(0, NF, BD):
+                    for j in tl.static_range(BD):
+                        qw = tl.load(qptr + (w0 + j))
+                        rw = tl.load(rptr + (w0 + j))
+                        qb = tl.broadcast_to(qw[:, None], (BQ, BR))
+                        rb = tl.broadcast_to(rw[None, :], (BQ, BR))
+                        if P_INF:
+                            lo, hi = tl.inline_asm_elementwise(
+                                "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
+                                "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
+                                "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
+                                "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
+                            )
+                        else:
+                            lo = tl.inline_asm_elementwise(
+                                "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
+                                [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
+                            )
                 if P_INF:
-                    b0 = acc & 255
-                    b1 = (acc >> 8) & 255
-                    b2 = (acc >> 16) & 255
-                    b3 = (acc >> 24) & 255
-                    acc = tl.maximum(tl.maximum(b0, b1), tl.maximum(b2, b3))
-                dist = acc
+                    lo = tl.maximum(lo & 65535, lo >> 16)
+                    hi = tl.maximum(hi & 65535, hi >> 16)
+                    lo = tl.maximum(lo, hi)
+                dist = lo
             else:
                 if LANES == 1:
                     acc = tl.zeros((BQ, BR), dtype=tl.float16)
@@ -113,32 +126,28 @@ def _knn_tile(
                     acc = tl.zeros((BQ, BR), dtype=tl.float64)
                 else:
                     acc = tl.zeros((BQ, BR), dtype=tl.int32)
+                # outer-product form: one feature at a time (BD unrolled), a (BQ, BR)
+                # elementwise update per feature, no cross-thread reduction
                 for f0 in range(0, NF, BD):
-                    feats = f0 + tl.arange(0, BD)
-                    fmask = feats < NF
-                    q = tl.load(Q + rows_q[:, None] * stride_q + feats[None, :],
-                                mask=qmask[:, None] & fmask[None, :], other=0)
-                    r = tl.load(R + cols[None, :] * stride_r + feats[:, None],
-                                mask=rmask[None, :] & fmask[:, None], other=0)
-                    if LANES == 1:
-                        q = q.to(tl.float16)
-                        r = r.to(tl.float16)
-                    elif LANES == 2:
-                        q = q.to(tl.float64)
-                        r = r.to(tl.float64)
-                    else:
-                        q = q.to(tl.int32)
-                        r = r.to(tl.int32)
-                    diff = tl.abs(q[:, :, None] - r[None, :, :])
-                    if P_INF:
-                        acc = tl.maximum(acc, tl.max(diff, axis=1))
-                    else:
-                        acc += tl.sum(diff, axis=1)
+                    for j in tl.static_range(BD):
+                        q = tl.load(qptr + (f0 + j))
+                        r = tl.load(rptr + (f0 + j))
+                        if LANES == 1:
+                            q = q.to(tl.float16)
+                            r = r.to(tl.float16)
+                        elif LANES == 2:
+                            q = q.to(tl.float64)
+                            r = r.to(tl.float64)
+                        else:
+                            q = q.to(tl.int32)
+                            r = r.to(tl.int32)
+                        diff = tl.abs(q[:, None] - r[None, :])
+                        if P_INF:
+                            acc = tl.maximum(acc, diff)
+                        else:
+                            acc += diff
                 dist = acc
-            if OUT_F64:
-                dist = dist.to(tl.float64)
-            else:
-                dist = dist.to(tl.float32)
+            dist = dist.to(best_d.dtype)
             valid = rmask[None, :] & qmask[:, None]
             if MASK_LABELS:
                 rl = tl.load(RL + cols, mask=rmask, other=-1)

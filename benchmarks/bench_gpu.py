@@ -39,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_ROWS, IMAGENET_DIM, IMAGENET_CLASSES = 1_281_167, 12_288, 1000
 LANES = ("packed", "f16", "i32")
+#: where every method runs (a dry run on the CPU sets "cpu" with TRITON_INTERPRET=1)
+DEVICE = "cuda"
 
 
 def log(msg: str) -> None:
@@ -49,22 +51,26 @@ def synced(fn, *args):
     """(result, seconds) of ``fn(*args)`` between two CUDA synchronisations."""
     import torch
 
-    torch.cuda.synchronize()
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
     t = time.perf_counter()
     out = fn(*args)
-    torch.cuda.synchronize()
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
     return out, time.perf_counter() - t
 
 
 # ---------------------------------------------------------------- methods: each returns (m,) distances
 
 
-def run_triton(Q, yq, R, yr, p, lanes):
+class Skipped(Exception):
+    """A method that cannot run here: recorded as a note, not an error."""
+
+
+def run_triton(Q, yq, R, yr, p, lanes, prune=True):
     from sepcheck.engine.triton_backend import search_triton
 
-    if not (math.isinf(p) or lanes != "f16"):
-        raise ValueError("f16 lanes are linf only")
-    d, i, info = search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes)
+    d, i, info = search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes, device=DEVICE, prune=prune)
     return d[:, 0, 0], i[:, 0, 0], info
 
 
@@ -72,7 +78,7 @@ def run_sepcheck_torch(Q, yq, R, yr, p):
     import sepcheck
 
     d, i = sepcheck.nearest_other(R, yr, Q, yq, norm="linf" if math.isinf(p) else "l1", backend="torch",
-                                  device="cuda", raw=True)
+                                  device=DEVICE, raw=True)
     return d[:, 0], i[:, 0], {}
 
 
@@ -80,7 +86,7 @@ def _tiles(Q, yq, R, yr, p, tile_fn, bq, br):
     """Min over reference tiles of a (bq x br) distance tile, masking the query's label."""
     import torch
 
-    dev = torch.device("cuda")
+    dev = torch.device(DEVICE)
     Rt = torch.from_numpy(R).to(dev)
     rl = torch.from_numpy(yr).to(dev)
     out = np.empty(len(Q))
@@ -115,8 +121,8 @@ def run_faiss(Q, yq, R, yr, p):
     try:
         import faiss  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError("faiss is not installed on this machine") from exc
-    raise RuntimeError("faiss-gpu has no linf/l1 index (METRIC_Linf / METRIC_L1 are CPU-only): not comparable")
+        raise Skipped("faiss is not installed on this machine") from exc
+    raise Skipped("faiss-gpu has no linf/l1 index (METRIC_Linf / METRIC_L1 are CPU-only): not comparable")
 
 
 METHODS = {"triton": None, "sepcheck-torch": run_sepcheck_torch, "cdist": run_cdist, "naive": run_naive,
@@ -178,6 +184,9 @@ def bench_case(name, make, args, methods, rows):
     want_d, want_i = cpu_check(Q, yq, R, yr, p, sample)
     variants = [(f"triton-{lanes}", lambda Q, yq, R, yr, p, lanes=lanes: run_triton(Q, yq, R, yr, p, lanes))
                 for lanes in LANES if "triton" in methods and (lanes != "f16" or math.isinf(p))]
+    if "triton" in methods:  # the row-sum pruning bound costs a little per tile: measure both
+        variants.append(("triton-packed-noprune",
+                         lambda Q, yq, R, yr, p: run_triton(Q, yq, R, yr, p, "packed", prune=False)))
     variants += [(mname, fn) for mname, fn in METHODS.items() if fn is not None and mname in methods]
     for mname, fn in variants:
         row = {"case": name, "method": mname, "n_ref": len(R), "dim": int(R.shape[1]), "norm": "linf" if math.isinf(p) else "l1"}
@@ -204,6 +213,9 @@ def bench_case(name, make, args, methods, rows):
                        indices_match_cpu=idx_ok, info={k: v for k, v in info.items() if k != "device"})
             log(f"{name} / {mname}: {secs:.3f} s for {qi.size} queries -> {secs * scale:.3f} s for {m_full}; "
                 f"distances match CPU: {dist_ok}, indices: {idx_ok}")
+        except Skipped as exc:
+            row.update(note=str(exc))
+            log(f"{name} / {mname}: skipped: {exc}")
         except Exception as exc:  # noqa: BLE001 - every case records its error and the run goes on
             row.update(error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
             log(f"{name} / {mname}: FAILED {row['error']}")
@@ -229,9 +241,12 @@ def write(rows, args):
     (out / "bench_gpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
     lines = [f"# GPU benchmark: exact nearest other-label search ({card})", "",
              f"torch {meta['torch']}, triton {tv}, CUDA {meta['cuda']}; {meta['time']}."
-             " `*`: run on a subset of the queries and extrapolated linearly (queries run in brackets).", "",
+             " `*`: run on a subset of the queries and extrapolated linearly (queries run / all queries).", "",
              "| case | method | seconds | queries run | matches CPU (dist / idx) |", "|---|---|---|---|---|"]
     for r in rows:
+        if "note" in r:
+            lines.append(f"| {r['case']} | {r['method']} | skipped: {r['note']} | | |")
+            continue
         if "error" in r:
             lines.append(f"| {r['case']} | {r['method']} | error: {r['error']} | | |")
             continue
@@ -253,6 +268,8 @@ def main() -> None:
     ap.add_argument("--imagenet-rows", type=int, default=IMAGENET_ROWS)
     ap.add_argument("--imagenet-queries", type=int, default=8192)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of other cases already in bench_gpu.json (runs split over commands)")
     args = ap.parse_args()
     import torch
 
@@ -261,10 +278,12 @@ def main() -> None:
     log(f"card: {torch.cuda.get_device_name(0)}")
     methods = {m.strip() for m in args.methods.split(",") if m.strip()}
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+    cases = {name: make for name, make in load_cases(args).items() if not wanted or any(w in name for w in wanted)}
     rows: list[dict] = []
-    for name, make in load_cases(args).items():
-        if wanted and not any(w in name for w in wanted):
-            continue
+    old = Path(args.out) / "bench_gpu.json"
+    if args.append and old.exists():
+        rows = [r for r in json.loads(old.read_text())["rows"] if r["case"] not in cases]
+    for name, make in cases.items():
         try:
             bench_case(name, make, args, methods, rows)
         except Exception as exc:  # noqa: BLE001

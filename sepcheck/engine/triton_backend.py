@@ -89,7 +89,9 @@ def _lanes(lanes: str, integer: bool, p_inf: bool, dev) -> str:
         if lanes not in ("auto",):
             raise SepcheckError(f"lanes {lanes!r} is for uint8 data: float input runs in float64 (lanes='auto')")
         return "f64"
-    if lanes == "auto":
+    if lanes == "auto":  # packed VABSDIFF4 on CUDA; in the interpreter the pure-Triton lanes
+        if dev.type == "cuda":
+            return "packed"
         return "f16" if p_inf else "i32"
     if lanes == "f16" and not p_inf:
         raise SepcheckError("lanes 'f16' is exact for linf only: use 'i32' or 'packed' for l1")
@@ -143,7 +145,8 @@ def search_triton(
     stream : bool
         False: a reference larger than the budget is an error instead of being streamed.
     lanes : 'auto', 'i32', 'f16' or 'packed'
-        Arithmetic for uint8 ('auto': f16 for linf, i32 for l1); float always runs in float64.
+        Arithmetic for uint8 ('auto': packed on CUDA; in the interpreter f16 for linf, i32
+        for l1); float always runs in float64.
     tiles : (BQ, BR, BD, num_warps) or None
         Kernel tile sizes (powers of two); default per lanes and device.
     prune : bool

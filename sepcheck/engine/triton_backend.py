@@ -213,6 +213,18 @@ def search_triton(
     if m == 0 or n == 0:
         return dist_out, idx_out, info
     kernel = triton_kernels.tile_kernel()
+    # chunk tables of every (reference block, query tiles) pair, uploaded before the loops so
+    # that no host-to-device copy from pageable memory (a possible sync) happens per block
+    min_programs = 1 if dev.type == "cpu" else MIN_PROGRAMS
+    tables = {}
+    for qs in range(0, m, plan.query_rows):
+        n_qt = -(-(min(m, qs + plan.query_rows) - qs) // BQ)
+        for b0 in range(0, n, plan.ref_rows):
+            if (b0, n_qt) not in tables:
+                st, sp, sl = _chunks(bounds, b0, min(n, b0 + plan.ref_rows), n_qt, BR, min_programs)
+                tables[b0, n_qt] = (st.size, _pow2_tiles(int((sp - st).max()), BR) if st.size else 0,
+                                    torch.from_numpy(st).to(dev), torch.from_numpy(sp).to(dev),
+                                    torch.from_numpy(sl).to(dev))
     rl_dev = torch.from_numpy(rl).to(dev)
     ddt = torch.float64 if out_f64 else torch.float32
     blocks = 0
@@ -233,25 +245,24 @@ def search_triton(
             rsum = _row_sums(block, integer)
             rl_block = rl_dev[b0:b1].clone() if dev.type == "cpu" else rl_dev[b0:b1]
             r_dev = _prepare(block, lane)
-            starts, stops, slot_of_chunk = _chunks(bounds, b0, b1, n_qtiles, BR, 1 if dev.type == "cpu" else MIN_PROGRAMS)
-            if starts.size == 0:
+            C, chunk, starts, stops, slot_of_chunk = tables[b0, n_qtiles]
+            if C == 0:
                 continue
-            C = starts.size
             part_d = torch.empty((mq, C, k), dtype=ddt, device=dev)
             part_i = torch.empty((mq, C, k), dtype=torch.int32, device=dev)
             kernel[(n_qtiles, C)](
                 q_dev, r_dev, ql_dev, rl_block, qsum, rsum,
-                torch.from_numpy(starts).to(dev), torch.from_numpy(stops).to(dev), part_d, part_i,
+                starts, stops, part_d, part_i,
                 mq, d, q_dev.stride(0), r_dev.stride(0), C,
                 P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=prune and integer,
                 LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3}[lane], OUT_F64=out_f64,
-                BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=_pow2_tiles(int((stops - starts).max()), BR),
+                BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=chunk,
                 num_warps=warps,
             )
             part_i = part_i.to(torch.int64) + b0
             if by_class:
                 run_d, run_i = _merge_slots(run_d, run_i, part_d[:, :, 0], part_i[:, :, 0],
-                                            torch.from_numpy(slot_of_chunk).to(dev))
+                                            slot_of_chunk)
             else:
                 run_d, run_i = _merge_topk(run_d, run_i, part_d.reshape(mq, C * k), part_i.reshape(mq, C * k), k)
         dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, S, k)

@@ -1,7 +1,7 @@
 """GPU benchmark of exact linf / l1 nearest-other-label search (issue 10, point 5).
 
     python benchmarks/bench_gpu.py --cifar bench_arrays.npz [--quick] [--cases cifar,mnist]
-        [--methods triton,cdist] [--imagenet-rows N] [--imagenet-queries M]
+        [--methods triton,cdist] [--imagenet-rows N] [--imagenet-queries M] [--tile-sweep] [--append]
 
 ``bench_arrays.npz`` comes from ``benchmarks/make_bench_arrays.py`` (the real CIFAR-10 JPEG
 copy and MNIST-full as uint8 rows). Methods: ``triton`` (sepcheck's Triton backend, every
@@ -67,10 +67,15 @@ class Skipped(Exception):
     """A method that cannot run here: recorded as a note, not an error."""
 
 
-def run_triton(Q, yq, R, yr, p, lanes, prune=True):
+#: tile configurations (BQ, BR, BD, num_warps) tried by --tile-sweep with the packed lanes
+SWEEP_TILES = ((64, 64, 4, 8), (64, 64, 8, 8), (64, 64, 4, 4), (32, 64, 4, 4), (64, 32, 4, 4), (128, 64, 2, 8),
+               (64, 128, 4, 8), (32, 32, 8, 2))
+
+
+def run_triton(Q, yq, R, yr, p, lanes, prune=True, tiles=None):
     from sepcheck.engine.triton_backend import search_triton
 
-    d, i, info = search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes, device=DEVICE, prune=prune)
+    d, i, info = search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes, device=DEVICE, prune=prune, tiles=tiles)
     return d[:, 0, 0], i[:, 0, 0], info
 
 
@@ -187,6 +192,9 @@ def bench_case(name, make, args, methods, rows):
     if "triton" in methods:  # the row-sum pruning bound costs a little per tile: measure both
         variants.append(("triton-packed-noprune",
                          lambda Q, yq, R, yr, p: run_triton(Q, yq, R, yr, p, "packed", prune=False)))
+    if "triton" in methods and args.tile_sweep and name.startswith("cifar10-train-train"):
+        variants += [(f"triton-packed-{'x'.join(map(str, t))}",
+                      lambda Q, yq, R, yr, p, t=t: run_triton(Q, yq, R, yr, p, "packed", tiles=t)) for t in SWEEP_TILES]
     variants += [(mname, fn) for mname, fn in METHODS.items() if fn is not None and mname in methods]
     for mname, fn in variants:
         row = {"case": name, "method": mname, "n_ref": len(R), "dim": int(R.shape[1]), "norm": "linf" if math.isinf(p) else "l1"}
@@ -268,6 +276,8 @@ def main() -> None:
     ap.add_argument("--imagenet-rows", type=int, default=IMAGENET_ROWS)
     ap.add_argument("--imagenet-queries", type=int, default=8192)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--tile-sweep", action="store_true",
+                    help="CIFAR-10 train-train: also time the packed lanes with the tiles of SWEEP_TILES")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of other cases already in bench_gpu.json (runs split over commands)")
     args = ap.parse_args()

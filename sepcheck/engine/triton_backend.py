@@ -95,8 +95,6 @@ def _lanes(lanes: str, integer: bool, p_inf: bool, dev) -> str:
         return "f16" if p_inf else "i32"
     if lanes == "f16" and not p_inf:
         raise SepcheckError("lanes 'f16' is exact for linf only: use 'i32' or 'packed' for l1")
-    if lanes == "packed" and dev.type != "cuda":
-        raise SepcheckError("lanes 'packed' (PTX vabsdiff4) runs on CUDA only: use 'i32' or 'f16' in the interpreter")
     return lanes
 
 
@@ -146,7 +144,8 @@ def search_triton(
         False: a reference larger than the budget is an error instead of being streamed.
     lanes : 'auto', 'i32', 'f16' or 'packed'
         Arithmetic for uint8 ('auto': packed on CUDA; in the interpreter f16 for linf, i32
-        for l1); float always runs in float64.
+        for l1); 'packed' is PTX ``vabsdiff4`` on CUDA and the same word arithmetic in plain
+        Triton in the interpreter. Float always runs in float64.
     tiles : (BQ, BR, BD, num_warps) or None
         Kernel tile sizes (powers of two); default per lanes and device.
     prune : bool
@@ -255,7 +254,7 @@ def search_triton(
                 starts, stops, part_d, part_i,
                 mq, d, q_dev.stride(0), r_dev.stride(0), C,
                 P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=prune and integer,
-                LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3}[lane], OUT_F64=out_f64,
+                LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3}[lane], OUT_F64=out_f64, ASM=dev.type == "cuda",
                 BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=chunk,
                 num_warps=warps,
             )

@@ -21,8 +21,8 @@ Lanes (how a tile is computed):
 * ``LANES_F64``: float input computed in float64 (the oracle's precision).
 * ``LANES_PACKED``: four uint8 per int32 word with the PTX SIMD instruction ``vabsdiff4``
   (native VABSDIFF4 on sm_90; ``.add`` accumulates l1; for linf the byte maxima are kept in
-  u16x2 lanes with ``prmt`` + ``max.u16x2``, because ``vmax4`` is emulated); CUDA only
-  (inline PTX does not run in the interpreter).
+  u16x2 lanes with ``prmt`` + ``max.u16x2``, because ``vmax4`` is emulated). ``ASM=False``
+  runs the same word arithmetic in plain Triton (the interpreter cannot run inline PTX).
 """
 
 import functools
@@ -52,7 +52,7 @@ def _knn_tile(
     Q, R, QL, RL, QSUM, RSUM, CH_START, CH_END, OUT_D, OUT_I,
     m, dim, stride_q, stride_r, n_chunks,
     P_INF: tl.constexpr, K: tl.constexpr, KP: tl.constexpr, MASK_LABELS: tl.constexpr,
-    PRUNE: tl.constexpr, LANES: tl.constexpr, OUT_F64: tl.constexpr,
+    PRUNE: tl.constexpr, LANES: tl.constexpr, OUT_F64: tl.constexpr, ASM: tl.constexpr,
     BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, NF: tl.constexpr, CHUNK: tl.constexpr,
 ):  # pragma: no cover - traced by triton
     pid_q = tl.program_id(0)
@@ -102,18 +102,29 @@ def _knn_tile(
                         rw = tl.load(rptr + (w0 + j))
                         qb = tl.broadcast_to(qw[:, None], (BQ, BR))
                         rb = tl.broadcast_to(rw[None, :], (BQ, BR))
-                        if P_INF:
+                        if ASM and P_INF:
                             lo, hi = tl.inline_asm_elementwise(
                                 "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
                                 "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
                                 "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
                                 "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
                             )
-                        else:
+                        elif ASM:
                             lo = tl.inline_asm_elementwise(
                                 "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
                                 [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
                             )
+                        else:
+                            # the same word arithmetic in plain Triton (interpreter, other GPUs)
+                            t0 = tl.abs(((qb >> 0) & 255) - ((rb >> 0) & 255))
+                            t1 = tl.abs(((qb >> 8) & 255) - ((rb >> 8) & 255))
+                            t2 = tl.abs(((qb >> 16) & 255) - ((rb >> 16) & 255))
+                            t3 = tl.abs(((qb >> 24) & 255) - ((rb >> 24) & 255))
+                            if P_INF:
+                                lo = tl.maximum(lo & 65535, t0) | (tl.maximum(lo >> 16, t2) << 16)
+                                hi = tl.maximum(hi & 65535, t1) | (tl.maximum(hi >> 16, t3) << 16)
+                            else:
+                                lo += t0 + t1 + t2 + t3
                 if P_INF:
                     lo = tl.maximum(lo & 65535, lo >> 16)
                     hi = tl.maximum(hi & 65535, hi >> 16)

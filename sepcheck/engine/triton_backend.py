@@ -54,8 +54,13 @@ def _check_device(device: str):
         return torch.device("cpu")
     if triton_kernels.interpreting():
         raise SepcheckError("TRITON_INTERPRET=1 runs triton on the CPU: use device='cpu' or unset TRITON_INTERPRET")
-    from ..devices import resolve_device
+    from ..devices import cuda_available, resolve_device
 
+    if not cuda_available():
+        raise SepcheckError(
+            "backend 'triton' needs a CUDA GPU and torch sees none: use backend 'numba' or 'torch' "
+            "on the CPU (or device='cpu' with TRITON_INTERPRET=1, slow, for tests)"
+        )
     return torch.device(resolve_device(dev))
 
 

@@ -145,6 +145,15 @@ def test_refused_on_cpu_without_interpreter(monkeypatch):
         search_triton(X, [0, 1, 0], X, [0, 1, 0], p=math.inf, k=1, device="cpu")
 
 
+def test_refused_without_cuda(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    X = np.zeros((3, 2), dtype=np.uint8)
+    with pytest.raises(SepcheckError, match="needs a CUDA GPU"):
+        search_triton(X, [0, 1, 0], X, [0, 1, 0], p=math.inf, k=1, device="cuda")
+
+
 def test_reference_too_large_without_streaming(monkeypatch):
     _interpreter(monkeypatch)
     X = np.zeros((100, 50), dtype=np.uint8)

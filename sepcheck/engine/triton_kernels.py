@@ -1,0 +1,191 @@
+"""Triton kernels of the GPU engine: a (query tile x reference tile) linf / l1 tile with a
+running k best per query (ties to the lowest index) and optional tile pruning.
+
+The kernel functions are plain Python here and are wrapped by ``triton.jit`` only when first
+asked for (:func:`tile_kernel`), because triton decides between the compiler and its CPU
+interpreter (``TRITON_INTERPRET=1``) at decoration time.
+
+One program owns ``BQ`` queries and one chunk ``[start, end)`` of reference rows. It walks
+the chunk ``BR`` rows at a time in increasing index order, computes the (BQ, BR) distance
+tile one feature at a time (``BD`` features unrolled per step), masks rows of the query's own
+label (grouping "other label"), and merges the tile into a running list of the k best
+(distance, index) pairs held in registers. Because rows arrive in increasing index order, a
+tie with a listed pair always loses, and a tile whose lower bound is >= every query's current
+k-th best can be skipped without changing the answer.
+
+Lanes (how a tile is computed):
+
+* ``LANES_I32``: uint8 widened to int32 (linf and l1; pure Triton).
+* ``LANES_F16``: uint8 converted to float16 (linf only): 0..255 and their differences are
+  exact in float16, max/sub/abs are packed f16x2 instructions on Hopper (pure Triton).
+* ``LANES_F64``: float input computed in float64 (the oracle's precision).
+* ``LANES_PACKED``: four uint8 per int32 word with the PTX SIMD instruction ``vabsdiff4``
+  (native VABSDIFF4 on sm_90; ``.add`` accumulates l1; for linf the byte maxima are kept in
+  u16x2 lanes with ``prmt`` + ``max.u16x2``, because ``vmax4`` is emulated). ``ASM=False``
+  runs the same word arithmetic in plain Triton (the interpreter cannot run inline PTX).
+"""
+
+import functools
+import os
+
+import triton
+import triton.language as tl
+
+LANES_I32, LANES_F16, LANES_F64, LANES_PACKED = 0, 1, 2, 3
+
+#: index of empty slots in the running list (above every real row index)
+EMPTY_INDEX = 2**31 - 1 - 64
+
+
+def interpreting() -> bool:
+    """True when triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def interpreter_loaded() -> bool:
+    """True when triton's own library was imported in interpreter mode (triton reads
+    ``TRITON_INTERPRET`` when it is imported, so the variable must be set before that)."""
+    return type(tl.zeros).__name__ == "InterpretedFunction"
+
+
+def _knn_tile(
+    Q, R, QL, RL, QSUM, RSUM, CH_START, CH_END, OUT_D, OUT_I,
+    m, dim, stride_q, stride_r, n_chunks,
+    P_INF: tl.constexpr, K: tl.constexpr, KP: tl.constexpr, MASK_LABELS: tl.constexpr,
+    PRUNE: tl.constexpr, LANES: tl.constexpr, OUT_F64: tl.constexpr, ASM: tl.constexpr,
+    BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, NF: tl.constexpr, CHUNK: tl.constexpr,
+):  # pragma: no cover - traced by triton
+    pid_q = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    rows_q = pid_q * BQ + tl.arange(0, BQ)
+    qmask = rows_q < m
+    start = tl.load(CH_START + pid_c)
+    end = tl.load(CH_END + pid_c)
+    ql = tl.load(QL + rows_q, mask=qmask, other=-1)
+    # loads in the feature loop read clamped rows (no predicates); results are masked later
+    qptr = Q + tl.minimum(rows_q, m - 1).to(tl.int64) * stride_q
+    kcols = tl.arange(0, KP)
+    if OUT_F64:
+        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float64)
+    else:
+        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float32)
+    best_i = (2147483647 - 64 + kcols)[None, :] + tl.zeros((BQ, KP), dtype=tl.int32)
+    if PRUNE:
+        qsum = tl.load(QSUM + rows_q, mask=qmask, other=0).to(best_d.dtype)
+    for off in range(0, CHUNK, BR):
+        cols = start + off + tl.arange(0, BR)
+        rmask = cols < end
+        todo = start + off < end
+        if PRUNE:
+            # linf >= |sum q - sum r| / d and l1 >= |sum q - sum r| (integers, exact in the
+            # distance dtype: float32 below 2**24, else float64); per query, the distance from
+            # its sum to the tile's [min, max] of sums bounds every pair of the tile
+            rsum = tl.load(RSUM + cols, mask=rmask, other=0).to(best_d.dtype)
+            rlo = tl.min(tl.where(rmask, rsum, float("inf")))
+            rhi = tl.max(tl.where(rmask, rsum, -float("inf")))
+            lb = tl.maximum(tl.maximum(rlo - qsum, qsum - rhi), 0)
+            worst = tl.max(best_d, axis=1)
+            if P_INF:
+                worst = worst * dim
+            ok = (lb >= worst) | (qmask == 0)
+            todo = todo & (tl.min(tl.where(ok, 1, 0)) == 0)
+        if todo:
+            rptr = R + tl.minimum(cols, end - 1).to(tl.int64) * stride_r
+            if LANES == 3:
+                # 4 bytes per word: VABSDIFF4 (native on sm_90); linf keeps the byte maxima in
+                # two u16x2 accumulators (PRMT + max.u16x2), l1 accumulates VABSDIFF4.ACC
+                lo = tl.zeros((BQ, BR), dtype=tl.int32)
+                hi = tl.zeros((BQ, BR), dtype=tl.int32)
+                for w0 in range(0, NF, BD):
+                    for j in tl.static_range(BD):
+                        qw = tl.load(qptr + (w0 + j))
+                        rw = tl.load(rptr + (w0 + j))
+                        qb = tl.broadcast_to(qw[:, None], (BQ, BR))
+                        rb = tl.broadcast_to(rw[None, :], (BQ, BR))
+                        if ASM and P_INF:
+                            lo, hi = tl.inline_asm_elementwise(
+                                "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
+                                "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
+                                "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
+                                "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
+                            )
+                        elif ASM:
+                            lo = tl.inline_asm_elementwise(
+                                "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
+                                [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
+                            )
+                        else:
+                            # the same word arithmetic in plain Triton (interpreter, other GPUs)
+                            t0 = tl.abs(((qb >> 0) & 255) - ((rb >> 0) & 255))
+                            t1 = tl.abs(((qb >> 8) & 255) - ((rb >> 8) & 255))
+                            t2 = tl.abs(((qb >> 16) & 255) - ((rb >> 16) & 255))
+                            t3 = tl.abs(((qb >> 24) & 255) - ((rb >> 24) & 255))
+                            if P_INF:
+                                lo = tl.maximum(lo & 65535, t0) | (tl.maximum(lo >> 16, t2) << 16)
+                                hi = tl.maximum(hi & 65535, t1) | (tl.maximum(hi >> 16, t3) << 16)
+                            else:
+                                lo += t0 + t1 + t2 + t3
+                if P_INF:
+                    lo = tl.maximum(lo & 65535, lo >> 16)
+                    hi = tl.maximum(hi & 65535, hi >> 16)
+                    lo = tl.maximum(lo, hi)
+                dist = lo
+            else:
+                if LANES == 1:
+                    acc = tl.zeros((BQ, BR), dtype=tl.float16)
+                elif LANES == 2:
+                    acc = tl.zeros((BQ, BR), dtype=tl.float64)
+                else:
+                    acc = tl.zeros((BQ, BR), dtype=tl.int32)
+                # outer-product form: one feature at a time (BD unrolled), a (BQ, BR)
+                # elementwise update per feature, no cross-thread reduction
+                for f0 in range(0, NF, BD):
+                    for j in tl.static_range(BD):
+                        q = tl.load(qptr + (f0 + j))
+                        r = tl.load(rptr + (f0 + j))
+                        if LANES == 1:
+                            q = q.to(tl.float16)
+                            r = r.to(tl.float16)
+                        elif LANES == 2:
+                            q = q.to(tl.float64)
+                            r = r.to(tl.float64)
+                        else:
+                            q = q.to(tl.int32)
+                            r = r.to(tl.int32)
+                        diff = tl.abs(q[:, None] - r[None, :])
+                        if P_INF:
+                            acc = tl.maximum(acc, diff)
+                        else:
+                            acc += diff
+                dist = acc
+            dist = dist.to(best_d.dtype)
+            valid = rmask[None, :] & qmask[:, None]
+            if MASK_LABELS:
+                rl = tl.load(RL + cols, mask=rmask, other=-1)
+                valid = valid & (ql[:, None] != rl[None, :])
+            dist = tl.where(valid, dist, float("inf"))
+            for _t in tl.static_range(K):
+                tmin = tl.min(dist, axis=1)
+                jmin = tl.min(tl.where(dist == tmin[:, None], cols[None, :], 2147483647), axis=1)
+                wd = tl.max(best_d, axis=1)
+                wi = tl.max(tl.where(best_d == wd[:, None], best_i, -1), axis=1)
+                better = ((tmin < wd) | ((tmin == wd) & (jmin < wi))) & (tmin < float("inf"))
+                pos = (best_d == wd[:, None]) & (best_i == wi[:, None]) & better[:, None]
+                best_d = tl.where(pos, tmin[:, None], best_d)
+                best_i = tl.where(pos, jmin[:, None], best_i)
+                dist = tl.where(cols[None, :] == jmin[:, None], float("inf"), dist)
+    out = (rows_q[:, None] * n_chunks + pid_c) * K + kcols[None, :]
+    omask = qmask[:, None] & (kcols[None, :] < K)
+    tl.store(OUT_D + out, best_d, mask=omask)
+    tl.store(OUT_I + out, best_i, mask=omask)
+
+
+@functools.cache
+def _jitted(interpret: bool):
+    assert interpret == interpreting()
+    return triton.jit(_knn_tile)
+
+
+def tile_kernel():
+    """The jitted kernel for the current mode (compiler or interpreter)."""
+    return _jitted(interpreting())

@@ -461,9 +461,9 @@ def _build_scores_class() -> Any:
             codes = np.searchsorted(clf.classes_, clf.y_train_)
             order = np.argsort(codes, kind="stable")  # class by class, index order inside
             bounds = np.searchsorted(codes[order], np.arange(clf.classes_.size + 1))
-            from .engine.by_class import _tensor
+            from .engine.torch_backend import as_tensor
 
-            self.register_buffer("reference", _tensor(X).to(dev), persistent=False)
+            self.register_buffer("reference", as_tensor(X).to(dev), persistent=False)
             self.register_buffer("order", torch.from_numpy(order).to(dev), persistent=False)
             self.bounds = [int(b) for b in bounds]
 

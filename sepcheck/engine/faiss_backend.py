@@ -20,6 +20,7 @@ from ..errors import SepcheckError
 from .candidates import EXTRA_CANDIDATES, U32, finish, gemm_sqdist_error, prune
 from .exact import row_norms, sq_norms
 from .problem import Problem
+
 #: queries per faiss search call
 QUERY_CHUNK = 4096
 

@@ -163,9 +163,8 @@ def test_l2_rerank_is_exact_on_near_ties(dtype):
             assert info["recomputed"] > 0
 
 
-def test_uint8_l2_float32_gemm_path(monkeypatch):
-    """The path CUDA takes for uint8 l2 (float32 GEMM + exact integer rerank), run on the CPU."""
-    monkeypatch.setattr(torch_backend, "EXACT_GEMM_DEVICES", set())
+def test_uint8_l2_float32_gemm_path():
+    """uint8 l2: float32 GEMM candidates + exact integer rerank."""
     rng = np.random.default_rng(5)
     X = rng.integers(0, 256, (120, 300)).astype(np.uint8)
     X[100:110] = X[3]

@@ -44,6 +44,7 @@ def real_cuda_available() -> bool:
 
     return bool(torch.cuda.is_available())
 
+
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -67,7 +68,9 @@ def mnist_test(mnist_dir: Path):
 
     for name, md5 in MNIST_FILES.items():
         assert hashlib.md5((mnist_dir / name).read_bytes()).hexdigest() == md5
-    return read_idx_pair(mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    return read_idx_pair(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +86,15 @@ def device(request) -> str:
     if request.param == "cuda" and not real_cuda_available():
         pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
     return request.param
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch limited to one thread for the test (many tiny tiles: no OpenMP barriers on a
+    busy machine); restored afterwards."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

@@ -97,7 +97,9 @@ def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
         return ("numba" if dev == "cpu" and is_linf_or_l1(problem.p) else "torch"), dev
     if dev != "cpu" and _cpu_only(b):
         if b == "numba":
-            raise SepcheckError("backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'")
+            raise SepcheckError(
+                "backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'"
+            )
         raise SepcheckError(
             "backend 'faiss' on CUDA needs faiss with GPU support: install faiss-gpu-cu12, "
             "or use device='cpu' or backend='torch'"
@@ -280,7 +282,9 @@ def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.n
     from .exact import pair_distances
 
     m, S, k = idx.shape
-    return pair_distances(problem.queries, problem.reference, idx.reshape(m, S * k), problem.p).reshape(m, S, k)
+    return pair_distances(
+        problem.queries, problem.reference, idx.reshape(m, S * k), problem.p
+    ).reshape(m, S, k)
 
 
 __all__ = [

@@ -27,7 +27,9 @@ U64 = 2.0**-53
 EXTRA_CANDIDATES = 15
 
 
-def gemm_sqdist_error(dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, unit: float) -> np.ndarray:
+def gemm_sqdist_error(
+    dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, unit: float
+) -> np.ndarray:
     """Bound on |fl(|q|^2 + |r|^2 - 2 q.r) - |q - r|^2| for a GEMM in a format with roundoff
     ``unit``: (2 gamma_d + 4u)(|q|^2 + |r|^2), gamma_d = d u / (1 - d u), doubled for safety.
     Holds for any summation order (blocked, FMA or pairwise)."""

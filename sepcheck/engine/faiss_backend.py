@@ -38,7 +38,9 @@ def _faiss():
     try:
         import faiss
     except ImportError:  # pragma: no cover - faiss-cpu is a dependency
-        raise SepcheckError("backend 'faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12)") from None
+        raise SepcheckError(
+            "backend 'faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12)"
+        ) from None
     return faiss
 
 

@@ -96,15 +96,6 @@ class Problem:
             return self.codes
         return np.zeros(self.n_ref, dtype=np.int64)
 
-    def slot_members(self) -> list[np.ndarray | None]:
-        """Per slot, the reference rows that may go there in index order (``None``: all rows,
-        to be masked by label)."""
-        if not self.by_class:
-            return [None]
-        order = np.argsort(self.codes, kind="stable")  # class by class, index order inside
-        bounds = np.searchsorted(self.codes[order], np.arange(self.n_slots + 1))
-        return [order[bounds[c] : bounds[c + 1]] for c in range(self.n_slots)]
-
     def subset(self, rows: np.ndarray | slice) -> Problem:
         """The same problem restricted to some query rows (never self mode)."""
         return dataclasses.replace(
@@ -166,15 +157,25 @@ def make_by_class_problem(
     ref = as_features(reference, "reference")
     rl = as_labels(reference_labels, ref.shape[0], "reference_labels", "reference")
     if queries is None:
-        raise SepcheckError("queries is missing: pass the rows to search for (shape (m, features...))")
+        raise SepcheckError(
+            "queries is missing: pass the rows to search for (shape (m, features...))"
+        )
     qry = as_features(queries, "queries")
     check_same_dim(ref, qry, "reference", "queries")
     ref, qry = common_dtype(ref, qry)
     ql = np.full(qry.shape[0], -1, dtype=np.int64)
     classes, codes = np.unique(rl, return_inverse=True)
     return Problem(
-        ref, rl, qry, ql, p, 1, False, Grouping.BY_CLASS,
-        codes.reshape(-1).astype(np.int64), classes.astype(np.int64),
+        ref,
+        rl,
+        qry,
+        ql,
+        p,
+        1,
+        False,
+        Grouping.BY_CLASS,
+        codes.reshape(-1).astype(np.int64),
+        classes.astype(np.int64),
     )
 
 

@@ -7,10 +7,10 @@ import torch
 
 
 def empty_best(
-    n: int, k: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+    n: int, k: int, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running best of n queries: distances +inf, indices -1, shape (n, k)."""
-    d = torch.full((n, k), float("inf"), dtype=dtype, device=device)
+    """Running best of n queries: distances +inf (float64), indices -1, shape (n, k)."""
+    d = torch.full((n, k), float("inf"), dtype=torch.float64, device=device)
     i = torch.full((n, k), -1, dtype=torch.int64, device=device)
     return d, i
 

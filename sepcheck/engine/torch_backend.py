@@ -55,7 +55,9 @@ def float32_matmul_is_exact(device: torch.device) -> bool:
     return bool(torch.all(a @ b == 8.0 + 2.0**-17).item())
 
 
-def block_sizes(problem: Problem, budget: int, block_size: int | None, elem: int) -> tuple[int, int]:
+def block_sizes(
+    problem: Problem, budget: int, block_size: int | None, elem: int
+) -> tuple[int, int]:
     """(query rows, reference rows) per tile so that the tile and converted blocks fit ``budget``."""
     if block_size is not None:
         return min(block_size, problem.n_query), min(block_size, problem.n_ref)
@@ -64,14 +66,18 @@ def block_sizes(problem: Problem, budget: int, block_size: int | None, elem: int
     # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
     per_entry = 48 if problem.k > 1 else 24
     # a reference row: its converted copy, plus the gathered uint8/float copy per class
-    per_ref_row = bq * per_entry + d * (elem + (problem.reference.itemsize if problem.by_class else 0))
+    per_ref_row = bq * per_entry + d * (
+        elem + (problem.reference.itemsize if problem.by_class else 0)
+    )
     br = max(1, min(problem.n_ref, (budget - bq * d * elem) // max(1, per_ref_row)))
     return bq, int(br)
 
 
 def direct_dtype(problem: Problem) -> torch.dtype:
     """dtype of exact cdist tiles: float32 where it holds uint8 linf/l1 results exactly."""
-    if problem.integer and (math.isinf(problem.p) or (problem.p == 1 and 255 * problem.dim < 2**24)):
+    if problem.integer and (
+        math.isinf(problem.p) or (problem.p == 1 and 255 * problem.dim < 2**24)
+    ):
         return torch.float32
     return torch.float64
 
@@ -148,7 +154,9 @@ def brute_force(
     out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
 
     def tile_of(q, qs, r, rows):
-        return torch.cdist(q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist")[0]
+        return torch.cdist(
+            q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
+        )[0]
 
     def on_block(qs, vals, inds):
         out_d[qs : qs + vals.shape[0]] = vals.cpu().numpy()
@@ -185,7 +193,9 @@ def l2_candidates(
     bound = np.empty((m, S))
 
     def tile_of(q, qs, r, rows):
-        return torch.addmm(sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0)
+        return torch.addmm(
+            sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
+        )
 
     def merge(run_v, run_i, block, ids):
         return merge_candidates(run_v, run_i, block, ids, c)
@@ -197,7 +207,9 @@ def l2_candidates(
         cand[qs : qs + v.shape[0]] = prune(i, v, e, problem.k)
         # rows outside the candidates have approx >= the c-th value; +inf if the list is
         # not full (it then holds every row of the slot)
-        bound[qs : qs + v.shape[0]] = np.where(np.isfinite(v[:, :, -1]), v[:, :, -1] - e[:, None], np.inf)
+        bound[qs : qs + v.shape[0]] = np.where(
+            np.isfinite(v[:, :, -1]), v[:, :, -1] - e[:, None], np.inf
+        )
 
     _drive(problem, device, bq, br, dt, tile_of, c, merge, on_block, progress)
     return cand, bound

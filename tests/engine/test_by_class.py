@@ -19,15 +19,8 @@ from tests import oracle
 NORMS = {"linf": math.inf, "l1": 1.0, "l2": 2.0, 3.0: 3.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+#: many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _backends(p: float) -> list[str]:
@@ -49,7 +42,9 @@ def problems(draw):
     if dtype == "uint8":
         X = rng.integers(0, 4 if coarse else 256, (n, d)).astype(np.uint8)
     else:
-        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(dtype)
+        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(
+            dtype
+        )
     if draw(st.booleans()) and n > 3:  # duplicate rows, possibly with another label
         X[n // 2] = X[0]
         X[n - 1] = X[1]
@@ -57,7 +52,11 @@ def problems(draw):
     m = draw(st.integers(1, 30))
     if coarse:
         Q = X[rng.integers(0, n, m)].copy()
-        Q[: m // 2] = (rng.integers(0, 4, (m // 2, d)) if dtype == "uint8" else rng.integers(-4, 5, (m // 2, d)) * 0.25)
+        Q[: m // 2] = (
+            rng.integers(0, 4, (m // 2, d))
+            if dtype == "uint8"
+            else rng.integers(-4, 5, (m // 2, d)) * 0.25
+        )
     elif dtype == "uint8":
         Q = rng.integers(0, 256, (m, d)).astype(np.uint8)
     else:
@@ -103,12 +102,18 @@ def test_backends_and_block_sizes_agree(seed, norm):
     X = rng.integers(0, 3, (61, 6)).astype(np.uint8)  # many exact ties
     y = rng.integers(0, 4, 61)
     Q = rng.integers(0, 3, (23, 6)).astype(np.uint8)
-    runs = [nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu") for b in (5, 13, 61, None)]
+    runs = [
+        nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu")
+        for b in (5, 13, 61, None)
+    ]
     if norm == "l2":  # the GEMM path too (these rows are short enough for the direct one)
         prev = torch_backend.DIRECT_L2_MAX_DIM
         torch_backend.DIRECT_L2_MAX_DIM = 0
         try:
-            runs += [nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu") for b in (5, None)]
+            runs += [
+                nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu")
+                for b in (5, None)
+            ]
         finally:
             torch_backend.DIRECT_L2_MAX_DIM = prev
     if norm != "l2":
@@ -123,7 +128,9 @@ def test_ties_go_to_lowest_index(device):
     y = np.array([0, 1, 1, 1, 0, 0])
     for backend in ("numba", "torch"):
         dev = device if backend == "torch" else "cpu"
-        d, i, c = nearest_by_class(X, y, np.array([[0.0], [1.5]]), norm="l1", backend=backend, device=dev)
+        d, i, c = nearest_by_class(
+            X, y, np.array([[0.0], [1.5]]), norm="l1", backend=backend, device=dev
+        )
         assert c.tolist() == [0, 1]
         assert i[0].tolist() == [0, 1] and d[0].tolist() == [0.0, 2.0]
         assert i[1].tolist() == [5, 1] and d[1].tolist() == [0.5, 0.5]
@@ -157,7 +164,9 @@ def test_l2_rerank_is_exact_on_near_ties(dtype):
     want = oracle.class_distances(X, y, Q, p=2.0)
     for block in (None, 4, 13):
         info: dict = {}
-        got = nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block, info=info, device="cpu")
+        got = nearest_by_class(
+            X, y, Q, norm="l2", backend="torch", block_size=block, info=info, device="cpu"
+        )
         _check(got, want, 2.0, False)
         if block != 4:  # a block of 4 rows is reranked whole (4 <= L2_CANDIDATES)
             assert info["recomputed"] > 0
@@ -172,7 +181,12 @@ def test_uint8_l2_float32_gemm_path():
     Q = np.concatenate([X[[3, 104]], rng.integers(0, 256, (20, 300)).astype(np.uint8)])
     want = oracle.class_distances(X, y, Q, p=2.0, scale=255.0)
     for block in (None, 17):
-        _check(nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block, device="cpu"), want, 2.0, True)
+        _check(
+            nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block, device="cpu"),
+            want,
+            2.0,
+            True,
+        )
 
 
 def test_raw_units_images_and_tensors(device):
@@ -183,7 +197,9 @@ def test_raw_units_images_and_tensors(device):
     y = rng.integers(0, 3, 40)
     Q = rng.integers(0, 256, (5, 1, 4, 4)).astype(np.uint8)
     od, oi, _ = oracle.class_distances(X.reshape(40, -1), y, Q.reshape(5, -1), p=math.inf)
-    d, i, _ = nearest_by_class(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Q), raw=True, device=device)
+    d, i, _ = nearest_by_class(
+        torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Q), raw=True, device=device
+    )
     np.testing.assert_array_equal(d, od)
     np.testing.assert_array_equal(i, oi)
     d2, _, _ = nearest_by_class(X, y, Q, device=device)

@@ -54,7 +54,8 @@ def test_gpu_backends_resolve_to_cuda_under_auto(gpu_machine):
 
 
 @pytest.mark.parametrize(
-    "backend, fragment", [("numba", "CPU only: use device='cpu'"), ("faiss", "faiss with GPU support")]
+    "backend, fragment",
+    [("numba", "CPU only: use device='cpu'"), ("faiss", "faiss with GPU support")],
 )
 def test_cpu_only_backend_on_explicit_cuda_is_one_line_error(gpu_machine, backend, fragment):
     if backend == "faiss" and has_gpu():

@@ -41,7 +41,9 @@ def problems(draw):
     if dtype == "uint8":
         X = rng.integers(0, 4 if coarse else 256, (n, d)).astype(np.uint8)
     else:
-        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(dtype)
+        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(
+            dtype
+        )
     if draw(st.booleans()) and n > 3:  # exact duplicate rows, sometimes with another label
         X[n // 2] = X[0]
         X[n - 1] = X[1]
@@ -80,7 +82,9 @@ def test_matches_oracle(case):
     X, y, Xq, yq, norm, p, k, block, backend = case
     scale = 255.0 if X.dtype == np.uint8 else 1.0
     want = oracle.nearest_other(X, y, Xq, yq, p=p, k=k, scale=scale)
-    got = nearest_other(X, y, Xq, yq, norm=norm, k=k, backend=backend, block_size=block, device="cpu")
+    got = nearest_other(
+        X, y, Xq, yq, norm=norm, k=k, backend=backend, block_size=block, device="cpu"
+    )
     _check(got, want, p, X.dtype == np.uint8)
 
 
@@ -93,7 +97,10 @@ def test_backends_and_block_sizes_agree(seed, norm, integer):
     if not integer:
         X = rng.normal(size=(97, 5)).astype(np.float32)
     y = rng.integers(0, 3, 97)
-    results = [nearest_other(X, y, norm=norm, k=3, backend="torch", block_size=b, device="cpu") for b in (1, 7, 97, None)]
+    results = [
+        nearest_other(X, y, norm=norm, k=3, backend="torch", block_size=b, device="cpu")
+        for b in (1, 7, 97, None)
+    ]
     results.append(nearest_other(X, y, norm=norm, k=3, backend="faiss", block_size=13))
     if norm in ("linf", "l1"):
         results.append(nearest_other(X, y, norm=norm, k=3, backend="numba"))

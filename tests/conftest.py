@@ -1,11 +1,49 @@
-"""Shared fixtures: the real MNIST test set (skipped cleanly when absent)."""
+"""Shared fixtures: the real MNIST test set (skipped cleanly when absent), a ``device``
+fixture over cpu and cuda, and the fake-GPU mode.
+
+Fake-GPU mode (``pytest --fake-gpu`` or ``SEPCHECK_FAKE_GPU=1``): ``torch.cuda.is_available``
+returns True for the whole session, as on a GPU machine, so that every ``device='auto'``
+resolution takes its CUDA branch; the ``device`` fixture still skips 'cuda' unless a real
+GPU exists.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
+
+#: torch.cuda.is_available() before any fake-GPU patch (None: not probed yet)
+_REAL_CUDA: dict[str, bool] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fake-gpu",
+        action="store_true",
+        default=False,
+        help="patch torch.cuda.is_available to return True for the session (also SEPCHECK_FAKE_GPU=1)",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--fake-gpu") or os.environ.get("SEPCHECK_FAKE_GPU", "") == "1":
+        import torch
+
+        _REAL_CUDA["available"] = bool(torch.cuda.is_available())
+        torch.cuda.is_available = lambda: True
+
+
+def real_cuda_available() -> bool:
+    """Whether a real CUDA GPU exists, even in fake-GPU mode."""
+    if "available" in _REAL_CUDA:
+        return _REAL_CUDA["available"]
+    import torch
+
+    return bool(torch.cuda.is_available())
+
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 MNIST_FILES = {
@@ -30,7 +68,9 @@ def mnist_test(mnist_dir: Path):
 
     for name, md5 in MNIST_FILES.items():
         assert hashlib.md5((mnist_dir / name).read_bytes()).hexdigest() == md5
-    return read_idx_pair(mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    return read_idx_pair(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -43,18 +83,16 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def device(request) -> str:
     """Every engine, classifier and training test that takes ``device`` runs on the CPU and,
     where torch sees a GPU, again on CUDA (skipped with a reason otherwise)."""
-    if request.param == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
+    if request.param == "cuda" and not real_cuda_available():
+        pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
     return request.param
 
 
-@pytest.fixture()
+@pytest.fixture
 def one_thread():
-    """One torch thread for the test (many tiny torch ops: OpenMP barriers cost more than they
-    give on a busy shared machine); use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """torch limited to one thread for the test (many tiny tiles: OpenMP barriers cost more
+    than they give on a busy machine); restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     import torch
 
     prev = torch.get_num_threads()

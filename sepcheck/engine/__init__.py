@@ -1,47 +1,110 @@
-"""The exact nearest-different-label engine.
+"""The exact search engine: one search, two groupings.
 
-:func:`nearest_other` is the functional core (in the spirit of ``faiss.knn``): for every
-query row, the k nearest reference rows whose label differs from the query's label.
+:func:`nearest_other` (for every query, the k nearest reference rows whose label differs
+from the query's; in the spirit of ``faiss.knn``) and :func:`nearest_by_class` (for every
+query, the nearest reference row of every class) are thin wrappers of one pipeline:
+validate -> :class:`~sepcheck.engine.problem.Problem` (with its
+:class:`~sepcheck.engine.problem.Grouping`) -> choose backend and device -> backend search
+-> final exact distances -> scale.
+
+Backend contract
+----------------
+Every backend module exposes ``search(problem, ...) -> (distances, indices, extra)``:
+
+* ``distances`` float64 in raw units and ``indices`` int64 of shape (m, S, k), in *slots*:
+  S = 1 for ``OTHER_LABEL`` (row j counts for query i iff their labels differ); S =
+  n_classes and k = 1 for ``BY_CLASS`` (row j goes to slot ``problem.codes[j]``);
+* ascending inside each slot, ties to the lowest reference index; +inf / -1 where a slot
+  has fewer than k rows;
+* exact: an approximate backend reranks its candidates with
+  :func:`sepcheck.engine.candidates.finish` (one proven bound, one fallback to an exact
+  search of the same problem: :func:`sepcheck.engine.fallback.exact_search`);
+* ``extra``: details for ``info`` (``{"recomputed": n}`` queries recomputed exactly on an
+  approximate path).
+
+The distances a backend returns only need to order the rows correctly: the wrappers
+recompute the chosen neighbours' distances with one exact routine
+(:func:`final_distances`), so every backend reports bit-identical values. A new backend
+(a vectorised CPU kernel, a GPU kernel) plugs in by a module with that ``search`` plus a
+line in :func:`choose` and :func:`run_backend`. Modules: ``problem`` (validation, slots),
+``numba_backend`` (compiled linf/l1 kernels), ``torch_backend`` (one tiling driver, exact
+tiles and the l2 GEMM candidates, precision probe), ``faiss_backend`` (OTHER_LABEL only),
+``candidates`` (GEMM error bound, prune, finish), ``select`` (top-k merges), ``exact``
+(exact pair distances), ``fallback`` (exact recomputation).
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..devices import DEVICES, resolve_device
 from ..errors import SepcheckError
-from .problem import Problem, make_problem, scale_of, search_limits
+from .problem import (
+    Grouping,
+    Problem,
+    is_linf_or_l1,
+    make_by_class_problem,
+    make_problem,
+    scale_of,
+    search_limits,
+)
 
-BACKENDS = ("auto", "numba", "torch", "faiss")
+BackendName = Literal["auto", "numba", "torch", "faiss"]
+BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "faiss")
+#: backends that nearest_by_class runs (faiss has no per-class search here)
+BY_CLASS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
+#: backends that run on the CPU only (faiss too when it has no GPU support)
+CPU_ONLY_BACKENDS = ("numba",)
 
 
-def choose_backend(problem: Problem, backend: str, device: str) -> str:
-    """The backend that runs: 'auto' picks the fastest exact one (see README benchmark).
+def _cpu_only(backend: str) -> bool:
+    if backend in CPU_ONLY_BACKENDS:
+        return True
+    if backend == "faiss":
+        from .faiss_backend import has_gpu
 
-    CPU: the compiled kernel for linf and l1, the torch GEMM path for l2, torch for other p.
-    CUDA: torch.
+        return not has_gpu()
+    return False
+
+
+def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
+    """(backend that runs, resolved device) for a problem.
+
+    'auto' picks the fastest exact backend (see README benchmark): on the CPU the compiled
+    kernel for linf and l1, the torch GEMM path for l2, torch for other p; on CUDA torch.
+    A CPU-only backend (numba; faiss without GPU support) implies the CPU under
+    ``device='auto'``; asked for explicitly on CUDA it is a one-line error naming the fix.
     """
     b = str(backend).lower()
-    if b not in BACKENDS:
-        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if b == "auto":
-        if device == "cpu" and (math.isinf(problem.p) or problem.p == 1):
-            return "numba"
-        return "torch"
-    if b == "numba":
-        if device != "cpu":
-            raise SepcheckError("backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'")
-        if not (math.isinf(problem.p) or problem.p == 1):
+    allowed = BY_CLASS_BACKENDS if problem.by_class else BACKENDS
+    if b not in allowed:
+        if b in BACKENDS:
             raise SepcheckError(
-                "backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for "
-                f"p={problem.p:g}"
+                f"backend {backend!r} does not search per class: use one of {', '.join(allowed)}"
             )
-    return b
+        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(allowed)}")
+    if b == "numba" and not is_linf_or_l1(problem.p):
+        raise SepcheckError(
+            "backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for "
+            f"p={problem.p:g}"
+        )
+    auto_device = str(device).strip().lower() == "auto"
+    dev = "cpu" if (auto_device and b != "auto" and _cpu_only(b)) else resolve_device(device)
+    if b == "auto":
+        return ("numba" if dev == "cpu" and is_linf_or_l1(problem.p) else "torch"), dev
+    if dev != "cpu" and _cpu_only(b):
+        if b == "numba":
+            raise SepcheckError(
+                "backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'"
+            )
+        raise SepcheckError(
+            "backend 'faiss' on CUDA needs faiss with GPU support: install faiss-gpu-cu12, "
+            "or use device='cpu' or backend='torch'"
+        )
+    return b, dev
 
 
 def nearest_other(
@@ -77,7 +140,7 @@ def nearest_other(
         'auto' (fastest exact one for the norm, dtype and device), 'numba' (compiled CPU
         kernel, linf and l1), 'torch' (blocked, CPU or CUDA, every norm) or 'faiss'.
     device
-        'auto', 'cpu' or 'cuda'.
+        'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
     raw
         uint8 input: report distances in raw pixel units (0-255) instead of the default
         [0, 1] pixel scale (raw / 255). Ignored for floating input.
@@ -98,9 +161,83 @@ def nearest_other(
         Row indices into ``reference``; ties go to the lowest index; -1 with +inf.
     """
     problem = make_problem(reference, reference_labels, queries, query_labels, norm=norm, k=k)
+    dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
+    return dist[:, 0, :], idx[:, 0, :]
+
+
+def nearest_by_class(
+    reference: Any,
+    reference_labels: Any,
+    queries: Any,
+    *,
+    norm: str | float = "linf",
+    backend: str = "auto",
+    device: str = "auto",
+    raw: bool = False,
+    block_size: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool | Callable[[int], None] = False,
+    info: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query and per class, the distance to and index of the nearest reference row of
+    that class. Exact, with the conventions of :func:`nearest_other`.
+
+    What the 1/r-Lipschitz nearest-neighbour classifier needs. A reference set with a
+    single class is allowed (the answer is then the plain nearest neighbour);
+    ``nearest_other`` needs two classes, this function does not.
+
+    Parameters
+    ----------
+    reference, reference_labels
+        Array-like of shape (n, ...) (images are flattened) and its n integer labels.
+        uint8 or floating; a single class is allowed.
+    queries
+        Rows to search for, same features (and uint8-ness) as ``reference``.
+    norm
+        'linf', 'l2', 'l1' or any float p >= 1.
+    backend
+        'auto', 'numba' (CPU, linf and l1) or 'torch' (CPU or CUDA, every norm).
+    device
+        'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
+    raw
+        uint8 input: distances in raw 0-255 units instead of the [0, 1] pixel scale.
+    block_size
+        Rows per block (queries and references) for the torch backend.
+    memory_budget
+        Extra bytes the torch blocks may use (default 512 MiB).
+    progress
+        True for a progress bar on stderr, or a callable receiving query counts done.
+    info
+        Optional dict that receives details: backend, device, queries recomputed exactly
+        on the l2 GEMM path.
+
+    Returns
+    -------
+    distances : float64 array (n_queries, n_classes)
+        ``distances[q, i]`` = distance from query q to the nearest row of ``classes[i]``.
+    indices : int64 array (n_queries, n_classes)
+        Row index into ``reference`` of that nearest row; ties go to the lowest index.
+    classes : int64 array (n_classes,)
+        The sorted unique reference labels (the column order).
+    """
+    problem = make_by_class_problem(reference, reference_labels, queries, norm=norm)
+    dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
+    return dist[:, :, 0], idx[:, :, 0], problem.classes
+
+
+def _search(
+    problem: Problem,
+    backend: str,
+    device: str,
+    raw: bool,
+    block_size: int | None,
+    memory_budget: int | None,
+    progress: bool | Callable[[int], None],
+    info: dict | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
-    dev = resolve_device(device)
-    name = choose_backend(problem, backend, dev)
+    name, dev = choose(problem, backend, device)
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
     dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
     if info is not None:
@@ -116,14 +253,15 @@ def run_backend(
     block_size: int | None,
     progress: bool | Callable[[int], None],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Run one backend on a validated problem; distances in raw units."""
+    """Run one backend on a validated problem; slots (m, S, k) in raw units."""
     from ..progress import progress_callback
 
-    with progress_callback(progress, problem.n_query, f"nearest other ({name})") as tick:
+    label = "nearest by class" if problem.by_class else "nearest other"
+    with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
         if name == "numba":
             from . import numba_backend
 
-            return numba_backend.search(problem, tick, _threads())
+            return numba_backend.search(problem, tick)
         if name == "faiss":
             from . import faiss_backend
 
@@ -136,19 +274,29 @@ def run_backend(
 
 
 def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Distances of the chosen neighbours from one exact routine, so that every backend
-    reports bit-identical values (torch's sqrt and summation order may differ by an ulp).
-    uint8 linf/l1 are exact integers in every backend already."""
-    if problem.integer and (math.isinf(problem.p) or problem.p == 1):
+    """Distances of the chosen neighbours (slots (m, S, k)) from one exact routine, so that
+    every backend reports bit-identical values (torch's sqrt and summation order may differ
+    by an ulp). uint8 linf/l1 are exact integers in every backend already."""
+    if problem.integer and is_linf_or_l1(problem.p):
         return dist
     from .exact import pair_distances
 
-    return pair_distances(problem.queries, problem.reference, idx, problem.p)
+    m, S, k = idx.shape
+    return pair_distances(
+        problem.queries, problem.reference, idx.reshape(m, S * k), problem.p
+    ).reshape(m, S, k)
 
 
-def _threads() -> int | None:
-    env = os.environ.get("SEPCHECK_THREADS")
-    return int(env) if env else None
-
-
-__all__ = ["nearest_other", "BACKENDS", "DEVICES", "Problem", "make_problem"]
+__all__ = [
+    "nearest_other",
+    "nearest_by_class",
+    "choose",
+    "BACKENDS",
+    "BY_CLASS_BACKENDS",
+    "DEVICES",
+    "Grouping",
+    "Problem",
+    "make_problem",
+    "make_by_class_problem",
+    "resolve_device",
+]

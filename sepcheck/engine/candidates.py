@@ -5,7 +5,7 @@ the smallest approximate distance and a guaranteed bound ``err`` on the approxim
 error. The candidates are reranked exactly; a query is *complete* when every reference
 row that was not a candidate is provably farther than the exact k-th distance. Queries
 that are not complete are recomputed by an exact brute force, so the answer is always
-exact.
+exact. Everything here works on slots (m, S, c) and so serves both groupings.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ from .select import sort_candidates
 U32 = 2.0**-24
 #: float64 unit roundoff
 U64 = 2.0**-53
+#: candidates kept per (query, slot) beyond k on every approximate path (ties and rounding
+#: slack); a query whose answer is not provably among them is recomputed exactly
+EXTRA_CANDIDATES = 15
 
 
-def gemm_sqdist_error(dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, unit: float) -> np.ndarray:
+def gemm_sqdist_error(
+    dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, unit: float
+) -> np.ndarray:
     """Bound on |fl(|q|^2 + |r|^2 - 2 q.r) - |q - r|^2| for a GEMM in a format with roundoff
     ``unit``: (2 gamma_d + 4u)(|q|^2 + |r|^2), gamma_d = d u / (1 - d u), doubled for safety.
     Holds for any summation order (blocked, FMA or pairwise)."""
@@ -33,18 +38,19 @@ def gemm_sqdist_error(dim: int, sq_norm_q: np.ndarray, max_sq_norm_r: float, uni
 
 
 def prune(cand: np.ndarray, approx: np.ndarray, err: np.ndarray, k: int) -> np.ndarray:
-    """Drop candidates that provably cannot be among the k best.
+    """Drop candidates that provably cannot be among the k best of their slot.
 
-    The k candidates with the smallest approximate values have exact values
-    <= A_k + err (A_k: the k-th smallest approximate value), so the exact k-th distance is
-    at most A_k + err; a candidate with approx > A_k + 2 err is exactly farther than that
-    and can neither enter nor tie. ``approx`` is +inf where ``cand`` is -1; candidates are
-    distinct rows. Returns ``cand`` with the dropped entries set to -1.
+    ``cand``/``approx`` have shape (m, S, c), ``err`` (m,). The k candidates with the
+    smallest approximate values have exact values <= A_k + err (A_k: the k-th smallest
+    approximate value), so the exact k-th distance is at most A_k + err; a candidate with
+    approx > A_k + 2 err is exactly farther than that and can neither enter nor tie.
+    ``approx`` is +inf where ``cand`` is -1; candidates are distinct rows. Returns ``cand``
+    with the dropped entries set to -1.
     """
-    if cand.shape[1] <= k:
+    if cand.shape[-1] <= k:
         return cand
-    a_k = np.partition(approx, k - 1, axis=1)[:, k - 1]
-    keep = approx <= (a_k + 2.0 * err)[:, None]
+    a_k = np.partition(approx, k - 1, axis=-1)[..., k - 1 : k]
+    keep = approx <= a_k + 2.0 * err[:, None, None]
     return np.where(keep, cand, -1)
 
 
@@ -55,21 +61,23 @@ def finish(
     power: float,
     brute_force: Callable[[Problem], tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Exact top-k from candidates.
+    """Exact top-k per slot from candidates, for either grouping.
 
-    cand: (m, c) reference indices (-1 = none). bound: (m,) such that every reference row
-    *not* in ``cand[i]`` has exact ``distance ** power >= bound[i]`` (+inf when the
-    candidates hold every row of another label). A query is complete when ``bound`` is
-    strictly above its exact k-th ``distance ** power``: then no other row can beat or tie
-    it. Incomplete queries are recomputed by ``brute_force``.
-    Returns (distances, indices, number of queries recomputed).
+    cand: (m, S, c) reference indices (-1 = none). bound: (m, S) such that every reference
+    row of the slot *not* in ``cand[i, s]`` has exact ``distance ** power >= bound[i, s]``
+    (+inf when the candidates hold every row of the slot). A query is complete when in
+    every slot ``bound`` is strictly above its exact k-th ``distance ** power``: then no
+    other row can beat or tie it. Incomplete queries are recomputed by ``brute_force``
+    (an exact search of the same grouping, results (m', S, k)).
+    Returns (distances (m, S, k), indices (m, S, k), number of queries recomputed).
     """
-    exact = _sparse_pair_distances(problem, cand)
+    m, S, c = cand.shape
+    exact = _sparse_pair_distances(problem, cand.reshape(m, S * c)).reshape(m, S, c)
     dist, idx = sort_candidates(exact, cand, problem.k)
-    kth = dist[:, -1]
+    kth = dist[:, :, -1]
     kth_cmp = kth if power == 1 else kth**power
     # complete when the best row outside the candidates is strictly farther than the k-th
-    complete = bound > kth_cmp * (1.0 + 4 * U64)
+    complete = (bound > kth_cmp * (1.0 + 4 * U64)).all(axis=1)
     bad = np.flatnonzero(~complete)
     if bad.size:
         bd, bi = brute_force(problem.subset(bad))

@@ -32,7 +32,9 @@ def pair_distances(
         cb = cand[s : s + rows]
         valid = cb >= 0
         safe = np.where(valid, cb, 0)
-        out[s : s + rows] = np.where(valid, _dist(queries[s : s + rows], reference[safe], p), np.inf)
+        out[s : s + rows] = np.where(
+            valid, _dist(queries[s : s + rows], reference[safe], p), np.inf
+        )
     return out
 
 

@@ -17,21 +17,30 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import SepcheckError
-from .candidates import U32, finish, gemm_sqdist_error, prune
+from .candidates import EXTRA_CANDIDATES, U32, finish, gemm_sqdist_error, prune
 from .exact import row_norms, sq_norms
 from .problem import Problem
 
-#: extra candidates per (query, class) beyond k (ties and rounding slack)
-EXTRA_CANDIDATES = 16
 #: queries per faiss search call
 QUERY_CHUNK = 4096
+
+
+def has_gpu() -> bool:
+    """True when the installed faiss can run on a GPU (faiss-gpu with a visible GPU)."""
+    try:
+        faiss = _faiss()
+    except SepcheckError:
+        return False
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def _faiss():
     try:
         import faiss
     except ImportError:  # pragma: no cover - faiss-cpu is a dependency
-        raise SepcheckError("backend 'faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12)") from None
+        raise SepcheckError(
+            "backend 'faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12)"
+        ) from None
     return faiss
 
 
@@ -88,7 +97,8 @@ def search(
     block_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Exact k nearest different-label rows using faiss flat indexes per class."""
+    """Exact k nearest different-label rows (OTHER_LABEL only) using faiss flat indexes per
+    class; results (m, 1, k)."""
     faiss = _faiss()
     p, k = problem.p, problem.k
     classes = np.unique(problem.reference_labels)
@@ -104,8 +114,8 @@ def search(
     width = int(sum(ccount))
     chunk = block_size or QUERY_CHUNK
     # candidates of one chunk at a time: (chunk, sum over classes of c) indices
-    out_d = np.empty((m, k))
-    out_i = np.empty((m, k), dtype=np.int64)
+    out_d = np.empty((m, 1, k))
+    out_i = np.empty((m, 1, k), dtype=np.int64)
     recomputed = 0
     from .fallback import exact_search
 
@@ -132,10 +142,9 @@ def search(
                     last = dist[:, -1].astype(np.float64)
                     bound[want] = np.minimum(bound[want], last - err[sl][want])
             col += cc
-        sub = Problem(problem.reference, problem.reference_labels, problem.queries[sl],
-                      qlab, p, k, False)
-        cand = prune(cand, approx, err[sl], k)
-        d, i, n_fb = finish(sub, cand, bound, power_of(p), brute)
+        sub = problem.subset(sl)
+        cand = prune(cand[:, None, :], approx[:, None, :], err[sl], k)
+        d, i, n_fb = finish(sub, cand, bound[:, None], power_of(p), brute)
         out_d[sl], out_i[sl] = d, i
         recomputed += n_fb
         if progress is not None:

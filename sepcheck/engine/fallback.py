@@ -6,16 +6,15 @@ linf and l1 on the CPU go to the compiled kernel; everything else to torch's exa
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .problem import Problem
+from .problem import Problem, is_linf_or_l1
 
 
 def exact_search(problem: Problem, device: str, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest different-label rows (raw units) without any approximation."""
-    if device == "cpu" and (math.isinf(problem.p) or problem.p == 1):
+    """Exact search of either grouping (slots (m, S, k), raw units) without any
+    approximation."""
+    if device == "cpu" and is_linf_or_l1(problem.p):
         from . import numba_backend
 
         d, i, _ = numba_backend.search(problem)

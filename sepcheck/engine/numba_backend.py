@@ -1,7 +1,9 @@
 """Compiled CPU kernel (numba) for linf and l1: exact, pruned, parallel over queries.
 
+Results go to slots (see :mod:`sepcheck.engine.problem`): one kernel per norm serves both
+groupings (row j goes to slot ``slot[j]``; OTHER_LABEL also skips rows of the query's label).
 For each query the reference rows are scanned in index order; a row is abandoned as soon
-as its partial distance reaches the current k-th best (it can no longer enter, since ties
+as its partial distance reaches the current k-th best (it can no longer enter its slot, since ties
 go to the lower index and every earlier row has a lower index). linf checks a short prefix
 of the highest-variance features first, which abandons most rows after a few features; l1
 first compares sums over groups of 16 features, a lower bound on the l1 distance (triangle
@@ -10,8 +12,10 @@ inequality). uint8 data is computed in integers (bit-exact); float data in float
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import numba
 import numpy as np
@@ -28,32 +32,37 @@ QUERY_BATCH = 512
 
 
 @njit(inline="always")
-def _insert(bd, bi, v, j, k):
-    # bd sorted ascending; a new row has a higher index than all kept rows: it goes after equals
+def _insert(bd, bi, s, v, j, k):
+    # bd[s] sorted ascending; a new row has a higher index than all kept rows of its slot:
+    # it goes after equals (ties to the lowest index)
     pos = k - 1
-    while pos > 0 and bd[pos - 1] > v:
-        bd[pos] = bd[pos - 1]
-        bi[pos] = bi[pos - 1]
+    while pos > 0 and bd[s, pos - 1] > v:
+        bd[s, pos] = bd[s, pos - 1]
+        bi[s, pos] = bi[s, pos - 1]
         pos -= 1
-    bd[pos] = v
-    bi[pos] = j
+    bd[s, pos] = v
+    bi[s, pos] = j
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _linf_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
+def _linf_kernel(Q, ql, Qp, R, rl, slot, mask, Rp, out_d, out_i, zero):
+    # out_d/out_i: (nq, S, k). Row j goes to slot[j]; with ``mask`` it is skipped when its
+    # label equals the query's (OTHER_LABEL). Qp/Rp: the high-variance feature prefix.
     nq, d = Q.shape
     nr = R.shape[0]
     npre = Qp.shape[1]
+    k = out_d.shape[2]
     for qi in prange(nq):
         bd = out_d[qi]
         bi = out_i[qi]
         lab = ql[qi]
-        thr = bd[k - 1]
         q = Q[qi]
         qp = Qp[qi]
         for j in range(nr):
-            if rl[j] == lab:
+            if mask and rl[j] == lab:
                 continue
+            sj = slot[j]
+            thr = bd[sj, k - 1]
             rp = Rp[j]
             m = abs((zero + qp[0]) - (zero + rp[0]))
             for t in range(1, npre):
@@ -73,27 +82,28 @@ def _linf_kernel(Q, ql, Qp, R, rl, Rp, k, out_d, out_i, zero):
                 if m >= thr:
                     break
                 s = e
-            if m < thr:
-                _insert(bd, bi, m, j, k)
-                thr = bd[k - 1]
+            if m < thr:  # strict: an earlier (lower-index) row of the slot keeps a tie
+                _insert(bd, bi, sj, m, j, k)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _l1_kernel(Q, ql, Qg, R, rl, Rg, k, out_d, out_i, zero, slack):
+def _l1_kernel(Q, ql, Qg, R, rl, slot, mask, Rg, out_d, out_i, zero, slack):
     # Qg/Rg: sums over groups of features; sum_g |Qg - Rg| <= ||q - r||_1 (triangle inequality)
     nq, d = Q.shape
     nr = R.shape[0]
     ng = Qg.shape[1]
+    k = out_d.shape[2]
     for qi in prange(nq):
         bd = out_d[qi]
         bi = out_i[qi]
         lab = ql[qi]
-        thr = bd[k - 1]
         q = Q[qi]
         qg = Qg[qi]
         for j in range(nr):
-            if rl[j] == lab:
+            if mask and rl[j] == lab:
                 continue
+            sj = slot[j]
+            thr = bd[sj, k - 1]
             rg = Rg[j]
             low = abs(qg[0] - rg[0])
             for t in range(1, ng):
@@ -111,8 +121,7 @@ def _l1_kernel(Q, ql, Qg, R, rl, Rg, k, out_d, out_i, zero, slack):
                     break
                 s = e
             if acc < thr:
-                _insert(bd, bi, acc, j, k)
-                thr = bd[k - 1]
+                _insert(bd, bi, sj, acc, j, k)
 
 
 #: features per group for the l1 lower bound
@@ -150,20 +159,15 @@ def prefix_features(ref: np.ndarray, sample: int = 4096, chunk: int = 256) -> np
     return np.sort(np.argsort(-var, kind="stable")[:PREFIX])
 
 
-def supports(problem: Problem) -> bool:
-    return math.isinf(problem.p) or problem.p == 1
-
-
 def search(
     problem: Problem,
     progress: Callable[[int], None] | None = None,
-    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Exact k nearest different-label rows for linf or l1 with the compiled kernel.
+    """Exact search for linf or l1 with the compiled kernel; results in slots (m, S, k).
 
     The data is used as it is (uint8 stays uint8); the only copies are the n x PREFIX
     feature prefix (linf) or the n x d/GROUP group sums (l1, 8 bytes each) and the
-    (n_query, k) outputs.
+    (n_query, S, k) outputs.
     """
     integer = problem.integer
     R = problem.reference
@@ -173,36 +177,53 @@ def search(
         Rp = np.ascontiguousarray(R[:, feats])
     else:
         Rp = _group_sums(R, integer)
-    k = problem.k
+    k, S = problem.k, problem.n_slots
     if integer:
-        zero = np.int32(0) if math.isinf(problem.p) else np.int64(0)
+        zero = np.int32(0) if linf else np.int64(0)
         big = np.iinfo(zero.dtype).max
     else:
         zero = np.float64(0.0)
         big = np.inf
-    out_d = np.full((problem.n_query, k), big, dtype=zero.dtype)
-    out_i = np.full((problem.n_query, k), -1, dtype=np.int64)
+    out_d = np.full((problem.n_query, S, k), big, dtype=zero.dtype)
+    out_i = np.full((problem.n_query, S, k), -1, dtype=np.int64)
+    slot = problem.slot_codes
+    mask = not problem.by_class
     # float group sums carry rounding: prune only when the bound clears thr with slack
     slack = 1.0 if integer else 1.0 - 1e-9
-    prev_threads = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with numba_threads():
         for qs in range(0, problem.n_query, QUERY_BATCH):
             sl = slice(qs, qs + QUERY_BATCH)
             Q = problem.queries[sl]
+            ql = problem.query_labels[sl]
+            rl = problem.reference_labels
             if linf:
                 Qp = np.ascontiguousarray(Q[:, feats])
-                _linf_kernel(Q, problem.query_labels[sl], Qp, R, problem.reference_labels, Rp, k,
-                             out_d[sl], out_i[sl], zero)
+                _linf_kernel(Q, ql, Qp, R, rl, slot, mask, Rp, out_d[sl], out_i[sl], zero)
             else:
                 Qg = _group_sums(Q, integer)
-                _l1_kernel(Q, problem.query_labels[sl], Qg, R, problem.reference_labels, Rp, k,
-                           out_d[sl], out_i[sl], zero, slack)
+                _l1_kernel(Q, ql, Qg, R, rl, slot, mask, Rp, out_d[sl], out_i[sl], zero, slack)
             if progress is not None:
                 progress(Q.shape[0])
-    finally:
-        numba.set_num_threads(prev_threads)
     dist = out_d.astype(np.float64)
     dist[out_i < 0] = np.inf
     return dist, out_i, {}
+
+
+def thread_setting() -> int | None:
+    """The ``SEPCHECK_THREADS`` environment variable (threads of the compiled kernels), or
+    None for numba's default."""
+    env = os.environ.get("SEPCHECK_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else None
+
+
+@contextlib.contextmanager
+def numba_threads() -> Iterator[None]:
+    """numba's thread count set to :func:`thread_setting` (capped at the pool size)."""
+    threads = thread_setting()
+    prev = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)

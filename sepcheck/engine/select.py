@@ -6,19 +6,21 @@ import numpy as np
 import torch
 
 
-def empty_best(n: int, k: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Running best of n queries: distances +inf, indices -1."""
+def empty_best(
+    n: int, k: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running best of n queries: distances +inf (float64), indices -1, shape (n, k)."""
     d = torch.full((n, k), float("inf"), dtype=torch.float64, device=device)
     i = torch.full((n, k), -1, dtype=torch.int64, device=device)
     return d, i
 
 
 def merge_block(
-    best_d: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, offset: int
+    best_d: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge a (m, b) block of distances for reference rows offset..offset+b-1.
+    """Merge a (m, b) block of distances for reference rows ``ids`` (b,), increasing.
 
-    Every index already in ``best_i`` is lower than ``offset``, so a stable sort on the
+    Every index already in ``best_i`` is lower than ``ids[0]``, so a stable sort on the
     distance alone breaks ties by the lowest index.
     """
     k = best_d.shape[1]
@@ -27,9 +29,9 @@ def merge_block(
         m, a = torch.min(block, dim=1)  # first index among equal minima
         better = m < best_d[:, 0]
         new_d = torch.where(better, m, best_d[:, 0]).unsqueeze(1)
-        new_i = torch.where(better & torch.isfinite(m), a + offset, best_i[:, 0]).unsqueeze(1)
+        new_i = torch.where(better & torch.isfinite(m), ids[a], best_i[:, 0]).unsqueeze(1)
         return new_d, new_i
-    idx = torch.arange(offset, offset + block.shape[1], device=block.device).expand_as(block)
+    idx = ids.expand_as(block)
     if block.shape[1] > k:
         # only rows' values <= the k-th smallest of the block can enter; keep them in order
         kth = torch.topk(block, k, dim=1, largest=False).values[:, -1:]
@@ -43,13 +45,31 @@ def merge_block(
     return new_d, new_i
 
 
+def merge_candidates(
+    run_v: torch.Tensor, run_i: torch.Tensor, block: torch.Tensor, ids: torch.Tensor, c: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running c smallest approximate values (m, c) merged with a (m, b) block of rows
+    ``ids``: the block's own c best, then the best c of the 2c columns (no full-tile copies).
+    ``run_v`` holds exactly c columns (+inf / -1 padding), so does the result. Ties among
+    approximate values may go either way (candidates are reranked exactly)."""
+    top = torch.topk(block, min(c, block.shape[1]), dim=1, largest=False)
+    vals = torch.cat([run_v, top.values.to(run_v.dtype)], dim=1)
+    inds = torch.cat([run_i, ids[top.indices]], dim=1)
+    best = torch.topk(vals, c, dim=1, largest=False)
+    return best.values, torch.gather(inds, 1, best.indices)
+
+
 def sort_candidates(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k smallest (dist, idx) pairs in lexicographic order; -1 indices are dropped.
 
-    ``dist`` and ``idx`` have shape (m, c); invalid candidates carry index -1 and +inf.
+    ``dist`` and ``idx`` have shape (..., c) (e.g. (m, S, c) slots); the result (..., k). invalid candidates carry index -1 and +inf.
     Duplicated candidate indices in a row are kept once.
     """
-    m, c = dist.shape
+    lead = dist.shape[:-1]
+    c = dist.shape[-1]
+    dist = dist.reshape(-1, c)
+    idx = idx.reshape(-1, c)
+    m = dist.shape[0]
     dist = np.where(idx < 0, np.inf, dist)
     key_i = np.where(idx < 0, np.iinfo(np.int64).max, idx)
     order = np.lexsort((key_i, dist), axis=1) if c else np.zeros((m, 0), dtype=np.int64)
@@ -70,4 +90,4 @@ def sort_candidates(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarr
     w = min(k, c)
     out_d[:, :w] = d_sorted[:, :w]
     out_i[:, :w] = np.where(np.isfinite(d_sorted[:, :w]), i_sorted[:, :w], -1)
-    return out_d, out_i
+    return out_d.reshape(*lead, k), out_i.reshape(*lead, k)

@@ -6,11 +6,6 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
+def _one_thread(one_thread):
     """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(prev)

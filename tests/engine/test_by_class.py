@@ -12,22 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError
-from sepcheck.engine import by_class
+from sepcheck.engine import torch_backend
 from sepcheck.engine.by_class import nearest_by_class
 from tests import oracle
 
 NORMS = {"linf": math.inf, "l1": 1.0, "l2": 2.0, 3.0: 3.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+#: many tiny torch tiles: one thread avoids OpenMP barriers on a busy shared machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _backends(p: float) -> list[str]:
@@ -49,7 +42,9 @@ def problems(draw):
     if dtype == "uint8":
         X = rng.integers(0, 4 if coarse else 256, (n, d)).astype(np.uint8)
     else:
-        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(dtype)
+        X = (rng.integers(-4, 5, (n, d)) * 0.25 if coarse else rng.normal(size=(n, d))).astype(
+            dtype
+        )
     if draw(st.booleans()) and n > 3:  # duplicate rows, possibly with another label
         X[n // 2] = X[0]
         X[n - 1] = X[1]
@@ -57,7 +52,11 @@ def problems(draw):
     m = draw(st.integers(1, 30))
     if coarse:
         Q = X[rng.integers(0, n, m)].copy()
-        Q[: m // 2] = (rng.integers(0, 4, (m // 2, d)) if dtype == "uint8" else rng.integers(-4, 5, (m // 2, d)) * 0.25)
+        Q[: m // 2] = (
+            rng.integers(0, 4, (m // 2, d))
+            if dtype == "uint8"
+            else rng.integers(-4, 5, (m // 2, d)) * 0.25
+        )
     elif dtype == "uint8":
         Q = rng.integers(0, 256, (m, d)).astype(np.uint8)
     else:
@@ -87,12 +86,12 @@ def test_matches_oracle(case):
     X, y, Q, norm, p, block, backend, direct_l2_max_dim = case
     scale = 255.0 if X.dtype == np.uint8 else 1.0
     want = oracle.class_distances(X, y, Q, p=p, scale=scale)
-    prev = by_class.DIRECT_L2_MAX_DIM
-    by_class.DIRECT_L2_MAX_DIM = direct_l2_max_dim
+    prev = torch_backend.DIRECT_L2_MAX_DIM
+    torch_backend.DIRECT_L2_MAX_DIM = direct_l2_max_dim
     try:
         got = nearest_by_class(X, y, Q, norm=norm, backend=backend, block_size=block, device="cpu")
     finally:
-        by_class.DIRECT_L2_MAX_DIM = prev
+        torch_backend.DIRECT_L2_MAX_DIM = prev
     _check(got, want, p, X.dtype == np.uint8)
 
 
@@ -103,14 +102,20 @@ def test_backends_and_block_sizes_agree(seed, norm):
     X = rng.integers(0, 3, (61, 6)).astype(np.uint8)  # many exact ties
     y = rng.integers(0, 4, 61)
     Q = rng.integers(0, 3, (23, 6)).astype(np.uint8)
-    runs = [nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b) for b in (5, 13, 61, None)]
+    runs = [
+        nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu")
+        for b in (5, 13, 61, None)
+    ]
     if norm == "l2":  # the GEMM path too (these rows are short enough for the direct one)
-        prev = by_class.DIRECT_L2_MAX_DIM
-        by_class.DIRECT_L2_MAX_DIM = 0
+        prev = torch_backend.DIRECT_L2_MAX_DIM
+        torch_backend.DIRECT_L2_MAX_DIM = 0
         try:
-            runs += [nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b) for b in (5, None)]
+            runs += [
+                nearest_by_class(X, y, Q, norm=norm, backend="torch", block_size=b, device="cpu")
+                for b in (5, None)
+            ]
         finally:
-            by_class.DIRECT_L2_MAX_DIM = prev
+            torch_backend.DIRECT_L2_MAX_DIM = prev
     if norm != "l2":
         runs.append(nearest_by_class(X, y, Q, norm=norm, backend="numba"))
     for d, i, _ in runs[1:]:
@@ -118,22 +123,26 @@ def test_backends_and_block_sizes_agree(seed, norm):
         np.testing.assert_array_equal(d, runs[0][0])
 
 
-def test_ties_go_to_lowest_index():
+def test_ties_go_to_lowest_index(device):
     X = np.array([[0.0], [2.0], [-2.0], [2.0], [-1.0], [1.0]])
     y = np.array([0, 1, 1, 1, 0, 0])
     for backend in ("numba", "torch"):
-        d, i, c = nearest_by_class(X, y, np.array([[0.0], [1.5]]), norm="l1", backend=backend)
+        dev = device if backend == "torch" else "cpu"
+        d, i, c = nearest_by_class(
+            X, y, np.array([[0.0], [1.5]]), norm="l1", backend=backend, device=dev
+        )
         assert c.tolist() == [0, 1]
         assert i[0].tolist() == [0, 1] and d[0].tolist() == [0.0, 2.0]
         assert i[1].tolist() == [5, 1] and d[1].tolist() == [0.5, 0.5]
 
 
-def test_single_class_is_the_plain_nearest_neighbour():
+def test_single_class_is_the_plain_nearest_neighbour(device):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(30, 3))
     Q = rng.normal(size=(9, 3))
     for backend in ("numba", "torch"):
-        d, i, c = nearest_by_class(X, np.full(30, 7), Q, norm="linf", backend=backend)
+        dev = device if backend == "torch" else "cpu"
+        d, i, c = nearest_by_class(X, np.full(30, 7), Q, norm="linf", backend=backend, device=dev)
         D = oracle.pairwise(Q, X, math.inf)
         assert c.tolist() == [7]
         np.testing.assert_array_equal(i[:, 0], D.argmin(axis=1))
@@ -155,15 +164,16 @@ def test_l2_rerank_is_exact_on_near_ties(dtype):
     want = oracle.class_distances(X, y, Q, p=2.0)
     for block in (None, 4, 13):
         info: dict = {}
-        got = nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block, info=info)
+        got = nearest_by_class(
+            X, y, Q, norm="l2", backend="torch", block_size=block, info=info, device="cpu"
+        )
         _check(got, want, 2.0, False)
         if block != 4:  # a block of 4 rows is reranked whole (4 <= L2_CANDIDATES)
             assert info["recomputed"] > 0
 
 
-def test_uint8_l2_float32_gemm_path(monkeypatch):
-    """The path CUDA takes for uint8 l2 (float32 GEMM + exact integer rerank), run on the CPU."""
-    monkeypatch.setattr(by_class, "_UINT8_FLOAT64_GEMM_DEVICES", set())
+def test_uint8_l2_float32_gemm_path():
+    """uint8 l2: float32 GEMM candidates + exact integer rerank."""
     rng = np.random.default_rng(5)
     X = rng.integers(0, 256, (120, 300)).astype(np.uint8)
     X[100:110] = X[3]
@@ -171,10 +181,15 @@ def test_uint8_l2_float32_gemm_path(monkeypatch):
     Q = np.concatenate([X[[3, 104]], rng.integers(0, 256, (20, 300)).astype(np.uint8)])
     want = oracle.class_distances(X, y, Q, p=2.0, scale=255.0)
     for block in (None, 17):
-        _check(nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block), want, 2.0, True)
+        _check(
+            nearest_by_class(X, y, Q, norm="l2", backend="torch", block_size=block, device="cpu"),
+            want,
+            2.0,
+            True,
+        )
 
 
-def test_raw_units_images_and_tensors():
+def test_raw_units_images_and_tensors(device):
     import torch
 
     rng = np.random.default_rng(6)
@@ -182,10 +197,12 @@ def test_raw_units_images_and_tensors():
     y = rng.integers(0, 3, 40)
     Q = rng.integers(0, 256, (5, 1, 4, 4)).astype(np.uint8)
     od, oi, _ = oracle.class_distances(X.reshape(40, -1), y, Q.reshape(5, -1), p=math.inf)
-    d, i, _ = nearest_by_class(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Q), raw=True)
+    d, i, _ = nearest_by_class(
+        torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Q), raw=True, device=device
+    )
     np.testing.assert_array_equal(d, od)
     np.testing.assert_array_equal(i, oi)
-    d2, _, _ = nearest_by_class(X, y, Q)
+    d2, _, _ = nearest_by_class(X, y, Q, device=device)
     np.testing.assert_array_equal(d2, od / 255.0)
 
 

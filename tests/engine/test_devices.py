@@ -1,0 +1,66 @@
+"""Backends and devices on a (simulated) GPU machine: every backend name works with
+device='auto'; CPU-only backends imply the CPU; explicit CUDA with one is a one-line error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sepcheck import SepcheckError, nearest_other
+from sepcheck.engine import choose, make_by_class_problem, make_problem
+from sepcheck.engine.by_class import nearest_by_class
+from sepcheck.engine.faiss_backend import has_gpu
+from tests import oracle
+
+
+@pytest.fixture
+def gpu_machine(monkeypatch):
+    """torch believes a GPU exists (nothing runs on it here)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def _data():
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 256, (40, 6)).astype(np.uint8)
+    y = rng.integers(0, 3, 40)
+    return X, y
+
+
+def test_cpu_only_backends_run_on_the_cpu_under_auto(gpu_machine):
+    X, y = _data()
+    want = oracle.nearest_other(X, y, p=math.inf, k=2, scale=255.0)
+    for backend in ("numba", "faiss"):
+        info: dict = {}
+        d, i = nearest_other(X, y, k=2, backend=backend, device="auto", info=info)
+        cpu_only = backend == "numba" or not has_gpu()
+        assert info["backend"] == backend and (info["device"] == "cpu") == cpu_only
+        np.testing.assert_array_equal(i, want[1])
+        np.testing.assert_array_equal(d, want[0])
+    od, oi, _ = oracle.class_distances(X, y, X[:7], p=math.inf, scale=255.0)
+    d, i, _ = nearest_by_class(X, y, X[:7], backend="numba", device="auto")
+    np.testing.assert_array_equal(i, oi)
+    np.testing.assert_array_equal(d, od)
+
+
+def test_gpu_backends_resolve_to_cuda_under_auto(gpu_machine):
+    X, y = _data()
+    for problem in (make_problem(X, y, norm="linf"), make_by_class_problem(X, y, X, norm="l2")):
+        assert choose(problem, "auto", "auto") == ("torch", "cuda")
+        assert choose(problem, "torch", "auto") == ("torch", "cuda")
+        assert choose(problem, "auto", "cpu")[1] == "cpu"
+
+
+@pytest.mark.parametrize(
+    "backend, fragment",
+    [("numba", "CPU only: use device='cpu'"), ("faiss", "faiss with GPU support")],
+)
+def test_cpu_only_backend_on_explicit_cuda_is_one_line_error(gpu_machine, backend, fragment):
+    if backend == "faiss" and has_gpu():
+        pytest.skip("this faiss has GPU support")
+    X, y = _data()
+    with pytest.raises(SepcheckError, match=fragment) as exc:
+        nearest_other(X, y, backend=backend, device="cuda")
+    assert "\n" not in str(exc.value)

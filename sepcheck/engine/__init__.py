@@ -52,10 +52,10 @@ from .problem import (
     search_limits,
 )
 
-BackendName = Literal["auto", "numba", "torch", "faiss"]
-BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "faiss")
+BackendName = Literal["auto", "numba", "torch", "faiss", "triton"]
+BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "faiss", "triton")
 #: backends that nearest_by_class runs (faiss has no per-class search here)
-BY_CLASS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
+BY_CLASS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "triton")
 #: backends that run on the CPU only (faiss too when it has no GPU support)
 CPU_ONLY_BACKENDS = ("numba",)
 
@@ -70,11 +70,22 @@ def _cpu_only(backend: str) -> bool:
     return False
 
 
+def _triton_usable() -> bool:
+    """True when triton imports (CUDA builds of torch ship it; the ``gpu`` extra otherwise)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
     """(backend that runs, resolved device) for a problem.
 
     'auto' picks the fastest exact backend (see README benchmark): on the CPU the compiled
-    kernel for linf and l1, the torch GEMM path for l2, torch for other p; on CUDA torch.
+    kernel for linf and l1, the torch GEMM path for l2, torch for other p; on CUDA the
+    Triton kernels for linf and l1 (torch when triton is missing) and torch otherwise.
+    'triton' runs on CUDA, or on the CPU only under ``TRITON_INTERPRET=1`` (tests).
     A CPU-only backend (numba; faiss without GPU support) implies the CPU under
     ``device='auto'``; asked for explicitly on CUDA it is a one-line error naming the fix.
     """
@@ -91,10 +102,20 @@ def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
             "backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for "
             f"p={problem.p:g}"
         )
+    if b == "triton" and not is_linf_or_l1(problem.p):
+        raise SepcheckError(
+            "backend 'triton' computes linf and l1 only: use backend='torch' for "
+            f"p={problem.p:g}"
+        )
     auto_device = str(device).strip().lower() == "auto"
     dev = "cpu" if (auto_device and b != "auto" and _cpu_only(b)) else resolve_device(device)
     if b == "auto":
-        return ("numba" if dev == "cpu" and is_linf_or_l1(problem.p) else "torch"), dev
+        if is_linf_or_l1(problem.p):
+            if dev == "cpu":
+                return "numba", dev
+            if _triton_usable():
+                return "triton", dev
+        return "torch", dev
     if dev != "cpu" and _cpu_only(b):
         if b == "numba":
             raise SepcheckError(
@@ -138,7 +159,8 @@ def nearest_other(
         Neighbours per query.
     backend
         'auto' (fastest exact one for the norm, dtype and device), 'numba' (compiled CPU
-        kernel, linf and l1), 'torch' (blocked, CPU or CUDA, every norm) or 'faiss'.
+        kernel, linf and l1), 'torch' (blocked, CPU or CUDA, every norm), 'triton' (GPU
+        kernels, linf and l1) or 'faiss'.
     device
         'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
     raw
@@ -196,7 +218,8 @@ def nearest_by_class(
     norm
         'linf', 'l2', 'l1' or any float p >= 1.
     backend
-        'auto', 'numba' (CPU, linf and l1) or 'torch' (CPU or CUDA, every norm).
+        'auto', 'numba' (CPU, linf and l1), 'torch' (CPU or CUDA, every norm) or
+        'triton' (GPU, linf and l1).
     device
         'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
     raw
@@ -238,6 +261,8 @@ def _search(
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
     name, dev = choose(problem, backend, device)
+    if name == "triton" and memory_budget is None:
+        budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
     dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
     if info is not None:
@@ -249,11 +274,12 @@ def run_backend(
     problem: Problem,
     name: str,
     device: str,
-    budget: int,
+    budget: int | None,
     block_size: int | None,
     progress: bool | Callable[[int], None],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Run one backend on a validated problem; slots (m, S, k) in raw units."""
+    """Run one backend on a validated problem; slots (m, S, k) in raw units. ``budget`` is
+    None only for triton (free GPU memory decides)."""
     from ..progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
@@ -262,6 +288,16 @@ def run_backend(
             from . import numba_backend
 
             return numba_backend.search(problem, tick)
+        if name == "triton":
+            from .triton_backend import search_triton
+
+            return search_triton(
+                problem.queries, problem.query_labels, problem.reference,
+                problem.reference_labels, p=problem.p, k=problem.k,
+                slot_of_row=problem.codes if problem.by_class else None,
+                n_slots=problem.n_slots, device=device, memory_budget=budget,
+                block_size=block_size, progress=tick,
+            )
         if name == "faiss":
             from . import faiss_backend
 

@@ -15,7 +15,10 @@ merges each slot's columns into the running answer. What a tile holds is one of:
   uint8 l2 takes this path too (faster on the CPU than an exact float64 GEMM: MNIST
   test-test 6 s against 12 s on the 2-core machine).
 
-Memory: one (query block x reference block) tile plus the two converted blocks.
+Memory: one (query block x reference block) tile plus the two converted blocks. On CUDA the
+reference is uploaded once in its own dtype (uint8 stays uint8) when it takes at most
+:data:`RESIDENT_FRACTION` of the free GPU memory, and each block is converted on the device;
+otherwise blocks are copied from the host as they are needed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,19 @@ from .select import empty_best, merge_block, merge_candidates
 #: up to this many features, l2 is computed by exact tiles (cheaper than a GEMM plus
 #: candidate selection when rows are short)
 DIRECT_L2_MAX_DIM = 16
+#: on CUDA, the reference stays on the device when it takes at most this share of free memory
+RESIDENT_FRACTION = 0.4
+
+
+def resident_reference(problem: Problem, device: torch.device) -> torch.Tensor | None:
+    """The whole reference on ``device`` in its own dtype, uploaded once, or None (CPU, or
+    too large for :data:`RESIDENT_FRACTION` of the free GPU memory)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    if problem.reference.nbytes > RESIDENT_FRACTION * free:
+        return None
+    return as_tensor(problem.reference).to(device)
 
 
 def as_tensor(a: np.ndarray) -> torch.Tensor:
@@ -108,6 +124,7 @@ def _drive(
     codes = problem.slot_codes
     rl = as_tensor(problem.reference_labels).to(device)
     ql = as_tensor(problem.query_labels).to(device)
+    resident = resident_reference(problem, device)
     for qs in range(0, problem.n_query, bq):
         q = as_tensor(problem.queries[qs : qs + bq]).to(device=device, dtype=dt)
         best = [empty_best(q.shape[0], width, device) for _ in range(S)]
@@ -116,13 +133,15 @@ def _drive(
                 order = np.argsort(codes[rs : rs + br], kind="stable")
                 rows = rs + order
                 bounds = np.searchsorted(codes[rows], np.arange(S + 1))
-                r_np = problem.reference[rows]
             else:
                 rows = np.arange(rs, min(rs + br, problem.n_ref))
                 bounds = np.array([0, rows.size])
-                r_np = problem.reference[rs : rs + br]
-            r = as_tensor(r_np).to(device=device, dtype=dt)
             ids = as_tensor(rows).to(device)
+            if resident is not None:
+                r = (resident[ids] if problem.by_class else resident[rs : rs + br]).to(dt)
+            else:
+                r_np = problem.reference[rows] if problem.by_class else problem.reference[rs : rs + br]
+                r = as_tensor(r_np).to(device=device, dtype=dt)
             tile = tile_of(q, qs, r, rows)
             if not problem.by_class:
                 same = ql[qs : qs + bq, None] == rl[None, rs : rs + br]
@@ -178,21 +197,27 @@ def l2_candidates(
     Returns (candidate indices (m, S, c), pruned; bound (m, S)) where every row of a slot
     not among its candidates has exact squared distance >= bound.
     """
+    int8 = int8_gemm_exact(problem, device)
     full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
-    dt = torch.float32 if full32 else torch.float64
+    dt = torch.int16 if int8 else (torch.float32 if full32 else torch.float64)
     unit = U32 if full32 else U64
-    bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
+    bq, br = block_sizes(problem, budget, block_size, 8 if int8 else torch.finfo(dt).bits // 8)
     c = problem.k + EXTRA_CANDIDATES
     sq_q = sq_norms(problem.queries)
     sq_r = sq_norms(problem.reference)
-    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
-    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
-    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
+    if int8:  # exact integers: no rounding to bound
+        err = np.zeros(problem.n_query)
+    else:
+        err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
+    sq_qt = as_tensor(sq_q).to(device=device, dtype=torch.float64 if int8 else dt)
+    sq_rt = as_tensor(sq_r).to(device=device, dtype=torch.float64 if int8 else dt)
     m, S = problem.n_query, problem.n_slots
     cand = np.empty((m, S, c), dtype=np.int64)
     bound = np.empty((m, S))
 
     def tile_of(q, qs, r, rows):
+        if int8:
+            return _int8_sqdist(q, r)
         return torch.addmm(
             sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
         )
@@ -213,6 +238,30 @@ def l2_candidates(
 
     _drive(problem, device, bq, br, dt, tile_of, c, merge, on_block, progress)
     return cand, bound
+
+
+#: the int8 GEMM's int32 sums stay exact up to this many features (255**2 * d < 2**31)
+INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
+
+
+def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
+    """uint8 l2 on CUDA: exact squared distances from an int8 GEMM with int32 sums (tensor
+    cores) of the rows shifted by -128 (a shift leaves differences unchanged). On the CPU
+    the float32 candidates are faster (README, benchmark)."""
+    return problem.integer and device.type == "cuda" and problem.dim <= INT8_GEMM_MAX_DIM
+
+
+def _int8_sqdist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """(a, b) exact squared l2 distances (float64) of uint8-valued int16 rows q, r."""
+    qi = (q - 128).to(torch.int8)
+    ri = (r - 128).to(torch.int8)
+    try:
+        dots = torch._int_mm(qi, ri.T).to(torch.int64)
+    except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths): exact int64
+        dots = qi.to(torch.int64) @ ri.to(torch.int64).T
+    sq_q = (qi.to(torch.int64) ** 2).sum(dim=1)
+    sq_r = (ri.to(torch.int64) ** 2).sum(dim=1)
+    return (sq_q[:, None] + sq_r[None, :] - 2 * dots).to(torch.float64)
 
 
 def _take(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:

@@ -47,10 +47,21 @@ def test_cpu_only_backends_run_on_the_cpu_under_auto(gpu_machine):
 
 def test_gpu_backends_resolve_to_cuda_under_auto(gpu_machine):
     X, y = _data()
-    for problem in (make_problem(X, y, norm="linf"), make_by_class_problem(X, y, X, norm="l2")):
-        assert choose(problem, "auto", "auto") == ("torch", "cuda")
+    linf, l2 = make_problem(X, y, norm="linf"), make_by_class_problem(X, y, X, norm="l2")
+    for problem in (linf, l2):
         assert choose(problem, "torch", "auto") == ("torch", "cuda")
         assert choose(problem, "auto", "cpu")[1] == "cpu"
+    # linf/l1 on a GPU: the Triton kernels (triton is a test dependency); l2: the GEMM path
+    assert choose(linf, "auto", "auto") == ("triton", "cuda")
+    assert choose(make_problem(X, y, norm="l1"), "triton", "auto") == ("triton", "cuda")
+    assert choose(l2, "auto", "auto") == ("torch", "cuda")
+
+
+def test_triton_computes_linf_and_l1_only():
+    X, y = _data()
+    with pytest.raises(SepcheckError, match="linf and l1 only") as exc:
+        choose(make_problem(X, y, norm="l2"), "triton", "cpu")
+    assert "\n" not in str(exc.value)
 
 
 @pytest.mark.parametrize(

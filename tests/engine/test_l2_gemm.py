@@ -111,3 +111,23 @@ def test_duplicates_across_labels_tie_to_lowest_index(grouping):
         want = oracle.class_distances(X, y, X, p=2.0)[:2]
     np.testing.assert_array_equal(i, want[1])
     np.testing.assert_array_equal(d, want[0])
+
+
+@pytest.mark.parametrize("d", [17, 784, 3072])
+def test_int8_gemm_path_is_exact(monkeypatch, d):
+    """The exact int8 GEMM path (used for uint8 l2 on CUDA) forced on the CPU: near-ties,
+    duplicates across labels and block edges give the oracle's answer, both groupings."""
+    from sepcheck.engine import torch_backend
+
+    monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
+    rng = np.random.default_rng(d)
+    X = _adversarial(rng, "uint8", d, 60, False)
+    y = rng.integers(0, 3, 60)
+    d_, i_ = nearest_other(X, y, norm="l2", k=2, backend="torch", device="cpu", block_size=23)
+    wd, wi = oracle.nearest_other(X, y, p=2.0, k=2, scale=255.0)
+    np.testing.assert_array_equal(i_, wi)
+    np.testing.assert_array_equal(d_, wd)
+    d_, i_, _ = nearest_by_class(X, y, X[:11], norm="l2", backend="torch", device="cpu", block_size=23)
+    od, oi, _ = oracle.class_distances(X, y, X[:11], p=2.0, scale=255.0)
+    np.testing.assert_array_equal(i_, oi)
+    np.testing.assert_array_equal(d_, od)

@@ -1,0 +1,62 @@
+"""backend='triton' through the engine's public API (both groupings) against the oracle.
+
+Without a GPU the kernels run in triton's interpreter (``TRITON_INTERPRET=1``, set before
+triton is imported, as in test_triton_backend.py); with one, compiled on CUDA."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+from sepcheck import SepcheckError  # noqa: E402
+from sepcheck.engine import nearest_by_class, nearest_other  # noqa: E402
+from sepcheck.engine.triton_kernels import interpreter_loaded  # noqa: E402
+from tests import oracle  # noqa: E402
+
+
+@pytest.fixture
+def tdev(device, monkeypatch) -> str:
+    if device == "cpu":
+        if not interpreter_loaded():
+            pytest.skip("triton was imported without TRITON_INTERPRET=1: CPU runs need the interpreter")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    return device
+
+
+@pytest.mark.parametrize("norm, p", [("linf", math.inf), ("l1", 1.0)])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_engine_triton_matches_oracle(tdev, norm, p, dtype):
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 6, (45, 13))  # few values: many ties
+    X = X.astype(np.uint8) if dtype == "uint8" else (X / 4).astype(np.float32)
+    y = rng.integers(0, 3, 45)
+    scale = 255.0 if dtype == "uint8" else 1.0
+    info: dict = {}
+    d, i = nearest_other(X, y, norm=norm, k=3, backend="triton", device=tdev, info=info)
+    wd, wi = oracle.nearest_other(X, y, p=p, k=3, scale=scale)
+    assert info["backend"] == "triton"
+    np.testing.assert_array_equal(i, wi)
+    np.testing.assert_array_equal(d, wd)
+    d, i, classes = nearest_by_class(X, y, X[:9], norm=norm, backend="triton", device=tdev)
+    od, oi, oc = oracle.class_distances(X, y, X[:9], p=p, scale=scale)
+    np.testing.assert_array_equal(classes, oc)
+    np.testing.assert_array_equal(i, oi)
+    np.testing.assert_array_equal(d, od)
+
+
+def test_engine_triton_refused_on_the_cpu_without_interpreter(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    X = np.array([[0, 1], [2, 3], [4, 5]], dtype=np.uint8)
+    with pytest.raises(SepcheckError) as exc:
+        nearest_other(X, [0, 1, 0], backend="triton", device="cpu")
+    assert "\n" not in str(exc.value)

@@ -1,0 +1,510 @@
+"""Vectorised, tiled and pruned CPU kernels (numba) for exact linf and l1 k-nearest search.
+
+One search serves both groupings of the engine: OTHER_LABEL (``slot_of_row is None``: the
+``k`` nearest rows whose label differs from the query's) and BY_CLASS (``slot_of_row`` gives
+every reference row a slot ``0..S-1``: the ``k`` nearest rows of every slot).
+
+How it is fast and still exact:
+
+- **Narrow lanes.** uint8 data stays uint8: ``|a - b|`` is ``max(a, b) - min(a, b)`` in
+  uint8 lanes (``vpmaxub``/``vpminub``/``vpsubb``), linf takes the max in uint8 lanes and l1
+  sums chunks of at most :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16)
+  before widening to an integer total. Float data is computed in float64 lanes (float32 is
+  widened element by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
+- **Lower bound first.** A copy of :data:`PREFIX` features (the highest-variance ones, n x 64
+  bytes for uint8) is scanned first: the distance on a subset of features is a lower bound
+  of the full distance for both norms. Most pairs stop there.
+- **Chunked early abandon.** The full distance is accumulated :data:`CHUNK` features at a time
+  and abandoned as soon as it reaches the current k-th best of the query's slot.
+- **Tiling.** Queries are processed in blocks of :data:`QUERY_BLOCK`; for each block the
+  reference is scanned in blocks of :data:`REF_BLOCK` rows, so each block of the prefix copy
+  is read from memory once per query block and then served from L1.
+
+Exactness: for every query the reference rows are visited in increasing index order, and a
+row is dropped only when a lower bound of its distance is ``>=`` the current k-th best of its
+slot (it cannot enter: ties go to the lower index, and every kept row has a lower index).
+Distances are in raw units (uint8: integers 0..255 for linf, up to 255 * d for l1).
+
+Float l1 sums are accumulated in float64 in feature order; they can differ from another
+summation order in the last bits, so callers that need the oracle's exact rounding rerank
+the selected rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ..errors import SepcheckError
+
+#: features in the lower-bound prefix (one 512-bit vector of uint8)
+PREFIX = 128
+#: features per group of the group-sum lower bound (uint8: sums fit uint16 lanes)
+GROUP = 16
+#: features per early-abandon chunk of the full distance (uint16 l1 partial sums stay exact)
+CHUNK = 256
+#: queries per tile
+QUERY_BLOCK = 16
+#: reference rows per tile (REF_BLOCK x PREFIX bytes of the prefix copy stay in L1)
+REF_BLOCK = 256
+#: reference rows side by side in the first bound (64 uint8 = one 512-bit vector)
+LANES = 64
+#: features per group of the coarse l1 bound (uint8: sums fit uint16 lanes)
+COARSE = 64
+#: queries per kernel call (progress granularity)
+QUERY_BATCH = 1024
+
+#: indices of the counters in ``info["pairs"]``
+_LABEL, _PREFIX, _GROUP, _ABANDON, _FULL = 0, 1, 2, 3, 4
+_PAIR_NAMES = ("label", "first_bound", "group", "abandoned", "full")
+_EPS = float(np.finfo(np.float64).eps)
+
+
+# --- typed element helpers (chosen at compile time by the input dtype) ----------------------
+
+def _absdiff(a, b):  # pragma: no cover - replaced by the overload inside numba
+    raise NotImplementedError
+
+
+@overload(_absdiff, inline="always")
+def _absdiff_impl(a, b):
+    if isinstance(a, types.Integer):
+        # uint8 lanes: max - min never wraps
+        return lambda a, b: np.uint8(max(a, b) - min(a, b))
+    return lambda a, b: abs(np.float64(a) - np.float64(b))
+
+
+def _linf_zero(a):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_linf_zero, inline="always")
+def _linf_zero_impl(a):
+    if isinstance(a, types.Integer):
+        return lambda a: np.uint8(0)
+    return lambda a: np.float64(0.0)
+
+
+def _l1_zero(a):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_l1_zero, inline="always")
+def _l1_zero_impl(a):
+    if isinstance(a, types.Integer):
+        return lambda a: np.uint16(0)
+    return lambda a: np.float64(0.0)
+
+
+def _l1_add(acc, v):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_l1_add, inline="always")
+def _l1_add_impl(acc, v):
+    if isinstance(acc, types.Integer):
+        return lambda acc, v: np.uint16(acc + np.uint16(v))
+    return lambda acc, v: acc + v
+
+
+# --- vector loops: contiguous slices from 0 so LLVM sees no negative-index wraparound ---------
+
+@njit(inline="always", error_model="numpy")
+def _linf_part(q, r, m):
+    for t in range(q.shape[0]):
+        m = max(m, _absdiff(q[t], r[t]))
+    return m
+
+
+@njit(inline="always", error_model="numpy")
+def _l1_part(q, r):
+    acc = _l1_zero(q[0])
+    for t in range(q.shape[0]):
+        acc = _l1_add(acc, _absdiff(q[t], r[t]))
+    return np.float64(acc)
+
+
+def _gdiff(a, b):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_gdiff, inline="always")
+def _gdiff_impl(a, b):
+    if isinstance(a, types.Integer):
+        return lambda a, b: np.uint16(max(a, b) - min(a, b))
+    return lambda a, b: abs(a - b)
+
+
+def _gsum_zero(a):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_gsum_zero, inline="always")
+def _gsum_zero_impl(a):
+    if isinstance(a, types.Integer):
+        return lambda a: np.uint32(0)
+    return lambda a: np.float64(0.0)
+
+
+def _gsum_add(acc, v):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_gsum_add, inline="always")
+def _gsum_add_impl(acc, v):
+    if isinstance(acc, types.Integer):
+        return lambda acc, v: np.uint32(acc + np.uint32(v))
+    return lambda acc, v: acc + v
+
+
+@njit(inline="always", error_model="numpy")
+def _group_bound(gq, gr, linf):
+    """max (linf) or sum (l1) of |group sum differences| (uint16 / uint32 lanes for uint8)."""
+    if linf:
+        m = _gdiff(gq[0], gr[0])
+        for t in range(gq.shape[0]):
+            m = max(m, _gdiff(gq[t], gr[t]))
+        return np.float64(m)
+    acc = _gsum_zero(gq[0])
+    for t in range(gq.shape[0]):
+        acc = _gsum_add(acc, _gdiff(gq[t], gr[t]))
+    return np.float64(acc)
+
+
+@njit(inline="always")
+def _insert(bd, bi, v, j):
+    # bd ascending; j is larger than every kept index, so it goes after equal distances
+    pos = bd.shape[0] - 1
+    while pos > 0 and bd[pos - 1] > v:
+        bd[pos] = bd[pos - 1]
+        bi[pos] = bi[pos - 1]
+        pos -= 1
+    bd[pos] = v
+    bi[pos] = j
+
+
+@njit(inline="always", error_model="numpy")
+def _stage1_linf(Qs, q0, q1, blk, acc):
+    # vertical over LANES reference rows and several queries at once: each row of the block
+    # is loaded once per query block, and the queries' accumulators are independent chains
+    for g in range(q1 - q0):
+        a = acc[g]
+        for l in range(LANES):
+            a[l] = _linf_zero(Qs[q0, 0])
+    for t in range(blk.shape[0]):
+        row = blk[t]
+        for g in range(q1 - q0):
+            qt = Qs[q0 + g, t]
+            a = acc[g]
+            for l in range(LANES):
+                a[l] = max(a[l], _absdiff(qt, row[l]))
+
+
+@njit(inline="always", error_model="numpy")
+def _stage1_l1(Qs, q0, q1, blk, acc):
+    for g in range(q1 - q0):
+        a = acc[g]
+        for l in range(LANES):
+            a[l] = _gsum_zero(Qs[q0, 0])
+    for t in range(blk.shape[0]):
+        row = blk[t]
+        for g in range(q1 - q0):
+            qt = Qs[q0 + g, t]
+            a = acc[g]
+            for l in range(LANES):
+                a[l] = _gsum_add(a[l], _gdiff(qt, row[l]))
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, integer, out_d, out_i,
+                   counts):
+    m, d = Q.shape
+    n = R.shape[0]
+    k = out_d.shape[2]
+    nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
+    # float bounds carry rounding: shrink them by a provable relative error
+    shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
+    for b in prange(nblocks):
+        q0 = b * QUERY_BLOCK
+        q1 = min(q0 + QUERY_BLOCK, m)
+        n_label = 0
+        n_stage1 = 0
+        n_group = 0
+        n_abandon = 0
+        n_full = 0
+        if linf:
+            acc_lin = np.empty((QUERY_BLOCK, LANES), dtype=Rs.dtype)
+            acc_l1 = np.empty((1, 1), dtype=np.float64)
+        else:
+            acc_lin = np.empty((1, 1), dtype=Rs.dtype)
+            acc_l1 = np.empty((QUERY_BLOCK, LANES), dtype=np.float64)
+        if integer and not linf:
+            acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
+        else:
+            acc_int = np.empty((1, 1), dtype=np.uint32)
+        for jb in range(Rs.shape[0]):
+            blk = Rs[jb]
+            j0 = jb * LANES
+            j1 = min(j0 + LANES, n)
+            if linf:
+                _stage1_linf(Qs, q0, q1, blk, acc_lin)
+            elif integer:
+                _stage1_l1(Qs, q0, q1, blk, acc_int)
+            else:
+                _stage1_l1(Qs, q0, q1, blk, acc_l1)
+            for i in range(q0, q1):
+                g = i - q0
+                q = Q[i]
+                lab = ql[i]
+                thr0 = out_d[i, 0, k - 1]
+                for j in range(j0, j1):
+                    l = j - j0
+                    if linf:
+                        lb1 = np.float64(acc_lin[g, l])
+                    elif integer:
+                        lb1 = np.float64(acc_int[g, l])
+                    else:
+                        lb1 = (acc_l1[g, l] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
+                    if by_slot:
+                        s = slot[j]
+                        thr = out_d[i, s, k - 1]
+                    else:
+                        s = 0
+                        thr = thr0
+                    if lb1 >= thr:
+                        n_stage1 += 1
+                        continue
+                    if not by_slot and rl[j] == lab:
+                        n_label += 1
+                        continue
+                    r = R[j]
+                    if linf:
+                        mx = acc_lin[g, l]
+                        e = 0
+                        while e < d:
+                            e2 = min(e + CHUNK, d)
+                            mx = _linf_part(q[e:e2], r[e:e2], mx)
+                            e = e2
+                            if mx >= thr:
+                                break
+                        v = np.float64(mx)
+                    else:
+                        # l1 >= sum of |group sum differences| (triangle inequality)
+                        lb = _group_bound(Qg[i], Rg[j], False)
+                        if not integer:
+                            lb = (lb - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
+                        if lb >= thr:
+                            n_group += 1
+                            continue
+                        v = 0.0
+                        e = 0
+                        while e < d:
+                            e2 = min(e + CHUNK, d)
+                            v += _l1_part(q[e:e2], r[e:e2])
+                            e = e2
+                            if v >= thr:
+                                break
+                    if v >= thr:
+                        n_abandon += 1
+                        continue
+                    n_full += 1
+                    _insert(out_d[i, s], out_i[i, s], v, j)
+                    thr0 = out_d[i, 0, k - 1]
+        counts[b, _LABEL] = n_label
+        counts[b, _PREFIX] = n_stage1
+        counts[b, _GROUP] = n_group
+        counts[b, _ABANDON] = n_abandon
+        counts[b, _FULL] = n_full
+
+
+def transposed_blocks(x: np.ndarray) -> np.ndarray:
+    """(ceil(n / LANES), f, LANES) copy of ``x`` (n, f): LANES consecutive rows side by side,
+    so a bound over f features is computed for LANES rows with vertical vector operations
+    (missing rows of the last block are zeros and never read back)."""
+    n, f = x.shape
+    nb = -(-n // LANES)
+    out = np.zeros((nb, f, LANES), dtype=x.dtype)
+    full = n // LANES
+    out[:full] = x[: full * LANES].reshape(full, LANES, f).transpose(0, 2, 1)
+    if full < nb:
+        out[full, :, : n - full * LANES] = x[full * LANES :].T
+    return out
+
+
+def prefix_columns(reference: np.ndarray, size: int = PREFIX, sample: int = 4096) -> np.ndarray:
+    """Sorted indices of the ``size`` highest-variance features of ``reference`` (estimated on
+    at most ``sample`` evenly spaced rows, 256 rows at a time), all features when d <= size."""
+    d = reference.shape[1]
+    if d <= size:
+        return np.arange(d)
+    rows = np.linspace(0, reference.shape[0] - 1, min(sample, reference.shape[0])).astype(np.int64)
+    total = np.zeros(d)
+    total_sq = np.zeros(d)
+    for s in range(0, rows.size, 256):
+        b = reference[rows[s : s + 256]].astype(np.float64)
+        total += b.sum(axis=0)
+        total_sq += (b * b).sum(axis=0)
+    var = total_sq / rows.size - (total / rows.size) ** 2
+    return np.sort(np.argsort(-var, kind="stable")[:size])
+
+
+def group_sums(x: np.ndarray, size: int = GROUP, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of consecutive groups of ``size`` (<= 257) features (uint16 for uint8 data,
+    float64 otherwise; the last group is padded with zeros) and the float64 l1 norm of every
+    row (zeros for uint8, where the sums are exact), ``block`` rows at a time."""
+    n, d = x.shape
+    ng = max(1, -(-d // size))
+    integer = x.dtype == np.uint8
+    sums = np.zeros((n, ng), dtype=np.uint16 if integer else np.float64)
+    norms = np.zeros(n)
+    for s in range(0, n, block):
+        b = x[s : s + block].astype(np.int64 if integer else np.float64)
+        padded = np.zeros((b.shape[0], ng * size), dtype=b.dtype)
+        padded[:, :d] = b
+        sums[s : s + block] = padded.reshape(b.shape[0], ng, size).sum(axis=2)
+        if not integer:
+            norms[s : s + block] = np.abs(b).sum(axis=1)
+    return sums, norms
+
+
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check(queries, query_labels, reference, reference_labels, p, k, slot_of_row, n_slots):
+    if not (math.isinf(p) or p == 1):
+        raise SepcheckError(f"p={p!r} is not supported by the SIMD kernel: use p=inf or p=1")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise SepcheckError(f"k={k!r} is invalid: give a positive integer")
+    for name, a in (("queries", queries), ("reference", reference)):
+        if not isinstance(a, np.ndarray) or a.ndim != 2 or not a.flags.c_contiguous:
+            raise SepcheckError(f"{name} must be a C-contiguous 2-D numpy array (rows x features)")
+        if a.dtype not in _DTYPES:
+            raise SepcheckError(f"{name} has dtype {a.dtype}: convert it to uint8, float32 or float64")
+    if queries.dtype != reference.dtype:
+        raise SepcheckError(f"queries are {queries.dtype} but the reference is {reference.dtype}: "
+                            "give both the same dtype")
+    if queries.shape[1] != reference.shape[1]:
+        raise SepcheckError(f"queries have {queries.shape[1]} features but the reference has "
+                            f"{reference.shape[1]}: give both the same features")
+    if reference_labels.shape != (reference.shape[0],):
+        raise SepcheckError("reference_labels must have one label per reference row")
+    if slot_of_row is None:
+        if query_labels is None or query_labels.shape != (queries.shape[0],):
+            raise SepcheckError("query_labels must have one label per query row")
+    else:
+        if slot_of_row.shape != (reference.shape[0],):
+            raise SepcheckError("slot_of_row must have one slot per reference row")
+        if slot_of_row.size and (slot_of_row.min() < 0 or slot_of_row.max() >= n_slots):
+            raise SepcheckError(f"slot_of_row must lie in 0..{n_slots - 1} (n_slots={n_slots})")
+
+
+def search_simd(
+    queries: np.ndarray,
+    query_labels: np.ndarray | None,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    p: float,
+    k: int,
+    slot_of_row: np.ndarray | None = None,
+    n_slots: int = 1,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Exact k nearest rows per query and slot, linf or l1, on the CPU vector units.
+
+    Parameters
+    ----------
+    queries : ndarray (m, d)
+        C-contiguous, uint8, float32 or float64 (the reference's dtype).
+    query_labels : ndarray (m,) int64 or None
+        Labels of the queries (OTHER_LABEL grouping); unused when ``slot_of_row`` is given.
+    reference : ndarray (n, d)
+        C-contiguous, same dtype as ``queries``.
+    reference_labels : ndarray (n,) int64
+    p : float
+        ``math.inf`` (linf) or ``1.0`` (l1).
+    k : int
+        Rows kept per query and slot.
+    slot_of_row : ndarray (n,) int64 or None
+        None: OTHER_LABEL (one slot; row j counts for query i iff its label differs).
+        Otherwise BY_CLASS: the slot 0..n_slots-1 of every reference row.
+    n_slots : int
+        Number of slots S when ``slot_of_row`` is given.
+    threads : int or None
+        numba threads (default: numba's setting).
+    progress : callable or None
+        Called with the number of queries finished after every batch.
+
+    Returns
+    -------
+    dist : ndarray (m, S, k) float64
+        Raw distances ascending (uint8: integers), +inf where fewer than k rows exist.
+    idx : ndarray (m, S, k) int64
+        Reference rows, lowest index first on ties, -1 where missing.
+    info : dict
+        ``pairs``: pairs skipped by label, pruned by the prefix bound, abandoned during the
+        full scan, and fully computed; ``prefix``: the prefix features; ``extra_bytes``: the
+        memory of the prefix copies.
+    """
+    by_slot = slot_of_row is not None
+    rl = np.ascontiguousarray(reference_labels, dtype=np.int64)
+    ql = None if query_labels is None else np.ascontiguousarray(query_labels, dtype=np.int64)
+    slot = None if slot_of_row is None else np.ascontiguousarray(slot_of_row, dtype=np.int64)
+    _check(queries, ql, reference, rl, p, k, slot, n_slots)
+    m = queries.shape[0]
+    S = int(n_slots) if by_slot else 1
+    k = int(k)
+    out_d = np.full((m, S, k), np.inf)
+    out_i = np.full((m, S, k), -1, dtype=np.int64)
+    pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
+    cols = prefix_columns(reference)
+    info = {"pairs": {}, "prefix": cols, "extra_bytes": 0}
+    if m == 0 or reference.shape[0] == 0 or S == 0:
+        info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
+        return out_d, out_i, info
+    if queries.shape[1] == 0:
+        # every distance is 0: the first k eligible rows in index order
+        cols = np.zeros(1, dtype=np.int64)
+        queries = np.zeros((m, 1), dtype=queries.dtype)
+        reference = np.zeros((reference.shape[0], 1), dtype=reference.dtype)
+    linf = math.isinf(p)
+    integer = queries.dtype == np.uint8
+    Rg, Ra = group_sums(reference)
+
+    def first_bound_values(x):  # prefix features (linf) or coarse group sums (l1)
+        if linf:
+            return np.ascontiguousarray(x[:, cols], dtype=np.uint8 if integer else np.float64)
+        return group_sums(x, COARSE)[0]
+
+    Rs = transposed_blocks(first_bound_values(reference))
+    if linf:
+        Rg = Rg[:1]  # unused
+    info["extra_bytes"] = Rs.nbytes + Rg.nbytes + Ra.nbytes
+    if ql is None:
+        ql = np.zeros(m, dtype=np.int64)
+    if slot is None:
+        slot = np.zeros(1, dtype=np.int64)
+    prev = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for s in range(0, m, QUERY_BATCH):
+            sl = slice(s, min(s + QUERY_BATCH, m))
+            Q = queries[sl]
+            Qg, Qa = group_sums(Q)
+            counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
+            _search_kernel(Q, first_bound_values(Q), Qg, Qa, ql[sl], reference, Rs, Rg, Ra, rl, slot,
+                           by_slot, linf, integer, out_d[sl], out_i[sl], counts)
+            pairs += counts.sum(axis=0)
+            if progress is not None:
+                progress(Q.shape[0])
+    finally:
+        numba.set_num_threads(prev)
+    info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
+    return out_d, out_i, info

@@ -43,11 +43,13 @@ from numba.extending import overload
 from ..errors import SepcheckError
 
 #: features in the lower-bound prefix (one 512-bit vector of uint8)
-PREFIX = 128
+PREFIX = 64
 #: features per group of the group-sum lower bound (uint8: sums fit uint16 lanes)
 GROUP = 16
 #: features per early-abandon chunk of the full distance (uint16 l1 partial sums stay exact)
 CHUNK = 256
+#: features per early-abandon chunk of linf (in the permuted order, most pairs stop in the first)
+LINF_CHUNK = 64
 #: queries per tile
 QUERY_BLOCK = 16
 #: reference rows per tile (REF_BLOCK x PREFIX bytes of the prefix copy stay in L1)
@@ -285,9 +287,9 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                     r = R[j]
                     if linf:
                         mx = acc_lin[g, l]
-                        e = 0
+                        e = Qs.shape[1]  # the first features are in the bound already
                         while e < d:
-                            e2 = min(e + CHUNK, d)
+                            e2 = min(e + LINF_CHUNK, d)
                             mx = _linf_part(q[e:e2], r[e:e2], mx)
                             e = e2
                             if mx >= thr:
@@ -320,6 +322,36 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
         counts[b, _GROUP] = n_group
         counts[b, _ABANDON] = n_abandon
         counts[b, _FULL] = n_full
+
+
+def permuted_columns(x: np.ndarray, perm: np.ndarray, block: int = 4096) -> np.ndarray:
+    """C-contiguous copy of ``x[:, perm]``, ``block`` rows at a time (bounded temporaries)."""
+    out = np.empty((x.shape[0], perm.size), dtype=x.dtype)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = x[s : s + block][:, perm]
+    return out
+
+
+def transposed_blocks(x: np.ndarray) -> np.ndarray:
+    """(ceil(n / LANES), f, LANES) copy of ``x`` (n, f): LANES consecutive rows side by side,
+    so a bound over f features is computed for LANES rows with vertical vector operations
+    (missing rows of the last block are zeros and never read back)."""
+    n, f = x.shape
+    nb = -(-n // LANES)
+    out = np.zeros((nb, f, LANES), dtype=x.dtype)
+    full = n // LANES
+    out[:full] = x[: full * LANES].reshape(full, LANES, f).transpose(0, 2, 1)
+    if full < nb:
+        out[full, :, : n - full * LANES] = x[full * LANES :].T
+    return out
+
+
+def permuted_columns(x: np.ndarray, perm: np.ndarray, block: int = 4096) -> np.ndarray:
+    """C-contiguous copy of ``x[:, perm]``, ``block`` rows at a time (bounded temporaries)."""
+    out = np.empty((x.shape[0], perm.size), dtype=x.dtype)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = x[s : s + block][:, perm]
+    return out
 
 
 def transposed_blocks(x: np.ndarray) -> np.ndarray:
@@ -463,29 +495,34 @@ def search_simd(
     out_d = np.full((m, S, k), np.inf)
     out_i = np.full((m, S, k), -1, dtype=np.int64)
     pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
-    cols = prefix_columns(reference)
-    info = {"pairs": {}, "prefix": cols, "extra_bytes": 0}
+    info = {"pairs": {}, "extra_bytes": 0}
     if m == 0 or reference.shape[0] == 0 or S == 0:
         info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
         return out_d, out_i, info
     if queries.shape[1] == 0:
         # every distance is 0: the first k eligible rows in index order
-        cols = np.zeros(1, dtype=np.int64)
         queries = np.zeros((m, 1), dtype=queries.dtype)
         reference = np.zeros((reference.shape[0], 1), dtype=reference.dtype)
     linf = math.isinf(p)
     integer = queries.dtype == np.uint8
-    Rg, Ra = group_sums(reference)
+    if linf:
+        Rg, Ra = np.zeros((1, 1), dtype=reference.dtype), np.zeros(1)  # unused
+    else:
+        Rg, Ra = group_sums(reference)
+    if linf:
+        # a fixed random feature order: differences of natural images cluster in space, so
+        # a spread-out order reaches the threshold after a few features, not hundreds
+        perm = np.random.default_rng(0).permutation(reference.shape[1])
+        reference = permuted_columns(reference, perm)
+        info["extra_bytes"] += reference.nbytes
 
-    def first_bound_values(x):  # prefix features (linf) or coarse group sums (l1)
+    def first_bound_values(x):  # first PREFIX features (linf) or coarse group sums (l1)
         if linf:
-            return np.ascontiguousarray(x[:, cols], dtype=np.uint8 if integer else np.float64)
+            return np.ascontiguousarray(x[:, :PREFIX], dtype=np.uint8 if integer else np.float64)
         return group_sums(x, COARSE)[0]
 
     Rs = transposed_blocks(first_bound_values(reference))
-    if linf:
-        Rg = Rg[:1]  # unused
-    info["extra_bytes"] = Rs.nbytes + Rg.nbytes + Ra.nbytes
+    info["extra_bytes"] += Rs.nbytes + Rg.nbytes + Ra.nbytes
     if ql is None:
         ql = np.zeros(m, dtype=np.int64)
     if slot is None:
@@ -496,8 +533,8 @@ def search_simd(
     try:
         for s in range(0, m, QUERY_BATCH):
             sl = slice(s, min(s + QUERY_BATCH, m))
-            Q = queries[sl]
-            Qg, Qa = group_sums(Q)
+            Q = permuted_columns(queries[sl], perm) if linf else queries[sl]
+            Qg, Qa = (Rg, Ra) if linf else group_sums(Q)
             counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
             _search_kernel(Q, first_bound_values(Q), Qg, Qa, ql[sl], reference, Rs, Rg, Ra, rl, slot,
                            by_slot, linf, integer, out_d[sl], out_i[sl], counts)

@@ -48,6 +48,8 @@ PREFIX = 64
 GROUP = 16
 #: features per early-abandon chunk of the full distance (uint16 l1 partial sums stay exact)
 CHUNK = 256
+#: groups per chunk
+GPC = CHUNK // GROUP
 #: features per early-abandon chunk of linf (in the permuted order, most pairs stop in the first)
 LINF_CHUNK = 64
 #: queries per tile
@@ -249,6 +251,8 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
             acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
         else:
             acc_int = np.empty((1, 1), dtype=np.uint32)
+        nchunks = (d + CHUNK - 1) // CHUNK
+        chunk_bound = np.empty(max(nchunks, 1))
         for jb in range(Rs.shape[0]):
             blk = Rs[jb]
             j0 = jb * LANES
@@ -296,20 +300,30 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                                 break
                         v = np.float64(mx)
                     else:
-                        # l1 >= sum of |group sum differences| (triangle inequality)
-                        lb = _group_bound(Qg[i], Rg[j], False)
-                        if not integer:
-                            lb = (lb - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
-                        if lb >= thr:
+                        # l1 >= sum of |group sum differences| (triangle inequality), kept
+                        # per chunk: exact sum of the chunks scanned + the bound of the rest
+                        gq = Qg[i]
+                        gr = Rg[j]
+                        rest = 0.0
+                        for c in range(nchunks):
+                            cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC], False)
+                            chunk_bound[c] = cb
+                            rest += cb
+                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
+                        if (rest - err) * shrink >= thr:
                             n_group += 1
                             continue
                         v = 0.0
                         e = 0
+                        c = 0
                         while e < d:
                             e2 = min(e + CHUNK, d)
                             v += _l1_part(q[e:e2], r[e:e2])
+                            rest -= chunk_bound[c]
                             e = e2
-                            if v >= thr:
+                            c += 1
+                            if (v + rest - err) * shrink >= thr:
+                                v = max(v, thr)  # abandoned
                                 break
                     if v >= thr:
                         n_abandon += 1
@@ -394,13 +408,16 @@ def group_sums(x: np.ndarray, size: int = GROUP, block: int = 1024) -> tuple[np.
     integer = x.dtype == np.uint8
     sums = np.zeros((n, ng), dtype=np.uint16 if integer else np.float64)
     norms = np.zeros(n)
+    acc = np.uint16 if integer else np.float64
     for s in range(0, n, block):
-        b = x[s : s + block].astype(np.int64 if integer else np.float64)
-        padded = np.zeros((b.shape[0], ng * size), dtype=b.dtype)
-        padded[:, :d] = b
-        sums[s : s + block] = padded.reshape(b.shape[0], ng, size).sum(axis=2)
+        b = x[s : s + block]
+        if ng * size != d:
+            padded = np.zeros((b.shape[0], ng * size), dtype=b.dtype)
+            padded[:, :d] = b
+            b = padded
+        sums[s : s + block] = b.reshape(b.shape[0], ng, size).sum(axis=2, dtype=acc)
         if not integer:
-            norms[s : s + block] = np.abs(b).sum(axis=1)
+            norms[s : s + block] = np.abs(b).sum(axis=1, dtype=np.float64)
     return sums, norms
 
 

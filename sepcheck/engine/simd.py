@@ -7,23 +7,32 @@ every reference row a slot ``0..S-1``: the ``k`` nearest rows of every slot).
 How it is fast and still exact:
 
 - **Narrow lanes.** uint8 data stays uint8: ``|a - b|`` is ``max(a, b) - min(a, b)`` in
-  uint8 lanes (``vpmaxub``/``vpminub``/``vpsubb``), linf takes the max in uint8 lanes and l1
-  sums chunks of at most :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16)
-  before widening to an integer total. Float data is computed in float64 lanes (float32 is
+  uint8 lanes (``vpmaxub``/``vpminub``/``vpsubb``), linf takes the max in uint8 lanes, l1
+  sums chunks of :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16) and
+  group sums in uint16/uint32 lanes. Float data is computed in float64 lanes (float32 is
   widened element by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
-- **Lower bound first.** A copy of :data:`PREFIX` features (the highest-variance ones, n x 64
-  bytes for uint8) is scanned first: the distance on a subset of features is a lower bound
-  of the full distance for both norms. Most pairs stop there.
-- **Chunked early abandon.** The full distance is accumulated :data:`CHUNK` features at a time
-  and abandoned as soon as it reaches the current k-th best of the query's slot.
-- **Tiling.** Queries are processed in blocks of :data:`QUERY_BLOCK`; for each block the
-  reference is scanned in blocks of :data:`REF_BLOCK` rows, so each block of the prefix copy
-  is read from memory once per query block and then served from L1.
+- **A first bound for 16 queries x 64 rows at once.** The reference's bound values are kept
+  transposed (64 rows side by side, :func:`transposed_blocks`), so the bound of a query
+  block against a row block is pure vertical vector work, each row block read once per
+  query block. linf: the distance on the first :data:`PREFIX` features of a fixed random
+  feature order (:func:`feature_order`; a partial max is a lower bound). l1: the l1
+  distance of sums over groups of :data:`COARSE` features (triangle inequality).
+- **l1 group bound per chunk.** Sums over groups of :data:`GROUP` features bound every
+  chunk; the running test is *exact sum of the chunks scanned + bound of the rest >= k-th
+  best*.
+- **Chunked early abandon.** linf continues in the random order :data:`LINF_CHUNK` features
+  at a time (differences of natural images cluster in space, so a spread-out order reaches
+  the threshold after a few features); both norms stop once the k-th best is reached.
 
 Exactness: for every query the reference rows are visited in increasing index order, and a
 row is dropped only when a lower bound of its distance is ``>=`` the current k-th best of its
 slot (it cannot enter: ties go to the lower index, and every kept row has a lower index).
-Distances are in raw units (uint8: integers 0..255 for linf, up to 255 * d for l1).
+Float bounds are shrunk by a provable rounding margin. Distances are in raw units (uint8:
+integers 0..255 for linf, up to 255 * d for l1).
+
+Extra memory: linf keeps a permuted copy of the reference (n x d, its own size) and the
+transposed prefix (n x 64 values); l1 the group sums (n x d/16 uint16 or float64) and the
+coarse sums (n x d/64); per query batch the same for :data:`QUERY_BATCH` queries.
 
 Float l1 sums are accumulated in float64 in feature order; they can differ from another
 summation order in the last bits, so callers that need the oracle's exact rounding rerank
@@ -54,8 +63,6 @@ GPC = CHUNK // GROUP
 LINF_CHUNK = 64
 #: queries per tile
 QUERY_BLOCK = 16
-#: reference rows per tile (REF_BLOCK x PREFIX bytes of the prefix copy stay in L1)
-REF_BLOCK = 256
 #: reference rows side by side in the first bound (64 uint8 = one 512-bit vector)
 LANES = 64
 #: features per group of the coarse l1 bound (uint8: sums fit uint16 lanes)
@@ -198,30 +205,30 @@ def _stage1_linf(Qs, q0, q1, blk, acc):
     # is loaded once per query block, and the queries' accumulators are independent chains
     for g in range(q1 - q0):
         a = acc[g]
-        for l in range(LANES):
-            a[l] = _linf_zero(Qs[q0, 0])
+        for lane in range(LANES):
+            a[lane] = _linf_zero(Qs[q0, 0])
     for t in range(blk.shape[0]):
         row = blk[t]
         for g in range(q1 - q0):
             qt = Qs[q0 + g, t]
             a = acc[g]
-            for l in range(LANES):
-                a[l] = max(a[l], _absdiff(qt, row[l]))
+            for lane in range(LANES):
+                a[lane] = max(a[lane], _absdiff(qt, row[lane]))
 
 
 @njit(inline="always", error_model="numpy")
 def _stage1_l1(Qs, q0, q1, blk, acc):
     for g in range(q1 - q0):
         a = acc[g]
-        for l in range(LANES):
-            a[l] = _gsum_zero(Qs[q0, 0])
+        for lane in range(LANES):
+            a[lane] = _gsum_zero(Qs[q0, 0])
     for t in range(blk.shape[0]):
         row = blk[t]
         for g in range(q1 - q0):
             qt = Qs[q0 + g, t]
             a = acc[g]
-            for l in range(LANES):
-                a[l] = _gsum_add(a[l], _gdiff(qt, row[l]))
+            for lane in range(LANES):
+                a[lane] = _gsum_add(a[lane], _gdiff(qt, row[lane]))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -270,13 +277,13 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                 lab = ql[i]
                 thr0 = out_d[i, 0, k - 1]
                 for j in range(j0, j1):
-                    l = j - j0
+                    ln = j - j0
                     if linf:
-                        lb1 = np.float64(acc_lin[g, l])
+                        lb1 = np.float64(acc_lin[g, ln])
                     elif integer:
-                        lb1 = np.float64(acc_int[g, l])
+                        lb1 = np.float64(acc_int[g, ln])
                     else:
-                        lb1 = (acc_l1[g, l] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
+                        lb1 = (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
                     if by_slot:
                         s = slot[j]
                         thr = out_d[i, s, k - 1]
@@ -291,7 +298,7 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         continue
                     r = R[j]
                     if linf:
-                        mx = acc_lin[g, l]
+                        mx = acc_lin[g, ln]
                         e = Qs.shape[1]  # the first features are in the bound already
                         e_start = e
                         while e < d:
@@ -379,61 +386,6 @@ def transposed_blocks(x: np.ndarray) -> np.ndarray:
     if full < nb:
         out[full, :, : n - full * LANES] = x[full * LANES :].T
     return out
-
-
-def feature_order(reference: np.ndarray, sample: int = 2048) -> np.ndarray:
-    """A fixed random order of the features, the three quarters with the highest variance
-    (estimated on at most ``sample`` evenly spaced rows) first: differences between natural
-    images cluster in space, so a spread-out order reaches a linf threshold after a few
-    features, and near-constant features (MNIST's border) go last."""
-    d = reference.shape[1]
-    rows = np.linspace(0, reference.shape[0] - 1, min(sample, reference.shape[0])).astype(np.int64)
-    var = np.zeros(d)
-    for s in range(0, rows.size, 256):
-        b = reference[rows[s : s + 256]].astype(np.float64)
-        var += ((b - b.mean(axis=0)) ** 2).sum(axis=0)
-    rng = np.random.default_rng(0)
-    low = var <= np.quantile(var, 0.25) if d >= 4 else np.zeros(d, dtype=bool)
-    return np.concatenate([rng.permutation(np.flatnonzero(~low)), rng.permutation(np.flatnonzero(low))])
-
-
-def permuted_columns(x: np.ndarray, perm: np.ndarray, block: int = 4096) -> np.ndarray:
-    """C-contiguous copy of ``x[:, perm]``, ``block`` rows at a time (bounded temporaries)."""
-    out = np.empty((x.shape[0], perm.size), dtype=x.dtype)
-    for s in range(0, x.shape[0], block):
-        out[s : s + block] = x[s : s + block][:, perm]
-    return out
-
-
-def transposed_blocks(x: np.ndarray) -> np.ndarray:
-    """(ceil(n / LANES), f, LANES) copy of ``x`` (n, f): LANES consecutive rows side by side,
-    so a bound over f features is computed for LANES rows with vertical vector operations
-    (missing rows of the last block are zeros and never read back)."""
-    n, f = x.shape
-    nb = -(-n // LANES)
-    out = np.zeros((nb, f, LANES), dtype=x.dtype)
-    full = n // LANES
-    out[:full] = x[: full * LANES].reshape(full, LANES, f).transpose(0, 2, 1)
-    if full < nb:
-        out[full, :, : n - full * LANES] = x[full * LANES :].T
-    return out
-
-
-def prefix_columns(reference: np.ndarray, size: int = PREFIX, sample: int = 4096) -> np.ndarray:
-    """Sorted indices of the ``size`` highest-variance features of ``reference`` (estimated on
-    at most ``sample`` evenly spaced rows, 256 rows at a time), all features when d <= size."""
-    d = reference.shape[1]
-    if d <= size:
-        return np.arange(d)
-    rows = np.linspace(0, reference.shape[0] - 1, min(sample, reference.shape[0])).astype(np.int64)
-    total = np.zeros(d)
-    total_sq = np.zeros(d)
-    for s in range(0, rows.size, 256):
-        b = reference[rows[s : s + 256]].astype(np.float64)
-        total += b.sum(axis=0)
-        total_sq += (b * b).sum(axis=0)
-    var = total_sq / rows.size - (total / rows.size) ** 2
-    return np.sort(np.argsort(-var, kind="stable")[:size])
 
 
 def group_sums(x: np.ndarray, size: int = GROUP, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -534,9 +486,9 @@ def search_simd(
     idx : ndarray (m, S, k) int64
         Reference rows, lowest index first on ties, -1 where missing.
     info : dict
-        ``pairs``: pairs skipped by label, pruned by the prefix bound, abandoned during the
-        full scan, and fully computed; ``prefix``: the prefix features; ``extra_bytes``: the
-        memory of the prefix copies.
+        ``pairs``: pairs pruned by the first bound, skipped by label, pruned by the l1 group
+        bound, abandoned during the scan, fully computed, and the features scanned after the
+        first bound; ``extra_bytes``: the memory of the copies the search keeps.
     """
     by_slot = slot_of_row is not None
     rl = np.ascontiguousarray(reference_labels, dtype=np.int64)

@@ -163,8 +163,8 @@ def main() -> None:
                   ("mnist 10k test-train (60k ref)", MXt, myt, MX, my, math.inf)]
     # compile (cached on disk after the first run) and state the time
     t0 = time.perf_counter()
-    for dt in (np.uint8,):
-        run_simd(C10[:20].astype(dt), c10[:20], C10[:50].astype(dt), c10[:50], math.inf, threads)
+    for p in (math.inf, 1.0):
+        run_simd(C10[:20], c10[:20], C10[:50], c10[:50], p, threads)
     compile_s = time.perf_counter() - t0
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba threads {threads}, "
           f"{cpu_hz() / 1e9:.2f} GHz; kernel load/compile {compile_s:.2f} s; load avg {loadavg()}", flush=True)

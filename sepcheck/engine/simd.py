@@ -314,15 +314,16 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         # per chunk: exact sum of the chunks scanned + the bound of the rest
                         gq = Qg[i]
                         gr = Rg[j]
+                        rest = _group_bound(gq, gr, False)
+                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
+                        if (rest - err) * shrink >= thr:
+                            n_group += 1
+                            continue
                         rest = 0.0
                         for c in range(nchunks):
                             cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC], False)
                             chunk_bound[c] = cb
                             rest += cb
-                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
-                        if (rest - err) * shrink >= thr:
-                            n_group += 1
-                            continue
                         v = 0.0
                         e = 0
                         c = 0

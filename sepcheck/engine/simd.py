@@ -76,51 +76,49 @@ _PAIR_NAMES = ("label", "first_bound", "group", "abandoned", "full", "features_s
 _EPS = float(np.finfo(np.float64).eps)
 
 
-# --- typed element helpers (chosen at compile time by the input dtype) ----------------------
+# --- typed element helpers (chosen at compile time by the argument type) ---------------------
 
-def _absdiff(a, b):  # pragma: no cover - replaced by the overload inside numba
-    raise NotImplementedError
+def _unary(int_impl, float_impl):
+    """A function that numba compiles to ``int_impl`` for an integer argument, else ``float_impl``."""
+    def stub(a):  # pragma: no cover - only called inside numba
+        raise NotImplementedError
 
-
-@overload(_absdiff, inline="always")
-def _absdiff_impl(a, b):
-    if isinstance(a, types.Integer):
-        # uint8 lanes: max - min never wraps
-        return lambda a, b: np.uint8(max(a, b) - min(a, b))
-    return lambda a, b: abs(np.float64(a) - np.float64(b))
+    overload(stub, inline="always")(lambda a: int_impl if isinstance(a, types.Integer) else float_impl)
+    return stub
 
 
-def _linf_zero(a):  # pragma: no cover
-    raise NotImplementedError
+def _binary(int_impl, float_impl):
+    """The two-argument :func:`_unary` (dispatch on the first argument)."""
+    def stub(a, b):  # pragma: no cover - only called inside numba
+        raise NotImplementedError
+
+    overload(stub, inline="always")(lambda a, b: int_impl if isinstance(a, types.Integer) else float_impl)
+    return stub
 
 
-@overload(_linf_zero, inline="always")
-def _linf_zero_impl(a):
-    if isinstance(a, types.Integer):
-        return lambda a: np.uint8(0)
-    return lambda a: np.float64(0.0)
+def _float_absdiff(a, b):
+    return abs(np.float64(a) - np.float64(b))
 
 
-def _l1_zero(a):  # pragma: no cover
-    raise NotImplementedError
+def _float_add(a, b):
+    return a + b
 
 
-@overload(_l1_zero, inline="always")
-def _l1_zero_impl(a):
-    if isinstance(a, types.Integer):
-        return lambda a: np.uint16(0)
-    return lambda a: np.float64(0.0)
+def _float_zero(a):
+    return np.float64(0.0)
 
 
-def _l1_add(acc, v):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_l1_add, inline="always")
-def _l1_add_impl(acc, v):
-    if isinstance(acc, types.Integer):
-        return lambda acc, v: np.uint16(acc + np.uint16(v))
-    return lambda acc, v: acc + v
+#: |a - b|: uint8 lanes for uint8 (max - min never wraps), float64 otherwise
+_absdiff = _binary(lambda a, b: np.uint8(max(a, b) - min(a, b)), _float_absdiff)
+#: |a - b| of uint16 group sums (uint16 lanes) or float64 sums
+_gdiff = _binary(lambda a, b: np.uint16(max(a, b) - min(a, b)), _float_absdiff)
+_linf_zero = _unary(lambda a: np.uint8(0), _float_zero)
+#: l1 chunk sums: uint16 lanes (CHUNK * 255 < 2**16)
+_l1_zero = _unary(lambda a: np.uint16(0), _float_zero)
+_l1_add = _binary(lambda a, b: np.uint16(a + np.uint16(b)), _float_add)
+#: sums of group-sum differences: uint32 lanes
+_gsum_zero = _unary(lambda a: np.uint32(0), _float_zero)
+_gsum_add = _binary(lambda a, b: np.uint32(a + np.uint32(b)), _float_add)
 
 
 # --- vector loops: contiguous slices from 0 so LLVM sees no negative-index wraparound ---------
@@ -138,39 +136,6 @@ def _l1_part(q, r):
     for t in range(q.shape[0]):
         acc = _l1_add(acc, _absdiff(q[t], r[t]))
     return np.float64(acc)
-
-
-def _gdiff(a, b):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_gdiff, inline="always")
-def _gdiff_impl(a, b):
-    if isinstance(a, types.Integer):
-        return lambda a, b: np.uint16(max(a, b) - min(a, b))
-    return lambda a, b: abs(a - b)
-
-
-def _gsum_zero(a):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_gsum_zero, inline="always")
-def _gsum_zero_impl(a):
-    if isinstance(a, types.Integer):
-        return lambda a: np.uint32(0)
-    return lambda a: np.float64(0.0)
-
-
-def _gsum_add(acc, v):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_gsum_add, inline="always")
-def _gsum_add_impl(acc, v):
-    if isinstance(acc, types.Integer):
-        return lambda acc, v: np.uint32(acc + np.uint32(v))
-    return lambda acc, v: acc + v
 
 
 @njit(inline="always", error_model="numpy")

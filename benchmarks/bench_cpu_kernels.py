@@ -123,6 +123,8 @@ def run_today(Xq, yq, X, y, p, threads):
 
 
 def describe(name, Xq, X, p, wall, cpu, info, check, threads_used) -> dict:
+    from sepcheck.engine.simd import COARSE, LANES, PREFIX, QUERY_BLOCK
+
     m, n, d = len(Xq), len(X), X.shape[1]
     hz = cpu_hz()
     peak = threads_used * hz * PEAK_ZMM_PER_CYCLE * PEAK_LANES / OPS_PER_PAIR_FEATURE  # pair-features/s
@@ -130,8 +132,9 @@ def describe(name, Xq, X, p, wall, cpu, info, check, threads_used) -> dict:
            "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "loadavg": loadavg(), "oracle": check}
     pairs = info.get("pairs")
     if pairs:
-        n_blocks = -(-m // 16)
-        first = 64 if math.isinf(p) else -(-d // 64) * 2  # bytes per row in the first bound
+        n_blocks = -(-m // QUERY_BLOCK)
+        first = PREFIX if math.isinf(p) else -(-d // COARSE) * 2  # bytes per row in the first bound
+        first = -(-n // LANES) * LANES * first // max(n, 1)
         touched = n_blocks * n * first + pairs["features_scanned"] * X.itemsize
         row.update(pairs=pairs, bytes_touched=int(touched), extra_bytes=info["extra_bytes"],
                    brute_force_at_peak_s=round(m * n * d / peak, 3),

@@ -11,7 +11,7 @@ How it is fast and still exact:
   sums chunks of :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16) and
   group sums in uint16/uint32 lanes. Float data is computed in float64 lanes (float32 is
   widened element by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
-- **A first bound for 16 queries x 64 rows at once.** The reference's bound values are kept
+- **A first bound for a block of queries x 64 rows at once.** The reference's bound values are kept
   transposed (64 rows side by side, :func:`transposed_blocks`), so the bound of a query
   block against a row block is pure vertical vector work, each row block read once per
   query block. linf: the distance on the first :data:`PREFIX` features of a fixed random
@@ -62,7 +62,7 @@ GPC = CHUNK // GROUP
 #: features per early-abandon chunk of linf (in the permuted order, most pairs stop in the first)
 LINF_CHUNK = 64
 #: queries per tile
-QUERY_BLOCK = 16
+QUERY_BLOCK = 64
 #: reference rows side by side in the first bound (64 uint8 = one 512-bit vector)
 LANES = 64
 #: features per group of the coarse l1 bound (uint8: sums fit uint16 lanes)

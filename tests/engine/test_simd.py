@@ -134,3 +134,16 @@ def test_bad_input_is_one_line_error(change, message):
         search_simd(args.pop("queries"), args.pop("query_labels"), args.pop("reference"),
                     args.pop("reference_labels"), **args)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_many_queries_across_batches(p):
+    # more queries than one kernel call takes, more rows than one row block
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 8, (70, 9)).astype(np.uint8)
+    Xq = rng.integers(0, 8, (1100, 9)).astype(np.uint8)
+    y, yq = rng.integers(0, 2, 70), rng.integers(0, 2, 1100)
+    dist, idx, _ = search_simd(Xq, yq, X, y, p=p, k=2)
+    want_d, want_i = oracle.nearest_other(X, y, Xq, yq, p=p, k=2)
+    np.testing.assert_array_equal(idx[:, 0], want_i)
+    np.testing.assert_array_equal(dist[:, 0], want_d)

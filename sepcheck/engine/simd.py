@@ -112,7 +112,6 @@ def _float_zero(a):
 _absdiff = _binary(lambda a, b: np.uint8(max(a, b) - min(a, b)), _float_absdiff)
 #: |a - b| of uint16 group sums (uint16 lanes) or float64 sums
 _gdiff = _binary(lambda a, b: np.uint16(max(a, b) - min(a, b)), _float_absdiff)
-_linf_zero = _unary(lambda a: np.uint8(0), _float_zero)
 #: l1 chunk sums: uint16 lanes (CHUNK * 255 < 2**16)
 _l1_zero = _unary(lambda a: np.uint16(0), _float_zero)
 _l1_add = _binary(lambda a, b: np.uint16(a + np.uint16(b)), _float_add)
@@ -139,13 +138,8 @@ def _l1_part(q, r):
 
 
 @njit(inline="always", error_model="numpy")
-def _group_bound(gq, gr, linf):
-    """max (linf) or sum (l1) of |group sum differences| (uint16 / uint32 lanes for uint8)."""
-    if linf:
-        m = _gdiff(gq[0], gr[0])
-        for t in range(gq.shape[0]):
-            m = max(m, _gdiff(gq[t], gr[t]))
-        return np.float64(m)
+def _group_bound(gq, gr):
+    """Sum of |group sum differences| (uint16 / uint32 lanes for uint8), a lower bound of l1."""
     acc = _gsum_zero(gq[0])
     for t in range(gq.shape[0]):
         acc = _gsum_add(acc, _gdiff(gq[t], gr[t]))
@@ -165,35 +159,25 @@ def _insert(bd, bi, v, j):
 
 
 @njit(inline="always", error_model="numpy")
-def _stage1_linf(Qs, q0, q1, blk, acc):
-    # vertical over LANES reference rows and several queries at once: each row of the block
-    # is loaded once per query block, and the queries' accumulators are independent chains
+def _stage1(Qs, q0, q1, blk, acc, linf):
+    # vertical over LANES reference rows and a block of queries at once: each row of the
+    # block is loaded once per query block, and the queries' accumulators are independent
+    # chains. linf: max of |q - r| (uint8 lanes); l1: sum of |group sum differences|
     for g in range(q1 - q0):
         a = acc[g]
         for lane in range(LANES):
-            a[lane] = _linf_zero(Qs[q0, 0])
+            a[lane] = 0
     for t in range(blk.shape[0]):
         row = blk[t]
         for g in range(q1 - q0):
             qt = Qs[q0 + g, t]
             a = acc[g]
-            for lane in range(LANES):
-                a[lane] = max(a[lane], _absdiff(qt, row[lane]))
-
-
-@njit(inline="always", error_model="numpy")
-def _stage1_l1(Qs, q0, q1, blk, acc):
-    for g in range(q1 - q0):
-        a = acc[g]
-        for lane in range(LANES):
-            a[lane] = _gsum_zero(Qs[q0, 0])
-    for t in range(blk.shape[0]):
-        row = blk[t]
-        for g in range(q1 - q0):
-            qt = Qs[q0 + g, t]
-            a = acc[g]
-            for lane in range(LANES):
-                a[lane] = _gsum_add(a[lane], _gdiff(qt, row[lane]))
+            if linf:
+                for lane in range(LANES):
+                    a[lane] = max(a[lane], _absdiff(qt, row[lane]))
+            else:
+                for lane in range(LANES):
+                    a[lane] = _gsum_add(a[lane], _gdiff(qt, row[lane]))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -231,11 +215,11 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
             j0 = jb * LANES
             j1 = min(j0 + LANES, n)
             if linf:
-                _stage1_linf(Qs, q0, q1, blk, acc_lin)
+                _stage1(Qs, q0, q1, blk, acc_lin, True)
             elif integer:
-                _stage1_l1(Qs, q0, q1, blk, acc_int)
+                _stage1(Qs, q0, q1, blk, acc_int, False)
             else:
-                _stage1_l1(Qs, q0, q1, blk, acc_l1)
+                _stage1(Qs, q0, q1, blk, acc_l1, False)
             for i in range(q0, q1):
                 g = i - q0
                 q = Q[i]
@@ -279,14 +263,14 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         # per chunk: exact sum of the chunks scanned + the bound of the rest
                         gq = Qg[i]
                         gr = Rg[j]
-                        rest = _group_bound(gq, gr, False)
+                        rest = _group_bound(gq, gr)
                         err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
                         if (rest - err) * shrink >= thr:
                             n_group += 1
                             continue
                         rest = 0.0
                         for c in range(nchunks):
-                            cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC], False)
+                            cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
                             chunk_bound[c] = cb
                             rest += cb
                         v = 0.0

@@ -1,0 +1,504 @@
+"""Vectorised, tiled and pruned CPU kernels (numba) for exact linf and l1 k-nearest search.
+
+One search serves both groupings of the engine: OTHER_LABEL (``slot_of_row is None``: the
+``k`` nearest rows whose label differs from the query's) and BY_CLASS (``slot_of_row`` gives
+every reference row a slot ``0..S-1``: the ``k`` nearest rows of every slot).
+
+How it is fast and still exact:
+
+- **Narrow lanes.** uint8 data stays uint8: ``|a - b|`` is ``max(a, b) - min(a, b)`` in
+  uint8 lanes (``vpmaxub``/``vpminub``/``vpsubb``), linf takes the max in uint8 lanes, l1
+  sums chunks of :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16) and
+  group sums in uint16/uint32 lanes. Float data is computed in float64 lanes (float32 is
+  widened element by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
+- **A first bound for a block of queries x 64 rows at once.** The reference's bound values are kept
+  transposed (64 rows side by side, :func:`transposed_blocks`), so the bound of a query
+  block against a row block is pure vertical vector work, each row block read once per
+  query block. linf: the distance on the first :data:`PREFIX` features of a fixed random
+  feature order (:func:`feature_order`; a partial max is a lower bound). l1: the l1
+  distance of sums over groups of :data:`COARSE` features (triangle inequality).
+- **l1 group bound per chunk.** Sums over groups of :data:`GROUP` features bound every
+  chunk; the running test is *exact sum of the chunks scanned + bound of the rest >= k-th
+  best*.
+- **Chunked early abandon.** linf continues in the random order :data:`LINF_CHUNK` features
+  at a time (differences of natural images cluster in space, so a spread-out order reaches
+  the threshold after a few features); both norms stop once the k-th best is reached.
+
+Exactness: for every query the reference rows are visited in increasing index order, and a
+row is dropped only when a lower bound of its distance is ``>=`` the current k-th best of its
+slot (it cannot enter: ties go to the lower index, and every kept row has a lower index).
+Float bounds are shrunk by a provable rounding margin. Distances are in raw units (uint8:
+integers 0..255 for linf, up to 255 * d for l1).
+
+Extra memory: linf keeps a permuted copy of the reference (n x d, its own size) and the
+transposed prefix (n x 64 values); l1 the group sums (n x d/16 uint16 or float64) and the
+coarse sums (n x d/64); per query batch the same for :data:`QUERY_BATCH` queries.
+
+Float l1 sums are accumulated in float64 in feature order; they can differ from another
+summation order in the last bits, so callers that need the oracle's exact rounding rerank
+the selected rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ..errors import SepcheckError
+
+#: features in the lower-bound prefix (one 512-bit vector of uint8)
+PREFIX = 64
+#: features per group of the group-sum lower bound (uint8: sums fit uint16 lanes)
+GROUP = 16
+#: features per early-abandon chunk of the full distance (uint16 l1 partial sums stay exact)
+CHUNK = 256
+#: groups per chunk
+GPC = CHUNK // GROUP
+#: features per early-abandon chunk of linf (in the permuted order, most pairs stop in the first)
+LINF_CHUNK = 64
+#: queries per tile
+QUERY_BLOCK = 64
+#: reference rows side by side in the first bound (64 uint8 = one 512-bit vector)
+LANES = 64
+#: features per group of the coarse l1 bound (uint8: sums fit uint16 lanes)
+COARSE = 64
+#: queries per kernel call (progress granularity)
+QUERY_BATCH = 1024
+
+#: indices of the counters in ``info["pairs"]``
+_LABEL, _PREFIX, _GROUP, _ABANDON, _FULL, _SCANNED = 0, 1, 2, 3, 4, 5
+_PAIR_NAMES = ("label", "first_bound", "group", "abandoned", "full", "features_scanned")
+_EPS = float(np.finfo(np.float64).eps)
+
+
+# --- typed element helpers (chosen at compile time by the argument type) ---------------------
+
+def _unary(int_impl, float_impl):
+    """A function that numba compiles to ``int_impl`` for an integer argument, else ``float_impl``."""
+    def stub(a):  # pragma: no cover - only called inside numba
+        raise NotImplementedError
+
+    overload(stub, inline="always")(lambda a: int_impl if isinstance(a, types.Integer) else float_impl)
+    return stub
+
+
+def _binary(int_impl, float_impl):
+    """The two-argument :func:`_unary` (dispatch on the first argument)."""
+    def stub(a, b):  # pragma: no cover - only called inside numba
+        raise NotImplementedError
+
+    overload(stub, inline="always")(lambda a, b: int_impl if isinstance(a, types.Integer) else float_impl)
+    return stub
+
+
+def _float_absdiff(a, b):
+    return abs(np.float64(a) - np.float64(b))
+
+
+def _float_add(a, b):
+    return a + b
+
+
+def _float_zero(a):
+    return np.float64(0.0)
+
+
+#: |a - b|: uint8 lanes for uint8 (max - min never wraps), float64 otherwise
+_absdiff = _binary(lambda a, b: np.uint8(max(a, b) - min(a, b)), _float_absdiff)
+#: |a - b| of uint16 group sums (uint16 lanes) or float64 sums
+_gdiff = _binary(lambda a, b: np.uint16(max(a, b) - min(a, b)), _float_absdiff)
+#: l1 chunk sums: uint16 lanes (CHUNK * 255 < 2**16)
+_l1_zero = _unary(lambda a: np.uint16(0), _float_zero)
+_l1_add = _binary(lambda a, b: np.uint16(a + np.uint16(b)), _float_add)
+#: sums of group-sum differences: uint32 lanes
+_gsum_zero = _unary(lambda a: np.uint32(0), _float_zero)
+_gsum_add = _binary(lambda a, b: np.uint32(a + np.uint32(b)), _float_add)
+
+
+# --- vector loops: contiguous slices from 0 so LLVM sees no negative-index wraparound ---------
+
+@njit(inline="always", error_model="numpy")
+def _linf_part(q, r, m):
+    for t in range(q.shape[0]):
+        m = max(m, _absdiff(q[t], r[t]))
+    return m
+
+
+@njit(inline="always", error_model="numpy")
+def _l1_part(q, r):
+    acc = _l1_zero(q[0])
+    for t in range(q.shape[0]):
+        acc = _l1_add(acc, _absdiff(q[t], r[t]))
+    return np.float64(acc)
+
+
+@njit(inline="always", error_model="numpy")
+def _group_bound(gq, gr):
+    """Sum of |group sum differences| (uint16 / uint32 lanes for uint8), a lower bound of l1."""
+    acc = _gsum_zero(gq[0])
+    for t in range(gq.shape[0]):
+        acc = _gsum_add(acc, _gdiff(gq[t], gr[t]))
+    return np.float64(acc)
+
+
+@njit(inline="always")
+def _insert(bd, bi, v, j):
+    # bd ascending; j is larger than every kept index, so it goes after equal distances
+    pos = bd.shape[0] - 1
+    while pos > 0 and bd[pos - 1] > v:
+        bd[pos] = bd[pos - 1]
+        bi[pos] = bi[pos - 1]
+        pos -= 1
+    bd[pos] = v
+    bi[pos] = j
+
+
+@njit(inline="always", error_model="numpy")
+def _stage1(Qs, q0, q1, blk, acc, linf):
+    # vertical over LANES reference rows and a block of queries at once: each row of the
+    # block is loaded once per query block, and the queries' accumulators are independent
+    # chains. linf: max of |q - r| (uint8 lanes); l1: sum of |group sum differences|
+    for g in range(q1 - q0):
+        a = acc[g]
+        for lane in range(LANES):
+            a[lane] = 0
+    for t in range(blk.shape[0]):
+        row = blk[t]
+        for g in range(q1 - q0):
+            qt = Qs[q0 + g, t]
+            a = acc[g]
+            if linf:
+                for lane in range(LANES):
+                    a[lane] = max(a[lane], _absdiff(qt, row[lane]))
+            else:
+                for lane in range(LANES):
+                    a[lane] = _gsum_add(a[lane], _gdiff(qt, row[lane]))
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, integer, out_d, out_i,
+                   counts):
+    m, d = Q.shape
+    n = R.shape[0]
+    k = out_d.shape[2]
+    nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
+    # float bounds carry rounding: shrink them by a provable relative error
+    shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
+    for b in prange(nblocks):
+        q0 = b * QUERY_BLOCK
+        q1 = min(q0 + QUERY_BLOCK, m)
+        n_label = 0
+        n_stage1 = 0
+        n_group = 0
+        n_abandon = 0
+        n_full = 0
+        n_scanned = 0
+        if linf:
+            acc_lin = np.empty((QUERY_BLOCK, LANES), dtype=Rs.dtype)
+            acc_l1 = np.empty((1, 1), dtype=np.float64)
+        else:
+            acc_lin = np.empty((1, 1), dtype=Rs.dtype)
+            acc_l1 = np.empty((QUERY_BLOCK, LANES), dtype=np.float64)
+        if integer and not linf:
+            acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
+        else:
+            acc_int = np.empty((1, 1), dtype=np.uint32)
+        nchunks = (d + CHUNK - 1) // CHUNK
+        chunk_bound = np.empty(max(nchunks, 1))
+        for jb in range(Rs.shape[0]):
+            blk = Rs[jb]
+            j0 = jb * LANES
+            j1 = min(j0 + LANES, n)
+            if linf:
+                _stage1(Qs, q0, q1, blk, acc_lin, True)
+            elif integer:
+                _stage1(Qs, q0, q1, blk, acc_int, False)
+            else:
+                _stage1(Qs, q0, q1, blk, acc_l1, False)
+            for i in range(q0, q1):
+                g = i - q0
+                q = Q[i]
+                lab = ql[i]
+                thr0 = out_d[i, 0, k - 1]
+                for j in range(j0, j1):
+                    ln = j - j0
+                    if linf:
+                        lb1 = np.float64(acc_lin[g, ln])
+                    elif integer:
+                        lb1 = np.float64(acc_int[g, ln])
+                    else:
+                        lb1 = (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
+                    if by_slot:
+                        s = slot[j]
+                        thr = out_d[i, s, k - 1]
+                    else:
+                        s = 0
+                        thr = thr0
+                    if lb1 >= thr:
+                        n_stage1 += 1
+                        continue
+                    if not by_slot and rl[j] == lab:
+                        n_label += 1
+                        continue
+                    r = R[j]
+                    if linf:
+                        mx = acc_lin[g, ln]
+                        e = Qs.shape[1]  # the first features are in the bound already
+                        e_start = e
+                        while e < d:
+                            e2 = min(e + LINF_CHUNK, d)
+                            mx = _linf_part(q[e:e2], r[e:e2], mx)
+                            e = e2
+                            if mx >= thr:
+                                break
+                        v = np.float64(mx)
+                        n_scanned += e - e_start
+                    else:
+                        # l1 >= sum of |group sum differences| (triangle inequality), kept
+                        # per chunk: exact sum of the chunks scanned + the bound of the rest
+                        gq = Qg[i]
+                        gr = Rg[j]
+                        rest = _group_bound(gq, gr)
+                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
+                        if (rest - err) * shrink >= thr:
+                            n_group += 1
+                            continue
+                        rest = 0.0
+                        for c in range(nchunks):
+                            cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
+                            chunk_bound[c] = cb
+                            rest += cb
+                        v = 0.0
+                        e = 0
+                        c = 0
+                        while e < d:
+                            e2 = min(e + CHUNK, d)
+                            v += _l1_part(q[e:e2], r[e:e2])
+                            rest -= chunk_bound[c]
+                            e = e2
+                            c += 1
+                            if (v + rest - err) * shrink >= thr:
+                                v = max(v, thr)  # abandoned
+                                break
+                        n_scanned += e
+                    if v >= thr:
+                        n_abandon += 1
+                        continue
+                    n_full += 1
+                    _insert(out_d[i, s], out_i[i, s], v, j)
+                    thr0 = out_d[i, 0, k - 1]
+        counts[b, _LABEL] = n_label
+        counts[b, _PREFIX] = n_stage1
+        counts[b, _GROUP] = n_group
+        counts[b, _ABANDON] = n_abandon
+        counts[b, _FULL] = n_full
+        counts[b, _SCANNED] = n_scanned
+
+
+def feature_order(reference: np.ndarray, sample: int = 2048) -> np.ndarray:
+    """A fixed random order of the features, the three quarters with the highest variance
+    (estimated on at most ``sample`` evenly spaced rows) first: differences between natural
+    images cluster in space, so a spread-out order reaches a linf threshold after a few
+    features, and near-constant features (MNIST's border) go last."""
+    d = reference.shape[1]
+    rows = np.linspace(0, reference.shape[0] - 1, min(sample, reference.shape[0])).astype(np.int64)
+    var = np.zeros(d)
+    for s in range(0, rows.size, 256):
+        b = reference[rows[s : s + 256]].astype(np.float64)
+        var += ((b - b.mean(axis=0)) ** 2).sum(axis=0)
+    rng = np.random.default_rng(0)
+    low = var <= np.quantile(var, 0.25) if d >= 4 else np.zeros(d, dtype=bool)
+    return np.concatenate([rng.permutation(np.flatnonzero(~low)), rng.permutation(np.flatnonzero(low))])
+
+
+def permuted_columns(x: np.ndarray, perm: np.ndarray, block: int = 4096) -> np.ndarray:
+    """C-contiguous copy of ``x[:, perm]``, ``block`` rows at a time (bounded temporaries)."""
+    out = np.empty((x.shape[0], perm.size), dtype=x.dtype)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = x[s : s + block][:, perm]
+    return out
+
+
+def transposed_blocks(x: np.ndarray) -> np.ndarray:
+    """(ceil(n / LANES), f, LANES) copy of ``x`` (n, f): LANES consecutive rows side by side,
+    so a bound over f features is computed for LANES rows with vertical vector operations
+    (missing rows of the last block are zeros and never read back)."""
+    n, f = x.shape
+    nb = -(-n // LANES)
+    out = np.zeros((nb, f, LANES), dtype=x.dtype)
+    full = n // LANES
+    out[:full] = x[: full * LANES].reshape(full, LANES, f).transpose(0, 2, 1)
+    if full < nb:
+        out[full, :, : n - full * LANES] = x[full * LANES :].T
+    return out
+
+
+def group_sums(x: np.ndarray, size: int = GROUP, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of consecutive groups of ``size`` (<= 257) features (uint16 for uint8 data,
+    float64 otherwise; the last group is padded with zeros) and the float64 l1 norm of every
+    row (zeros for uint8, where the sums are exact), ``block`` rows at a time."""
+    n, d = x.shape
+    ng = max(1, -(-d // size))
+    integer = x.dtype == np.uint8
+    sums = np.zeros((n, ng), dtype=np.uint16 if integer else np.float64)
+    norms = np.zeros(n)
+    acc = np.uint16 if integer else np.float64
+    for s in range(0, n, block):
+        b = x[s : s + block]
+        if ng * size != d:
+            padded = np.zeros((b.shape[0], ng * size), dtype=b.dtype)
+            padded[:, :d] = b
+            b = padded
+        sums[s : s + block] = b.reshape(b.shape[0], ng, size).sum(axis=2, dtype=acc)
+        if not integer:
+            norms[s : s + block] = np.abs(b).sum(axis=1, dtype=np.float64)
+    return sums, norms
+
+
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check(queries, query_labels, reference, reference_labels, p, k, slot_of_row, n_slots):
+    if not (math.isinf(p) or p == 1):
+        raise SepcheckError(f"p={p!r} is not supported by the SIMD kernel: use p=inf or p=1")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise SepcheckError(f"k={k!r} is invalid: give a positive integer")
+    for name, a in (("queries", queries), ("reference", reference)):
+        if not isinstance(a, np.ndarray) or a.ndim != 2 or not a.flags.c_contiguous:
+            raise SepcheckError(f"{name} must be a C-contiguous 2-D numpy array (rows x features)")
+        if a.dtype not in _DTYPES:
+            raise SepcheckError(f"{name} has dtype {a.dtype}: convert it to uint8, float32 or float64")
+    if queries.dtype != reference.dtype:
+        raise SepcheckError(f"queries are {queries.dtype} but the reference is {reference.dtype}: "
+                            "give both the same dtype")
+    if queries.shape[1] != reference.shape[1]:
+        raise SepcheckError(f"queries have {queries.shape[1]} features but the reference has "
+                            f"{reference.shape[1]}: give both the same features")
+    if reference_labels.shape != (reference.shape[0],):
+        raise SepcheckError("reference_labels must have one label per reference row")
+    if slot_of_row is None:
+        if query_labels is None or query_labels.shape != (queries.shape[0],):
+            raise SepcheckError("query_labels must have one label per query row")
+    else:
+        if slot_of_row.shape != (reference.shape[0],):
+            raise SepcheckError("slot_of_row must have one slot per reference row")
+        if slot_of_row.size and (slot_of_row.min() < 0 or slot_of_row.max() >= n_slots):
+            raise SepcheckError(f"slot_of_row must lie in 0..{n_slots - 1} (n_slots={n_slots})")
+
+
+def search_simd(
+    queries: np.ndarray,
+    query_labels: np.ndarray | None,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    p: float,
+    k: int,
+    slot_of_row: np.ndarray | None = None,
+    n_slots: int = 1,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Exact k nearest rows per query and slot, linf or l1, on the CPU vector units.
+
+    Parameters
+    ----------
+    queries : ndarray (m, d)
+        C-contiguous, uint8, float32 or float64 (the reference's dtype).
+    query_labels : ndarray (m,) int64 or None
+        Labels of the queries (OTHER_LABEL grouping); unused when ``slot_of_row`` is given.
+    reference : ndarray (n, d)
+        C-contiguous, same dtype as ``queries``.
+    reference_labels : ndarray (n,) int64
+    p : float
+        ``math.inf`` (linf) or ``1.0`` (l1).
+    k : int
+        Rows kept per query and slot.
+    slot_of_row : ndarray (n,) int64 or None
+        None: OTHER_LABEL (one slot; row j counts for query i iff its label differs).
+        Otherwise BY_CLASS: the slot 0..n_slots-1 of every reference row.
+    n_slots : int
+        Number of slots S when ``slot_of_row`` is given.
+    threads : int or None
+        numba threads (default: numba's setting).
+    progress : callable or None
+        Called with the number of queries finished after every batch.
+
+    Returns
+    -------
+    dist : ndarray (m, S, k) float64
+        Raw distances ascending (uint8: integers), +inf where fewer than k rows exist.
+    idx : ndarray (m, S, k) int64
+        Reference rows, lowest index first on ties, -1 where missing.
+    info : dict
+        ``pairs``: pairs pruned by the first bound, skipped by label, pruned by the l1 group
+        bound, abandoned during the scan, fully computed, and the features scanned after the
+        first bound; ``extra_bytes``: the memory of the copies the search keeps.
+    """
+    by_slot = slot_of_row is not None
+    rl = np.ascontiguousarray(reference_labels, dtype=np.int64)
+    ql = None if query_labels is None else np.ascontiguousarray(query_labels, dtype=np.int64)
+    slot = None if slot_of_row is None else np.ascontiguousarray(slot_of_row, dtype=np.int64)
+    _check(queries, ql, reference, rl, p, k, slot, n_slots)
+    m = queries.shape[0]
+    S = int(n_slots) if by_slot else 1
+    k = int(k)
+    out_d = np.full((m, S, k), np.inf)
+    out_i = np.full((m, S, k), -1, dtype=np.int64)
+    pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
+    info = {"pairs": {}, "extra_bytes": 0}
+    if m == 0 or reference.shape[0] == 0 or S == 0:
+        info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
+        return out_d, out_i, info
+    if queries.shape[1] == 0:
+        # every distance is 0: the first k eligible rows in index order
+        queries = np.zeros((m, 1), dtype=queries.dtype)
+        reference = np.zeros((reference.shape[0], 1), dtype=reference.dtype)
+    linf = math.isinf(p)
+    integer = queries.dtype == np.uint8
+    if linf:
+        # unused; the dtype of the l1 group sums, so both norms share one compiled kernel
+        Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
+    else:
+        Rg, Ra = group_sums(reference)
+    if linf:
+        # a fixed random feature order: differences of natural images cluster in space, so
+        # a spread-out order reaches the threshold after a few features, not hundreds
+        perm = feature_order(reference)
+        reference = permuted_columns(reference, perm)
+        info["extra_bytes"] += reference.nbytes
+
+    def first_bound_values(x):  # first PREFIX features (linf) or coarse group sums (l1)
+        if linf:
+            return np.ascontiguousarray(x[:, :PREFIX], dtype=np.uint8 if integer else np.float64)
+        return group_sums(x, COARSE)[0]
+
+    Rs = transposed_blocks(first_bound_values(reference))
+    info["extra_bytes"] += Rs.nbytes + Rg.nbytes + Ra.nbytes
+    if ql is None:
+        ql = np.zeros(m, dtype=np.int64)
+    if slot is None:
+        slot = np.zeros(1, dtype=np.int64)
+    prev = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for s in range(0, m, QUERY_BATCH):
+            sl = slice(s, min(s + QUERY_BATCH, m))
+            Q = permuted_columns(queries[sl], perm) if linf else queries[sl]
+            Qg, Qa = (Rg, Ra) if linf else group_sums(Q)
+            counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
+            _search_kernel(Q, first_bound_values(Q), Qg, Qa, ql[sl], reference, Rs, Rg, Ra, rl, slot,
+                           by_slot, linf, integer, out_d[sl], out_i[sl], counts)
+            pairs += counts.sum(axis=0)
+            if progress is not None:
+                progress(Q.shape[0])
+    finally:
+        numba.set_num_threads(prev)
+    info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
+    return out_d, out_i, info

@@ -8,7 +8,6 @@ Cases (uint8 pixels, k = 1, nearest row of a different label):
   test-train linf;
 - MNIST (../shared/data/mnist-full): 10 000 test-test linf; 60 000 train-train + 10 000
   test-train linf;
-- today's kernel (sepcheck.engine.numba_backend) on the CIFAR 10 000 linf case.
 
 Every result is checked against an integer brute force in numpy on a random sample of
 queries. For each case the table gives wall and CPU seconds, the pairs pruned by each bound,
@@ -111,17 +110,6 @@ def run_simd(Xq, yq, X, y, p, threads):
     return dist[:, 0, 0], idx[:, 0, 0], wall, cpu, info
 
 
-def run_today(Xq, yq, X, y, p, threads):
-    from sepcheck.engine import numba_backend
-    from sepcheck.engine.problem import make_problem
-
-    prob = make_problem(X, y, norm="linf" if math.isinf(p) else "l1", k=1)
-    t0, c0 = time.perf_counter(), time.process_time()
-    dist, idx, _ = numba_backend.search(prob, threads=threads)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return dist[:, 0], idx[:, 0], wall, cpu, {}
-
-
 def describe(name, Xq, X, p, wall, cpu, info, check, threads_used) -> dict:
     from sepcheck.engine.simd import COARSE, LANES, PREFIX, QUERY_BLOCK
 
@@ -147,7 +135,6 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only the CIFAR 10 000 and MNIST 10 000 cases")
     ap.add_argument("--sample", type=int, default=50, help="queries checked against the oracle per case")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--skip-today", action="store_true", help="do not time today's numba kernel")
     args = ap.parse_args()
     import numba
 
@@ -176,12 +163,6 @@ def main() -> None:
         dist, idx, wall, cpu, info = run_simd(Qx, Qy, Rx, Ry, p, threads)
         check = oracle_check(Qx, Qy, Rx, Ry, p, dist, idx, args.sample)
         rows.append(describe(name, Qx, Rx, p, wall, cpu, info, check, threads))
-        print(json.dumps(rows[-1]), flush=True)
-    if not args.skip_today:
-        dist, idx, wall, cpu, info = run_today(C10, c10, C10, c10, math.inf, threads)
-        check = oracle_check(C10, c10, C10, c10, math.inf, dist, idx, args.sample)
-        rows.append(describe("today's numba kernel: cifar 10k train-train", C10, C10, math.inf, wall, cpu,
-                             info, check, threads))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{'case':46s} {'norm':5s} {'wall s':>8s} {'cpu s':>8s} {'oracle':>8s} {'load avg':>22s}")
     for r in rows:

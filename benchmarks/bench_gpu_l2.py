@@ -1,0 +1,114 @@
+"""GPU l2 benchmark (issue 10 point 3): sepcheck's exact l2 search on CUDA against a plain
+float32 GEMM + argmin per class (what faiss-gpu ``IndexFlatL2`` computes; used here as its
+stand-in where faiss-gpu is not installed, and *not* exact).
+
+    python benchmarks/bench_gpu_l2.py --data bench_arrays.npz [--n 50000] [--out DIR]
+
+``bench_arrays.npz`` comes from ``benchmarks/make_bench_arrays.py`` (the CIFAR-10 JPEG copy).
+Every result is checked against an exact float64 brute force on a sample of queries.
+Writes ``bench_gpu_l2.json`` under ``--out`` (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(fn):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def gemm_argmin(X: np.ndarray, y: np.ndarray, block: int = 4096):
+    """Nearest other-label row by a float32 GEMM (faiss IndexFlatL2's arithmetic), on the GPU."""
+    R = torch.from_numpy(X).cuda().float()
+    lab = torch.from_numpy(y).cuda()
+    sq = (R * R).sum(1)
+    best_d = torch.empty(len(X), device="cuda")
+    best_i = torch.empty(len(X), dtype=torch.int64, device="cuda")
+    for s in range(0, len(X), block):
+        q = R[s : s + block]
+        d = sq[s : s + block, None] + sq[None, :] - 2.0 * (q @ R.T)
+        d.masked_fill_(lab[s : s + block, None] == lab[None, :], float("inf"))
+        v, i = d.min(1)
+        best_d[s : s + block], best_i[s : s + block] = v, i
+    return best_d.clamp_min(0).sqrt().cpu().numpy(), best_i.cpu().numpy()
+
+
+def float32_path(X, y, info):
+    """sepcheck with the int8 path switched off: the float32 GEMM candidates, reranked."""
+    from sepcheck import nearest_other
+    from sepcheck.engine import torch_backend
+
+    keep = torch_backend.int8_gemm_exact
+    torch_backend.int8_gemm_exact = lambda problem, device: False
+    try:
+        return nearest_other(X, y, norm="l2", device="cuda", info=info)
+    finally:
+        torch_backend.int8_gemm_exact = keep
+
+
+def oracle(X, y, rows):
+    out_d, out_i = [], []
+    Xf = X.astype(np.float64)
+    for r in rows:
+        d = ((Xf - Xf[r]) ** 2).sum(1)
+        d[y == y[r]] = np.inf
+        j = int(np.argmin(d))
+        out_d.append(np.sqrt(d[j])), out_i.append(j)
+    return np.array(out_d), np.array(out_i)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=50000)
+    ap.add_argument("--sample", type=int, default=64)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+    from sepcheck import nearest_other
+
+    z = np.load(args.data)
+    X, y = z["X_train"][: args.n], z["y_train"][: args.n].astype(np.int64)
+    rows = np.random.default_rng(0).choice(len(X), args.sample, replace=False)
+    od, oi = oracle(X, y, rows)
+    res = {"card": torch.cuda.get_device_name(), "n": len(X), "d": X.shape[1], "rows": []}
+    warm = np.random.default_rng(1).choice(len(X), 2000, replace=False)
+    nearest_other(X[warm], y[warm], norm="l2", device="cuda")  # warm-up
+    gemm_argmin(X[warm], y[warm])
+    info: dict = {}
+    for name, fn in [
+        ("sepcheck auto (exact int8 GEMM)", lambda: nearest_other(X, y, norm="l2", device="cuda", info=info)),
+        ("sepcheck float32 GEMM candidates + exact rerank", lambda: float32_path(X, y, info)),
+        ("float32 GEMM + argmin (faiss-gpu IndexFlatL2 arithmetic)", lambda: gemm_argmin(X, y)),
+    ]:
+        (d, i), s = timed(fn)
+        d = np.asarray(d).reshape(len(X), -1)[:, 0]
+        i = np.asarray(i).reshape(len(X), -1)[:, 0]
+        scale = 255.0 if "sepcheck" in name else 1.0
+        row = {"method": name, "seconds": round(s, 3),
+               "dist_exact_on_sample": bool(np.array_equal(d[rows] * scale, od)),
+               "max_rel_err": float(np.max(np.abs(d[rows] * scale - od) / np.maximum(od, 1e-12))),
+               "idx_match_on_sample": bool(np.array_equal(i[rows], oi)), "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
+        res["rows"].append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_gpu_l2.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -252,13 +252,22 @@ def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
 
 
 def _int8_sqdist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(a, b) exact squared l2 distances (float64) of uint8-valued int16 rows q, r."""
+    """(a, b) exact squared l2 distances (float64) of uint8-valued int16 rows q, r.
+
+    ``torch._int_mm`` wants more than 16 rows on the left and multiples of 8 for the inner
+    and right sizes: the operands are padded with zeros (zero rows are sliced off, zero
+    features add nothing to a dot product). Where it still refuses, a float64 GEMM of the
+    same integers is exact too (every sum is below 2**53)."""
     qi = (q - 128).to(torch.int8)
     ri = (r - 128).to(torch.int8)
+    a, b, d = qi.shape[0], ri.shape[0], qi.shape[1]
+    pa, pb, pd = max(17, a) - a, -b % 8, -d % 8
     try:
-        dots = torch._int_mm(qi, ri.T).to(torch.int64)
-    except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths): exact int64
-        dots = qi.to(torch.int64) @ ri.to(torch.int64).T
+        qp = torch.nn.functional.pad(qi, (0, pd, 0, pa)) if (pa or pd) else qi
+        rp = torch.nn.functional.pad(ri, (0, pd, 0, pb)) if (pb or pd) else ri
+        dots = torch._int_mm(qp, rp.T)[:a, :b].to(torch.int64)
+    except RuntimeError:
+        dots = (qi.to(torch.float64) @ ri.to(torch.float64).T).to(torch.int64)
     sq_q = (qi.to(torch.int64) ** 2).sum(dim=1)
     sq_r = (ri.to(torch.int64) ** 2).sum(dim=1)
     return (sq_q[:, None] + sq_r[None, :] - 2 * dots).to(torch.float64)

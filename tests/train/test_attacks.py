@@ -57,7 +57,7 @@ def test_pgd_inside_ball_and_box_and_raises_loss(norm, eps, device):
     start = random_start(x, eps, norm)
     assert (_norms(start - x, norm) <= eps * (1 + 1e-5)).all()
     # more restarts never help the defender
-    a1 = adversarial_accuracy(model, x, y, eps=eps, norm=norm)
+    a1 = adversarial_accuracy(model, x, y, eps=eps, norm=norm, device=device)
     assert 0.0 <= a1 <= 1.0
     assert threat_norm("inf") == "linf" and threat_norm(2) == "l2"
     with pytest.raises(SepcheckError, match="linf' or 'l2"):

@@ -80,8 +80,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, device):
     with pytest.raises(SepcheckError, match="started with epochs=3"):
         train(_cfg(device, deterministic=True, epochs=4), cut.path, data=data, progress=False, resume=True)
     stored = json.loads(cut.config.read_text())
-    cut.config.write_text(json.dumps({**stored, "amp_dtype": "bfloat16"}))
-    with pytest.raises(SepcheckError, match="started with amp_dtype='bfloat16'"):
+    other = "float16" if stored["amp_dtype"] == "bfloat16" else "bfloat16"
+    cut.config.write_text(json.dumps({**stored, "amp_dtype": other}))
+    with pytest.raises(SepcheckError, match=f"started with amp_dtype='{other}'"):
         train(cfg, cut.path, data=data, progress=False, resume=True)
     cut.config.write_text(json.dumps(stored))
     resumed = train(cfg, cut.path, data=data, progress=False, resume=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..errors import SepcheckError
+from ..fileio import default_file_mode, replace_file, writable_dir
 from .base import SplitData, warn
-from .download import default_file_mode
 
 FORMAT = "sepcheck.dataset-cache/1"
 #: target bytes per HDF5 chunk of X
@@ -89,15 +89,6 @@ def read_cache(
         return None
 
 
-def writable_dir(directory: Path) -> bool:
-    """A folder we may write the cache into (not marked read-only, even for root)."""
-    try:
-        st = directory.stat()
-    except OSError:
-        return False
-    return bool(stat.S_IMODE(st.st_mode) & 0o222) and os.access(directory, os.W_OK)
-
-
 def write_cache(path: Path, key: dict[str, Any], data: SplitData) -> bool:
     """Write the split atomically; a folder that cannot be written gives a warning, not an error."""
     if not writable_dir(path.parent):
@@ -113,9 +104,9 @@ def write_cache(path: Path, key: dict[str, Any], data: SplitData) -> bool:
     try:
         _write(tmp_path, key, data)
         os.chmod(tmp_path, default_file_mode())
-        os.replace(tmp_path, path)
+        replace_file(tmp_path, path, "cache")
         return True
-    except OSError as exc:
+    except (OSError, SepcheckError) as exc:
         warn(f"cache not written: {path} ({exc})")
         return False
     finally:

@@ -17,11 +17,13 @@ with offsets ``int(round((size - m) / 2))``.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import sys
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SepcheckError
+from ..fileio import check_read_size, h5_dataset, input_file
 from .base import Dataset, warn
 
 KEYS = ("X", "y", "X_test", "y_test")
@@ -37,9 +40,7 @@ KEYS = ("X", "y", "X_test", "y_test")
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``{'X', 'y'[, 'X_test', 'y_test']}`` from a .npz or .h5 file, checked for completeness."""
-    p = Path(path)
-    if not p.exists():
-        raise SepcheckError(f"data file {p} does not exist")
+    p = input_file(path, "data file")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         arrays = _read_npz(p)
@@ -59,7 +60,15 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _read_npz(p: Path) -> dict[str, np.ndarray]:
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise SepcheckError(f"data file {p} is not an .npz file (not a zip archive): save X and y with np.savez")
     try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist():
+                if info.filename.removesuffix(".npy") in KEYS:
+                    _check_npy_header(zf, info, p)
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files if k in KEYS}
     except ValueError as exc:
@@ -69,8 +78,31 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
                 "save plain numeric arrays"
             ) from None
         raise SepcheckError(f"data file {p} is corrupted or truncated ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise SepcheckError(f"data file {p} is corrupted or truncated ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error, NotImplementedError) as exc:
+        raise SepcheckError(f"data file {p} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> None:
+    """Refuse an .npz member whose .npy header is broken, declares objects, or declares more
+    bytes than the member holds or memory allows -- before numpy allocates the array."""
+    name = info.filename.removesuffix(".npy")
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh, max_header_size=10000)
+        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+            raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({str(exc).splitlines()[0][:120]})"
+                                ) from None
+        header_len = fh.tell()
+    if dtype.hasobject:
+        raise SepcheckError(f"data file {p} stores Python objects (pickles) in {name!r}, which sepcheck never "
+                            "loads: save plain numeric arrays")
+    nbytes = math.prod(shape) * dtype.itemsize
+    check_read_size(nbytes, str(p), repr(name))
+    if nbytes != info.file_size - header_len:
+        raise SepcheckError(f"data file {p}: {name!r} declares {nbytes} bytes but holds {info.file_size - header_len}: "
+                            "the file is corrupted or truncated")
 
 
 def _read_h5(p: Path) -> dict[str, np.ndarray]:
@@ -78,17 +110,12 @@ def _read_h5(p: Path) -> dict[str, np.ndarray]:
 
     try:
         with h5py.File(p, "r") as f:
-            out = {}
-            for k in KEYS:
-                if k in f:
-                    if not isinstance(f[k], h5py.Dataset):
-                        raise SepcheckError(f"data file {p}: {k!r} is a group, not an array")
-                    out[k] = f[k][()]
-            return out
+            names = set(f.keys())  # link names, whether or not the links resolve
+            return {k: h5_dataset(f, k, p)[()] for k in KEYS if k in names}
     except SepcheckError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({exc})") from None
+        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 # ----- image files -------------------------------------------------------------------

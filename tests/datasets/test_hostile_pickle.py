@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sepcheck.datasets.cifar import parse_batch
 from sepcheck.datasets.safe_pickle import safe_loads
 from sepcheck.errors import SepcheckError
-from tests.datasets.fixtures import cifar_batch, py2_style_pickle
+from tests.datasets.fixtures import cifar_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 

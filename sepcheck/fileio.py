@@ -112,13 +112,17 @@ def replace_file(tmp: Path, target: Path, what: str = "output") -> None:
 
 
 def writable_dir(directory: str | os.PathLike) -> bool:
-    """A folder sepcheck may write caches into: exists, writable and not marked read-only
-    (no write bit at all), even for root (who may write anywhere)."""
+    """A folder sepcheck may write caches into: it (or, when missing, its nearest existing
+    parent, where it would be created) is writable and not marked read-only (no write bit
+    at all), even for root (who may write anywhere)."""
+    folder = Path(directory)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        st = os.stat(directory)
+        st = os.stat(folder)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and bool(stat.S_IMODE(st.st_mode) & 0o222) and os.access(directory, os.W_OK)
+    return stat.S_ISDIR(st.st_mode) and bool(stat.S_IMODE(st.st_mode) & 0o222) and os.access(folder, os.W_OK)
 
 
 def h5_dataset(f: Any, key: str, source: str | os.PathLike) -> Any:

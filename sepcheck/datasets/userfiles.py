@@ -133,13 +133,53 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (subfolders too, symlinks followed), in torchvision's
+def walk_tree(folder: Path, notes: list[str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``(folder path, regular file names)`` for ``folder`` and its non-hidden subfolders.
+
+    Symlinks are followed (as torchvision does), but a folder already visited (same device
+    and inode: a link loop such as ``loop -> .``, or two links to one folder) is walked only
+    once; non-regular files (FIFOs, sockets, devices, dangling links) are never listed, so
+    never opened. Each of these is reported once in ``notes``.
+    """
+    seen: set[tuple[int, int]] = set()
+    todo = [folder]
+    while todo:
+        d = todo.pop()
+        try:
+            st = os.stat(d)
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            if notes is not None:
+                notes.append(f"{d}: cannot be read ({exc.strerror}); skipped")
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            if notes is not None:
+                notes.append(f"{d}: a symlink to a folder already read (a link loop or a second link); skipped")
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        files: list[str] = []
+        subdirs: list[Path] = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir():
+                    subdirs.append(Path(e.path))
+                elif e.is_file():
+                    files.append(e.name)
+                elif notes is not None and is_image(e.name):
+                    notes.append(f"{e.path}: not a regular file (a FIFO, device, socket or dangling link); skipped")
+            except OSError as exc:  # e.g. a symlink loop on the entry itself
+                if notes is not None:
+                    notes.append(f"{e.path}: cannot be read ({exc.strerror}); skipped")
+        yield str(d), files
+        todo.extend(reversed(subdirs))
+
+
+def list_images(folder: Path, notes: list[str] | None = None) -> list[Path]:
+    """Image files under ``folder`` (subfolders too, see :func:`walk_tree`), in torchvision's
     order: folders walked in sorted order, files sorted by name; hidden entries skipped."""
-    found: list[tuple[str, list[str]]] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.append((root, files))
+    found = list(walk_tree(folder, notes))
     found.sort(key=lambda item: item[0])
     return [Path(root) / f for root, files in found for f in sorted(files) if is_image(f)]
 
@@ -262,7 +302,7 @@ def split_folders(root: Path) -> dict[str, Path] | None:
 
 
 def _has_image(folder: Path) -> bool:
-    return any(any(is_image(f) for f in files) for _, _, files in os.walk(folder, followlinks=True))
+    return any(any(is_image(f) for f in files) for _, files in walk_tree(folder))
 
 
 def is_imagefolder(root: str | os.PathLike) -> bool:
@@ -292,10 +332,14 @@ def read_imagefolder(
         if extra:
             raise SepcheckError(f"{root} has class folder {extra[0]!r} that the training split lacks: "
                                 "every test class must also be a training class")
-    items = [(p, label) for label, c in enumerate(classes) if (root / c).is_dir() for p in list_images(root / c)]
+    walk_notes: list[str] = []
+    items = [(p, label) for label, c in enumerate(classes) if (root / c).is_dir()
+             for p in list_images(root / c, walk_notes)]
     if not items:
         raise SepcheckError(f"{root} holds no images in class folders (expected {root}/<class>/<image>.png)")
     notes: list[str] = []
+    if walk_notes:
+        notes.append(f"{walk_notes[0]}{f' (and {len(walk_notes) - 1} more)' if len(walk_notes) > 1 else ''}")
     present = {lab for _, lab in items}
     label_of = {c: i for i, c in enumerate(classes)}
     empty = [c for c in found if label_of[c] not in present]

@@ -124,11 +124,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
     if resume and run.latest.exists():
         if run.config.exists():
             check_same_run(read_json(run.config, "run config"), config, run.path)
-        ckpt = load_checkpoint(run.latest)
+        ckpt = load_checkpoint(run.latest, resume=True)
         if ckpt.get("arch") != arch:
             raise SepcheckError(f"checkpoint {run.latest} holds a {ckpt.get('arch')} model, not {arch}: "
                                 "use --force to start over")
         start_epoch = int(ckpt["epoch"])
+        if start_epoch > cfg.epochs:
+            raise SepcheckError(f"checkpoint {run.latest} is after epoch {start_epoch} but the run has --epochs "
+                                f"{cfg.epochs}: give --epochs {start_epoch} or more, or --force to start over")
         config["created"] = ckpt.get("config", {}).get("created", config["created"])
 
     say = echo if echo is not None else ((lambda s: print(s, file=sys.stderr)) if progress else (lambda s: None))
@@ -157,11 +160,17 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
         except RuntimeError as exc:
             raise SepcheckError(f"checkpoint {run.latest} does not fit a {arch} model "
                                 f"({str(exc).splitlines()[0][:120]}): use --force to start over") from None
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        if "scaler" in ckpt and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        if not restore_rng(ckpt.get("rng", {}), ctx, device):
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["schedule"])
+            if "scaler" in ckpt and scaler.is_enabled():
+                scaler.load_state_dict(ckpt["scaler"])
+            same_world = restore_rng(ckpt["rng"], ctx, device)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise SepcheckError(f"checkpoint {run.latest} does not fit this run's {cfg.optimizer} optimizer, "
+                                f"schedule or random generators ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}): "
+                                "use --force to start over") from None
+        if not same_world:
             say("note: the checkpoint was written by a different number of processes: the resumed run "
                 "is not bit-identical to an uninterrupted one")
         log = [dict(r) for r in ckpt.get("log", [])]

@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from sepcheck.cache import cached_separation
 from sepcheck.errors import SepcheckError
 from sepcheck.separation import SeparationResult
+from tests.fuzz import FLIPS, flip
 from tests.oracle import nearest_other
 
 
@@ -71,16 +71,14 @@ def test_read_only_cache_folder_is_not_written(tmp_path):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6))
+@given(FLIPS)
 def test_fuzzed_result_files_load_exactly_or_fail_in_one_line(tmp_path_factory, flips):
     X, y = _data()
     folder = tmp_path_factory.mktemp("res")
     res, _ = cached_separation(X, y, cache=folder)
     path = res.save(folder / "r.h5")
-    data = bytearray(path.read_bytes())
-    for where, byte in flips:
-        data[int(where * len(data))] = byte
-    path.write_bytes(bytes(data))
+    data = flip(path.read_bytes(), flips)
+    path.write_bytes(data)
     try:
         back = SeparationResult.load(path)
     except SepcheckError as exc:

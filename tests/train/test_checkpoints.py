@@ -15,6 +15,7 @@ from sepcheck import SepcheckError
 from sepcheck.train import ATParams, TrainConfig, train
 from sepcheck.train.evaluate import load_model
 from sepcheck.train.runs import RunDir, load_checkpoint, read_log
+from tests.fuzz import FLIPS, flip
 from tests.train.tiny import tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,14 +84,11 @@ def test_garbage_checkpoint_hides_torch_text(cut_run, tmp_path):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
-       st.booleans())
+@given(FLIPS, st.booleans())
 def test_fuzzed_checkpoints_load_or_fail_in_one_line(cut_run, tmp_path_factory, flips, resume):
-    data = bytearray(cut_run.latest.read_bytes())
-    for where, byte in flips:
-        data[int(where * len(data))] = byte
+    data = flip(cut_run.latest.read_bytes(), flips)
     path = tmp_path_factory.mktemp("fuzz") / "checkpoint_latest.pt"
-    path.write_bytes(bytes(data))
+    path.write_bytes(data)
     try:
         state = load_checkpoint(path, resume=resume)
     except SepcheckError as exc:

@@ -70,6 +70,15 @@ def test_read_only_cache_folder_is_not_written(tmp_path):
         ro.chmod(0o755)
 
 
+def test_save_onto_a_directory_or_device_is_one_line(tmp_path):
+    X, y = _data()
+    res, _ = cached_separation(X, y)
+    with pytest.raises(SepcheckError, match="is a directory"):
+        res.save(tmp_path)
+    with pytest.raises(SepcheckError, match="character device"):
+        res.save("/dev/null")
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(FLIPS)
 def test_fuzzed_result_files_load_exactly_or_fail_in_one_line(tmp_path_factory, flips):

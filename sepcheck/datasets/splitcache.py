@@ -22,7 +22,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import SepcheckError
-from ..fileio import default_file_mode, replace_file, writable_dir
+from ..fileio import default_file_mode, h5_dataset, replace_file, writable_dir
 from .base import SplitData, warn
 
 FORMAT = "sepcheck.dataset-cache/1"
@@ -69,8 +69,8 @@ def read_cache(
             verified = bool(a["verified"])
             if need_verified and not verified:
                 return None
-            X = f["X"][()]
-            y = f["y"][()]
+            X = h5_dataset(f, "X", path)[()]
+            y = h5_dataset(f, "y", path)[()]
             if X.dtype != np.uint8 or X.ndim != 4 or y.shape != (X.shape[0],):
                 return None
             return SplitData(
@@ -85,8 +85,8 @@ def read_cache(
                 notes=json.loads(a["notes"]),
                 origin=str(path),
             )
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
+    except (OSError, KeyError, ValueError, TypeError, SepcheckError):
+        return None  # a damaged or foreign cache file is rebuilt from the sources
 
 
 def write_cache(path: Path, key: dict[str, Any], data: SplitData) -> bool:

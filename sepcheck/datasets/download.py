@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import os
 import stat
-import sys
 import tempfile
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import DataUnavailableError, DownloadError, SepcheckError
 from ..fileio import default_file_mode, output_target, replace_file
+from ..progress import bar as progress_bar
 from .base import warn
 
 #: seconds without data before a transfer is abandoned
@@ -79,10 +79,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "md5", progress: bool 
     size = p.stat().st_size
     bar = None
     if progress and size >= _BAR_BYTES:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=size, desc=f"checking {p.name}", unit="B", unit_scale=True,
-                   file=sys.stderr, leave=False, delay=1.0)
+        bar = progress_bar(size, f"checking {p.name}", "B", unit_scale=True)
     try:
         with p.open("rb") as f:
             while chunk := f.read(_CHUNK):
@@ -286,11 +283,8 @@ def _stream(url: str, out, checksum: tuple[str, str] | None, timeout: float, pro
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            from tqdm.auto import tqdm
-
             received = 0
-            with tqdm(total=total, desc=f"downloading {name}", unit="B", unit_scale=True,
-                      file=sys.stderr, leave=False, delay=1.0, disable=not progress) as bar:
+            with progress_bar(total, f"downloading {name}", "B", enabled=progress, unit_scale=True) as bar:
                 while chunk := resp.read(_CHUNK):
                     out.write(chunk)
                     if h is not None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import SepcheckError
 from ..fileio import check_read_size, h5_dataset, input_file
+from ..progress import bar as progress_bar
 from .base import Dataset, warn
 
 KEYS = ("X", "y", "X_test", "y_test")
@@ -263,8 +264,6 @@ def decode_all(
     With ``workers`` > 1 (default: the usable CPUs) and enough images, files are decoded
     in worker processes, ``CHUNK`` per task; a tqdm bar on stderr shows progress.
     """
-    from tqdm.auto import tqdm
-
     n_workers = default_workers() if workers is None else max(1, int(workers))
     items = [(str(p), spec) for p in paths]
     executor = None
@@ -273,8 +272,7 @@ def decode_all(
         results = executor.map(_decode_task, items, chunksize=CHUNK)
     else:
         results = map(_decode_task, items)
-    bar = tqdm(total=len(items), desc=desc, unit="img", file=sys.stderr, leave=False, delay=1.0,
-               disable=not progress)
+    bar = progress_bar(len(items), desc, "img", enabled=progress)
     try:
         for i, (arr, err) in enumerate(results):
             bar.update(1)

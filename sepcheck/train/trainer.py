@@ -25,6 +25,7 @@ from torch import nn
 
 from ..devices import torch_device
 from ..errors import DivergedError, SepcheckError
+from ..progress import bar as progress_bar
 from . import distributed
 from .config import TrainConfig, check_same_run, run_config
 from .data import TrainData, crop_flip
@@ -260,9 +261,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+    return progress_bar(total, desc, "batch")
 
 
 __all__ = ["TrainConfig", "TrainResult", "amp_dtype_for", "train"]

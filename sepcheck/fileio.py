@@ -6,6 +6,7 @@ A core module: it imports nothing from sepcheck except :mod:`sepcheck.errors`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -173,6 +174,41 @@ def h5_dataset(f: Any, key: str, source: str | os.PathLike) -> Any:
         raise SepcheckError(f"{where} declares {nbytes} bytes but the file stores {stored}: the file is truncated "
                             "or incomplete (missing data would be read as fill values)")
     return obj
+
+
+#: bytes at the start of a sealed HDF5 file (its user block, which HDF5 ignores)
+USERBLOCK = 512
+
+
+def _body_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        fh.seek(USERBLOCK)
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seal_file(path: Path, tag: str) -> None:
+    """Write ``tag blake2b=<hash of every byte after the user block>`` into the first
+    :data:`USERBLOCK` bytes of ``path`` (an HDF5 file created with ``userblock_size=USERBLOCK``)."""
+    seal = f"{tag} blake2b={_body_hash(path)}\n".encode()
+    with open(path, "r+b") as fh:
+        fh.write(seal.ljust(USERBLOCK, b"\0"))
+
+
+def seal_problem(path: Path, tag: str) -> str | None:
+    """None when ``path`` carries a valid :func:`seal_file` seal for ``tag``; else what is
+    wrong. Checked before HDF5 parses a file of ours: the library can crash on damaged files."""
+    with open(path, "rb") as fh:
+        head = fh.read(USERBLOCK)
+    prefix = f"{tag} blake2b=".encode()
+    stored = head[len(prefix):].split(b"\n", 1)[0] if head.startswith(prefix) else b""
+    if not stored:
+        return f"no '{tag}' seal"
+    if stored != _body_hash(path).encode():
+        return "its bytes do not match its checksum (edited or corrupted)"
+    return None
 
 
 def input_file(path: str | os.PathLike, what: str) -> Path:

@@ -1,5 +1,5 @@
 """Issue 14, points 5 and 8: results files and the results cache trust nothing they read --
-the payload hash is checked (an edited file is recomputed, never printed), special files at
+a checksum of the file's bytes is checked before HDF5 reads it (an edited file is recomputed, never printed), special files at
 the cache path are skipped, a read-only cache folder is read but never written."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_edited_cache_payload_is_recomputed_issue14_point8(tmp_path):
     again, cached = cached_separation(X, y, cache=tmp_path)
     assert not cached
     np.testing.assert_allclose(again.distances, _oracle_distances(X, y))
-    with pytest.raises(SepcheckError, match="payload hash"):
+    with pytest.raises(SepcheckError, match="do not match its checksum"):
         with h5py.File(path, "r+") as f:
             f["neighbors"][0] = 7
         SeparationResult.load(path)

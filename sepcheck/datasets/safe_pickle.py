@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError, UnsafePickleError
+from ..errors import SepcheckError, UnsafePickleError, cause
 
 #: dtype kinds a pickled array may have: booleans, signed and unsigned integers, floats
 NUMERIC_KINDS = "biuf"
@@ -255,8 +255,7 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
         raise SepcheckError(f"{source} is not a readable pickle (nested too deeply): the file is "
                             "corrupted; delete it and download it again") from None
     except Exception as exc:  # noqa: BLE001 - any failure of the pure-Python unpickler on hostile bytes
-        text = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise SepcheckError(
-            f"{source} is not a readable pickle ({type(exc).__name__}: {text}): the file is truncated "
+            f"{source} is not a readable pickle ({type(exc).__name__}: {cause(exc, 200)}): the file is truncated "
             "or corrupted; delete it and download it again"
         ) from None

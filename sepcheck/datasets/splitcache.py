@@ -5,7 +5,8 @@ with the format, the cache key (data set, split, options, converter version), th
 files' fingerprints (name, size, mtime_ns, checksum), whether their checksums were
 verified, the preprocessing, skipped images and the sepcheck version. A cache is used only
 when all of these still match; otherwise the split is converted again. A corrupted cache
-file is ignored and rewritten. Files are written to a temporary name and renamed.
+file is ignored and rewritten: each file is sealed with a checksum of its bytes (in its HDF5
+user block), checked before HDF5 reads it. Files are written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import SepcheckError
-from ..fileio import default_file_mode, h5_dataset, replace_file, writable_dir
+from ..fileio import (
+    USERBLOCK,
+    default_file_mode,
+    h5_dataset,
+    replace_file,
+    seal_file,
+    seal_problem,
+    writable_dir,
+)
 from .base import SplitData, warn
 
 FORMAT = "sepcheck.dataset-cache/1"
@@ -54,8 +63,8 @@ def read_cache(
     present, and the cache alone is used); and, when ``need_verified``, the sources'
     checksums were verified when the cache was made.
     """
-    if not path.is_file():
-        return None
+    if not path.is_file() or seal_problem(path, FORMAT) is not None:
+        return None  # missing, not a regular file, damaged or edited: rebuilt from the sources
     import h5py
 
     try:
@@ -85,7 +94,7 @@ def read_cache(
                 notes=json.loads(a["notes"]),
                 origin=str(path),
             )
-    except (OSError, KeyError, ValueError, TypeError, SepcheckError):
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, SepcheckError):
         return None  # a damaged or foreign cache file is rebuilt from the sources
 
 
@@ -121,7 +130,7 @@ def _write(path: Path, key: dict[str, Any], data: SplitData) -> None:
     n = X.shape[0]
     row = max(1, int(np.prod(X.shape[1:])))
     chunks = (max(1, min(n, _CHUNK_BYTES // row)),) + X.shape[1:] if n else None
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
         f.create_dataset("X", data=X, chunks=chunks)
         f.create_dataset("y", data=np.asarray(data.y, dtype=np.int64))
         a = f.attrs
@@ -136,3 +145,4 @@ def _write(path: Path, key: dict[str, Any], data: SplitData) -> None:
         a["notes"] = json.dumps(data.notes)
         a["sepcheck_version"] = __version__
         a["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seal_file(path, FORMAT)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SepcheckError
+from ..errors import SepcheckError, cause
 from ..fileio import check_read_size, h5_dataset, input_file
 from ..progress import bar as progress_bar
 from .base import Dataset, warn
@@ -93,7 +93,7 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> No
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read(fh, max_header_size=10000)
         except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-            raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({str(exc).splitlines()[0][:120]})"
+            raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({cause(exc, 120)})"
                                 ) from None
         header_len = fh.tell()
     if dtype.hasobject:
@@ -115,8 +115,8 @@ def _read_h5(p: Path) -> dict[str, np.ndarray]:
             return {k: h5_dataset(f, k, p)[()] for k in KEYS if k in names}
     except SepcheckError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py: RuntimeError too
+        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({cause(exc)})") from None
 
 
 # ----- image files -------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..devices import torch_device
-from ..errors import DivergedError, SepcheckError
+from ..errors import DivergedError, SepcheckError, cause
 from ..progress import bar as progress_bar
 from . import distributed
 from .config import TrainConfig, check_same_run, run_config
@@ -160,7 +160,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise SepcheckError(f"checkpoint {run.latest} does not fit a {arch} model "
-                                f"({str(exc).splitlines()[0][:120]}): use --force to start over") from None
+                                f"({cause(exc, 120)}): use --force to start over") from None
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
             schedule.load_state_dict(ckpt["schedule"])
@@ -169,7 +169,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
             same_world = restore_rng(ckpt["rng"], ctx, device)
         except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
             raise SepcheckError(f"checkpoint {run.latest} does not fit this run's {cfg.optimizer} optimizer, "
-                                f"schedule or random generators ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}): "
+                                f"schedule or random generators ({cause(exc, 120)}): "
                                 "use --force to start over") from None
         if not same_world:
             say("note: the checkpoint was written by a different number of processes: the resumed run "

@@ -39,8 +39,8 @@ def cached_separation(
     (result, came_from_cache).
 
     ``cache`` is a folder: the result is read from and written to
-    ``<cache>/separation-<key>.h5``; a corrupted or edited cache file (its payload hash does
-    not match) is recomputed, a cache entry that is not a regular file is skipped, and a
+    ``<cache>/separation-<key>.h5``; a corrupted or edited cache file (its checksum does not
+    match) is recomputed, a cache entry that is not a regular file is skipped, and a
     read-only cache folder is read but never written. ``None`` (the
     default) reads and writes nothing: a library call has no hidden side effects. The CLI
     passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``.

@@ -17,7 +17,8 @@ import numpy as np
 from .errors import SepcheckError, cause
 from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 
-FORMAT = "sepcheck.separation/1"
+#: /2: sealed with a checksum in the HDF5 user block (/1 files are refused: recompute them)
+FORMAT = "sepcheck.separation/2"
 _ARRAYS = ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts")
 _ATTRS = ("norm", "dataset", "n_classes", "dim", "units", "content_hash", "version")
 

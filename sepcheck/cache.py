@@ -12,6 +12,7 @@ from typing import Any
 
 from ._validation import as_features, as_labels
 from .errors import SepcheckError
+from .fileio import writable_dir
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
 from .separation import SeparationResult, separation
@@ -38,7 +39,9 @@ def cached_separation(
     (result, came_from_cache).
 
     ``cache`` is a folder: the result is read from and written to
-    ``<cache>/separation-<key>.h5``; a corrupted cache file is recomputed. ``None`` (the
+    ``<cache>/separation-<key>.h5``; a corrupted or edited cache file (its checksum does not
+    match) is recomputed, a cache entry that is not a regular file is skipped, and a
+    read-only cache folder is read but never written. ``None`` (the
     default) reads and writes nothing: a library call has no hidden side effects. The CLI
     passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
     """
@@ -51,7 +54,7 @@ def cached_separation(
     path = None
     if cache is not None:
         path = Path(cache) / f"separation-{cache_key(digest, norm_name(p), raw)}.h5"
-    if path is not None and path.exists():
+    if path is not None and path.is_file():  # a FIFO or folder at the cache path is skipped, never opened
         try:
             res = SeparationResult.load(path)
             if res.content_hash == digest:
@@ -61,8 +64,8 @@ def cached_separation(
         except SepcheckError:
             pass
     res = separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options)
-    if path is not None:
-        with contextlib.suppress(OSError):  # a read-only cache folder must not fail the run
+    if path is not None and writable_dir(path.parent):  # a read-only cache folder is left alone
+        with contextlib.suppress(OSError, SepcheckError):  # a special file at the cache path: no cache
             res.save(path)
     return res, False
 

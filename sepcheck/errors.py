@@ -24,6 +24,14 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def cause(exc: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of ``exc``'s message (its type name when it has none), cut
+    to ``limit`` characters: how a foreign library's error is quoted inside a one-line
+    :class:`SepcheckError`."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return line[:limit]
+
+
 class SepcheckError(ValueError):
     """Bad input or a file sepcheck cannot use; the message is one line for the user."""
 

@@ -14,20 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SepcheckError
-from .fileio import atomic_write
+from .errors import SepcheckError, cause
+from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 
-FORMAT = "sepcheck.separation/1"
+#: /2: sealed with a checksum in the HDF5 user block (/1 files are refused: recompute them)
+FORMAT = "sepcheck.separation/2"
 _ARRAYS = ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts")
 _ATTRS = ("norm", "dataset", "n_classes", "dim", "units", "content_hash", "version")
 
 
 def save_result(result: Any, path: str | os.PathLike) -> Path:
-    """Write a result to HDF5 through a temporary file renamed into place."""
+    """Write a result to HDF5 through a temporary file renamed into place, sealed with a
+    hash of its bytes in the HDF5 user block (see :func:`read_result`)."""
     import h5py
 
     def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
             f.attrs["format"] = FORMAT
             for a in _ATTRS:
                 f.attrs[a] = getattr(result, a)
@@ -38,29 +40,37 @@ def save_result(result: Any, path: str | os.PathLike) -> Path:
                 arr = getattr(result, name)
                 if arr is not None:
                     f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4)
+        seal_file(tmp, FORMAT)
 
     return atomic_write(path, write)
 
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
     """The keyword arguments of the result written by :func:`save_result` at ``path``;
-    one-line errors for other files."""
+    one-line errors for other files.
+
+    The file's bytes are checked against the hash in its user block before HDF5 parses
+    them: an edited or damaged file is refused (and recomputed by the results cache), and
+    the HDF5 library, which can crash on damaged files, never sees one.
+    """
     import h5py
 
-    p = Path(path)
-    if not p.exists():
-        raise SepcheckError(f"result file {p} does not exist")
+    p = input_file(path, "result file")
+    problem = seal_problem(p, FORMAT)
+    if problem is not None:
+        raise SepcheckError(f"result file {p} is corrupted or not a sepcheck separation result ({problem}): "
+                            "recompute it")
     try:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise SepcheckError(f"{p} is not a sepcheck separation result (no '{FORMAT}' tag)")
             kw = {a: _py(f.attrs[a]) for a in _ATTRS}
-            arrays = {name: f[name][()] for name in _ARRAYS if name in f}
+            arrays = {name: h5_dataset(f, name, p)[()] for name in _ARRAYS if name in f}
             extra = json.loads(f.attrs.get("extra", "{}"))
     except SepcheckError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise SepcheckError(f"result file {p} is corrupted or truncated ({exc})") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py: RuntimeError too
+        raise SepcheckError(f"result file {p} is corrupted or truncated ({cause(exc)})") from None
     if "distances" not in arrays or "neighbors" not in arrays:
         raise SepcheckError(f"result file {p} lacks its distances: recompute it")
     return {**kw, **arrays, "extra": extra}

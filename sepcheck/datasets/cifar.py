@@ -21,6 +21,9 @@ from .base import DatasetInfo, RegisteredDataset, SplitData, check_split
 from .download import RemoteFile, ensure_files, fingerprint
 from .safe_pickle import safe_loads
 
+#: the largest member a CIFAR archive may have (CIFAR-100's train batch is 155 MB)
+MAX_MEMBER_BYTES = 256 * 2**20
+
 
 def read_members(archive: Path, folder: str, names: list[str]) -> dict[str, bytes]:
     """The bytes of ``folder/name`` members of a .tar.gz, read as a stream to its end (so a
@@ -32,6 +35,12 @@ def read_members(archive: Path, folder: str, names: list[str]) -> dict[str, byte
             for member in tar:
                 name = member.name[2:] if member.name.startswith("./") else member.name
                 if name in wanted and member.isfile():
+                    if wanted[name] in found:
+                        raise SepcheckError(f"{archive} holds the member {name} twice: it is not the official "
+                                            "archive; delete it and download it again")
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise SepcheckError(f"{archive}: member {name} declares {member.size} bytes, more than "
+                                            f"any CIFAR batch ({MAX_MEMBER_BYTES}): it is not the official archive")
                     f = tar.extractfile(member)
                     data = f.read() if f is not None else b""
                     if len(data) != member.size:
@@ -69,7 +78,12 @@ def parse_batch(data: bytes, label_key: bytes, source: str) -> tuple[np.ndarray,
         raise SepcheckError(f"{source}: b'data' is {desc}, expected a uint8 (n, 3072) array: the file is not the official one")
     if labels is None:
         raise SepcheckError(f"{source} has no {label_key!r} labels: the file is not the official one")
-    y = np.asarray(labels)
+    if isinstance(labels, (list, tuple)) and all(type(v) is int and 0 <= v < 2**31 for v in labels):
+        y = np.array(labels, dtype=np.int64).reshape(len(labels))
+    elif isinstance(labels, np.ndarray):
+        y = labels
+    else:  # ragged, nested, non-integer or out-of-range entries
+        y = np.zeros((0, 0))
     if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
         raise SepcheckError(f"{source}: {label_key!r} is not a list of integers: the file is not the official one")
     if y.shape[0] != X.shape[0]:

@@ -10,13 +10,15 @@ the record says which of the two was checked.
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import glob
 import gzip
 import hashlib
 import http.client
 import os
-import sys
+import stat
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -27,6 +29,8 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import DataUnavailableError, DownloadError, SepcheckError
+from ..fileio import default_file_mode, output_target, replace_file
+from ..progress import bar as progress_bar
 from .base import warn
 
 #: seconds without data before a transfer is abandoned
@@ -75,10 +79,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "md5", progress: bool 
     size = p.stat().st_size
     bar = None
     if progress and size >= _BAR_BYTES:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=size, desc=f"checking {p.name}", unit="B", unit_scale=True,
-                   file=sys.stderr, leave=False, delay=1.0)
+        bar = progress_bar(size, f"checking {p.name}", "B", unit_scale=True)
     try:
         with p.open("rb") as f:
             while chunk := f.read(_CHUNK):
@@ -89,24 +90,6 @@ def file_digest(path: str | os.PathLike, algorithm: str = "md5", progress: bool 
         if bar is not None:
             bar.close()
     return h.hexdigest()
-
-
-@functools.cache
-def default_file_mode() -> int:
-    """0o666 minus the umask: the mode a plain ``open()`` would give (mkstemp gives 0o600).
-
-    The umask is read from /proc on Linux (no global change); elsewhere it is read once by
-    setting and restoring it.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def content_digest(path: Path) -> str | None:
@@ -255,8 +238,9 @@ def download(
     only when the transfer is complete (Content-Length reached) and the checksum matches.
     Raises :class:`DownloadError` with the reason otherwise; the ``.part`` file is removed.
     """
-    target = Path(dest)
+    target = output_target(dest, "download target")
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_parts(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     part = Path(tmp)
     try:
@@ -267,11 +251,29 @@ def download(
                 f"{checksum[0]} of the downloaded file is {digest}, the published one is {checksum[1]}"
             )
         os.chmod(part, default_file_mode())
-        os.replace(part, target)
+        replace_file(part, target, "download target")
     finally:
         if part.exists():
             part.unlink()
     return target
+
+
+#: a ``.part`` file not written to for this long belongs to a download that was killed
+STALE_PART_S = 600.0
+
+
+def clean_stale_parts(target: Path) -> list[Path]:
+    """Remove the ``.<name>.*.part`` files beside ``target`` left by killed downloads (not
+    modified for :data:`STALE_PART_S`; a live download writes to its own continuously)."""
+    removed = []
+    now = time.time()
+    for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            st = part.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_PART_S:
+                part.unlink()
+                removed.append(part)
+    return removed
 
 
 def _stream(url: str, out, checksum: tuple[str, str] | None, timeout: float, progress: bool, name: str) -> str | None:
@@ -281,11 +283,8 @@ def _stream(url: str, out, checksum: tuple[str, str] | None, timeout: float, pro
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            from tqdm.auto import tqdm
-
             received = 0
-            with tqdm(total=total, desc=f"downloading {name}", unit="B", unit_scale=True,
-                      file=sys.stderr, leave=False, delay=1.0, disable=not progress) as bar:
+            with progress_bar(total, f"downloading {name}", "B", enabled=progress, unit_scale=True) as bar:
                 while chunk := resp.read(_CHUNK):
                     out.write(chunk)
                     if h is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SepcheckError
+from ..fileio import check_read_size, input_file
 from .base import Dataset, DatasetInfo, RegisteredDataset, SplitData, check_split
 from .download import RemoteFile, ensure_files, fingerprint, verification_notes
 
@@ -31,20 +33,9 @@ _TYPES = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SepcheckError(f"IDX file {path} does not exist") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise SepcheckError(f"IDX file {path} is corrupted or truncated ({exc}): download it again") from None
-
-
-def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into an array with the shape stored in the header."""
+def _header(data: bytes, source: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) from the first bytes of an IDX file; the magic number
+    is checked before anything else is read."""
     if len(data) < 4:
         raise SepcheckError(f"IDX file {source} is truncated: {len(data)} bytes, no header")
     zero, code, ndim = data[0] | data[1], data[2], data[3]
@@ -56,9 +47,36 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise SepcheckError(f"IDX file {source} is truncated inside its header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = _TYPES[code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
+    return shape, _TYPES[code], header
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The (decompressed) bytes of an IDX file, read no further than its header declares:
+    the magic number and header are checked first and the payload size (in Python integers,
+    so no overflow) against the memory available, before the payload is decompressed."""
+    input_file(path, "IDX file")
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) == 4 and head[0] | head[1] == 0 and head[2] in _TYPES and head[3]:
+                head += f.read(4 * head[3])
+            shape, dtype, header = _header(head, str(path))
+            expected = math.prod(shape) * dtype.itemsize
+            check_read_size(expected, str(path), f"its header {shape}")
+            payload = f.read(expected + 1)  # one byte more: a longer file is detected, never read
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SepcheckError(f"IDX file {path} is corrupted or truncated ({exc}): download it again") from None
+    return head + payload
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array with the shape stored in the header."""
+    shape, dtype, header = _header(data, source)
+    expected = header + math.prod(shape) * dtype.itemsize
+    if len(data) > expected:
+        raise SepcheckError(f"IDX file {source} is longer than the {expected} bytes its header {shape} declares: "
+                            "the file is corrupted or truncated (not one IDX array)")
+    if len(data) < expected:
         raise SepcheckError(
             f"IDX file {source} has {len(data)} bytes but its header {shape} needs {expected}: "
             "the file is truncated or corrupted"

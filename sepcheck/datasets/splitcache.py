@@ -5,7 +5,8 @@ with the format, the cache key (data set, split, options, converter version), th
 files' fingerprints (name, size, mtime_ns, checksum), whether their checksums were
 verified, the preprocessing, skipped images and the sepcheck version. A cache is used only
 when all of these still match; otherwise the split is converted again. A corrupted cache
-file is ignored and rewritten. Files are written to a temporary name and renamed.
+file is ignored and rewritten: each file is sealed with a checksum of its bytes (in its HDF5
+user block), checked before HDF5 reads it. Files are written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +22,17 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..errors import SepcheckError
+from ..fileio import (
+    USERBLOCK,
+    default_file_mode,
+    h5_dataset,
+    replace_file,
+    seal_file,
+    seal_problem,
+    writable_dir,
+)
 from .base import SplitData, warn
-from .download import default_file_mode
 
 FORMAT = "sepcheck.dataset-cache/1"
 #: target bytes per HDF5 chunk of X
@@ -54,8 +63,8 @@ def read_cache(
     present, and the cache alone is used); and, when ``need_verified``, the sources'
     checksums were verified when the cache was made.
     """
-    if not path.is_file():
-        return None
+    if not path.is_file() or seal_problem(path, FORMAT) is not None:
+        return None  # missing, not a regular file, damaged or edited: rebuilt from the sources
     import h5py
 
     try:
@@ -69,8 +78,8 @@ def read_cache(
             verified = bool(a["verified"])
             if need_verified and not verified:
                 return None
-            X = f["X"][()]
-            y = f["y"][()]
+            X = h5_dataset(f, "X", path)[()]
+            y = h5_dataset(f, "y", path)[()]
             if X.dtype != np.uint8 or X.ndim != 4 or y.shape != (X.shape[0],):
                 return None
             return SplitData(
@@ -85,17 +94,8 @@ def read_cache(
                 notes=json.loads(a["notes"]),
                 origin=str(path),
             )
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-
-
-def writable_dir(directory: Path) -> bool:
-    """A folder we may write the cache into (not marked read-only, even for root)."""
-    try:
-        st = directory.stat()
-    except OSError:
-        return False
-    return bool(stat.S_IMODE(st.st_mode) & 0o222) and os.access(directory, os.W_OK)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, SepcheckError):
+        return None  # a damaged or foreign cache file is rebuilt from the sources
 
 
 def write_cache(path: Path, key: dict[str, Any], data: SplitData) -> bool:
@@ -113,9 +113,9 @@ def write_cache(path: Path, key: dict[str, Any], data: SplitData) -> bool:
     try:
         _write(tmp_path, key, data)
         os.chmod(tmp_path, default_file_mode())
-        os.replace(tmp_path, path)
+        replace_file(tmp_path, path, "cache")
         return True
-    except OSError as exc:
+    except (OSError, SepcheckError) as exc:
         warn(f"cache not written: {path} ({exc})")
         return False
     finally:
@@ -130,7 +130,7 @@ def _write(path: Path, key: dict[str, Any], data: SplitData) -> None:
     n = X.shape[0]
     row = max(1, int(np.prod(X.shape[1:])))
     chunks = (max(1, min(n, _CHUNK_BYTES // row)),) + X.shape[1:] if n else None
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
         f.create_dataset("X", data=X, chunks=chunks)
         f.create_dataset("y", data=np.asarray(data.y, dtype=np.int64))
         a = f.attrs
@@ -145,3 +145,4 @@ def _write(path: Path, key: dict[str, Any], data: SplitData) -> None:
         a["notes"] = json.dumps(data.notes)
         a["sepcheck_version"] = __version__
         a["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seal_file(path, FORMAT)

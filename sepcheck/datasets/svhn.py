@@ -7,12 +7,14 @@ arrays (no code runs); only the variables ``X`` and ``y`` are read.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import SepcheckError
+from ..fileio import check_read_size, input_file
 from .base import DatasetInfo, RegisteredDataset, SplitData, check_split
 from .download import RemoteFile, ensure_files, fingerprint
 
@@ -21,12 +23,16 @@ _URL = "http://ufldl.stanford.edu/housenumbers/"
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(X uint8 (n, 3, H, W), y int64 in 0..9) from an SVHN .mat file."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat, whosmat
 
+    input_file(path, "SVHN file")
     try:
+        _check_mat_header(path, {name: (shape, cls) for name, shape, cls in whosmat(path)})
         mat = loadmat(path, variable_names=["X", "y"])
     except NotImplementedError:
         raise SepcheckError(f"{path} is a MATLAB v7.3 (HDF5) file: the official SVHN files are v5; download them again") from None
+    except SepcheckError:
+        raise
     except Exception as exc:  # scipy raises many types (ValueError, OSError, struct.error, ...)
         raise SepcheckError(f"{path} is not a readable .mat file ({type(exc).__name__}: {exc}): "
                             "it is truncated or corrupted; delete it and download it again") from None
@@ -37,12 +43,32 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if X.dtype != np.uint8 or X.ndim != 4 or X.shape[2] != 3:
         raise SepcheckError(f"{path}: X is {X.dtype} {X.shape}, expected uint8 (32, 32, 3, n): not an SVHN file")
     y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "biuf":
+        raise SepcheckError(f"{path}: labels are {y.dtype}, not numbers: the file is not the official one")
     if y.shape[0] != X.shape[3]:
         raise SepcheckError(f"{path} has {X.shape[3]} images but {y.shape[0]} labels: the file is corrupted")
     if y.size and (not np.all(y == np.round(y)) or y.min() < 1 or y.max() > 10):
         raise SepcheckError(f"{path}: labels must be 1..10 (10 = digit 0): the file is not the official one")
     X = np.ascontiguousarray(X.transpose(3, 2, 0, 1))
     return X, (y.astype(np.int64) % 10)
+
+
+#: MATLAB classes the variables of an SVHN file may have (the official X is uint8, y double)
+_NUMERIC_MAT = ("uint8", "double", "single", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
+
+
+def _check_mat_header(path: Path, found: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Refuse X/y whose declared type or size is wrong -- from the variable headers alone,
+    before a (possibly compressed) payload is decompressed."""
+    for key in ("X", "y"):
+        if key not in found:
+            continue
+        shape, cls = found[key]
+        if cls not in _NUMERIC_MAT:
+            raise SepcheckError(f"{path}: {key} is a MATLAB {cls}, not numbers: the file is not the official one")
+        check_read_size(math.prod(shape) * 8, str(path), key)
+    if "X" in found and (len(found["X"][0]) != 4 or found["X"][0][:3] != (32, 32, 3)):
+        raise SepcheckError(f"{path}: X is declared {found['X'][0]}, expected (32, 32, 3, n): not an SVHN file")
 
 
 class SVHN(RegisteredDataset):

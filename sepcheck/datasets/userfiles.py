@@ -17,11 +17,13 @@ with offsets ``int(round((size - m) / 2))``.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import sys
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SepcheckError
+from ..errors import SepcheckError, cause
+from ..fileio import check_read_size, h5_dataset, input_file
+from ..progress import bar as progress_bar
 from .base import Dataset, warn
 
 KEYS = ("X", "y", "X_test", "y_test")
@@ -37,9 +41,7 @@ KEYS = ("X", "y", "X_test", "y_test")
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``{'X', 'y'[, 'X_test', 'y_test']}`` from a .npz or .h5 file, checked for completeness."""
-    p = Path(path)
-    if not p.exists():
-        raise SepcheckError(f"data file {p} does not exist")
+    p = input_file(path, "data file")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         arrays = _read_npz(p)
@@ -59,7 +61,15 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _read_npz(p: Path) -> dict[str, np.ndarray]:
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise SepcheckError(f"data file {p} is not an .npz file (not a zip archive): save X and y with np.savez")
     try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist():
+                if info.filename.removesuffix(".npy") in KEYS:
+                    _check_npy_header(zf, info, p)
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files if k in KEYS}
     except ValueError as exc:
@@ -69,8 +79,31 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
                 "save plain numeric arrays"
             ) from None
         raise SepcheckError(f"data file {p} is corrupted or truncated ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise SepcheckError(f"data file {p} is corrupted or truncated ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error, NotImplementedError) as exc:
+        raise SepcheckError(f"data file {p} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> None:
+    """Refuse an .npz member whose .npy header is broken, declares objects, or declares more
+    bytes than the member holds or memory allows -- before numpy allocates the array."""
+    name = info.filename.removesuffix(".npy")
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh, max_header_size=10000)
+        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+            raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({cause(exc, 120)})"
+                                ) from None
+        header_len = fh.tell()
+    if dtype.hasobject:
+        raise SepcheckError(f"data file {p} stores Python objects (pickles) in {name!r}, which sepcheck never "
+                            "loads: save plain numeric arrays")
+    nbytes = math.prod(shape) * dtype.itemsize
+    check_read_size(nbytes, str(p), repr(name))
+    if nbytes != info.file_size - header_len:
+        raise SepcheckError(f"data file {p}: {name!r} declares {nbytes} bytes but holds {info.file_size - header_len}: "
+                            "the file is corrupted or truncated")
 
 
 def _read_h5(p: Path) -> dict[str, np.ndarray]:
@@ -78,17 +111,12 @@ def _read_h5(p: Path) -> dict[str, np.ndarray]:
 
     try:
         with h5py.File(p, "r") as f:
-            out = {}
-            for k in KEYS:
-                if k in f:
-                    if not isinstance(f[k], h5py.Dataset):
-                        raise SepcheckError(f"data file {p}: {k!r} is a group, not an array")
-                    out[k] = f[k][()]
-            return out
+            names = set(f.keys())  # link names, whether or not the links resolve
+            return {k: h5_dataset(f, k, p)[()] for k in KEYS if k in names}
     except SepcheckError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({exc})") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py: RuntimeError too
+        raise SepcheckError(f"data file {p} is corrupted or not HDF5 ({cause(exc)})") from None
 
 
 # ----- image files -------------------------------------------------------------------
@@ -106,13 +134,53 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (subfolders too, symlinks followed), in torchvision's
+def walk_tree(folder: Path, notes: list[str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``(folder path, regular file names)`` for ``folder`` and its non-hidden subfolders.
+
+    Symlinks are followed (as torchvision does), but a folder already visited (same device
+    and inode: a link loop such as ``loop -> .``, or two links to one folder) is walked only
+    once; non-regular files (FIFOs, sockets, devices, dangling links) are never listed, so
+    never opened. Each of these is reported once in ``notes``.
+    """
+    seen: set[tuple[int, int]] = set()
+    todo = [folder]
+    while todo:
+        d = todo.pop()
+        try:
+            st = os.stat(d)
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            if notes is not None:
+                notes.append(f"{d}: cannot be read ({exc.strerror}); skipped")
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            if notes is not None:
+                notes.append(f"{d}: a symlink to a folder already read (a link loop or a second link); skipped")
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        files: list[str] = []
+        subdirs: list[Path] = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir():
+                    subdirs.append(Path(e.path))
+                elif e.is_file():
+                    files.append(e.name)
+                elif notes is not None and is_image(e.name):
+                    notes.append(f"{e.path}: not a regular file (a FIFO, device, socket or dangling link); skipped")
+            except OSError as exc:  # e.g. a symlink loop on the entry itself
+                if notes is not None:
+                    notes.append(f"{e.path}: cannot be read ({exc.strerror}); skipped")
+        yield str(d), files
+        todo.extend(reversed(subdirs))
+
+
+def list_images(folder: Path, notes: list[str] | None = None) -> list[Path]:
+    """Image files under ``folder`` (subfolders too, see :func:`walk_tree`), in torchvision's
     order: folders walked in sorted order, files sorted by name; hidden entries skipped."""
-    found: list[tuple[str, list[str]]] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.append((root, files))
+    found = list(walk_tree(folder, notes))
     found.sort(key=lambda item: item[0])
     return [Path(root) / f for root, files in found for f in sorted(files) if is_image(f)]
 
@@ -196,8 +264,6 @@ def decode_all(
     With ``workers`` > 1 (default: the usable CPUs) and enough images, files are decoded
     in worker processes, ``CHUNK`` per task; a tqdm bar on stderr shows progress.
     """
-    from tqdm.auto import tqdm
-
     n_workers = default_workers() if workers is None else max(1, int(workers))
     items = [(str(p), spec) for p in paths]
     executor = None
@@ -206,8 +272,7 @@ def decode_all(
         results = executor.map(_decode_task, items, chunksize=CHUNK)
     else:
         results = map(_decode_task, items)
-    bar = tqdm(total=len(items), desc=desc, unit="img", file=sys.stderr, leave=False, delay=1.0,
-               disable=not progress)
+    bar = progress_bar(len(items), desc, "img", enabled=progress)
     try:
         for i, (arr, err) in enumerate(results):
             bar.update(1)
@@ -235,7 +300,7 @@ def split_folders(root: Path) -> dict[str, Path] | None:
 
 
 def _has_image(folder: Path) -> bool:
-    return any(any(is_image(f) for f in files) for _, _, files in os.walk(folder, followlinks=True))
+    return any(any(is_image(f) for f in files) for _, files in walk_tree(folder))
 
 
 def is_imagefolder(root: str | os.PathLike) -> bool:
@@ -265,10 +330,14 @@ def read_imagefolder(
         if extra:
             raise SepcheckError(f"{root} has class folder {extra[0]!r} that the training split lacks: "
                                 "every test class must also be a training class")
-    items = [(p, label) for label, c in enumerate(classes) if (root / c).is_dir() for p in list_images(root / c)]
+    walk_notes: list[str] = []
+    items = [(p, label) for label, c in enumerate(classes) if (root / c).is_dir()
+             for p in list_images(root / c, walk_notes)]
     if not items:
         raise SepcheckError(f"{root} holds no images in class folders (expected {root}/<class>/<image>.png)")
     notes: list[str] = []
+    if walk_notes:
+        notes.append(f"{walk_notes[0]}{f' (and {len(walk_notes) - 1} more)' if len(walk_notes) > 1 else ''}")
     present = {lab for _, lab in items}
     label_of = {c: i for i, c in enumerate(classes)}
     empty = [c for c in found if label_of[c] not in present]

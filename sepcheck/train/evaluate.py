@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..devices import torch_device
-from ..errors import SepcheckError
+from ..errors import SepcheckError, cause
 from .attacks import (
     as_float32,
     ascent_direction,
@@ -168,7 +168,7 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError) as exc:
         raise SepcheckError(f"checkpoint {path} does not fit a {arch} model for inputs {shape} "
-                            f"({str(exc).splitlines()[0][:120]}): it comes from another architecture") from None
+                            f"({cause(exc, 120)}): it comes from another architecture") from None
     model.to(device).eval()
     return model, cfg, finished
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import SepcheckError
-from ..fileio import atomic_write, to_jsonable
+from ..fileio import atomic_write, input_file, to_jsonable
 
 CONFIG = "config.json"
 LOG = "log.jsonl"
@@ -60,11 +60,16 @@ class RunDir:
 def prepare_dir(path: str | os.PathLike, *, resume: bool, force: bool) -> RunDir:
     """Check that a run may be written to ``path``; with ``force`` remove the old run files.
 
-    An existing run folder is never overwritten without ``resume`` or ``force``.
+    An existing run folder is never overwritten without ``resume`` or ``force``; a run that
+    stopped before its first checkpoint (config.json and perhaps a torn log, nothing to
+    resume or evaluate) is not a run: its files are removed and it starts again.
     """
     run = RunDir(path)
     if run.path.exists() and not run.path.is_dir():
         raise SepcheckError(f"--out {run.path} is a file: give a folder for the run")
+    if run.has_run_files() and not (run.latest.exists() or run.final.exists() or run.eval.exists()):
+        for name in (CONFIG, LOG):
+            (run.path / name).unlink(missing_ok=True)
     if run.has_run_files() and not resume:
         if not force:
             raise SepcheckError(
@@ -150,18 +155,49 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` onto the CPU."""
-    if not path.exists():
-        raise SepcheckError(f"checkpoint {path} does not exist")
+#: what each kind of checkpoint must hold: key -> type
+_MODEL_KEYS: dict[str, type | tuple[type, ...]] = {"epoch": int, "arch": str, "model": dict}
+_RESUME_KEYS: dict[str, type | tuple[type, ...]] = {**_MODEL_KEYS, "optimizer": dict, "schedule": dict,
+                                                    "rng": dict, "log": list}
+#: phrases of torch's own messages that say nothing to a user (its hints to file issues, ...)
+_TORCH_NOISE = ("please file an issue", "weights_only", "github.com", "in pytorch", "torch.serialization",
+                "re-running `torch.load`", "check the recommended steps")
+
+
+def load_checkpoint(path: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` onto the CPU, checked for its keys and
+    their types (``resume``: also the optimizer, schedule, RNG states and log); any failure is
+    a one-line :class:`SepcheckError` (never torch's own multi-line text)."""
+    input_file(path, "checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        msg = next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else type(exc).__name__)
+        useful = [ln for ln in lines if not any(w in ln.lower() for w in _TORCH_NOISE)]
+        msg = next((ln for ln in lines if "Unpickler error" in ln), useful[0] if useful else type(exc).__name__)
         raise SepcheckError(f"checkpoint {path} is corrupted or not a sepcheck checkpoint ({msg[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SepcheckError(f"{path} is not a sepcheck checkpoint: give a run folder written by `sepcheck train`")
+    for key, typ in (_RESUME_KEYS if resume else _MODEL_KEYS).items():
+        value = state.get(key)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            found = "missing" if key not in state else f"a {type(value).__name__}"
+            raise SepcheckError(f"checkpoint {path}: {key!r} is {found}, not a {getattr(typ, '__name__', typ)}: "
+                                "the file is damaged or hand-edited; use --force to start over")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        raise SepcheckError(f"checkpoint {path}: 'model' is not a state dict of tensors: the file is damaged")
+    if state["epoch"] < 0:
+        raise SepcheckError(f"checkpoint {path}: epoch {state['epoch']} is negative: the file is damaged")
+    if resume:
+        groups = state["optimizer"].get("param_groups")
+        if not isinstance(groups, list) or not isinstance(state["optimizer"].get("state"), dict):
+            raise SepcheckError(f"checkpoint {path}: the optimizer state has no parameter groups: the file is damaged")
+        size = torch.get_rng_state().numel()
+        gens = state["rng"].get("torch")
+        if not isinstance(gens, list) or not all(isinstance(g, torch.Tensor) and g.dtype == torch.uint8
+                                                 and g.numel() == size for g in gens):
+            raise SepcheckError(f"checkpoint {path}: the saved random generator states are not torch CPU "
+                                "generator states: the file is damaged; use --force to start over")
     return state
 
 

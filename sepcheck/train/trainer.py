@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ..devices import torch_device
-from ..errors import DivergedError, SepcheckError
+from ..errors import DivergedError, SepcheckError, cause
+from ..progress import bar as progress_bar
 from . import distributed
 from .config import TrainConfig, check_same_run, run_config
 from .data import TrainData, crop_flip
@@ -124,11 +125,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
     if resume and run.latest.exists():
         if run.config.exists():
             check_same_run(read_json(run.config, "run config"), config, run.path)
-        ckpt = load_checkpoint(run.latest)
+        ckpt = load_checkpoint(run.latest, resume=True)
         if ckpt.get("arch") != arch:
             raise SepcheckError(f"checkpoint {run.latest} holds a {ckpt.get('arch')} model, not {arch}: "
                                 "use --force to start over")
         start_epoch = int(ckpt["epoch"])
+        if start_epoch > cfg.epochs:
+            raise SepcheckError(f"checkpoint {run.latest} is after epoch {start_epoch} but the run has --epochs "
+                                f"{cfg.epochs}: give --epochs {start_epoch} or more, or --force to start over")
         config["created"] = ckpt.get("config", {}).get("created", config["created"])
 
     say = echo if echo is not None else ((lambda s: print(s, file=sys.stderr)) if progress else (lambda s: None))
@@ -156,12 +160,18 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise SepcheckError(f"checkpoint {run.latest} does not fit a {arch} model "
-                                f"({str(exc).splitlines()[0][:120]}): use --force to start over") from None
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        if "scaler" in ckpt and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        if not restore_rng(ckpt.get("rng", {}), ctx, device):
+                                f"({cause(exc, 120)}): use --force to start over") from None
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["schedule"])
+            if "scaler" in ckpt and scaler.is_enabled():
+                scaler.load_state_dict(ckpt["scaler"])
+            same_world = restore_rng(ckpt["rng"], ctx, device)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise SepcheckError(f"checkpoint {run.latest} does not fit this run's {cfg.optimizer} optimizer, "
+                                f"schedule or random generators ({cause(exc, 120)}): "
+                                "use --force to start over") from None
+        if not same_world:
             say("note: the checkpoint was written by a different number of processes: the resumed run "
                 "is not bit-identical to an uninterrupted one")
         log = [dict(r) for r in ckpt.get("log", [])]
@@ -251,9 +261,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+    return progress_bar(total, desc, "batch")
 
 
 __all__ = ["TrainConfig", "TrainResult", "amp_dtype_for", "train"]

@@ -1,0 +1,99 @@
+"""Issue 14, points 4, 6 and 9 (engine, _validation, separation): reproductions of the silent
+wrong answers and raw errors, expected to fail until the engine rewrite lands. Each is
+``xfail(strict=True)``: when a fix makes one pass, the suite says so and the marker goes.
+
+The label checks already hold (plain regression tests, no marker). Expected answers come from scale-safe float64 / integer arithmetic here, never from sepcheck.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sepcheck import nearest_other
+from sepcheck.errors import SepcheckError
+
+ENGINE = pytest.mark.xfail(strict=True, reason="issue 14 point 4: engine")
+BUDGET = pytest.mark.xfail(strict=True, reason="issue 14 point 6: memory budget (engine)")
+BACKENDS = ["numba", "torch", "faiss"]
+L2_BACKENDS = ["torch", "faiss"]  # numba computes linf and l1 only
+
+
+def _search(X, y, backend, **kw):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    return nearest_other(np.asarray(X), np.asarray(y), backend=backend, device="cpu", **kw)
+
+
+@ENGINE
+@pytest.mark.parametrize("backend", L2_BACKENDS)
+def test_l2_overflow_gives_finite_exact_distances(backend):
+    X = [[1e200, 0.0], [-1e200, 0.0], [0.0, 1.0]]
+    d, i = _search(X, [0, 1, 1], backend, norm="l2", raw=True)
+    assert i[0, 0] == 2
+    assert math.isclose(d[0, 0], math.hypot(1e200, 1.0), rel_tol=1e-12)
+
+
+@ENGINE
+@pytest.mark.parametrize("backend", L2_BACKENDS)
+def test_l2_underflow_keeps_tiny_distances(backend):
+    X = [[1e-200, 0.0], [0.0, 0.0]]
+    d, _ = _search(X, [0, 1], backend, norm="l2", raw=True)
+    assert math.isclose(d[0, 0], 1e-200, rel_tol=1e-12)
+
+
+@ENGINE
+@pytest.mark.parametrize("backend", ["torch"])
+def test_huge_p_is_the_max_norm_not_zero(backend):
+    rng = np.random.default_rng(0)
+    X = rng.random((6, 3))
+    y = np.arange(6) % 2
+    d, _ = _search(X, y, backend, norm=1e300, raw=True)
+    expected = [min(np.abs(X[i] - X[j]).max() for j in range(6) if y[j] != y[i]) for i in range(6)]
+    np.testing.assert_allclose(d[:, 0], expected, rtol=1e-12)
+
+
+@ENGINE
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int64_beyond_2_53_is_exact_or_refused(backend):
+    X = np.array([[2**53], [2**53 + 1]], dtype=np.int64)
+    try:
+        d, _ = _search(X, [0, 1], backend, norm="linf", raw=True)
+    except SepcheckError:
+        return
+    assert d[0, 0] == 1.0  # not a conflict at distance 0
+
+
+def test_huge_float_labels_stay_distinct_or_are_refused():
+    try:
+        d, _ = _search([[0.0], [1.0]], [1e20, 2e20], "numba", raw=True)
+    except SepcheckError:
+        return
+    np.testing.assert_array_equal(d[:, 0], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("labels", [[0.5, 1.5], [float("nan"), 1.0]], ids=["fractional", "nan"])
+def test_non_integer_labels_are_refused(labels):
+    with pytest.raises(SepcheckError, match="label"):
+        _search([[0.0], [1.0]], labels, "numba")
+
+
+@BUDGET
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), "1GB", 1])
+def test_invalid_memory_budgets_are_one_line_errors(budget):
+    with pytest.raises(SepcheckError, match="memory_budget"):
+        _search([[0.0], [1.0]], [0, 1], "numba", memory_budget=budget)
+
+
+@BUDGET
+def test_memory_budget_accepts_unit_strings():
+    d, _ = _search([[0.0], [1.0]], [0, 1], "numba", memory_budget="512MiB", raw=True)
+    np.testing.assert_array_equal(d[:, 0], [1.0, 1.0])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14 point 9: _validation")
+def test_ragged_lists_are_one_line_errors():
+    with pytest.raises(SepcheckError):
+        _search([[0.0, 1.0], [1.0]], [0, 1], "numba")

@@ -29,11 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--norm", default="linf", choices=["linf", "l2", "l1"])
     parser.add_argument("--out", default="spiral_classifier.png")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args()
 
     X, y = make_spiral("train")
     X_test, y_test = make_spiral("test")
-    clf = LipschitzNNClassifier(norm=args.norm).fit(X, y)
+    clf = LipschitzNNClassifier(norm=args.norm, device=args.device).fit(X, y)
     print(f"separation {clf.separation_:.4f}, r = {clf.r_:.4f}, Lipschitz constant 1/r = {clf.lipschitz_constant_:.2f}")
 
     res = clf.certify(X_test, y_test, eps=[clf.r_ / 4, clf.r_ / 2, clf.r_])

@@ -33,12 +33,12 @@ def _oracle_distances(X, y):
 
 def test_edited_cache_payload_is_recomputed_issue14_point8(tmp_path):
     X, y = _data()
-    res, cached = cached_separation(X, y, cache=tmp_path)
+    res, cached = cached_separation(X, y, cache=tmp_path, device="cpu")
     assert not cached
     (path,) = tmp_path.glob("separation-*.h5")
     with h5py.File(path, "r+") as f:
         f["distances"][0] = 123.0
-    again, cached = cached_separation(X, y, cache=tmp_path)
+    again, cached = cached_separation(X, y, cache=tmp_path, device="cpu")
     assert not cached
     np.testing.assert_allclose(again.distances, _oracle_distances(X, y))
     with pytest.raises(SepcheckError, match="do not match its checksum"):
@@ -49,11 +49,11 @@ def test_edited_cache_payload_is_recomputed_issue14_point8(tmp_path):
 
 def test_fifo_at_the_cache_path_is_skipped(tmp_path):
     X, y = _data()
-    res, _ = cached_separation(X, y, cache=tmp_path)
+    res, _ = cached_separation(X, y, cache=tmp_path, device="cpu")
     (path,) = tmp_path.glob("separation-*.h5")
     path.unlink()
     os.mkfifo(path)
-    again, cached = cached_separation(X, y, cache=tmp_path)
+    again, cached = cached_separation(X, y, cache=tmp_path, device="cpu")
     assert not cached and stat.S_ISFIFO(path.stat().st_mode)
     np.testing.assert_array_equal(again.distances, res.distances)
 
@@ -64,7 +64,7 @@ def test_read_only_cache_folder_is_not_written(tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        _, cached = cached_separation(X, y, cache=ro)
+        _, cached = cached_separation(X, y, cache=ro, device="cpu")
         assert not cached and list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
@@ -72,7 +72,7 @@ def test_read_only_cache_folder_is_not_written(tmp_path):
 
 def test_save_onto_a_directory_or_device_is_one_line(tmp_path):
     X, y = _data()
-    res, _ = cached_separation(X, y)
+    res, _ = cached_separation(X, y, device="cpu")
     with pytest.raises(SepcheckError, match="is a directory"):
         res.save(tmp_path)
     with pytest.raises(SepcheckError, match="character device"):
@@ -84,7 +84,7 @@ def test_save_onto_a_directory_or_device_is_one_line(tmp_path):
 def test_fuzzed_result_files_load_exactly_or_fail_in_one_line(tmp_path_factory, flips):
     X, y = _data()
     folder = tmp_path_factory.mktemp("res")
-    res, _ = cached_separation(X, y, cache=folder)
+    res, _ = cached_separation(X, y, cache=folder, device="cpu")
     path = res.save(folder / "r.h5")
     data = flip(path.read_bytes(), flips)
     path.write_bytes(data)

@@ -29,7 +29,7 @@ def test_distances_match_oracle(seed, norm):
     p = {"linf": math.inf, "l2": 2.0, "l1": 1.0}[norm]
     X, y = _data(seed)
     Xt, yt = _data(seed + 1, n=30)
-    res = separation(X, y, Xt, yt, norm=norm)
+    res = separation(X, y, Xt, yt, norm=norm, device="cpu")
     od, oi = oracle.nearest_other(X, y, p=p, scale=255.0)
     td, ti = oracle.nearest_other(X, y, Xt, yt, p=p, scale=255.0)
     np.testing.assert_allclose(res.distances, od[:, 0], rtol=1e-12)
@@ -42,7 +42,7 @@ def test_distances_match_oracle(seed, norm):
 
 def test_summary_numbers_on_spiral():
     X, y = make_spiral("train")
-    res = separation(X, y, norm="l2", dataset="spiral")
+    res = separation(X, y, norm="l2", dataset="spiral", device="cpu")
     od, _ = oracle.nearest_other(X, y, p=2.0)
     d = od[:, 0]
     np.testing.assert_allclose(res.quantiles([0.1, 0.5]), np.quantile(d, [0.1, 0.5]))
@@ -61,13 +61,13 @@ def test_summary_numbers_on_spiral():
 def test_conflicts_are_all_identical_pairs_with_different_labels():
     X = np.array([[1, 2], [1, 2], [1, 2], [5, 5], [5, 5], [9, 9], [0, 0]], dtype=np.uint8)
     y = np.array([0, 1, 2, 3, 3, 1, 0])
-    res = separation(X, y)
+    res = separation(X, y, device="cpu")
     assert res.conflicts.tolist() == [[0, 1], [0, 2], [1, 2]]
     assert res.separation == 0.0
     assert res.summary()["conflict_points"] == 3
     Xt = np.array([[1, 2], [5, 5], [7, 7]], dtype=np.uint8)
     yt = np.array([0, 3, 0])
-    res = separation(X, y, Xt, yt)
+    res = separation(X, y, Xt, yt, device="cpu")
     assert res.test_conflicts.tolist() == [[0, 1], [0, 2]]
     assert res.summary()["test_conflict_points"] == 1
 
@@ -75,13 +75,13 @@ def test_conflicts_are_all_identical_pairs_with_different_labels():
 def test_conflicts_float_negative_zero():
     X = np.array([[0.0, 1.0], [-0.0, 1.0], [3.0, 3.0]])
     y = np.array([0, 1, 1])
-    assert separation(X, y).conflicts.tolist() == [[0, 1]]
+    assert separation(X, y, device="cpu").conflicts.tolist() == [[0, 1]]
 
 
 def test_save_load_roundtrip(tmp_path):
     X, y = _data(3)
     Xt, yt = _data(4, n=20)
-    res = separation(X, y, Xt, yt, norm="l2", dataset="toy")
+    res = separation(X, y, Xt, yt, norm="l2", dataset="toy", device="cpu")
     path = res.save(tmp_path / "r.h5")
     back = SeparationResult.load(path)
     for name in ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts"):
@@ -102,15 +102,15 @@ def test_load_rejects_other_files(tmp_path):
 
 def test_cache_reuses_and_keys_on_content(tmp_path):
     X, y = _data(5)
-    r1, c1 = cached_separation(X, y, norm="linf", cache=tmp_path)
-    r2, c2 = cached_separation(X, y, norm="linf", cache=tmp_path)
+    r1, c1 = cached_separation(X, y, norm="linf", cache=tmp_path, device="cpu")
+    r2, c2 = cached_separation(X, y, norm="linf", cache=tmp_path, device="cpu")
     assert (c1, c2) == (False, True)
     np.testing.assert_array_equal(r1.distances, r2.distances)
     X2 = X.copy()
     X2[0, 0] ^= 1
-    _, c3 = cached_separation(X2, y, norm="linf", cache=tmp_path)
-    _, c4 = cached_separation(X, y, norm="l2", cache=tmp_path)
-    _, c5 = cached_separation(X, y, norm="linf")  # no cache given: computed, nothing stored
+    _, c3 = cached_separation(X2, y, norm="linf", cache=tmp_path, device="cpu")
+    _, c4 = cached_separation(X, y, norm="l2", cache=tmp_path, device="cpu")
+    _, c5 = cached_separation(X, y, norm="linf", device="cpu")  # no cache given: computed, nothing stored
     assert not c3 and not c4 and not c5
     assert len(list(tmp_path.glob("separation-*.h5"))) == 3
 
@@ -120,7 +120,7 @@ def test_plot_draws_min_and_two_eps(tmp_path):
 
     matplotlib.use("Agg")
     X, y = make_spiral("train")
-    res = separation(X, y)
+    res = separation(X, y, device="cpu")
     ax = res.plot(eps=0.05)
     xs = sorted(line.get_xdata()[0] for line in ax.get_lines())
     assert xs == pytest.approx(sorted([res.separation, 0.1]))
@@ -136,9 +136,9 @@ def test_real_mnist_two_backends_identical(mnist_test):
 
     X, y = mnist_test
     X2 = X.reshape(len(X), -1)
-    d_all, i_all = nearest_other(X2, y, norm="linf", backend="numba")
+    d_all, i_all = nearest_other(X2, y, norm="linf", backend="numba", device="cpu")
     rows = np.random.default_rng(0).choice(len(X), 300, replace=False)
-    d_t, i_t = nearest_other(X2, y, X2[rows], y[rows], norm="linf", backend="torch")
+    d_t, i_t = nearest_other(X2, y, X2[rows], y[rows], norm="linf", backend="torch", device="cpu")
     np.testing.assert_array_equal(d_t, d_all[rows])
     np.testing.assert_array_equal(i_t, i_all[rows])
     few = rows[:40]

@@ -209,15 +209,17 @@ def evaluate_model(model: nn.Module, data: TrainData, *, eps: float, norm: str, 
 
 
 def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None = None,
-                     reference: bool = True, cache: str | Path | None = None) -> dict[str, Any]:
+                     reference: bool = True, cache: str | Path | None = None,
+                     device: str = "auto") -> dict[str, Any]:
     """Train-train separation, r, 1/r and the reference classifier's test accuracies.
 
-    ``cache``: a folder for the separation result (None: no cache is read or written)."""
+    ``cache``: a folder for the separation result (None: no cache is read or written);
+    ``device``: where the exact searches run."""
     from ..cache import cached_separation
 
     assert data.raw is not None
     X, y, Xt, yt = data.raw
-    res, cached = cached_separation(X, y, norm=norm, dataset=data.name, cache=cache)
+    res, cached = cached_separation(X, y, norm=norm, dataset=data.name, cache=cache, device=device)
     sep, r = float(res.separation), float(res.r)
     out: dict[str, Any] = {"dataset": data.name, "norm": norm, "eps": eps, "separation": sep, "r": r,
                            "inv_r": (1.0 / r) if r > 0 else None, "separation_cached": cached,
@@ -226,13 +228,13 @@ def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None 
         out["note"] = "the training set has identical inputs with different labels: r = 0, no bound"
     if reference:
         out["reference"] = reference_classifier(X, y, Xt, yt, norm=norm, eps=eps, subset=subset,
-                                                dataset=data.name, cache=cache)
+                                                dataset=data.name, cache=cache, device=device)
     return out
 
 
 def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt: np.ndarray | None, *,
                          norm: str, eps: float, subset: int | None = None, dataset: str = "",
-                         cache: str | Path | None = None) -> dict[str, Any]:
+                         cache: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
     """Clean and certified test accuracy of :class:`sepcheck.LipschitzNNClassifier` at ``eps``."""
     try:
         from ..classifier import LipschitzNNClassifier
@@ -242,7 +244,7 @@ def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt
         return {"available": False, "note": "no test split"}
     idx = subset_indices(Xt.shape[0], subset)
     t0 = time.perf_counter()
-    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset, cache=cache).fit(X, y)
+    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset, cache=cache, device=device).fit(X, y)
     cert = clf.certify(Xt[idx], yt[idx], eps)
     ca = cert.certified_accuracy
     certified = ca[eps] if isinstance(ca, dict) and eps in ca else (
@@ -320,7 +322,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
         bkey = (key, norm, e)
         if bound and bkey not in bounds:
             say(f"separation bound for {ds.name} ({norm}, eps={e:g})")
-            bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache)
+            bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache, device=str(device))
         if bound:
             b = bounds[bkey]
             row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"],

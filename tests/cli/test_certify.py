@@ -54,7 +54,7 @@ def _expected(arrays, p, eps):
 def test_certify_json_matches_brute_force(tmp_path, norm):
     path, arrays = _npz(tmp_path)
     eps = [0.0, 0.05, 0.2]
-    res = run("certify", path, "--norm", norm, *sum((["--eps", e] for e in eps), []), "--json")
+    res = run("certify", "--device", "cpu", path, "--norm", norm, *sum((["--eps", e] for e in eps), []), "--json")
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     want = _expected(arrays, {"linf": math.inf, "l2": 2.0}[norm], eps)
@@ -70,7 +70,7 @@ def test_certify_json_matches_brute_force(tmp_path, norm):
 
 
 def test_certify_human_table_and_cache():
-    first = run("certify", "spiral", "--eps", "0.01", "--eps", "0.05")
+    first = run("certify", "--device", "cpu", "spiral", "--eps", "0.01", "--eps", "0.05")
     assert first.exit_code == 0, first.output
     out = first.stdout
     assert "clean acc" in out and "certified acc" in out and "1/r" in out and "within r" in out
@@ -83,54 +83,54 @@ def test_certify_human_table_and_cache():
     r = oracle.nearest_other(X, y, p=math.inf)[0].min() / 2
     assert float(rows[0][3]) == pytest.approx(r, abs=5e-5)
     assert float(rows[0][4]) == pytest.approx(1 / r, abs=5e-5)
-    again = run("certify", "spiral", "--json")  # the training separation now comes from the cache
+    again = run("certify", "--device", "cpu", "spiral", "--json")  # the training separation now comes from the cache
     rep = json.loads(again.stdout)
     assert rep["cached"] is True and rep["eps_source"] == "default"
     assert [row["eps"] for row in rep["rows"]] == [rep["r"]]  # no typical eps for spiral: eps = r
 
 
 def test_certify_reuses_the_separation_command_cache():
-    assert run("separation", "spiral", "--norm", "l2", "--json").exit_code == 0
-    rep = json.loads(run("certify", "spiral", "--norm", "l2", "--json").stdout)
+    assert run("separation", "--device", "cpu", "spiral", "--norm", "l2", "--json").exit_code == 0
+    rep = json.loads(run("certify", "--device", "cpu", "spiral", "--norm", "l2", "--json").stdout)
     assert rep["cached"] is True
 
 
 def test_certify_errors(tmp_path):
     path, _ = _npz(tmp_path, test=False)
-    assert_one_line_error(run("certify", path), "has no test split")
-    assert_one_line_error(run("certify", "spiral", "--eps", "-1"), "eps=-1.0")
-    assert_one_line_error(run("certify", "spiral", "--eps", "nan"), "eps=nan")
-    assert_one_line_error(run("certify", "spiral", "--backend", "faiss"), "use auto, numba or torch")
+    assert_one_line_error(run("certify", "--device", "cpu", path), "has no test split")
+    assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--eps", "-1"), "eps=-1.0")
+    assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--eps", "nan"), "eps=nan")
+    assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--backend", "faiss"), "use auto, numba or torch")
     assert_one_line_error(run("certify", "spiral", "--device", "gpu"), "unknown device")
-    assert_one_line_error(run("certify", tmp_path / "missing.npz"), "missing.npz")
-    bad = run("certify", "spiral", "--norm", "l7")
+    assert_one_line_error(run("certify", "--device", "cpu", tmp_path / "missing.npz"), "missing.npz")
+    bad = run("certify", "--device", "cpu", "spiral", "--norm", "l7")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
 def test_plot_classifier(tmp_path):
     out = tmp_path / "figs" / "spiral.png"
-    res = run("plot-classifier", "spiral", "--out", out, "--resolution", 80, "--test", "--json")
+    res = run("plot-classifier", "--device", "cpu", "spiral", "--out", out, "--resolution", 80, "--test", "--json")
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert rep["out"] == str(out) and rep["r"] > 0 and rep["norm"] == "linf"
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
     pdf = tmp_path / "spiral.pdf"
-    assert run("plot-classifier", "spiral", "--out", pdf, "--norm", "l2", "--resolution", 40).exit_code == 0
+    assert run("plot-classifier", "--device", "cpu", "spiral", "--out", pdf, "--norm", "l2", "--resolution", 40).exit_code == 0
     assert pdf.read_bytes()[:4] == b"%PDF"
 
 
 def test_plot_classifier_errors(tmp_path):
     path, _ = _npz(tmp_path)
-    assert_one_line_error(run("plot-classifier", path, "--out", tmp_path / "a.png"), "has 9 features per row")
-    as_dir = run("plot-classifier", "spiral", "--out", tmp_path)  # click's own usage error
+    assert_one_line_error(run("plot-classifier", "--device", "cpu", path, "--out", tmp_path / "a.png"), "has 9 features per row")
+    as_dir = run("plot-classifier", "--device", "cpu", "spiral", "--out", tmp_path)  # click's own usage error
     assert as_dir.exit_code == 2 and "is a directory" in as_dir.output and "Traceback" not in as_dir.output
-    assert_one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.gif"), "unknown image type")
-    assert_one_line_error(run("plot-classifier", "spiral", "--out", tmp_path / "a.png", "--resolution", 3), "--resolution 3")
+    assert_one_line_error(run("plot-classifier", "--device", "cpu", "spiral", "--out", tmp_path / "a.gif"), "unknown image type")
+    assert_one_line_error(run("plot-classifier", "--device", "cpu", "spiral", "--out", tmp_path / "a.png", "--resolution", 3), "--resolution 3")
     assert not list(tmp_path.glob("*.png"))
     twod = tmp_path / "u8.npz"
     np.savez(twod, X=np.array([[0, 0], [9, 9]], dtype=np.uint8), y=np.array([0, 1]))
-    assert_one_line_error(run("plot-classifier", twod, "--out", tmp_path / "b.png"), "needs float coordinates")
+    assert_one_line_error(run("plot-classifier", "--device", "cpu", twod, "--out", tmp_path / "b.png"), "needs float coordinates")
 
 
 def test_example_script(tmp_path, monkeypatch):
@@ -140,7 +140,7 @@ def test_example_script(tmp_path, monkeypatch):
 
     script = Path(__file__).resolve().parents[2] / "examples" / "spiral.py"
     out = tmp_path / "ex.png"
-    monkeypatch.setattr(sys, "argv", ["spiral.py", "--norm", "l2", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["spiral.py", "--norm", "l2", "--out", str(out), "--device", "cpu"])
     import sepcheck.classifier as c
 
     monkeypatch.setattr(c, "plot_classifier", _low_res(c.plot_classifier))

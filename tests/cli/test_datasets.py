@@ -115,7 +115,7 @@ def test_prepare_errors(data_home):
 
 def test_separation_cli_on_cifar10_both_splits(data_home, monkeypatch):
     arrays = _cifar(data_home, monkeypatch, np.random.default_rng(3))
-    r = run("separation", "cifar10", "--split", "both", "--no-download", "--json")
+    r = run("separation", "--device", "cpu", "cifar10", "--split", "both", "--no-download", "--json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     X, y = arrays["train"]
@@ -124,21 +124,21 @@ def test_separation_cli_on_cifar10_both_splits(data_home, monkeypatch):
     td, _ = oracle.nearest_other(X, y, Xt, yt, p=math.inf, scale=255.0)
     assert rep["dataset"] == "cifar10" and rep["separation"] == d.min() and rep["test_separation"] == td.min()
     assert rep["typical_eps"] == pytest.approx(8 / 255) and rep["ratio"] == pytest.approx(d.min() / (16 / 255))
-    human = run("separation", "cifar10", "--split", "both").stdout
+    human = run("separation", "--device", "cpu", "cifar10", "--split", "both").stdout
     assert "typical eps 0.0314" in human and "sep / 2eps" in human
 
 
 def test_separation_cli_mnist_fallback_note(data_home, monkeypatch):
     written = write_mnist_like(data_home / "mnist", np.random.default_rng(4), n_test=40, splits=("t10k",))
     patch_table(monkeypatch, mnist_table, written["t10k"][2])
-    r = run("separation", "mnist", "--data-dir", str(data_home), "--no-download", "--split", "both")
+    r = run("separation", "--device", "cpu", "mnist", "--data-dir", str(data_home), "--no-download", "--split", "both")
     assert r.exit_code == 0, r.output
     assert "note: mnist: the training files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz)" in r.stdout
     assert "first 32 of the 40 test images" in r.stdout and "typical eps 0.1000" in r.stdout
     X, y = written["t10k"][0], written["t10k"][1]
     d, _ = oracle.nearest_other(X[:32], y[:32], p=math.inf, scale=255.0)
     assert f"separation  {d.min():.4f}" in r.stdout
-    _clean_error(run("separation", "fashion-mnist", "--no-download"), "fashion-mnist", "t10k-images-idx3-ubyte.gz")
+    _clean_error(run("separation", "--device", "cpu", "fashion-mnist", "--no-download"), "fashion-mnist", "t10k-images-idx3-ubyte.gz")
 
 
 def test_open_dataset_user_files_unchanged(tmp_path, data_home):

@@ -21,7 +21,7 @@ def _npz(tmp_path: Path) -> Path:
 
 
 def test_plot_onto_dev_null_is_refused_and_dev_null_survives_issue14_point3(tmp_path):
-    r = run("separation", _npz(tmp_path), "--no-cache", "--plot", "/dev/null")
+    r = run("separation", _npz(tmp_path), "--device", "cpu", "--no-cache", "--plot", "/dev/null")
     assert_one_line_error(r, "--plot /dev/null", "character device")
     assert Path("/dev/null").is_char_device()
 
@@ -29,13 +29,13 @@ def test_plot_onto_dev_null_is_refused_and_dev_null_survives_issue14_point3(tmp_
 def test_out_onto_a_fifo_is_refused_and_the_fifo_stays(tmp_path):
     fifo = tmp_path / "r.h5"
     os.mkfifo(fifo)
-    r = run("separation", _npz(tmp_path), "--no-cache", "--out", fifo)
+    r = run("separation", _npz(tmp_path), "--device", "cpu", "--no-cache", "--out", fifo)
     assert_one_line_error(r, "--out", "FIFO")
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_out_in_proc_fails_before_the_computation(tmp_path):
-    r = run("separation", _npz(tmp_path), "--no-cache", "--out", "/proc/r.h5")
+    r = run("separation", _npz(tmp_path), "--device", "cpu", "--no-cache", "--out", "/proc/r.h5")
     assert_one_line_error(r, "--out /proc/r.h5")
 
 
@@ -50,7 +50,7 @@ def test_symlinked_out_is_written_through(tmp_path):
     real.write_bytes(b"old")
     link = tmp_path / "link.h5"
     link.symlink_to(real)
-    r = run("separation", _npz(tmp_path), "--no-cache", "--out", link)
+    r = run("separation", _npz(tmp_path), "--device", "cpu", "--no-cache", "--out", link)
     assert r.exit_code == 0, r.output
     assert link.is_symlink()
     with h5py.File(real, "r") as f:

@@ -38,7 +38,7 @@ def _write_idx(path, arr):
 
 def test_spiral_json_matches_oracle(tmp_path):
     out, plot = tmp_path / "r.h5", tmp_path / "h.png"
-    r = run("separation", "spiral", "--split", "both", "--json", "--out", str(out), "--plot", str(plot))
+    r = run("separation", "--device", "cpu", "spiral", "--split", "both", "--json", "--out", str(out), "--plot", str(plot))
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     X, y = make_spiral("train")
@@ -54,21 +54,21 @@ def test_spiral_json_matches_oracle(tmp_path):
 
 def test_human_output_and_cache(tmp_path):
     path, arrays = _npz(tmp_path)
-    r1 = run("separation", str(path), "--norm", "l2", "--split", "both", "--eps", "0.1")
+    r1 = run("separation", "--device", "cpu", str(path), "--norm", "l2", "--split", "both", "--eps", "0.1")
     assert r1.exit_code == 0, r1.output
     d, _ = oracle.nearest_other(arrays["X"], arrays["y"], p=2, scale=255.0)
     for word in ("separation", "r ", "test-train", "quantiles", "conflicts", "sep / 2eps", "classes", "dimension"):
         assert word in r1.stdout
     assert f"{d.min():.4f}" in r1.stdout
     assert f"{d.min() / 0.2:.2f}" in r1.stdout
-    r2 = run("separation", str(path), "--norm", "l2", "--split", "both", "--json")
+    r2 = run("separation", "--device", "cpu", str(path), "--norm", "l2", "--split", "both", "--json")
     assert json.loads(r2.stdout)["cached"] is True
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_splits(tmp_path, split):
     path, a = _npz(tmp_path)
-    r = run("separation", str(path), "--split", split, "--json", "--norm", "l1")
+    r = run("separation", "--device", "cpu", str(path), "--split", split, "--json", "--norm", "l1")
     rep = json.loads(r.stdout)
     X, y = (a["X"], a["y"]) if split == "train" else (a["X_test"], a["y_test"])
     d, _ = oracle.nearest_other(X, y, p=1, scale=255.0)
@@ -78,7 +78,7 @@ def test_splits(tmp_path, split):
 
 def test_raw_units_and_p_norm(tmp_path):
     path, a = _npz(tmp_path, test=False)
-    rep = json.loads(run("separation", str(path), "--raw", "--norm", "3", "--json").stdout)
+    rep = json.loads(run("separation", "--device", "cpu", str(path), "--raw", "--norm", "3", "--json").stdout)
     d, _ = oracle.nearest_other(a["X"], a["y"], p=3.0)
     assert rep["separation"] == pytest.approx(d.min(), rel=1e-12) and rep["norm"] == "l3"
 
@@ -89,13 +89,13 @@ def test_idx_directory_and_h5(tmp_path):
     y = (np.arange(30) % 2).astype(np.uint8)
     _write_idx(tmp_path / "train-images-idx3-ubyte.gz", X)
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y)
-    rep = json.loads(run("separation", str(tmp_path), "--json").stdout)
+    rep = json.loads(run("separation", "--device", "cpu", str(tmp_path), "--json").stdout)
     d, _ = oracle.nearest_other(X, y, scale=255.0)
     assert rep["separation"] == d.min() and rep["n"] == 30
     h5 = tmp_path / "d.h5"
     with h5py.File(h5, "w") as f:
         f["X"], f["y"] = X, y
-    assert json.loads(run("separation", str(h5), "--json").stdout)["separation"] == d.min()
+    assert json.loads(run("separation", "--device", "cpu", str(h5), "--json").stdout)["separation"] == d.min()
 
 
 # ----- bad input --------------------------------------------------------------------
@@ -115,26 +115,26 @@ API_CASES = {
 def test_api_errors(case):
     kwargs, words = API_CASES[case]
     with pytest.raises(SepcheckError, match=words) as exc:
-        nearest_other(kwargs["X"], kwargs["y"])
+        nearest_other(kwargs["X"], kwargs["y"], device="cpu")
     assert "\n" not in str(exc.value)
 
 
 def test_api_errors_norm_dims_k():
     X, y = np.eye(3), [0, 1, 1]
     with pytest.raises(SepcheckError, match="unknown norm"):
-        nearest_other(X, y, norm="l_two")
+        nearest_other(X, y, norm="l_two", device="cpu")
     with pytest.raises(SepcheckError, match="p must be >= 1"):
-        nearest_other(X, y, norm=0.5)
+        nearest_other(X, y, norm=0.5, device="cpu")
     with pytest.raises(SepcheckError, match="features per row"):
-        separation(X, y, np.eye(4), [0, 1, 1, 0])
+        separation(X, y, np.eye(4), [0, 1, 1, 0], device="cpu")
     with pytest.raises(SepcheckError, match="k=0"):
-        nearest_other(X, y, k=0)
+        nearest_other(X, y, k=0, device="cpu")
     with pytest.raises(SepcheckError, match="unknown backend"):
-        nearest_other(X, y, backend="gpu-magic")
+        nearest_other(X, y, backend="gpu-magic", device="cpu")
     with pytest.raises(SepcheckError, match="linf and l1 only"):
-        nearest_other(X, y, norm="l2", backend="numba")
+        nearest_other(X, y, norm="l2", backend="numba", device="cpu")
     with pytest.raises(SepcheckError, match="go together"):
-        nearest_other(X, y, queries=X)
+        nearest_other(X, y, queries=X, device="cpu")
 
 
 CLI_NPZ_CASES = {
@@ -154,7 +154,7 @@ def test_cli_bad_arrays(tmp_path, case):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     out, plot = tmp_path / "o.h5", tmp_path / "p.png"
-    r = run("separation", str(path), "--split", "both" if "X_test" in arrays else "train",
+    r = run("separation", "--device", "cpu", str(path), "--split", "both" if "X_test" in arrays else "train",
             "--out", str(out), "--plot", str(plot))
     assert_one_line_error(r, *words)
     assert not out.exists() and not plot.exists()
@@ -163,26 +163,26 @@ def test_cli_bad_arrays(tmp_path, case):
 
 def test_cli_bad_options(tmp_path):
     path, _ = _npz(tmp_path)
-    assert_one_line_error(run("separation", str(path), "--norm", "lfoo"), "unknown norm")
-    assert_one_line_error(run("separation", str(path), "--norm", "0.5"), "p must be >= 1")
-    assert_one_line_error(run("separation", str(path), "--eps", "-1"), "--eps")
-    assert_one_line_error(run("separation", str(path), "--backend", "magic"), "unknown backend")
-    assert_one_line_error(run("separation", str(path), "--backend", "numba", "--norm", "l2"), "linf and l1 only")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--norm", "lfoo"), "unknown norm")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--norm", "0.5"), "p must be >= 1")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--eps", "-1"), "--eps")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--backend", "magic"), "unknown backend")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--backend", "numba", "--norm", "l2"), "linf and l1 only")
     assert_one_line_error(run("separation", str(path), "--device", "tpu"), "unknown device")
     import torch
 
     if not torch.cuda.is_available():
         assert_one_line_error(run("separation", str(path), "--device", "cuda", "--no-cache"), "no CUDA GPU")
     p2, _ = _npz(tmp_path, name="notest.npz", test=False)
-    assert_one_line_error(run("separation", str(p2), "--split", "both"), "no test split")
-    assert_one_line_error(run("separation", "no-such-set"), "unknown data set")
-    assert_one_line_error(run("separation", str(tmp_path / "missing.npz")), "does not exist")
+    assert_one_line_error(run("separation", "--device", "cpu", str(p2), "--split", "both"), "no test split")
+    assert_one_line_error(run("separation", "--device", "cpu", "no-such-set"), "unknown data set")
+    assert_one_line_error(run("separation", "--device", "cpu", str(tmp_path / "missing.npz")), "does not exist")
 
 
 def test_cli_pickled_npz_is_refused(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, X=np.array([object(), 1], dtype=object), y=np.array([0, 1]))
-    assert_one_line_error(run("separation", str(path)), "never loads")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path)), "never loads")
 
 
 @pytest.mark.parametrize("kind", ["npz-truncated", "npz-garbage", "h5-garbage", "h5-truncated"])
@@ -202,7 +202,7 @@ def test_cli_corrupted_files(tmp_path, kind):
                 f["y"] = np.arange(500) % 2
             path.write_bytes((tmp_path / "full.h5").read_bytes()[:3000])
     out = tmp_path / "o.h5"
-    assert_one_line_error(run("separation", str(path), "--out", str(out)), "corrupted")
+    assert_one_line_error(run("separation", "--device", "cpu", str(path), "--out", str(out)), "corrupted")
     assert not out.exists()
 
 
@@ -223,4 +223,4 @@ def test_cli_bad_idx(tmp_path, kind):
         img.write_bytes(img.read_bytes()[:40])
     words = {"magic": "magic number", "truncated": "truncated", "gzip": "corrupted or truncated",
              "count": "do not belong together", "nolabels": "no labels file"}[kind]
-    assert_one_line_error(run("separation", str(tmp_path)), words)
+    assert_one_line_error(run("separation", "--device", "cpu", str(tmp_path)), words)

@@ -79,12 +79,12 @@ def test_train_then_eval_end_to_end(tmp_path, npz):
 
 
 def test_bad_input_one_line_errors(tmp_path, npz):
-    _one_line_error(run("train", "fgsm", "--dataset", npz, "--eps", 0.1), "unknown method 'fgsm'", "natural")
+    _one_line_error(run("train", "--device", "cpu", "fgsm", "--dataset", npz, "--eps", 0.1), "unknown method 'fgsm'", "natural")
     _one_line_error(_train(npz, tmp_path / "a", "at", "--eps", -0.1), "--eps -0.1")
     _one_line_error(_train(npz, tmp_path / "b", "trades", "--beta", -1), "--beta -1")
     _one_line_error(_train(npz, tmp_path / "c", "gr", "--lambda", -2), "--lambda -2")
     _one_line_error(_train(npz, tmp_path / "c", "natural", "--norm", "l1"), "'linf' or 'l2'")
-    _one_line_error(run("train", "at", "--dataset", tmp_path / "missing.npz", "--eps", 0.1), "does not exist")
+    _one_line_error(run("train", "--device", "cpu", "at", "--dataset", tmp_path / "missing.npz", "--eps", 0.1), "does not exist")
     # a run folder without a checkpoint
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -175,11 +175,11 @@ def test_open_dataset_cifar10_and_separation_matches_oracle(data_home, monkeypat
     assert ds.name == "cifar10" and ds.eps == pytest.approx(8 / 255) and ds.notes == []
     np.testing.assert_array_equal(ds.X, arrays["train"][0])
     np.testing.assert_array_equal(ds.X_test, arrays["test"][0])
-    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="l2")
+    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="l2", device="cpu")
     d, _ = oracle.nearest_other(ds.X, ds.y, p=2, scale=255.0)
     td, _ = oracle.nearest_other(ds.X, ds.y, ds.X_test, ds.y_test, p=2, scale=255.0)
     np.testing.assert_allclose(res.distances, d[:, 0], rtol=1e-6)
     np.testing.assert_allclose(res.test_distances, td[:, 0], rtol=1e-6)
-    res_inf = separation(ds.X, ds.y, norm="linf")
+    res_inf = separation(ds.X, ds.y, norm="linf", device="cpu")
     d_inf, _ = oracle.nearest_other(ds.X, ds.y, p=math.inf, scale=255.0)
     np.testing.assert_array_equal(res_inf.distances, d_inf[:, 0])

@@ -201,7 +201,7 @@ def test_separation_on_loaded_idx_matches_oracle(data_home, monkeypatch):
     patch_table(monkeypatch, fashion_table, {**written["train"][2], **written["t10k"][2]})
     X, y = load("fashion-mnist", "train")
     Xt, yt = load("fashion-mnist", "test")
-    res = separation(X, y, Xt, yt, norm="linf")
+    res = separation(X, y, Xt, yt, norm="linf", device="cpu")
     d, _ = oracle.nearest_other(X, y, p=math.inf, scale=255.0)
     td, _ = oracle.nearest_other(X, y, Xt, yt, p=math.inf, scale=255.0)
     np.testing.assert_array_equal(res.distances, d[:, 0])
@@ -308,12 +308,12 @@ def test_separation_cli_on_a_t10k_folder(tmp_path, data_home):
     X, y = written["t10k"][:2]
     d, _ = oracle.nearest_other(X, y, p=math.inf, scale=255.0)
     for split in ("test", "train"):
-        r = CliRunner().invoke(main, ["separation", str(tmp_path / "t10k"), "--split", split, "--json"])
+        r = CliRunner().invoke(main, ["separation", "--device", "cpu", str(tmp_path / "t10k"), "--split", split, "--json"])
         assert r.exit_code == 0, r.output
         rep = json.loads(r.stdout)
         assert rep["separation"] == d.min() and rep["n"] == 40
         assert any("only the t10k (test) files" in n and "--split train" in n for n in rep["notes"])
-    r = CliRunner().invoke(main, ["separation", str(tmp_path / "t10k"), "--split", "both"])
+    r = CliRunner().invoke(main, ["separation", "--device", "cpu", str(tmp_path / "t10k"), "--split", "both"])
     assert r.exit_code == 2 and "holds only a test split" in r.stderr
 
 

@@ -64,7 +64,7 @@ def test_imagefolder_png_and_jpeg_with_splits(tmp_path):
     np.testing.assert_array_equal(ds.X, np.stack([e[0] for e in expected["train"]]))
     np.testing.assert_array_equal(ds.y, [e[1] for e in expected["train"]])
     np.testing.assert_array_equal(ds.X_test, np.stack([e[0] for e in expected["test"]]))
-    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf")
+    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf", device="cpu")
     d, _ = oracle.nearest_other(ds.X, ds.y, p=math.inf, scale=255.0)
     td, _ = oracle.nearest_other(ds.X, ds.y, ds.X_test, ds.y_test, p=math.inf, scale=255.0)
     np.testing.assert_array_equal(res.distances, d[:, 0])
@@ -212,7 +212,7 @@ def test_restricted_imagenet_open_dataset_and_oracle(data_home):
     ds = open_dataset("restricted-imagenet")
     assert ds.eps == 0.005 and ds.X.shape[1:] == (3, 64, 64) and ds.X_test.shape[0] == 18
     assert any("185 of the 203 ImageNet classes are missing" in n for n in ds.notes), ds.notes
-    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf")
+    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf", device="cpu")
     d, _ = oracle.nearest_other(ds.X, ds.y, p=math.inf, scale=255.0)
     td, _ = oracle.nearest_other(ds.X, ds.y, ds.X_test, ds.y_test, p=math.inf, scale=255.0)
     np.testing.assert_array_equal(res.distances, d[:, 0])

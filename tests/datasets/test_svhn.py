@@ -83,7 +83,7 @@ def test_svhn_open_dataset_and_oracle(data_home, monkeypatch):
     ds = open_dataset("svhn")
     assert ds.eps == pytest.approx(8 / 255) and ds.has_test
     np.testing.assert_array_equal(ds.X_test, arrays["test"][0])
-    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf")
+    res = separation(ds.X, ds.y, ds.X_test, ds.y_test, norm="linf", device="cpu")
     d, _ = oracle.nearest_other(ds.X, ds.y, p=math.inf, scale=255.0)
     td, _ = oracle.nearest_other(ds.X, ds.y, ds.X_test, ds.y_test, p=math.inf, scale=255.0)
     np.testing.assert_array_equal(res.distances, d[:, 0])

@@ -168,14 +168,28 @@ def brute_force(
     p = problem.p
     dt = direct_dtype(problem)
     bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
-    k, S = problem.k, problem.n_slots
-    out_d = np.empty((problem.n_query, S, k))
-    out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
 
     def tile_of(q, qs, r, rows):
         return torch.cdist(
             q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
         )[0]
+
+    return _exact_tiles(problem, device, bq, br, dt, tile_of, progress)
+
+
+def _exact_tiles(
+    problem: Problem,
+    device: torch.device,
+    bq: int,
+    br: int,
+    dt: torch.dtype,
+    tile_of: Callable[[torch.Tensor, int, torch.Tensor, np.ndarray], torch.Tensor],
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best per slot of exact (float64-comparable) tiles; results (m, S, k)."""
+    k, S = problem.k, problem.n_slots
+    out_d = np.empty((problem.n_query, S, k))
+    out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
 
     def on_block(qs, vals, inds):
         out_d[qs : qs + vals.shape[0]] = vals.cpu().numpy()
@@ -183,6 +197,26 @@ def brute_force(
 
     _drive(problem, device, bq, br, dt, tile_of, k, merge_block, on_block, progress)
     return out_d, out_i
+
+
+def l2_int8(
+    problem: Problem,
+    device: torch.device,
+    budget: int,
+    block_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact uint8 l2 by an int8 GEMM (see :func:`int8_gemm_exact`): exact squared
+    distances in every tile, so the k best per slot need no candidates and no rerank.
+    Results (m, S, k): squared distances in raw units."""
+    bq, br = block_sizes(problem, budget, block_size, 1)
+    sq_q = as_tensor(shifted_sq_norms(problem.queries)).to(device)
+    sq_r = sq_q if problem.self_mode else as_tensor(shifted_sq_norms(problem.reference)).to(device)
+
+    def tile_of(q, qs, r, rows):
+        return _int8_sqdist(q, r, sq_q[qs : qs + q.shape[0]], _take(sq_r, rows))
+
+    return _exact_tiles(problem, device, bq, br, torch.uint8, tile_of, progress)
 
 
 def l2_candidates(
@@ -197,27 +231,21 @@ def l2_candidates(
     Returns (candidate indices (m, S, c), pruned; bound (m, S)) where every row of a slot
     not among its candidates has exact squared distance >= bound.
     """
-    int8 = int8_gemm_exact(problem, device)
     full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
-    dt = torch.int16 if int8 else (torch.float32 if full32 else torch.float64)
+    dt = torch.float32 if full32 else torch.float64
     unit = U32 if full32 else U64
-    bq, br = block_sizes(problem, budget, block_size, 8 if int8 else torch.finfo(dt).bits // 8)
+    bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
     c = problem.k + EXTRA_CANDIDATES
     sq_q = sq_norms(problem.queries)
     sq_r = sq_norms(problem.reference)
-    if int8:  # exact integers: no rounding to bound
-        err = np.zeros(problem.n_query)
-    else:
-        err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
-    sq_qt = as_tensor(sq_q).to(device=device, dtype=torch.float64 if int8 else dt)
-    sq_rt = as_tensor(sq_r).to(device=device, dtype=torch.float64 if int8 else dt)
+    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
+    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
+    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
     m, S = problem.n_query, problem.n_slots
     cand = np.empty((m, S, c), dtype=np.int64)
     bound = np.empty((m, S))
 
     def tile_of(q, qs, r, rows):
-        if int8:
-            return _int8_sqdist(q, r)
         return torch.addmm(
             sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
         )
@@ -240,28 +268,73 @@ def l2_candidates(
     return cand, bound
 
 
-#: the int8 GEMM's int32 sums stay exact up to this many features (255**2 * d < 2**31)
+#: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
+#: ||q||^2 - 2 q.r <= 3 * 128**2 * d and the result ||q - r||^2 <= 255**2 * d all < 2**31
 INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
 
 
 def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
-    """uint8 l2 on CUDA: exact squared distances from an int8 GEMM with int32 sums (tensor
-    cores) of the rows shifted by -128 (a shift leaves differences unchanged). On the CPU
-    the float32 candidates are faster (README, benchmark)."""
-    return problem.integer and device.type == "cuda" and problem.dim <= INT8_GEMM_MAX_DIM
+    """uint8 l2 by exact squared distances from an int8 GEMM with int32 sums (tensor cores
+    on CUDA, VNNI on the CPU) of the rows shifted by -128 (a shift leaves differences
+    unchanged): when the device's int8 GEMM passes :func:`int8_matmul_is_exact`.
+    On the 2-core AVX-512 machine 4x the speed of the float32 GEMM (benchmarks/bench_l2_cpu.py)."""
+    return (
+        problem.integer
+        and problem.dim <= INT8_GEMM_MAX_DIM
+        and int8_matmul_is_exact(device)
+    )
 
 
-def _int8_sqdist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(a, b) exact squared l2 distances (float64) of uint8-valued int16 rows q, r."""
-    qi = (q - 128).to(torch.int8)
-    ri = (r - 128).to(torch.int8)
+_INT8_PROBE: dict[str, bool] = {}
+
+
+def int8_matmul_is_exact(device: torch.device) -> bool:
+    """True when ``torch._int_mm`` on ``device`` runs and returns exact int32 dot products
+    at the extremes, by a probe (cached per device type): rows of -128 and 127 in every
+    pattern whose pair sums would saturate an int16 intermediate (as pre-VNNI int8 kernels
+    do) are compared against int64 products. Shapes the kernel refuses fall back to an exact
+    int64 product in :func:`_int8_sqdist`."""
+    key = device.type
+    if key not in _INT8_PROBE:
+        g = torch.Generator().manual_seed(0)
+        a = torch.where(torch.rand(64, 256, generator=g) < 0.5, -128, 127).to(torch.int8)
+        a[0] = -128
+        a[1] = 127
+        a[2, ::2], a[2, 1::2] = -128, 127
+        try:
+            got = torch._int_mm(a.to(device), a.to(device).T).cpu()
+            _INT8_PROBE[key] = bool(torch.equal(got.to(torch.int64), a.long() @ a.long().T))
+        except (RuntimeError, NotImplementedError):
+            _INT8_PROBE[key] = False
+    return _INT8_PROBE[key]
+
+
+def shifted_sq_norms(x: np.ndarray) -> np.ndarray:
+    """(n,) int32 squared norms of uint8 rows shifted by -128 (exact: <= 128**2 * d)."""
+    out = np.empty(x.shape[0], dtype=np.int32)
+    for s in range(0, x.shape[0], 8192):
+        b = x[s : s + 8192].astype(np.int32) - 128
+        out[s : s + 8192] = np.einsum("ij,ij->i", b, b)
+    return out
+
+
+def _shifted(x: torch.Tensor) -> torch.Tensor:
+    """uint8 rows as int8 shifted by -128 (x ^ 0x80 reinterpreted), no arithmetic."""
+    return torch.bitwise_xor(x, 128).view(torch.int8)
+
+
+def _int8_sqdist(
+    q: torch.Tensor, r: torch.Tensor, sq_q: torch.Tensor, sq_r: torch.Tensor
+) -> torch.Tensor:
+    """(a, b) exact squared l2 distances (float64) of uint8 rows q, r given the int32
+    squared norms of the shifted rows; int32 arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`)."""
+    qi, ri = _shifted(q), _shifted(r)
     try:
-        dots = torch._int_mm(qi, ri.T).to(torch.int64)
+        dots = torch._int_mm(qi, ri.T)
     except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths): exact int64
-        dots = qi.to(torch.int64) @ ri.to(torch.int64).T
-    sq_q = (qi.to(torch.int64) ** 2).sum(dim=1)
-    sq_r = (ri.to(torch.int64) ** 2).sum(dim=1)
-    return (sq_q[:, None] + sq_r[None, :] - 2 * dots).to(torch.float64)
+        dots = (qi.to(torch.int64) @ ri.to(torch.int64).T).to(torch.int32)
+    dots.mul_(-2).add_(sq_q[:, None]).add_(sq_r[None, :])
+    return dots.to(torch.float64)
 
 
 def _take(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -279,6 +352,9 @@ def search(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Exact search of either grouping with the torch backend; results (m, S, k)."""
+    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
+        d, i = l2_int8(problem, device, budget, block_size, progress)
+        return d, i, {}
     if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
         cand, bound = l2_candidates(problem, device, budget, block_size, progress)
         d, i, n_fb = finish(

@@ -15,18 +15,33 @@ def empty_best(
     return d, i
 
 
+def far_value(dtype: torch.dtype) -> float | int:
+    """The value of an excluded entry in a tile of ``dtype``: +inf, or the largest integer
+    (integer tiles hold exact values below it; :func:`as_distance` maps it to +inf)."""
+    return float("inf") if dtype.is_floating_point else torch.iinfo(dtype).max
+
+
+def as_distance(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float64, integer :func:`far_value` entries as +inf."""
+    if t.dtype.is_floating_point:
+        return t.to(torch.float64)
+    far = t == far_value(t.dtype)
+    return t.to(torch.float64).masked_fill_(far, float("inf"))
+
+
 def merge_block(
     best_d: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge a (m, b) block of distances for reference rows ``ids`` (b,), increasing.
 
-    Every index already in ``best_i`` is lower than ``ids[0]``, so a stable sort on the
-    distance alone breaks ties by the lowest index.
+    The block is float or exact integers (excluded entries :func:`far_value`). Every index
+    already in ``best_i`` is lower than ``ids[0]``, so a stable sort on the distance alone
+    breaks ties by the lowest index.
     """
     k = best_d.shape[1]
-    block = block.to(torch.float64)
     if k == 1:
         m, a = torch.min(block, dim=1)  # first index among equal minima
+        m = as_distance(m)
         better = m < best_d[:, 0]
         new_d = torch.where(better, m, best_d[:, 0]).unsqueeze(1)
         new_i = torch.where(better & torch.isfinite(m), ids[a], best_i[:, 0]).unsqueeze(1)
@@ -35,8 +50,8 @@ def merge_block(
     if block.shape[1] > k:
         # only rows' values <= the k-th smallest of the block can enter; keep them in order
         kth = torch.topk(block, k, dim=1, largest=False).values[:, -1:]
-        block = torch.where(block <= kth, block, torch.full_like(block, float("inf")))
-    vals = torch.cat([best_d, block], dim=1)
+        block = torch.where(block <= kth, block, far_value(block.dtype))
+    vals = torch.cat([best_d, as_distance(block)], dim=1)
     inds = torch.cat([best_i, idx], dim=1)
     order = torch.sort(vals, dim=1, stable=True).indices[:, :k]
     new_d = torch.gather(vals, 1, order)

@@ -23,6 +23,7 @@ otherwise blocks are copied from the host as they are needed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -34,7 +35,7 @@ import torch
 from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
 from .exact import sq_norms
 from .problem import Problem
-from .select import empty_best, merge_block, merge_candidates
+from .select import empty_best, far_value, merge_block, merge_candidates
 
 #: up to this many features, l2 is computed by exact tiles (cheaper than a GEMM plus
 #: candidate selection when rows are short)
@@ -145,7 +146,7 @@ def _drive(
             tile = tile_of(q, qs, r, rows)
             if not problem.by_class:
                 same = ql[qs : qs + bq, None] == rl[None, rs : rs + br]
-                tile = tile.masked_fill_(same, float("inf"))
+                tile = tile.masked_fill_(same, far_value(tile.dtype))
             for s in range(S):
                 a, b = int(bounds[s]), int(bounds[s + 1])
                 if b > a:
@@ -206,17 +207,28 @@ def l2_int8(
     block_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact uint8 l2 by an int8 GEMM (see :func:`int8_gemm_exact`): exact squared
-    distances in every tile, so the k best per slot need no candidates and no rerank.
-    Results (m, S, k): squared distances in raw units."""
+    """Exact uint8 l2 by an int8 GEMM (see :func:`int8_gemm_exact`): exact integers in every
+    tile, so the k best per slot need no candidates and no rerank. A tile holds
+    ``||r||^2 - 2 q.r`` of the rows shifted by -128 (the squared distance less ``||q||^2``,
+    a constant per query that cannot change its order); ``||q||^2`` is added back at the end.
+    The rows are shifted once (one int8 copy of the data, at most half of ``budget``;
+    otherwise block by block). Results (m, S, k): squared distances in raw units."""
     bq, br = block_sizes(problem, budget, block_size, 1)
-    sq_q = as_tensor(shifted_sq_norms(problem.queries)).to(device)
-    sq_r = sq_q if problem.self_mode else as_tensor(shifted_sq_norms(problem.reference)).to(device)
+    shifted = problem
+    if problem.reference.nbytes + (0 if problem.self_mode else problem.queries.nbytes) <= budget // 2:
+        ref = shifted_int8(problem.reference)
+        qry = ref if problem.self_mode else shifted_int8(problem.queries)
+        shifted = dataclasses.replace(problem, reference=ref, queries=qry)
+    sq_q = shifted_sq_norms(problem.queries)
+    sq_r = sq_q if problem.self_mode else shifted_sq_norms(problem.reference)
+    sq_rt = as_tensor(sq_r).to(device)
 
     def tile_of(q, qs, r, rows):
-        return _int8_sqdist(q, r, sq_q[qs : qs + q.shape[0]], _take(sq_r, rows))
+        return _int8_tile(q, r, _take(sq_rt, rows))
 
-    return _exact_tiles(problem, device, bq, br, torch.uint8, tile_of, progress)
+    dt = torch.int8 if shifted is not problem else torch.uint8
+    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress)
+    return d + sq_q[:, None, None], i
 
 
 def l2_candidates(
@@ -271,6 +283,9 @@ def l2_candidates(
 #: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
 #: ||q||^2 - 2 q.r <= 3 * 128**2 * d and the result ||q - r||^2 <= 255**2 * d all < 2**31
 INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
+#: below this many features the int8 kernels are not used (torch 2.13's CPU ``_int_mm``
+#: returns garbage for one feature: a (1, b) transposed operand has ambiguous strides)
+INT8_GEMM_MIN_DIM = 8
 
 
 def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
@@ -293,7 +308,7 @@ def int8_matmul_is_exact(device: torch.device) -> bool:
     at the extremes, by a probe (cached per device type): rows of -128 and 127 in every
     pattern whose pair sums would saturate an int16 intermediate (as pre-VNNI int8 kernels
     do) are compared against int64 products. Shapes the kernel refuses fall back to an exact
-    int64 product in :func:`_int8_sqdist`."""
+    int64 product in :func:`_int8_tile`."""
     key = device.type
     if key not in _INT8_PROBE:
         g = torch.Generator().manual_seed(0)
@@ -312,29 +327,34 @@ def int8_matmul_is_exact(device: torch.device) -> bool:
 def shifted_sq_norms(x: np.ndarray) -> np.ndarray:
     """(n,) int32 squared norms of uint8 rows shifted by -128 (exact: <= 128**2 * d)."""
     out = np.empty(x.shape[0], dtype=np.int32)
-    for s in range(0, x.shape[0], 8192):
-        b = x[s : s + 8192].astype(np.int32) - 128
-        out[s : s + 8192] = np.einsum("ij,ij->i", b, b)
+    for s in range(0, x.shape[0], 4096):
+        b = x[s : s + 4096].astype(np.int16) - 128
+        out[s : s + 4096] = (b * b).sum(axis=1, dtype=np.int32)
     return out
 
 
-def _shifted(x: torch.Tensor) -> torch.Tensor:
-    """uint8 rows as int8 shifted by -128 (x ^ 0x80 reinterpreted), no arithmetic."""
-    return torch.bitwise_xor(x, 128).view(torch.int8)
+def shifted_int8(x: np.ndarray) -> np.ndarray:
+    """uint8 rows as int8 shifted by -128 (``x ^ 0x80`` reinterpreted: no arithmetic)."""
+    return np.bitwise_xor(x, np.uint8(128)).view(np.int8)
 
 
-def _int8_sqdist(
-    q: torch.Tensor, r: torch.Tensor, sq_q: torch.Tensor, sq_r: torch.Tensor
-) -> torch.Tensor:
-    """(a, b) exact squared l2 distances (float64) of uint8 rows q, r given the int32
-    squared norms of the shifted rows; int32 arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`)."""
-    qi, ri = _shifted(q), _shifted(r)
-    try:
-        dots = torch._int_mm(qi, ri.T)
-    except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths): exact int64
-        dots = (qi.to(torch.int64) @ ri.to(torch.int64).T).to(torch.int32)
-    dots.mul_(-2).add_(sq_q[:, None]).add_(sq_r[None, :])
-    return dots.to(torch.float64)
+def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Tensor:
+    """(a, b) int32 ``||r||^2 - 2 q.r`` of rows given as uint8 or as int8 shifted by -128
+    (:func:`shifted_int8`), ``sq_r`` the int32 squared norms of the shifted rows; int32
+    arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`)."""
+    if q.dtype == torch.uint8:
+        q = torch.bitwise_xor(q, 128).view(torch.int8)
+    if r.dtype == torch.uint8:
+        r = torch.bitwise_xor(r, 128).view(torch.int8)
+    dots = None
+    if q.shape[1] >= INT8_GEMM_MIN_DIM:
+        try:
+            dots = torch._int_mm(q, r.T)
+        except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths)
+            pass
+    if dots is None:  # exact int64 product
+        dots = (q.to(torch.int64) @ r.to(torch.int64).T).to(torch.int32)
+    return dots.mul_(-2).add_(sq_r[None, :])
 
 
 def _take(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:

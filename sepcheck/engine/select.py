@@ -46,7 +46,10 @@ def merge_block(
         new_d = torch.where(better, m, best_d[:, 0]).unsqueeze(1)
         new_i = torch.where(better & torch.isfinite(m), ids[a], best_i[:, 0]).unsqueeze(1)
         return new_d, new_i
-    idx = ids.expand_as(block)
+    if not block.dtype.is_floating_point:
+        block, idx = _smallest_integers(block, ids, k)
+    else:
+        idx = ids.expand_as(block)
     if block.shape[1] > k:
         # only rows' values <= the k-th smallest of the block can enter; keep them in order
         kth = torch.topk(block, k, dim=1, largest=False).values[:, -1:]
@@ -58,6 +61,33 @@ def merge_block(
     new_i = torch.gather(inds, 1, order)
     new_i = torch.where(torch.isfinite(new_d), new_i, torch.full_like(new_i, -1))
     return new_d, new_i
+
+
+def _smallest_integers(
+    block: torch.Tensor, ids: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest entries of an integer (m, b) block per row, ties to the lowest column,
+    in that order, and their ids. A partial selection picks k entries; where more than k
+    entries are <= its k-th value (a tie at the cut) the row is selected again on int64 keys
+    value * 2**s + column (s bits hold a column; |value| < 2**31 keeps keys inside int64).
+    The k entries are then ordered by the same keys."""
+    b = block.shape[1]
+    if b <= k:
+        return block, ids.expand_as(block)
+    shift = max(1, (b - 1).bit_length())
+    top = torch.topk(block, k, dim=1, largest=False)
+    vals, cols = top.values, top.indices
+    tied = torch.nonzero((block <= vals[:, -1:]).sum(dim=1) > k).flatten()
+    if tied.numel():
+        keys = torch.bitwise_left_shift(block[tied].to(torch.int64), shift)
+        keys.bitwise_or_(torch.arange(b, device=block.device))
+        sel = torch.topk(keys, k, dim=1, largest=False).values
+        vals[tied] = torch.bitwise_right_shift(sel, shift).to(block.dtype)
+        cols[tied] = torch.bitwise_and(sel, (1 << shift) - 1)
+    keys = torch.bitwise_or(torch.bitwise_left_shift(vals.to(torch.int64), shift), cols)
+    keys = torch.sort(keys, dim=1).values
+    values = torch.bitwise_right_shift(keys, shift).to(block.dtype)
+    return values, ids[torch.bitwise_and(keys, (1 << shift) - 1)]
 
 
 def merge_candidates(

@@ -23,6 +23,7 @@ otherwise blocks are copied from the host as they are needed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -348,10 +349,9 @@ def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Te
         r = torch.bitwise_xor(r, 128).view(torch.int8)
     dots = None
     if q.shape[1] >= INT8_GEMM_MIN_DIM:
-        try:
+        # shapes the int8 kernels refuse (few rows, odd widths) take the int64 product
+        with contextlib.suppress(RuntimeError):
             dots = torch._int_mm(q, r.T)
-        except RuntimeError:  # shapes the int8 kernels refuse (few rows, odd widths)
-            pass
     if dots is None:  # exact int64 product
         dots = (q.to(torch.int64) @ r.to(torch.int64).T).to(torch.int32)
     return dots.mul_(-2).add_(sq_r[None, :])

@@ -134,3 +134,21 @@ def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
     od, oi, _ = oracle.class_distances(X, y, X[:11], p=2.0, scale=255.0)
     np.testing.assert_array_equal(i_, oi)
     np.testing.assert_array_equal(d_, od)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.sampled_from([None, 7, 64]))
+def test_uint8_many_exact_ties_match_oracle(seed, k, block):
+    """Binary pixels: many rows at equal squared distance, so the k-th value of a block is
+    tied; the k best must still be the lowest indices, in every grouping and block size."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, (70, 20)).astype(np.uint8)
+    y = rng.integers(0, 3, 70)
+    got = nearest_other(X, y, norm="l2", k=k, backend="torch", device="cpu", block_size=block)
+    want = oracle.nearest_other(X, y, p=2.0, k=k, scale=255.0)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    got_c = nearest_by_class(X, y, X[:9], norm="l2", backend="torch", device="cpu", block_size=block)
+    want_c = oracle.class_distances(X, y, X[:9], p=2.0, scale=255.0)
+    np.testing.assert_array_equal(got_c[1], want_c[1])
+    np.testing.assert_array_equal(got_c[0], want_c[0])

@@ -8,15 +8,21 @@ merges each slot's columns into the running answer. What a tile holds is one of:
 * exact tiles: ``torch.cdist`` (float32 for uint8 linf/l1, whose integer results float32
   holds exactly; float64 otherwise), merged as the k best per slot, ties to the lowest
   index; l2 with at most ``DIRECT_L2_MAX_DIM`` features too;
-* approximate l2 tiles: a float32 GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64
-  data or where float32 matmul runs in reduced precision) whose c smallest values per slot
-  are candidates, reranked exactly with a proven error bound
-  (:mod:`sepcheck.engine.candidates`), incomplete queries recomputed by exact tiles.
-  uint8 l2 takes this path too (faster on the CPU than an exact float64 GEMM: MNIST
-  test-test 6 s against 12 s on the 2-core machine).
+* exact uint8 l2 tiles (:func:`l2_int8`): an int8 GEMM with int32 sums of the rows shifted
+  by -128 (VNNI on the CPU, tensor cores on CUDA) gives exact integers, merged like the
+  cdist tiles: no candidates, no rerank. Used wherever the device's int8 GEMM passes a
+  probe (:func:`int8_matmul_is_exact`); CIFAR-10 10 000 train-train on the 2-core AVX-512
+  machine: 4x the speed of the float32 GEMM, ~0.4x the time of faiss ``IndexFlatL2``
+  per class (benchmarks/bench_l2_cpu.py);
+* approximate l2 tiles (float data, or uint8 where the int8 GEMM is not exact): a float32
+  GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64 data or where float32 matmul runs
+  in reduced precision) whose c smallest values per slot are candidates, reranked exactly
+  with a proven error bound (:mod:`sepcheck.engine.candidates`), incomplete queries
+  recomputed by exact tiles.
 
-Memory: one (query block x reference block) tile plus the two converted blocks. On CUDA the
-reference is uploaded once in its own dtype (uint8 stays uint8) when it takes at most
+Memory: one (query block x reference block) tile plus the two converted blocks; the int8
+path also keeps one shifted int8 copy of the rows when it takes at most half the budget. On
+CUDA the reference is uploaded once in its own dtype (uint8 stays uint8) when it takes at most
 :data:`RESIDENT_FRACTION` of the free GPU memory, and each block is converted on the device;
 otherwise blocks are copied from the host as they are needed.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -301,28 +308,28 @@ def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
     )
 
 
-_INT8_PROBE: dict[str, bool] = {}
-
-
 def int8_matmul_is_exact(device: torch.device) -> bool:
     """True when ``torch._int_mm`` on ``device`` runs and returns exact int32 dot products
-    at the extremes, by a probe (cached per device type): rows of -128 and 127 in every
-    pattern whose pair sums would saturate an int16 intermediate (as pre-VNNI int8 kernels
-    do) are compared against int64 products. Shapes the kernel refuses fall back to an exact
-    int64 product in :func:`_int8_tile`."""
-    key = device.type
-    if key not in _INT8_PROBE:
-        g = torch.Generator().manual_seed(0)
-        a = torch.where(torch.rand(64, 256, generator=g) < 0.5, -128, 127).to(torch.int8)
-        a[0] = -128
-        a[1] = 127
-        a[2, ::2], a[2, 1::2] = -128, 127
-        try:
-            got = torch._int_mm(a.to(device), a.to(device).T).cpu()
-            _INT8_PROBE[key] = bool(torch.equal(got.to(torch.int64), a.long() @ a.long().T))
-        except (RuntimeError, NotImplementedError):
-            _INT8_PROBE[key] = False
-    return _INT8_PROBE[key]
+    at the extremes (probed once per device type): rows of all -128, all 127, alternating,
+    and random mixes of the two, whose pair sums would saturate an int16 intermediate (as
+    pre-VNNI int8 kernels do), are compared against int64 products. Shapes the kernel
+    refuses fall back to an exact float64 product in :func:`_int8_tile`."""
+    return _int8_probe(device.type)
+
+
+@functools.cache
+def _int8_probe(device_type: str) -> bool:
+    g = torch.Generator().manual_seed(0)
+    a = torch.where(torch.rand(64, 256, generator=g) < 0.5, -128, 127).to(torch.int8)
+    a[0] = -128
+    a[1] = 127
+    a[2, ::2], a[2, 1::2] = -128, 127
+    try:
+        on = a.to(device_type)
+        got = torch._int_mm(on, on.T).cpu()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.equal(got.to(torch.int64), a.long() @ a.long().T))
 
 
 def shifted_sq_norms(x: np.ndarray) -> np.ndarray:
@@ -349,11 +356,11 @@ def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Te
         r = torch.bitwise_xor(r, 128).view(torch.int8)
     dots = None
     if q.shape[1] >= INT8_GEMM_MIN_DIM:
-        # shapes the int8 kernels refuse (few rows, odd widths) take the int64 product
+        # shapes the int8 kernels refuse (few rows, odd widths) take the float64 product
         with contextlib.suppress(RuntimeError):
             dots = torch._int_mm(q, r.T)
-    if dots is None:  # exact int64 product
-        dots = (q.to(torch.int64) @ r.to(torch.int64).T).to(torch.int32)
+    if dots is None:  # float64 product: integer sums below 2**53 are exact, on any device
+        dots = (q.to(torch.float64) @ r.to(torch.float64).T).to(torch.int32)
     return dots.mul_(-2).add_(sq_r[None, :])
 
 

@@ -118,6 +118,7 @@ def _drive(
     merge: Callable,
     on_block: Callable[[int, torch.Tensor, torch.Tensor], None],
     progress: Callable[[int], None] | None,
+    symmetric: bool = False,
 ) -> None:
     """The tiling driver of both groupings.
 
@@ -128,16 +129,26 @@ def _drive(
     ``on_block(qs, vals, inds)``. OTHER_LABEL: one slot, rows of the query's label are +inf.
     BY_CLASS: the block's rows are taken class by class (index order inside each class),
     so each slot's columns are contiguous and increasing.
+
+    ``symmetric`` (OTHER_LABEL in self mode, tiles with ``tile[i, j]`` the value of the pair
+    whichever row is the query): a query block meets only reference rows from its own
+    first row on, and the tile's columns of every later query block are merged, transposed,
+    into that block's running answer; each pair is computed once. A block still receives its
+    rows in increasing index order: earlier blocks' (transposed) first, then its own.
     """
     S = problem.n_slots
+    symmetric = symmetric and problem.self_mode and not problem.by_class
+    if symmetric:
+        br = max(bq, br // bq * bq)  # reference blocks start where query blocks start
+    pending: dict[int, list] = {}
     codes = problem.slot_codes
     rl = as_tensor(problem.reference_labels).to(device)
     ql = as_tensor(problem.query_labels).to(device)
     resident = resident_reference(problem, device)
     for qs in range(0, problem.n_query, bq):
         q = as_tensor(problem.queries[qs : qs + bq]).to(device=device, dtype=dt)
-        best = [empty_best(q.shape[0], width, device) for _ in range(S)]
-        for rs in range(0, problem.n_ref, br):
+        best = pending.pop(qs, None) or [empty_best(q.shape[0], width, device) for _ in range(S)]
+        for rs in range(qs if symmetric else 0, problem.n_ref, br):
             if problem.by_class:
                 order = np.argsort(codes[rs : rs + br], kind="stable")
                 rows = rs + order
@@ -159,6 +170,14 @@ def _drive(
                 a, b = int(bounds[s]), int(bounds[s + 1])
                 if b > a:
                     best[s] = merge(*best[s], tile[:, a:b], ids[a:b])
+            if symmetric:
+                q_ids = torch.arange(qs, qs + q.shape[0], device=device)
+                for later in range(max(rs, qs + bq), rs + rows.size, bq):
+                    if later not in pending:
+                        n_later = min(bq, problem.n_query - later)
+                        pending[later] = [empty_best(n_later, width, device)]
+                    cols = tile[:, later - rs : later - rs + bq]
+                    pending[later][0] = merge(*pending[later][0], cols.T, q_ids)
         vals = torch.stack([v for v, _ in best], dim=1)
         inds = torch.stack([i for _, i in best], dim=1)
         on_block(qs, vals, inds)
@@ -194,8 +213,10 @@ def _exact_tiles(
     dt: torch.dtype,
     tile_of: Callable[[torch.Tensor, int, torch.Tensor, np.ndarray], torch.Tensor],
     progress: Callable[[int], None] | None,
+    symmetric: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best per slot of exact (float64-comparable) tiles; results (m, S, k)."""
+    """The k best per slot of exact tiles (float, or integers with :func:`far_value` for
+    excluded entries); results (m, S, k). ``symmetric``: see :func:`_drive`."""
     k, S = problem.k, problem.n_slots
     out_d = np.empty((problem.n_query, S, k))
     out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
@@ -204,7 +225,7 @@ def _exact_tiles(
         out_d[qs : qs + vals.shape[0]] = vals.cpu().numpy()
         out_i[qs : qs + vals.shape[0]] = inds.cpu().numpy()
 
-    _drive(problem, device, bq, br, dt, tile_of, k, merge_block, on_block, progress)
+    _drive(problem, device, bq, br, dt, tile_of, k, merge_block, on_block, progress, symmetric)
     return out_d, out_i
 
 
@@ -218,7 +239,8 @@ def l2_int8(
     """Exact uint8 l2 by an int8 GEMM (see :func:`int8_gemm_exact`): exact integers in every
     tile, so the k best per slot need no candidates and no rerank. A tile holds
     ``||r||^2 - 2 q.r`` of the rows shifted by -128 (the squared distance less ``||q||^2``,
-    a constant per query that cannot change its order); ``||q||^2`` is added back at the end.
+    a constant per query that cannot change its order; added back at the end), in self mode
+    the full squared distance, whose tiles are symmetric: each pair is computed once.
     The rows are shifted once (one int8 copy of the data, at most half of ``budget``;
     otherwise block by block). Results (m, S, k): squared distances in raw units."""
     bq, br = block_sizes(problem, budget, block_size, 1)
@@ -230,13 +252,16 @@ def l2_int8(
     sq_q = shifted_sq_norms(problem.queries)
     sq_r = sq_q if problem.self_mode else shifted_sq_norms(problem.reference)
     sq_rt = as_tensor(sq_r).to(device)
+    # self mode: full squared distances (symmetric tiles, each pair computed once)
+    sq_qt = as_tensor(sq_q).to(device) if problem.self_mode else None
 
     def tile_of(q, qs, r, rows):
-        return _int8_tile(q, r, _take(sq_rt, rows))
+        tile = _int8_tile(q, r, _take(sq_rt, rows))
+        return tile if sq_qt is None else tile.add_(sq_qt[qs : qs + q.shape[0], None])
 
     dt = torch.int8 if shifted is not problem else torch.uint8
-    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress)
-    return d + sq_q[:, None, None], i
+    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
+    return (d if sq_qt is not None else d + sq_q[:, None, None]), i
 
 
 def l2_candidates(

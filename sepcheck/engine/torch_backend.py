@@ -29,7 +29,6 @@ otherwise blocks are copied from the host as they are needed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -316,9 +315,6 @@ def l2_candidates(
 #: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
 #: ||q||^2 - 2 q.r <= 3 * 128**2 * d and the result ||q - r||^2 <= 255**2 * d all < 2**31
 INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
-#: below this many features the int8 kernels are not used (torch 2.13's CPU ``_int_mm``
-#: returns garbage for one feature: a (1, b) transposed operand has ambiguous strides)
-INT8_GEMM_MIN_DIM = 8
 
 
 def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
@@ -374,17 +370,26 @@ def shifted_int8(x: np.ndarray) -> np.ndarray:
 def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Tensor:
     """(a, b) int32 ``||r||^2 - 2 q.r`` of rows given as uint8 or as int8 shifted by -128
     (:func:`shifted_int8`), ``sq_r`` the int32 squared norms of the shifted rows; int32
-    arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`)."""
+    arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`).
+
+    ``torch._int_mm`` wants more than 16 rows on the left and multiples of 8 for the inner
+    and right sizes (CUDA; torch 2.13's CPU kernel returns garbage for one feature): the
+    operands are padded with zeros (zero rows are sliced off, zero features add nothing to
+    a dot product). Where it still refuses, a float64 GEMM of the same integers is exact
+    too (every sum is below 2**53)."""
     if q.dtype == torch.uint8:
         q = torch.bitwise_xor(q, 128).view(torch.int8)
     if r.dtype == torch.uint8:
         r = torch.bitwise_xor(r, 128).view(torch.int8)
-    dots = None
-    if q.shape[1] >= INT8_GEMM_MIN_DIM:
-        # shapes the int8 kernels refuse (few rows, odd widths) take the float64 product
-        with contextlib.suppress(RuntimeError):
-            dots = torch._int_mm(q, r.T)
-    if dots is None:  # float64 product: integer sums below 2**53 are exact, on any device
+    a, b, d = q.shape[0], r.shape[0], q.shape[1]
+    pa, pb, pd = max(17, a) - a, -b % 8, -d % 8
+    try:
+        qp = torch.nn.functional.pad(q, (0, pd, 0, pa)) if (pa or pd) else q
+        rp = torch.nn.functional.pad(r, (0, pd, 0, pb)) if (pb or pd) else r
+        dots = torch._int_mm(qp, rp.T)
+        if pa or pb:
+            dots = dots[:a, :b].contiguous()
+    except RuntimeError:
         dots = (q.to(torch.float64) @ r.to(torch.float64).T).to(torch.int32)
     return dots.mul_(-2).add_(sq_r[None, :])
 

@@ -40,7 +40,7 @@ def merge_block(
     """
     k = best_d.shape[1]
     if k == 1:
-        m, a = torch.min(block, dim=1)  # first index among equal minima
+        m, a = _row_min(block)
         m = as_distance(m)
         better = m < best_d[:, 0]
         new_d = torch.where(better, m, best_d[:, 0]).unsqueeze(1)
@@ -61,6 +61,17 @@ def merge_block(
     new_i = torch.gather(inds, 1, order)
     new_i = torch.where(torch.isfinite(new_d), new_i, torch.full_like(new_i, -1))
     return new_d, new_i
+
+
+def _row_min(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row the minimum and its first column. A transposed CPU view (the symmetric
+    driver's) is reduced by numpy over its contiguous axis: torch reduces a strided
+    dimension several times slower."""
+    if block.device.type == "cpu" and block.stride(0) == 1 and block.stride(1) != 1:
+        base = block.T.numpy()
+        a = np.argmin(base, axis=0)  # first index among equal minima
+        return torch.from_numpy(base[a, np.arange(base.shape[1])]), torch.from_numpy(a)
+    return torch.min(block, dim=1)  # first index among equal minima
 
 
 def _smallest_integers(

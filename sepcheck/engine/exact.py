@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+#: uint8 squared l2 distances are summed in int32 up to this many features (255**2 * d < 2**31)
+_INT32_L2_MAX_DIM = (2**31 - 1) // 255**2
 #: bytes of temporary (rows, candidates, d) differences computed at once
 _PAIR_CHUNK_BYTES = 64 * 2**20
 
@@ -40,6 +42,9 @@ def pair_distances(
 
 def _dist(q: np.ndarray, r: np.ndarray, p: float) -> np.ndarray:
     """q: (m, d), r: (m, c, d) -> (m, c) float64."""
+    if q.dtype == np.uint8 and p == 2 and q.shape[1] <= _INT32_L2_MAX_DIM:
+        diff = q[:, None, :].astype(np.int32) - r
+        return np.sqrt(np.einsum("mcd,mcd->mc", diff, diff).astype(np.float64))  # exact
     if q.dtype == np.uint8:
         diff = np.abs(q[:, None, :].astype(np.int64) - r.astype(np.int64))
         if math.isinf(p):

@@ -8,21 +8,29 @@ merges each slot's columns into the running answer. What a tile holds is one of:
 * exact tiles: ``torch.cdist`` (float32 for uint8 linf/l1, whose integer results float32
   holds exactly; float64 otherwise), merged as the k best per slot, ties to the lowest
   index; l2 with at most ``DIRECT_L2_MAX_DIM`` features too;
-* approximate l2 tiles: a float32 GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64
-  data or where float32 matmul runs in reduced precision) whose c smallest values per slot
-  are candidates, reranked exactly with a proven error bound
-  (:mod:`sepcheck.engine.candidates`), incomplete queries recomputed by exact tiles.
-  uint8 l2 takes this path too (faster on the CPU than an exact float64 GEMM: MNIST
-  test-test 6 s against 12 s on the 2-core machine).
+* exact uint8 l2 tiles (:func:`l2_int8`): an int8 GEMM with int32 sums of the rows shifted
+  by -128 (VNNI on the CPU, tensor cores on CUDA) gives exact integers, merged like the
+  cdist tiles: no candidates, no rerank. Used wherever the device's int8 GEMM passes a
+  probe (:func:`int8_matmul_is_exact`); CIFAR-10 10 000 train-train on the 2-core AVX-512
+  machine: 4x the speed of the float32 GEMM, ~0.4x the time of faiss ``IndexFlatL2``
+  per class (benchmarks/bench_l2_cpu.py);
+* approximate l2 tiles (float data, or uint8 where the int8 GEMM is not exact): a float32
+  GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64 data or where float32 matmul runs
+  in reduced precision) whose c smallest values per slot are candidates, reranked exactly
+  with a proven error bound (:mod:`sepcheck.engine.candidates`), incomplete queries
+  recomputed by exact tiles.
 
-Memory: one (query block x reference block) tile plus the two converted blocks. On CUDA the
-reference is uploaded once in its own dtype (uint8 stays uint8) when it takes at most
+Memory: one (query block x reference block) tile plus the two converted blocks; the int8
+path also keeps one shifted int8 copy of the rows when it takes at most half the budget. On
+CUDA the reference is uploaded once in its own dtype (uint8 stays uint8) when it takes at most
 :data:`RESIDENT_FRACTION` of the free GPU memory, and each block is converted on the device;
 otherwise blocks are copied from the host as they are needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -34,7 +42,7 @@ import torch
 from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
 from .exact import sq_norms
 from .problem import Problem
-from .select import empty_best, merge_block, merge_candidates
+from .select import empty_best, far_value, merge_block, merge_candidates
 
 #: up to this many features, l2 is computed by exact tiles (cheaper than a GEMM plus
 #: candidate selection when rows are short)
@@ -109,6 +117,7 @@ def _drive(
     merge: Callable,
     on_block: Callable[[int, torch.Tensor, torch.Tensor], None],
     progress: Callable[[int], None] | None,
+    symmetric: bool = False,
 ) -> None:
     """The tiling driver of both groupings.
 
@@ -119,16 +128,26 @@ def _drive(
     ``on_block(qs, vals, inds)``. OTHER_LABEL: one slot, rows of the query's label are +inf.
     BY_CLASS: the block's rows are taken class by class (index order inside each class),
     so each slot's columns are contiguous and increasing.
+
+    ``symmetric`` (OTHER_LABEL in self mode, tiles with ``tile[i, j]`` the value of the pair
+    whichever row is the query): a query block meets only reference rows from its own
+    first row on, and the tile's columns of every later query block are merged, transposed,
+    into that block's running answer; each pair is computed once. A block still receives its
+    rows in increasing index order: earlier blocks' (transposed) first, then its own.
     """
     S = problem.n_slots
+    symmetric = symmetric and problem.self_mode and not problem.by_class
+    if symmetric:
+        br = max(bq, br // bq * bq)  # reference blocks start where query blocks start
+    pending: dict[int, list] = {}
     codes = problem.slot_codes
     rl = as_tensor(problem.reference_labels).to(device)
     ql = as_tensor(problem.query_labels).to(device)
     resident = resident_reference(problem, device)
     for qs in range(0, problem.n_query, bq):
         q = as_tensor(problem.queries[qs : qs + bq]).to(device=device, dtype=dt)
-        best = [empty_best(q.shape[0], width, device) for _ in range(S)]
-        for rs in range(0, problem.n_ref, br):
+        best = pending.pop(qs, None) or [empty_best(q.shape[0], width, device) for _ in range(S)]
+        for rs in range(qs if symmetric else 0, problem.n_ref, br):
             if problem.by_class:
                 order = np.argsort(codes[rs : rs + br], kind="stable")
                 rows = rs + order
@@ -145,11 +164,19 @@ def _drive(
             tile = tile_of(q, qs, r, rows)
             if not problem.by_class:
                 same = ql[qs : qs + bq, None] == rl[None, rs : rs + br]
-                tile = tile.masked_fill_(same, float("inf"))
+                tile = tile.masked_fill_(same, far_value(tile.dtype))
             for s in range(S):
                 a, b = int(bounds[s]), int(bounds[s + 1])
                 if b > a:
                     best[s] = merge(*best[s], tile[:, a:b], ids[a:b])
+            if symmetric:
+                q_ids = torch.arange(qs, qs + q.shape[0], device=device)
+                for later in range(max(rs, qs + bq), rs + rows.size, bq):
+                    if later not in pending:
+                        n_later = min(bq, problem.n_query - later)
+                        pending[later] = [empty_best(n_later, width, device)]
+                    cols = tile[:, later - rs : later - rs + bq]
+                    pending[later][0] = merge(*pending[later][0], cols.T, q_ids)
         vals = torch.stack([v for v, _ in best], dim=1)
         inds = torch.stack([i for _, i in best], dim=1)
         on_block(qs, vals, inds)
@@ -168,21 +195,72 @@ def brute_force(
     p = problem.p
     dt = direct_dtype(problem)
     bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
-    k, S = problem.k, problem.n_slots
-    out_d = np.empty((problem.n_query, S, k))
-    out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
 
     def tile_of(q, qs, r, rows):
         return torch.cdist(
             q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
         )[0]
 
+    return _exact_tiles(problem, device, bq, br, dt, tile_of, progress)
+
+
+def _exact_tiles(
+    problem: Problem,
+    device: torch.device,
+    bq: int,
+    br: int,
+    dt: torch.dtype,
+    tile_of: Callable[[torch.Tensor, int, torch.Tensor, np.ndarray], torch.Tensor],
+    progress: Callable[[int], None] | None,
+    symmetric: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best per slot of exact tiles (float, or integers with :func:`far_value` for
+    excluded entries); results (m, S, k). ``symmetric``: see :func:`_drive`."""
+    k, S = problem.k, problem.n_slots
+    out_d = np.empty((problem.n_query, S, k))
+    out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
+
     def on_block(qs, vals, inds):
         out_d[qs : qs + vals.shape[0]] = vals.cpu().numpy()
         out_i[qs : qs + vals.shape[0]] = inds.cpu().numpy()
 
-    _drive(problem, device, bq, br, dt, tile_of, k, merge_block, on_block, progress)
+    _drive(problem, device, bq, br, dt, tile_of, k, merge_block, on_block, progress, symmetric)
     return out_d, out_i
+
+
+def l2_int8(
+    problem: Problem,
+    device: torch.device,
+    budget: int,
+    block_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact uint8 l2 by an int8 GEMM (see :func:`int8_gemm_exact`): exact integers in every
+    tile, so the k best per slot need no candidates and no rerank. A tile holds
+    ``||r||^2 - 2 q.r`` of the rows shifted by -128 (the squared distance less ``||q||^2``,
+    a constant per query that cannot change its order; added back at the end), in self mode
+    the full squared distance, whose tiles are symmetric: each pair is computed once.
+    The rows are shifted once (one int8 copy of the data, at most half of ``budget``;
+    otherwise block by block). Results (m, S, k): squared distances in raw units."""
+    bq, br = block_sizes(problem, budget, block_size, 1)
+    shifted = problem
+    if problem.reference.nbytes + (0 if problem.self_mode else problem.queries.nbytes) <= budget // 2:
+        ref = shifted_int8(problem.reference)
+        qry = ref if problem.self_mode else shifted_int8(problem.queries)
+        shifted = dataclasses.replace(problem, reference=ref, queries=qry)
+    sq_q = shifted_sq_norms(problem.queries)
+    sq_r = sq_q if problem.self_mode else shifted_sq_norms(problem.reference)
+    sq_rt = as_tensor(sq_r).to(device)
+    # self mode: full squared distances (symmetric tiles, each pair computed once)
+    sq_qt = as_tensor(sq_q).to(device) if problem.self_mode else None
+
+    def tile_of(q, qs, r, rows):
+        tile = _int8_tile(q, r, _take(sq_rt, rows))
+        return tile if sq_qt is None else tile.add_(sq_qt[qs : qs + q.shape[0], None])
+
+    dt = torch.int8 if shifted is not problem else torch.uint8
+    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
+    return (d if sq_qt is not None else d + sq_q[:, None, None]), i
 
 
 def l2_candidates(
@@ -197,27 +275,21 @@ def l2_candidates(
     Returns (candidate indices (m, S, c), pruned; bound (m, S)) where every row of a slot
     not among its candidates has exact squared distance >= bound.
     """
-    int8 = int8_gemm_exact(problem, device)
     full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
-    dt = torch.int16 if int8 else (torch.float32 if full32 else torch.float64)
+    dt = torch.float32 if full32 else torch.float64
     unit = U32 if full32 else U64
-    bq, br = block_sizes(problem, budget, block_size, 8 if int8 else torch.finfo(dt).bits // 8)
+    bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
     c = problem.k + EXTRA_CANDIDATES
     sq_q = sq_norms(problem.queries)
     sq_r = sq_norms(problem.reference)
-    if int8:  # exact integers: no rounding to bound
-        err = np.zeros(problem.n_query)
-    else:
-        err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
-    sq_qt = as_tensor(sq_q).to(device=device, dtype=torch.float64 if int8 else dt)
-    sq_rt = as_tensor(sq_r).to(device=device, dtype=torch.float64 if int8 else dt)
+    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
+    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
+    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
     m, S = problem.n_query, problem.n_slots
     cand = np.empty((m, S, c), dtype=np.int64)
     bound = np.empty((m, S))
 
     def tile_of(q, qs, r, rows):
-        if int8:
-            return _int8_sqdist(q, r)
         return torch.addmm(
             sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
         )
@@ -240,37 +312,86 @@ def l2_candidates(
     return cand, bound
 
 
-#: the int8 GEMM's int32 sums stay exact up to this many features (255**2 * d < 2**31)
+#: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
+#: ||q||^2 - 2 q.r <= 3 * 128**2 * d and the result ||q - r||^2 <= 255**2 * d all < 2**31
 INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
 
 
 def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
-    """uint8 l2 on CUDA: exact squared distances from an int8 GEMM with int32 sums (tensor
-    cores) of the rows shifted by -128 (a shift leaves differences unchanged). On the CPU
-    the float32 candidates are faster (README, benchmark)."""
-    return problem.integer and device.type == "cuda" and problem.dim <= INT8_GEMM_MAX_DIM
+    """uint8 l2 by exact squared distances from an int8 GEMM with int32 sums (tensor cores
+    on CUDA, VNNI on the CPU) of the rows shifted by -128 (a shift leaves differences
+    unchanged): when the device's int8 GEMM passes :func:`int8_matmul_is_exact`.
+    On the 2-core AVX-512 machine 4x the speed of the float32 GEMM (benchmarks/bench_l2_cpu.py)."""
+    return (
+        problem.integer
+        and problem.dim <= INT8_GEMM_MAX_DIM
+        and int8_matmul_is_exact(device)
+    )
 
 
-def _int8_sqdist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(a, b) exact squared l2 distances (float64) of uint8-valued int16 rows q, r.
+def int8_matmul_is_exact(device: torch.device) -> bool:
+    """True when ``torch._int_mm`` on ``device`` runs and returns exact int32 dot products
+    at the extremes (probed once per device type): rows of all -128, all 127, alternating,
+    and random mixes of the two, whose pair sums would saturate an int16 intermediate (as
+    pre-VNNI int8 kernels do), are compared against int64 products. Shapes the kernel
+    refuses fall back to an exact float64 product in :func:`_int8_tile`."""
+    return _int8_probe(device.type)
+
+
+@functools.cache
+def _int8_probe(device_type: str) -> bool:
+    g = torch.Generator().manual_seed(0)
+    a = torch.where(torch.rand(64, 256, generator=g) < 0.5, -128, 127).to(torch.int8)
+    a[0] = -128
+    a[1] = 127
+    a[2, ::2], a[2, 1::2] = -128, 127
+    try:
+        on = a.to(device_type)
+        got = torch._int_mm(on, on.T).cpu()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.equal(got.to(torch.int64), a.long() @ a.long().T))
+
+
+def shifted_sq_norms(x: np.ndarray) -> np.ndarray:
+    """(n,) int32 squared norms of uint8 rows shifted by -128 (exact: <= 128**2 * d)."""
+    out = np.empty(x.shape[0], dtype=np.int32)
+    for s in range(0, x.shape[0], 4096):
+        b = x[s : s + 4096].astype(np.int16) - 128
+        out[s : s + 4096] = (b * b).sum(axis=1, dtype=np.int32)
+    return out
+
+
+def shifted_int8(x: np.ndarray) -> np.ndarray:
+    """uint8 rows as int8 shifted by -128 (``x ^ 0x80`` reinterpreted: no arithmetic)."""
+    return np.bitwise_xor(x, np.uint8(128)).view(np.int8)
+
+
+def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Tensor:
+    """(a, b) int32 ``||r||^2 - 2 q.r`` of rows given as uint8 or as int8 shifted by -128
+    (:func:`shifted_int8`), ``sq_r`` the int32 squared norms of the shifted rows; int32
+    arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`).
 
     ``torch._int_mm`` wants more than 16 rows on the left and multiples of 8 for the inner
-    and right sizes: the operands are padded with zeros (zero rows are sliced off, zero
-    features add nothing to a dot product). Where it still refuses, a float64 GEMM of the
-    same integers is exact too (every sum is below 2**53)."""
-    qi = (q - 128).to(torch.int8)
-    ri = (r - 128).to(torch.int8)
-    a, b, d = qi.shape[0], ri.shape[0], qi.shape[1]
+    and right sizes (CUDA; torch 2.13's CPU kernel returns garbage for one feature): the
+    operands are padded with zeros (zero rows are sliced off, zero features add nothing to
+    a dot product). Where it still refuses, a float64 GEMM of the same integers is exact
+    too (every sum is below 2**53)."""
+    if q.dtype == torch.uint8:
+        q = torch.bitwise_xor(q, 128).view(torch.int8)
+    if r.dtype == torch.uint8:
+        r = torch.bitwise_xor(r, 128).view(torch.int8)
+    a, b, d = q.shape[0], r.shape[0], q.shape[1]
     pa, pb, pd = max(17, a) - a, -b % 8, -d % 8
     try:
-        qp = torch.nn.functional.pad(qi, (0, pd, 0, pa)) if (pa or pd) else qi
-        rp = torch.nn.functional.pad(ri, (0, pd, 0, pb)) if (pb or pd) else ri
-        dots = torch._int_mm(qp, rp.T)[:a, :b].to(torch.int64)
+        qp = torch.nn.functional.pad(q, (0, pd, 0, pa)) if (pa or pd) else q
+        rp = torch.nn.functional.pad(r, (0, pd, 0, pb)) if (pb or pd) else r
+        dots = torch._int_mm(qp, rp.T)
+        if pa or pb:
+            dots = dots[:a, :b].contiguous()
     except RuntimeError:
-        dots = (qi.to(torch.float64) @ ri.to(torch.float64).T).to(torch.int64)
-    sq_q = (qi.to(torch.int64) ** 2).sum(dim=1)
-    sq_r = (ri.to(torch.int64) ** 2).sum(dim=1)
-    return (sq_q[:, None] + sq_r[None, :] - 2 * dots).to(torch.float64)
+        dots = (q.to(torch.float64) @ r.to(torch.float64).T).to(torch.int32)
+    return dots.mul_(-2).add_(sq_r[None, :])
 
 
 def _take(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -288,6 +409,9 @@ def search(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Exact search of either grouping with the torch backend; results (m, S, k)."""
+    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
+        d, i = l2_int8(problem, device, budget, block_size, progress)
+        return d, i, {}
     if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
         cand, bound = l2_candidates(problem, device, budget, block_size, progress)
         d, i, n_fb = finish(

@@ -113,21 +113,42 @@ def test_duplicates_across_labels_tie_to_lowest_index(grouping):
     np.testing.assert_array_equal(d, want[0])
 
 
+@pytest.mark.parametrize("budget", [None, 1000])
 @pytest.mark.parametrize("d", [17, 784, 3072])
-def test_int8_gemm_path_is_exact(monkeypatch, d):
-    """The exact int8 GEMM path (used for uint8 l2 on CUDA) forced on the CPU: near-ties,
-    duplicates across labels and block edges give the oracle's answer, both groupings."""
+def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
+    """The exact int8 GEMM path (uint8 l2 wherever the device's int8 GEMM passes the probe)
+    forced on: near-ties, duplicates across labels and block edges give the oracle's answer,
+    both groupings, with the rows shifted once or (small budget) block by block."""
     from sepcheck.engine import torch_backend
 
     monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
     rng = np.random.default_rng(d)
     X = _adversarial(rng, "uint8", d, 60, False)
     y = rng.integers(0, 3, 60)
-    d_, i_ = nearest_other(X, y, norm="l2", k=2, backend="torch", device="cpu", block_size=23)
+    kw = {"backend": "torch", "device": "cpu", "block_size": 23, "memory_budget": budget}
+    d_, i_ = nearest_other(X, y, norm="l2", k=2, **kw)
     wd, wi = oracle.nearest_other(X, y, p=2.0, k=2, scale=255.0)
     np.testing.assert_array_equal(i_, wi)
     np.testing.assert_array_equal(d_, wd)
-    d_, i_, _ = nearest_by_class(X, y, X[:11], norm="l2", backend="torch", device="cpu", block_size=23)
+    d_, i_, _ = nearest_by_class(X, y, X[:11], norm="l2", **kw)
     od, oi, _ = oracle.class_distances(X, y, X[:11], p=2.0, scale=255.0)
     np.testing.assert_array_equal(i_, oi)
     np.testing.assert_array_equal(d_, od)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.sampled_from([None, 7, 64]))
+def test_uint8_many_exact_ties_match_oracle(seed, k, block):
+    """Binary pixels: many rows at equal squared distance, so the k-th value of a block is
+    tied; the k best must still be the lowest indices, in every grouping and block size."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, (70, 20)).astype(np.uint8)
+    y = rng.integers(0, 3, 70)
+    got = nearest_other(X, y, norm="l2", k=k, backend="torch", device="cpu", block_size=block)
+    want = oracle.nearest_other(X, y, p=2.0, k=k, scale=255.0)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    got_c = nearest_by_class(X, y, X[:9], norm="l2", backend="torch", device="cpu", block_size=block)
+    want_c = oracle.class_distances(X, y, X[:9], p=2.0, scale=255.0)
+    np.testing.assert_array_equal(got_c[1], want_c[1])
+    np.testing.assert_array_equal(got_c[0], want_c[0])

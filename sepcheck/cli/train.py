@@ -131,6 +131,13 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
 @click.option("--lip-step-size", type=float, default=0.003, show_default=True, help="Lipschitz-estimate step size.")
 @click.option("--lip-restarts", type=int, default=1, show_default=True,
               help="Lipschitz-estimate random starts per point (the paper: 1).")
+@click.option("--lip-protocol", "lip_protocols", multiple=True, type=click.Choice(["ascent", "paper-code"]),
+              default=("ascent",), show_default=True,
+              help="Lipschitz estimate: ascent (the paper's formula, best iterate) or paper-code (the official "
+              "code: descent on the ratio, final iterate); repeat for both columns.")
+@click.option("--attack", "attacks", multiple=True, type=click.Choice(["pgd", "autoattack"]), default=("pgd",),
+              show_default=True, help="Adversarial accuracy: pgd and/or autoattack (ART; extra [autoattack]); "
+              "PGD is always reported.")
 @click.option("--subset", type=int, default=None, help="Evaluate on N random test (and train) points (seed 0).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -142,12 +149,15 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
 @data_options
 @json_option
 def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, attack_step_size: float | None,
-             restarts: int, lip_steps: int, lip_step_size: float, lip_restarts: int, subset: int | None, batch_size: int, device: str,
+             restarts: int, lip_steps: int, lip_step_size: float, lip_restarts: int, lip_protocols: tuple[str, ...],
+             attacks: tuple[str, ...], subset: int | None, batch_size: int, device: str,
              no_bound: bool, table_path: str | None, csv_path: str | None, plot_path: str | None,
              data_dir: str | None, no_download: bool, no_verify: bool, as_json: bool) -> None:
     """Evaluate trained runs: the paper's table (train acc, test acc, adv test acc, test
-    lipschitz), the separation bound (separation, r, 1/r, lipschitz x r) and the
-    LipschitzNNClassifier as the reference row."""
+    lipschitz), the separation bound (separation, r, the theorem's per-class 1/r, and each
+    model's lipschitz over the reference's) and the LipschitzNNClassifier as the reference row,
+    its lipschitz measured by the same estimator."""
+    from ..train.autoattack import AutoAttackSettings, require_art
     from ..train.evaluate import AttackSettings, LipschitzSettings, evaluate_runs
     from ..train.report import save_plot, to_csv, to_markdown, write_text
 
@@ -164,14 +174,18 @@ def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, at
     paths = {k: check_writable(p, k) for k, p in (("--table", table_path), ("--csv", csv_path),
                                                    ("--plot", plot_path)) if p}
     attack = AttackSettings(steps=attack_steps, step_size=attack_step_size, restarts=restarts)
-    lip = LipschitzSettings(steps=lip_steps, step_size=lip_step_size, restarts=lip_restarts)
+    lip = LipschitzSettings(steps=lip_steps, step_size=lip_step_size, restarts=lip_restarts,
+                            protocols=tuple(dict.fromkeys(lip_protocols)))
+    autoattack = AutoAttackSettings() if "autoattack" in attacks else None
+    if autoattack is not None:
+        require_art()  # fails fast, in one line, when the extra is missing
     t0 = time.perf_counter()
     report = evaluate_runs(list(run_dirs), eps=eps, subset=subset, attack=attack, lip=lip, bound=not no_bound,
                            device=device, batch_size=batch_size,
                            data_options={"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
                            if data_dir or no_download or no_verify else None,
                            echo=None if as_json else (lambda s: click.echo(s, err=True)),
-                           cache=cli_cache(False))
+                           cache=cli_cache(False), autoattack=autoattack)
     report["wall_s"] = time.perf_counter() - t0
     if "--table" in paths:
         write_text(paths["--table"], to_markdown(report))

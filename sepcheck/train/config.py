@@ -29,7 +29,7 @@ import torch
 from .._version import __version__
 from ..devices import torch_device
 from ..errors import SepcheckError
-from .attacks import threat_norm
+from .attacks import AttackMode, threat_norm
 from .losses import method_label
 from .models import ARCHS
 from .runs import RUN_FORMAT, RUN_FORMATS
@@ -58,6 +58,15 @@ def _count(default: int, flag: str) -> Any:
     return field(default=default, metadata={"flag": flag, "check": "count"})
 
 
+def _choice(default: str, flag: str, choices: Any) -> Any:
+    """One of the ``Literal`` ``choices``."""
+    return field(default=default, metadata={"flag": flag, "check": "choice", "choices": choices})
+
+
+#: the published method, or the paper's code where it differs (GR, LLR)
+Variant = Literal["published", "paper-code"]
+
+
 @dataclass(frozen=True)
 class NaturalParams:
     """Natural training: no parameters."""
@@ -69,18 +78,21 @@ class NaturalParams:
 
 @dataclass(frozen=True)
 class GRParams:
-    """GR: penalty weight ``lam`` and finite-difference step ``h``."""
+    """GR: penalty weight ``lam``, finite-difference step ``h`` and ``variant`` (published,
+    or paper-code: the CE term weighted 2, as the paper's code back-propagates it twice)."""
 
     method: ClassVar[str] = "gr"
     attacks: ClassVar[bool] = False
     lam: float = _weight(1.0, "--lambda")
     h: float = _positive(1.0, "--h")
+    variant: str = _choice("published", "--variant", Variant)
 
 
 @dataclass(frozen=True)
 class LLRParams:
     """LLR: weights ``lam`` (gamma) and ``mu`` (|delta^T grad|), ascent ``steps`` and
-    ``step_size`` (None: eps / 2)."""
+    ``step_size`` (None: eps / 2), ``variant`` (published: Qin et al.; paper-code: the
+    paper's code, ``CE(x) + lam CE(x + delta)``)."""
 
     method: ClassVar[str] = "llr"
     attacks: ClassVar[bool] = True
@@ -88,16 +100,19 @@ class LLRParams:
     mu: float = _weight(3.0, "--mu")
     steps: int = _count(2, "--steps")
     step_size: float | None = _positive(None, "--step-size")
+    variant: str = _choice("published", "--variant", Variant)
 
 
 @dataclass(frozen=True)
 class ATParams:
-    """AT: PGD ``steps`` and ``step_size`` (None: 2 eps / steps)."""
+    """AT: PGD ``steps``, ``step_size`` (None: 2 eps / steps) and ``attack_mode`` (the
+    model's mode during the attack: eval, or train as in the paper's code)."""
 
     method: ClassVar[str] = "at"
     attacks: ClassVar[bool] = True
     steps: int = _count(10, "--steps")
     step_size: float | None = _positive(None, "--step-size")
+    attack_mode: str = _choice("eval", "--attack-mode", AttackMode)
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,9 @@ def check_params(params: MethodParams) -> None:
     for f in dataclasses.fields(params):
         value, flag, kind = getattr(params, f.name), f.metadata["flag"], f.metadata["check"]
         if value is None:
+            continue
+        if kind == "choice":
+            check_choice(value, f.metadata["choices"], flag)
             continue
         if kind == "count":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -210,12 +228,13 @@ class TrainConfig:
     @classmethod
     def from_options(cls, method: str, dataset: str, *, beta: float | None = None, lam: float | None = None,
                      mu: float | None = None, h: float | None = None, steps: int | None = None,
-                     step_size: float | None = None, **options: Any) -> TrainConfig:
+                     step_size: float | None = None, variant: str | None = None,
+                     attack_mode: str | None = None, **options: Any) -> TrainConfig:
         """A config from flat options (the CLI's form): the method's parameters as keywords
         (None: the default); a parameter the method does not take is a one-line error."""
         method = str(method).strip().lower()
         params = params_of(method, {"beta": beta, "lam": lam, "mu": mu, "h": h, "steps": steps,
-                                    "step_size": step_size})
+                                    "step_size": step_size, "variant": variant, "attack_mode": attack_mode})
         return cls(method, dataset, params=params, **options)  # type: ignore[arg-type]
 
     def validate(self) -> None:
@@ -362,7 +381,7 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None
             )
 
 
-__all__ = ["Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
+__all__ = ["Variant", "Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
            "GRParams", "LLRParams", "ATParams", "TradesParams", "PARAMS", "TrainConfig", "params_of",
            "check_params", "check_choice", "run_config", "check_same_run", "dataset_spec", "RESUME_KEYS",
            "DEFAULT_LR"]

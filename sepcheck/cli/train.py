@@ -36,6 +36,15 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @click.option("--h", type=float, default=None, help="GR finite-difference step (default 1, the paper's code).")
 @click.option("--steps", type=int, default=None, help="Inner maximisation steps (AT/TRADES 10, LLR 2).")
 @click.option("--step-size", type=float, default=None, help="Inner step size (default 2 eps/steps; LLR eps/2).")
+@click.option("--variant", default=None, type=click.Choice(["published", "paper-code"]),
+              help="GR/LLR: the published method (default) or the loss of the paper's code.")
+@click.option("--attack-mode", default=None, type=click.Choice(["eval", "train"]),
+              help="AT: the model's mode during the attack (default eval; the paper's code: train).")
+@click.option("--preset", default=None, type=click.Choice(["paper"]),
+              help="The official code's settings for the data set (optimizer, lr, reduction, batch, epochs, "
+              "milestones, augmentation, arch); explicit flags override them. Printed and stored in config.json.")
+@click.option("--reduction", default="mean", show_default=True, type=click.Choice(["mean", "sum"]),
+              help="Loss over the batch: mean, or sum (the paper's code).")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch size (split over torchrun processes).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: sgd 0.01, adam 0.001).")
@@ -59,7 +68,7 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @json_option
 def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | None, beta: float | None,
           lam: float | None, mu: float | None, h: float | None, steps: int | None, step_size: float | None,
-          epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
+          variant: str | None, attack_mode: str | None, preset: str | None, reduction: str, epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
           weight_decay: float, schedule: str, augment: str, holdout: int | None, seed: int, device: str,
           amp: bool, deterministic: bool, out: str | None, resume: bool, force: bool, quiet: bool, data_dir: str | None,
           no_download: bool, no_verify: bool, as_json: bool) -> None:
@@ -79,7 +88,8 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         raise SepcheckError("--resume and --force contradict each other: give one of them")
     cfg = TrainConfig.from_options(
         method, dataset, arch=arch, norm=norm, eps=eps, beta=beta, lam=lam, mu=mu, h=h, steps=steps,
-        step_size=step_size, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.lower(),
+        step_size=step_size, variant=variant, attack_mode=attack_mode, preset=preset, reduction=reduction,
+        explicit=_explicit(), epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.lower(),
         momentum=momentum, weight_decay=weight_decay, schedule=schedule.lower(), augment=augment.lower(),
         holdout=holdout, seed=seed, device=device, amp=amp, deterministic=deterministic, data_dir=data_dir,
         download=not no_download, verify=not no_verify)
@@ -102,6 +112,7 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         "norm": result.config["norm"],
         "eps": result.config["eps"],
         "params": result.config["params"],
+        "preset": result.config.get("preset"),
         "epochs": result.config["epochs"],
         "resumed_from_epoch": result.resumed_from,
         "final": final,
@@ -117,8 +128,20 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
     if final:
         test = f", test acc {fmt(final['test_acc'])}" if "test_acc" in final else ""
         click.echo(f"epoch {final['epoch']}    loss {fmt(final['loss'])}, train acc {fmt(final['train_acc'])}{test}")
+    if report["preset"]:
+        p = report["preset"]
+        click.echo(f"preset     {p['name']} ({p['dataset']}): "
+                   + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
     click.echo(f"time       {report['wall_s']:.1f} s")
     click.echo(f"next       sepcheck eval {report['run_dir']}")
+
+
+def _explicit() -> tuple[str, ...]:
+    """TrainConfig option names given on the command line (they override a preset)."""
+    ctx = click.get_current_context()
+    names = {"arch", "optimizer", "lr", "momentum", "reduction", "batch_size", "epochs", "augment",
+             "weight_decay", "schedule"}
+    return tuple(sorted(n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE))
 
 
 @click.command("eval")

@@ -38,7 +38,55 @@ Method = Literal["natural", "gr", "llr", "at", "trades"]
 ThreatNorm = Literal["linf", "l2"]
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["step", "cosine", "constant"]
-Augment = Literal["auto", "none", "crop-flip"]
+Augment = Literal["auto", "none", "crop-flip", "crop"]
+Reduction = Literal["mean", "sum"]
+Preset = Literal["paper"]
+
+#: the official code's settings per data set (yangarbiter/robust-local-lipschitz: params.py,
+#: lolip/models/torch_model.py, lolip/models/torch_utils/__init__.py); "crop" is a random crop
+#: with zero padding 8 and no flip; milestones follow :func:`official_milestones`
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": {"arch": "mnist_cnn", "optimizer": "sgd", "lr": 1e-4, "momentum": 0.9, "reduction": "sum",
+              "batch_size": 64, "epochs": 160, "augment": "none", "weight_decay": 0.0},
+    "cifar10": {"arch": "wrn40_10", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.0, "reduction": "sum",
+                "batch_size": 64, "epochs": 120, "augment": "crop-flip", "weight_decay": 0.0},
+    "svhn": {"arch": "wrn40_10", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.0, "reduction": "sum",
+             "batch_size": 64, "epochs": 60, "augment": "none", "weight_decay": 0.0},
+    "restricted-imagenet": {"arch": "resnet50", "optimizer": "adam", "lr": 1e-2, "momentum": 0.0,
+                            "reduction": "sum", "batch_size": 128, "epochs": 70, "augment": "crop",
+                            "weight_decay": 0.0},
+}
+#: (data set, method) -> learning rate where the official code differs per method
+PAPER_LR: dict[tuple[str, str], float] = {("cifar10", "at"): 1e-3, ("cifar10", "llr"): 1e-3,
+                                          ("svhn", "at"): 1e-3, ("svhn", "llr"): 1e-3}
+
+
+def official_milestones(epochs: int) -> list[int]:
+    """The official code's step schedule (``get_scheduler``): x0.1 at these epochs."""
+    table = [(20, [10, 15]), (30, [15, 25]), (40, [20, 30]), (50, [25, 40]), (60, [30, 50]),
+             (70, [40, 60]), (80, [30, 50, 70]), (120, [40, 80, 100]), (160, [40, 80, 120, 140])]
+    for most, ms in table:
+        if epochs <= most:
+            return ms
+    return [60, 100, 140, 180]
+
+
+def paper_preset_name(dataset_name: str, input_shape: tuple[int, ...]) -> str:
+    """The preset of a data set: by name for the paper's four, else by input shape (1x28x28:
+    mnist, 3x32x32: cifar10, larger images: restricted-imagenet)."""
+    name = str(dataset_name).lower()
+    for key in ("svhn", "mnist", "cifar10", "restricted-imagenet"):
+        if key in name or key.replace("-", "_") in name:
+            return key
+    s = tuple(int(v) for v in input_shape)
+    if s == (1, 28, 28):
+        return "mnist"
+    if s == (3, 32, 32):
+        return "cifar10"
+    if len(s) == 3 and min(s[1:]) > 32:
+        return "restricted-imagenet"
+    raise SepcheckError(f"no paper preset for inputs of shape {s}: the paper's data sets are 1x28x28, 3x32x32 "
+                        "and larger colour images; drop --preset")
 
 DEFAULT_LR: dict[str, float] = {"sgd": 0.01, "adam": 1e-3}
 
@@ -224,6 +272,36 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = True
     verify: bool = True
+    reduction: Reduction = "mean"
+    milestones: tuple[int, ...] | None = None
+    preset: Preset | None = None
+    #: option names given explicitly (they override the preset)
+    explicit: tuple[str, ...] = ()
+    #: filled by :meth:`apply_preset`: the preset's data set and the settings it applied
+    preset_applied: dict[str, Any] | None = None
+
+    def apply_preset(self, dataset_name: str, input_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """Apply ``preset`` (the official per-data-set settings, :data:`PAPER_PRESETS`) to the
+        options not in ``explicit``; returns ``{"name", "dataset", "settings"}`` (None without
+        a preset). Milestones follow the official rule for the resulting number of epochs."""
+        if self.preset is None:
+            return None
+        check_choice(self.preset, Preset, "preset")
+        key = paper_preset_name(dataset_name, input_shape)
+        values = dict(PAPER_PRESETS[key])
+        values["lr"] = PAPER_LR.get((key, self.method), values["lr"])
+        applied = {}
+        for name, v in values.items():
+            if name not in self.explicit:
+                setattr(self, name, v)
+                applied[name] = v
+        if "milestones" not in self.explicit and "schedule" not in self.explicit:
+            self.schedule = "step"
+            self.milestones = tuple(official_milestones(self.epochs))
+            applied["milestones"] = list(self.milestones)
+        self.preset_applied = {"name": self.preset, "dataset": key, "settings": applied,
+                               "overridden": sorted(set(values) & set(self.explicit))}
+        return self.preset_applied
 
     @classmethod
     def from_options(cls, method: str, dataset: str, *, beta: float | None = None, lam: float | None = None,
@@ -258,6 +336,13 @@ class TrainConfig:
         check_choice(self.optimizer, Optimizer, "optimizer")
         check_choice(self.schedule, Schedule, "schedule")
         check_choice(self.augment, Augment, "augmentation")
+        check_choice(self.reduction, Reduction, "reduction")
+        if self.preset is not None:
+            check_choice(self.preset, Preset, "preset")
+        if self.milestones is not None:
+            self.milestones = tuple(int(m) for m in self.milestones)
+            if any(m < 1 for m in self.milestones):
+                raise SepcheckError(f"--milestones {list(self.milestones)} is invalid: give epochs >= 1")
         if self.arch is not None and self.arch not in ARCHS:
             raise SepcheckError(f"unknown architecture {self.arch!r}: use one of {', '.join(ARCHS)}")
         if self.lr is None:
@@ -298,7 +383,10 @@ class TrainConfig:
         method = str(config.get("method"))
         stored = {k: v for k, v in (config.get("params") or {}).items() if k not in ("eps", "norm")}
         options = {f.name: config[f.name] for f in dataclasses.fields(cls)
-                   if f.name not in ("method", "dataset", "params") and f.name in config}
+                   if f.name not in ("method", "dataset", "params", "preset", "explicit", "preset_applied")
+                   and f.name in config}
+        if options.get("milestones") is not None:
+            options["milestones"] = tuple(options["milestones"])
         return cls(method, str(config.get("dataset")), params=params_of(method, stored),  # type: ignore[arg-type]
                    **options)
 
@@ -349,6 +437,9 @@ def run_config(cfg: TrainConfig, data: Any, arch: str, world_size: int, amp_dtyp
         "momentum": cfg.momentum,
         "weight_decay": cfg.weight_decay,
         "schedule": cfg.schedule,
+        "milestones": None if cfg.milestones is None else list(cfg.milestones),
+        "reduction": cfg.reduction,
+        "preset": cfg.preset_applied,
         "augment": augment,
         "seed": cfg.seed,
         "device": cfg.device,
@@ -363,7 +454,8 @@ def run_config(cfg: TrainConfig, data: Any, arch: str, world_size: int, amp_dtyp
 
 #: config.json keys that must agree when a run is resumed
 RESUME_KEYS = ("method", "params", "eps", "norm", "arch", "epochs", "batch_size", "optimizer", "lr", "momentum",
-               "weight_decay", "schedule", "augment", "seed", "holdout", "dataset", "amp_dtype")
+               "weight_decay", "schedule", "milestones", "reduction", "augment", "seed", "holdout", "dataset",
+               "amp_dtype")
 
 
 def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None:
@@ -381,7 +473,8 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None
             )
 
 
-__all__ = ["Variant", "Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
+__all__ = ["Variant", "Reduction", "Preset", "PAPER_PRESETS", "PAPER_LR", "official_milestones",
+           "paper_preset_name", "Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
            "GRParams", "LLRParams", "ATParams", "TradesParams", "PARAMS", "TrainConfig", "params_of",
            "check_params", "check_choice", "run_config", "check_same_run", "dataset_spec", "RESUME_KEYS",
            "DEFAULT_LR"]

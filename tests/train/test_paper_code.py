@@ -169,3 +169,33 @@ def test_paper_code_gr_matches_the_official_gradient():
     pub, _ = get_loss("gr")(model, x, y, lam=0.5, h=1.0)
     with torch.no_grad():
         assert float(ours) - float(pub) == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-9)
+
+
+def test_paper_preset_round_trips_and_flags_override(tmp_path):
+    from sepcheck.train import train
+    from sepcheck.train.config import TrainConfig, official_milestones
+    from sepcheck.train.runs import RunDir, read_config
+
+    from .tiny import tiny_data
+
+    data = tiny_data(n=24)  # 1x8x8 images named "stripes": no preset fits that shape
+    cfg = TrainConfig.from_options("llr", "stripes", preset="paper", variant="paper-code", epochs=1, eps=0.1,
+                                   explicit=("epochs",), arch="tiny_cnn", device="cpu")
+    cfg.validate()
+    with pytest.raises(Exception, match="no paper preset"):
+        train(cfg, tmp_path / "bad", data=data, progress=False)
+    data.name = "my-mnist-copy"  # the name picks the preset: mnist
+    cfg = TrainConfig.from_options("llr", "stripes", preset="paper", variant="paper-code", epochs=1, eps=0.1,
+                                   explicit=("epochs", "arch"), arch="tiny_cnn", device="cpu")
+    cfg.validate()
+    train(cfg, tmp_path / "run", data=data, progress=False)
+    stored = read_config(RunDir(tmp_path / "run"))
+    assert stored["preset"]["dataset"] == "mnist" and stored["preset"]["overridden"] == ["arch", "epochs"]
+    assert (stored["optimizer"], stored["lr"], stored["momentum"], stored["batch_size"], stored["reduction"]) == (
+        "sgd", 1e-4, 0.9, 64, "sum")
+    assert stored["epochs"] == 1 and stored["arch"] == "tiny_cnn"
+    assert stored["milestones"] == official_milestones(1) and stored["params"]["variant"] == "paper-code"
+    back = TrainConfig.from_json(stored)
+    back.validate()
+    assert (back.lr, back.reduction, list(back.milestones), back.params) == (1e-4, "sum", stored["milestones"],
+                                                                               cfg.params)

@@ -112,10 +112,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
     if data is None:
         data = load_data(cfg.dataset, holdout=cfg.holdout, data_dir=cfg.data_dir, download=cfg.download,
                          verify=cfg.verify)
-    cfg.resolve_eps(data.eps, data.name)
     preset = cfg.apply_preset(data.name, data.input_shape)
     if preset is not None:
         cfg.validate()
+    cfg.resolve_eps(data.eps, data.name)
     arch = cfg.arch or default_arch(data.input_shape)
     amp_dtype = amp_dtype_for(cfg, device)
     config = run_config(cfg, data, arch, ctx.world_size, None if amp_dtype is None else str(amp_dtype).removeprefix("torch."))

@@ -108,3 +108,14 @@ def test_bad_input_one_line_errors(tmp_path, npz):
     # an existing run is not overwritten
     _one_line_error(_train(npz, tmp_path / "mlp", "natural", "--arch", "mlp"), "--resume", "--force")
     _one_line_error(run("eval", "--device", "cpu", tmp_path / "mlp", "--eps", -1), "--eps -1")
+
+
+def test_paper_flags_and_preset_errors(tmp_path, npz):
+    # a method parameter of another method, a preset for an unknown shape: one line each
+    _one_line_error(_train(npz, tmp_path / "v", "natural", "--variant", "paper-code"), "--variant", "gr, llr")
+    _one_line_error(_train(npz, tmp_path / "m", "gr", "--attack-mode", "train"), "--attack-mode", "at")
+    _one_line_error(_train(npz, tmp_path / "p", "natural", "--preset", "paper"), "no paper preset", "1, 8, 8")
+    r = _train(npz, tmp_path / "g", "gr", "--variant", "paper-code", "--reduction", "sum", "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["label"] == "GR (paper code)" and rep["params"]["variant"] == "paper-code"

@@ -83,8 +83,17 @@ class SeparationResult:
         """Quantiles of the per-point distances (train, or test with ``test=True``)."""
         return np.quantile(self._dist(test), np.asarray(qs, dtype=np.float64))
 
+    def closest(self, drop: int) -> np.ndarray:
+        """Indices (sorted) of the ``drop`` training points with the smallest distance to another
+        label (ties: lowest index): the points :func:`separation_after_drop` removes."""
+        if not isinstance(drop, (int, np.integer)) or drop < 0 or drop >= self.n:
+            raise SepcheckError(f"drop={drop!r} is invalid: give an integer from 0 to {self.n - 1}")
+        return np.sort(np.argsort(self.distances, kind="stable")[: int(drop)])
+
     def robust_separation(self, drop: int = 0, test: bool = False) -> float:
-        """The minimum distance after dropping the ``drop`` closest points."""
+        """The ``drop``-th smallest per-point distance: the minimum over the points left after
+        dropping the ``drop`` closest, each still measured against *all* training points
+        (a lower bound of :func:`separation_after_drop`, which recomputes without them)."""
         d = self._dist(test)
         if not isinstance(drop, (int, np.integer)) or drop < 0 or drop >= d.size:
             raise SepcheckError(f"drop={drop!r} is invalid: give an integer from 0 to {d.size - 1}")
@@ -189,6 +198,30 @@ def separation(
         res.test_distances, res.test_neighbors = td[:, 0], tn[:, 0]
         res.test_conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.test_distances == 0), Xt, yt)
     return res
+
+
+def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "linf", raw: bool = False,
+                          result: SeparationResult | None = None,
+                          **engine_options: Any) -> tuple[SeparationResult, np.ndarray]:
+    """The paper's convention for SVHN (drop 4) and Restricted ImageNet (drop 6): remove the
+    ``drop`` training points closest to another label (smallest nearest-other distance, ties
+    to the lowest index; :meth:`SeparationResult.closest`) and compute the separation of the
+    remaining points among themselves, exactly.
+
+    Returns ``(result on the kept points, dropped indices into X)``; the kept points' indices
+    are ``np.delete(np.arange(n), dropped)``. ``result``: the full data's result, if known.
+    """
+    Xf = as_features(X, "X")
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, **engine_options)
+    dropped = full.closest(drop)
+    if dropped.size == 0:
+        return full, dropped
+    keep = np.ones(Xf.shape[0], dtype=bool)
+    keep[dropped] = False
+    if np.unique(yv[keep]).size < 2:
+        raise SepcheckError(f"dropping {drop} points leaves a single class: drop fewer")
+    return separation(Xf[keep], yv[keep], norm=norm, raw=raw, **engine_options), dropped
 
 
 def units_of(X: np.ndarray, raw: bool) -> str:

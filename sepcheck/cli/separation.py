@@ -36,6 +36,9 @@ def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (HDF5).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
 @click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
+@click.option("--drop", type=int, default=0, show_default=True,
+              help="Also report the separation after dropping the K training points closest to another label, "
+              "recomputed among the rest (the paper: SVHN 4, Restricted ImageNet 6).")
 @data_options
 @json_option
 def separation(
@@ -49,6 +52,7 @@ def separation(
     out: str | None,
     plot_path: str | None,
     no_cache: bool,
+    drop: int,
     data_dir: str | None,
     no_download: bool,
     no_verify: bool,
@@ -82,6 +86,16 @@ def separation(
     )
     ratio_eps = eps if eps is not None else ds.eps
     report = _report(res, ds, split, eps, ratio_eps, cached, info)
+    if drop:
+        from ..separation import separation_after_drop
+
+        if drop < 0 or drop >= res.n:
+            raise SepcheckError(f"--drop {drop} is invalid: give a number of training points from 0 to {res.n - 1}")
+        kept, dropped = separation_after_drop(X, y, drop, norm=norm, raw=raw, result=res, backend=backend,
+                                              device=device)
+        report["drop"] = {"k": int(drop), "dropped": [int(i) for i in dropped],
+                          "separation": kept.separation, "r": kept.r,
+                          "kth_smallest": res.robust_separation(int(drop))}
     if out_p is not None:
         res.save(out_p)
         report["out"] = str(out_p)
@@ -135,6 +149,10 @@ def _print_human(rep: dict[str, Any]) -> None:
     if "test_quantiles" in rep:
         tq = "  ".join(f"q{float(k) * 100:g}%={fmt(v)}" for k, v in rep["test_quantiles"].items())
         click.echo(f"test quant. {tq}")
+    if "drop" in rep:
+        d = rep["drop"]
+        click.echo(f"drop {d['k']:<6} {fmt(d['separation'])}  (separation of the rest after dropping the {d['k']} "
+                   f"closest points, rows {d['dropped'][:10]}{' ...' if d['k'] > 10 else ''}; r={fmt(d['r'])})")
     conf = (f"conflicts   {rep['conflicts']} pairs, {rep['conflict_points']} points "
             "(identical inputs with different labels)")
     if "test_conflicts" in rep:

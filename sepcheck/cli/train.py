@@ -36,6 +36,15 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @click.option("--h", type=float, default=None, help="GR finite-difference step (default 1, the paper's code).")
 @click.option("--steps", type=int, default=None, help="Inner maximisation steps (AT/TRADES 10, LLR 2).")
 @click.option("--step-size", type=float, default=None, help="Inner step size (default 2 eps/steps; LLR eps/2).")
+@click.option("--variant", default=None, type=click.Choice(["published", "paper-code"]),
+              help="GR/LLR: the published method (default) or the loss of the paper's code.")
+@click.option("--attack-mode", default=None, type=click.Choice(["eval", "train"]),
+              help="AT: the model's mode during the attack (default eval; the paper's code: train).")
+@click.option("--preset", default=None, type=click.Choice(["paper"]),
+              help="The official code's settings for the data set (optimizer, lr, reduction, batch, epochs, "
+              "milestones, augmentation, arch); explicit flags override them. Printed and stored in config.json.")
+@click.option("--reduction", default="mean", show_default=True, type=click.Choice(["mean", "sum"]),
+              help="Loss over the batch: mean, or sum (the paper's code).")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch size (split over torchrun processes).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: sgd 0.01, adam 0.001).")
@@ -59,7 +68,7 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @json_option
 def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | None, beta: float | None,
           lam: float | None, mu: float | None, h: float | None, steps: int | None, step_size: float | None,
-          epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
+          variant: str | None, attack_mode: str | None, preset: str | None, reduction: str, epochs: int, batch_size: int, lr: float | None, optimizer: str, momentum: float,
           weight_decay: float, schedule: str, augment: str, holdout: int | None, seed: int, device: str,
           amp: bool, deterministic: bool, out: str | None, resume: bool, force: bool, quiet: bool, data_dir: str | None,
           no_download: bool, no_verify: bool, as_json: bool) -> None:
@@ -79,7 +88,8 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         raise SepcheckError("--resume and --force contradict each other: give one of them")
     cfg = TrainConfig.from_options(
         method, dataset, arch=arch, norm=norm, eps=eps, beta=beta, lam=lam, mu=mu, h=h, steps=steps,
-        step_size=step_size, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.lower(),
+        step_size=step_size, variant=variant, attack_mode=attack_mode, preset=preset, reduction=reduction,
+        explicit=_explicit(), epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.lower(),
         momentum=momentum, weight_decay=weight_decay, schedule=schedule.lower(), augment=augment.lower(),
         holdout=holdout, seed=seed, device=device, amp=amp, deterministic=deterministic, data_dir=data_dir,
         download=not no_download, verify=not no_verify)
@@ -102,6 +112,7 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         "norm": result.config["norm"],
         "eps": result.config["eps"],
         "params": result.config["params"],
+        "preset": result.config.get("preset"),
         "epochs": result.config["epochs"],
         "resumed_from_epoch": result.resumed_from,
         "final": final,
@@ -117,8 +128,20 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
     if final:
         test = f", test acc {fmt(final['test_acc'])}" if "test_acc" in final else ""
         click.echo(f"epoch {final['epoch']}    loss {fmt(final['loss'])}, train acc {fmt(final['train_acc'])}{test}")
+    if report["preset"]:
+        p = report["preset"]
+        click.echo(f"preset     {p['name']} ({p['dataset']}): "
+                   + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
     click.echo(f"time       {report['wall_s']:.1f} s")
     click.echo(f"next       sepcheck eval {report['run_dir']}")
+
+
+def _explicit() -> tuple[str, ...]:
+    """TrainConfig option names given on the command line (they override a preset)."""
+    ctx = click.get_current_context()
+    names = {"arch", "optimizer", "lr", "momentum", "reduction", "batch_size", "epochs", "augment",
+             "weight_decay", "schedule"}
+    return tuple(sorted(n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE))
 
 
 @click.command("eval")
@@ -131,6 +154,13 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
 @click.option("--lip-step-size", type=float, default=0.003, show_default=True, help="Lipschitz-estimate step size.")
 @click.option("--lip-restarts", type=int, default=1, show_default=True,
               help="Lipschitz-estimate random starts per point (the paper: 1).")
+@click.option("--lip-protocol", "lip_protocols", multiple=True, type=click.Choice(["ascent", "paper-code"]),
+              default=("ascent",), show_default=True,
+              help="Lipschitz estimate: ascent (the paper's formula, best iterate) or paper-code (the official "
+              "code: descent on the ratio, final iterate); repeat for both columns.")
+@click.option("--attack", "attacks", multiple=True, type=click.Choice(["pgd", "autoattack"]), default=("pgd",),
+              show_default=True, help="Adversarial accuracy: pgd and/or autoattack (ART; extra [autoattack]); "
+              "PGD is always reported.")
 @click.option("--subset", type=int, default=None, help="Evaluate on N random test (and train) points (seed 0).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -142,12 +172,15 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
 @data_options
 @json_option
 def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, attack_step_size: float | None,
-             restarts: int, lip_steps: int, lip_step_size: float, lip_restarts: int, subset: int | None, batch_size: int, device: str,
+             restarts: int, lip_steps: int, lip_step_size: float, lip_restarts: int, lip_protocols: tuple[str, ...],
+             attacks: tuple[str, ...], subset: int | None, batch_size: int, device: str,
              no_bound: bool, table_path: str | None, csv_path: str | None, plot_path: str | None,
              data_dir: str | None, no_download: bool, no_verify: bool, as_json: bool) -> None:
     """Evaluate trained runs: the paper's table (train acc, test acc, adv test acc, test
-    lipschitz), the separation bound (separation, r, 1/r, lipschitz x r) and the
-    LipschitzNNClassifier as the reference row."""
+    lipschitz), the separation bound (separation, r, the theorem's per-class 1/r, and each
+    model's lipschitz over the reference's) and the LipschitzNNClassifier as the reference row,
+    its lipschitz measured by the same estimator."""
+    from ..train.autoattack import AutoAttackSettings, require_art
     from ..train.evaluate import AttackSettings, LipschitzSettings, evaluate_runs
     from ..train.report import save_plot, to_csv, to_markdown, write_text
 
@@ -164,14 +197,18 @@ def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, at
     paths = {k: check_writable(p, k) for k, p in (("--table", table_path), ("--csv", csv_path),
                                                    ("--plot", plot_path)) if p}
     attack = AttackSettings(steps=attack_steps, step_size=attack_step_size, restarts=restarts)
-    lip = LipschitzSettings(steps=lip_steps, step_size=lip_step_size, restarts=lip_restarts)
+    lip = LipschitzSettings(steps=lip_steps, step_size=lip_step_size, restarts=lip_restarts,
+                            protocols=tuple(dict.fromkeys(lip_protocols)))
+    autoattack = AutoAttackSettings() if "autoattack" in attacks else None
+    if autoattack is not None:
+        require_art()  # fails fast, in one line, when the extra is missing
     t0 = time.perf_counter()
     report = evaluate_runs(list(run_dirs), eps=eps, subset=subset, attack=attack, lip=lip, bound=not no_bound,
                            device=device, batch_size=batch_size,
                            data_options={"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
                            if data_dir or no_download or no_verify else None,
                            echo=None if as_json else (lambda s: click.echo(s, err=True)),
-                           cache=cli_cache(False))
+                           cache=cli_cache(False), autoattack=autoattack)
     report["wall_s"] = time.perf_counter() - t0
     if "--table" in paths:
         write_text(paths["--table"], to_markdown(report))

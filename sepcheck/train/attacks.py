@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,15 +105,16 @@ def small_start(x: Tensor, scale: float = 0.001) -> Tensor:
 
 
 class _EvalMode:
-    """Context: the model in eval mode (dropout off, batch-norm running statistics), then
-    back to the mode it had."""
+    """Context: the model in eval mode (dropout off, batch-norm running statistics), or in
+    train mode with ``training=True``, then back to the mode it had."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, training: bool = False) -> None:
         self.model = model
         self.was_training = model.training
+        self.training = training
 
     def __enter__(self) -> nn.Module:
-        self.model.eval()
+        self.model.train(self.training)
         return self.model
 
     def __exit__(self, *exc: object) -> None:
@@ -123,6 +124,18 @@ class _EvalMode:
 def eval_mode(model: nn.Module) -> _EvalMode:
     """``with eval_mode(model):`` runs the block with the model in eval mode."""
     return _EvalMode(model)
+
+
+#: the mode the model is in while an attack runs
+AttackMode = Literal["eval", "train"]
+
+
+def model_mode(model: nn.Module, mode: str) -> _EvalMode:
+    """``with model_mode(model, "train"):`` runs the block in train mode (dropout on, batch
+    statistics, as the paper's code attacks in AT); ``"eval"`` is :func:`eval_mode`."""
+    if mode not in ("eval", "train"):
+        raise SepcheckError(f"unknown attack mode {mode!r}: use eval or train")
+    return _EvalMode(model, training=mode == "train")
 
 
 def float32(x: Tensor) -> Any:
@@ -189,8 +202,10 @@ def pgd(
     step_size: float | None = None,
     random_init: bool = True,
     restarts: int = 1,
+    mode: str = "eval",
 ) -> Tensor:
-    """Untargeted PGD on the cross-entropy (Madry et al. 2018), run in eval mode.
+    """Untargeted PGD on the cross-entropy (Madry et al. 2018), run in eval mode (``mode=
+    "train"``: in train mode, as the paper's code trains AT).
 
     With ``restarts > 1`` each example keeps the first adversarial point that fools the model
     (else the last restart's point). Returns points inside ``Ball(x, eps) ∩ [0, 1]^d``.
@@ -204,7 +219,7 @@ def pgd(
 
     best = x.clone()
     undone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    with eval_mode(net):
+    with model_mode(net, mode):
         for _ in range(max(int(restarts), 1)):
             idx = undone.nonzero().flatten()
             if idx.numel() == 0:

@@ -29,7 +29,7 @@ import torch
 from .._version import __version__
 from ..devices import torch_device
 from ..errors import SepcheckError
-from .attacks import threat_norm
+from .attacks import AttackMode, threat_norm
 from .losses import method_label
 from .models import ARCHS
 from .runs import RUN_FORMAT, RUN_FORMATS
@@ -38,7 +38,58 @@ Method = Literal["natural", "gr", "llr", "at", "trades"]
 ThreatNorm = Literal["linf", "l2"]
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["step", "cosine", "constant"]
-Augment = Literal["auto", "none", "crop-flip"]
+Augment = Literal["auto", "none", "crop-flip", "crop"]
+Reduction = Literal["mean", "sum"]
+Preset = Literal["paper"]
+
+#: the official code's settings per data set (yangarbiter/robust-local-lipschitz: params.py
+#: names the runs, lolip/models/__init__.py ``get_hyper`` turns names into settings,
+#: lolip/models/torch_model.py trains with summed losses, ``get_scheduler`` sets milestones:
+#: :func:`official_milestones`). "crop" is a random crop with zero padding 8 and no flip.
+#: ``eps`` is the paper's Table 1 radius (used when no --eps is given).
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": {"arch": "mnist_cnn", "optimizer": "sgd", "lr": 1e-4, "momentum": 0.9, "reduction": "sum",
+              "batch_size": 64, "epochs": 160, "augment": "none", "weight_decay": 0.0, "eps": 0.1},
+    "cifar10": {"arch": "wrn40_10", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.0, "reduction": "sum",
+                "batch_size": 64, "epochs": 120, "augment": "crop-flip", "weight_decay": 0.0, "eps": 0.031},
+    "svhn": {"arch": "wrn40_10", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.0, "reduction": "sum",
+             "batch_size": 64, "epochs": 60, "augment": "none", "weight_decay": 0.0, "eps": 0.031},
+    "restricted-imagenet": {"arch": "resnet50", "optimizer": "adam", "lr": 1e-2, "momentum": 0.0,
+                            "reduction": "sum", "batch_size": 128, "epochs": 70, "augment": "crop",
+                            "weight_decay": 0.0, "eps": 0.005},
+}
+#: (data set, method) -> learning rate where the official runs differ per method: get_hyper
+#: gives WRN runs of AT and LLR 1e-3, but the paper's CIFAR-10 runs of both carry "-lrem2"
+#: (1e-2), so only SVHN keeps 1e-3
+PAPER_LR: dict[tuple[str, str], float] = {("svhn", "at"): 1e-3, ("svhn", "llr"): 1e-3}
+
+
+def official_milestones(epochs: int) -> list[int]:
+    """The official code's step schedule (``get_scheduler``): x0.1 at these epochs."""
+    table = [(20, [10, 15]), (30, [15, 25]), (40, [20, 30]), (50, [25, 40]), (60, [30, 50]),
+             (70, [40, 60]), (80, [30, 50, 70]), (120, [40, 80, 100]), (160, [40, 80, 120, 140])]
+    for most, ms in table:
+        if epochs <= most:
+            return ms
+    return [60, 100, 140, 180]
+
+
+def paper_preset_name(dataset_name: str, input_shape: tuple[int, ...]) -> str:
+    """The preset of a data set: by name for the paper's four, else by input shape (1x28x28:
+    mnist, 3x32x32: cifar10, larger images: restricted-imagenet)."""
+    name = str(dataset_name).lower()
+    for key in ("svhn", "mnist", "cifar10", "restricted-imagenet"):
+        if key in name or key.replace("-", "_") in name:
+            return key
+    s = tuple(int(v) for v in input_shape)
+    if s == (1, 28, 28):
+        return "mnist"
+    if s == (3, 32, 32):
+        return "cifar10"
+    if len(s) == 3 and min(s[1:]) > 32:
+        return "restricted-imagenet"
+    raise SepcheckError(f"no paper preset for inputs of shape {s}: the paper's data sets are 1x28x28, 3x32x32 "
+                        "and larger colour images; drop --preset")
 
 DEFAULT_LR: dict[str, float] = {"sgd": 0.01, "adam": 1e-3}
 
@@ -58,6 +109,15 @@ def _count(default: int, flag: str) -> Any:
     return field(default=default, metadata={"flag": flag, "check": "count"})
 
 
+def _choice(default: str, flag: str, choices: Any) -> Any:
+    """One of the ``Literal`` ``choices``."""
+    return field(default=default, metadata={"flag": flag, "check": "choice", "choices": choices})
+
+
+#: the published method, or the paper's code where it differs (GR, LLR)
+Variant = Literal["published", "paper-code"]
+
+
 @dataclass(frozen=True)
 class NaturalParams:
     """Natural training: no parameters."""
@@ -69,18 +129,21 @@ class NaturalParams:
 
 @dataclass(frozen=True)
 class GRParams:
-    """GR: penalty weight ``lam`` and finite-difference step ``h``."""
+    """GR: penalty weight ``lam``, finite-difference step ``h`` and ``variant`` (published,
+    or paper-code: the CE term weighted 2, as the paper's code back-propagates it twice)."""
 
     method: ClassVar[str] = "gr"
     attacks: ClassVar[bool] = False
     lam: float = _weight(1.0, "--lambda")
     h: float = _positive(1.0, "--h")
+    variant: str = _choice("published", "--variant", Variant)
 
 
 @dataclass(frozen=True)
 class LLRParams:
     """LLR: weights ``lam`` (gamma) and ``mu`` (|delta^T grad|), ascent ``steps`` and
-    ``step_size`` (None: eps / 2)."""
+    ``step_size`` (None: eps / 2), ``variant`` (published: Qin et al.; paper-code: the
+    paper's code, ``CE(x) + lam CE(x + delta)``)."""
 
     method: ClassVar[str] = "llr"
     attacks: ClassVar[bool] = True
@@ -88,16 +151,19 @@ class LLRParams:
     mu: float = _weight(3.0, "--mu")
     steps: int = _count(2, "--steps")
     step_size: float | None = _positive(None, "--step-size")
+    variant: str = _choice("published", "--variant", Variant)
 
 
 @dataclass(frozen=True)
 class ATParams:
-    """AT: PGD ``steps`` and ``step_size`` (None: 2 eps / steps)."""
+    """AT: PGD ``steps``, ``step_size`` (None: 2 eps / steps) and ``attack_mode`` (the
+    model's mode during the attack: eval, or train as in the paper's code)."""
 
     method: ClassVar[str] = "at"
     attacks: ClassVar[bool] = True
     steps: int = _count(10, "--steps")
     step_size: float | None = _positive(None, "--step-size")
+    attack_mode: str = _choice("eval", "--attack-mode", AttackMode)
 
 
 @dataclass(frozen=True)
@@ -139,6 +205,9 @@ def check_params(params: MethodParams) -> None:
     for f in dataclasses.fields(params):
         value, flag, kind = getattr(params, f.name), f.metadata["flag"], f.metadata["check"]
         if value is None:
+            continue
+        if kind == "choice":
+            check_choice(value, f.metadata["choices"], flag)
             continue
         if kind == "count":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -206,16 +275,52 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = True
     verify: bool = True
+    reduction: Reduction = "mean"
+    milestones: tuple[int, ...] | None = None
+    preset: Preset | None = None
+    #: option names given explicitly (they override the preset)
+    explicit: tuple[str, ...] = ()
+    #: filled by :meth:`apply_preset`: the preset's data set and the settings it applied
+    preset_applied: dict[str, Any] | None = None
+
+    def apply_preset(self, dataset_name: str, input_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """Apply ``preset`` (the official per-data-set settings, :data:`PAPER_PRESETS`) to the
+        options not in ``explicit`` (and ``eps`` when it is None); returns ``{"name",
+        "dataset", "settings", "overridden"}`` (None without a preset). Milestones follow the
+        official rule for the resulting number of epochs. Method parameters are not changed
+        (the paper's Restricted ImageNet LLR used lam=3, mu=6: give them as flags)."""
+        if self.preset is None:
+            return None
+        check_choice(self.preset, Preset, "preset")
+        key = paper_preset_name(dataset_name, input_shape)
+        values = dict(PAPER_PRESETS[key])
+        values["lr"] = PAPER_LR.get((key, self.method), values["lr"])
+        applied = {}
+        eps = values.pop("eps")
+        for name, v in values.items():
+            if name not in self.explicit:
+                setattr(self, name, v)
+                applied[name] = v
+        if self.eps is None and self.norm == "linf":
+            self.eps = applied["eps"] = eps
+        if "milestones" not in self.explicit and "schedule" not in self.explicit:
+            self.schedule = "step"
+            self.milestones = tuple(official_milestones(self.epochs))
+            applied["milestones"] = list(self.milestones)
+        self.preset_applied = {"name": self.preset, "dataset": key, "settings": applied,
+                               "overridden": sorted(set(values) & set(self.explicit))}
+        return self.preset_applied
 
     @classmethod
     def from_options(cls, method: str, dataset: str, *, beta: float | None = None, lam: float | None = None,
                      mu: float | None = None, h: float | None = None, steps: int | None = None,
-                     step_size: float | None = None, **options: Any) -> TrainConfig:
+                     step_size: float | None = None, variant: str | None = None,
+                     attack_mode: str | None = None, **options: Any) -> TrainConfig:
         """A config from flat options (the CLI's form): the method's parameters as keywords
         (None: the default); a parameter the method does not take is a one-line error."""
         method = str(method).strip().lower()
         params = params_of(method, {"beta": beta, "lam": lam, "mu": mu, "h": h, "steps": steps,
-                                    "step_size": step_size})
+                                    "step_size": step_size, "variant": variant, "attack_mode": attack_mode})
         return cls(method, dataset, params=params, **options)  # type: ignore[arg-type]
 
     def validate(self) -> None:
@@ -239,6 +344,13 @@ class TrainConfig:
         check_choice(self.optimizer, Optimizer, "optimizer")
         check_choice(self.schedule, Schedule, "schedule")
         check_choice(self.augment, Augment, "augmentation")
+        check_choice(self.reduction, Reduction, "reduction")
+        if self.preset is not None:
+            check_choice(self.preset, Preset, "preset")
+        if self.milestones is not None:
+            self.milestones = tuple(int(m) for m in self.milestones)
+            if any(m < 1 for m in self.milestones):
+                raise SepcheckError(f"--milestones {list(self.milestones)} is invalid: give epochs >= 1")
         if self.arch is not None and self.arch not in ARCHS:
             raise SepcheckError(f"unknown architecture {self.arch!r}: use one of {', '.join(ARCHS)}")
         if self.lr is None:
@@ -279,7 +391,10 @@ class TrainConfig:
         method = str(config.get("method"))
         stored = {k: v for k, v in (config.get("params") or {}).items() if k not in ("eps", "norm")}
         options = {f.name: config[f.name] for f in dataclasses.fields(cls)
-                   if f.name not in ("method", "dataset", "params") and f.name in config}
+                   if f.name not in ("method", "dataset", "params", "preset", "explicit", "preset_applied")
+                   and f.name in config}
+        if options.get("milestones") is not None:
+            options["milestones"] = tuple(options["milestones"])
         return cls(method, str(config.get("dataset")), params=params_of(method, stored),  # type: ignore[arg-type]
                    **options)
 
@@ -330,6 +445,9 @@ def run_config(cfg: TrainConfig, data: Any, arch: str, world_size: int, amp_dtyp
         "momentum": cfg.momentum,
         "weight_decay": cfg.weight_decay,
         "schedule": cfg.schedule,
+        "milestones": None if cfg.milestones is None else list(cfg.milestones),
+        "reduction": cfg.reduction,
+        "preset": cfg.preset_applied,
         "augment": augment,
         "seed": cfg.seed,
         "device": cfg.device,
@@ -344,7 +462,8 @@ def run_config(cfg: TrainConfig, data: Any, arch: str, world_size: int, amp_dtyp
 
 #: config.json keys that must agree when a run is resumed
 RESUME_KEYS = ("method", "params", "eps", "norm", "arch", "epochs", "batch_size", "optimizer", "lr", "momentum",
-               "weight_decay", "schedule", "augment", "seed", "holdout", "dataset", "amp_dtype")
+               "weight_decay", "schedule", "milestones", "reduction", "augment", "seed", "holdout", "dataset",
+               "amp_dtype")
 
 
 def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None:
@@ -362,7 +481,8 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None
             )
 
 
-__all__ = ["Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
+__all__ = ["Variant", "Reduction", "Preset", "PAPER_PRESETS", "PAPER_LR", "official_milestones",
+           "paper_preset_name", "Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
            "GRParams", "LLRParams", "ATParams", "TradesParams", "PARAMS", "TrainConfig", "params_of",
            "check_params", "check_choice", "run_config", "check_same_run", "dataset_spec", "RESUME_KEYS",
            "DEFAULT_LR"]

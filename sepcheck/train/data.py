@@ -130,16 +130,17 @@ def is_cifar_like(input_shape: tuple[int, ...]) -> bool:
     return len(input_shape) == 3 and input_shape[0] == 3 and min(input_shape[1:]) >= 32
 
 
-def crop_flip(x: Tensor, pad: int = 4, generator: torch.Generator | None = None) -> Tensor:
-    """Random crop after zero padding by ``pad`` and random horizontal flip, per image."""
+def crop_flip(x: Tensor, pad: int = 4, generator: torch.Generator | None = None, flip: bool = True) -> Tensor:
+    """Random crop after zero padding by ``pad`` and random horizontal flip (``flip``), per image."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (n, h)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (n, w)
-    flip = torch.rand(n, generator=generator, device="cpu").to(x.device) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    flips = torch.rand(n, generator=generator, device="cpu").to(x.device) < 0.5
+    if flip:
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
     idx_n = torch.arange(n, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
     return out.permute(0, 3, 1, 2).contiguous()

@@ -1,17 +1,27 @@
 """Evaluation of trained runs: the paper's table columns and the separation bound.
 
-Per run: clean train and test accuracy, adversarial test accuracy under PGD, and the test
-Lipschitz estimate of the paper (Yang et al. 2020, ``lolip.utils.estimate_local_lip_v2``):
+Per run: clean train and test accuracy, adversarial test accuracy under PGD (and optionally
+AutoAttack), and the test Lipschitz estimate of the paper (Yang et al. 2020):
 
     mean over test points x of  max_{x' in Ball(x, eps)}  ||f(x) - f(x')||_1 / ||x - x'||
 
-with f the logits and the threat model's norm below, maximised by steepest ascent (signed
-gradient for linf) from x + 0.001 N(0, 1): 10 steps of 0.003 by default. Each point keeps its
-best iterate, so the estimate never exceeds the true local maximum.
+with f the logits and the threat model's norm below. Two protocols (:data:`LipProtocol`):
 
-Per data set: the train-train separation and r from the separation cache (computed when
-missing), the theorem's Lipschitz constant 1/r, each model's estimate times r, and the
-``LipschitzNNClassifier`` (clean and certified test accuracy at eps) as the reference row.
+``ascent`` (default)
+    The paper's formula: steepest ascent on the ratio (signed gradient for linf) from
+    x + 0.001 N(0, 1), 10 steps of 0.003; each point keeps its best iterate, so the estimate
+    is a lower bound of the true local maximum.
+``paper-code``
+    The official code (``lolip.utils.estimate_local_lip_v2``): it sets ``loss = -ratio`` and
+    steps ``x + step * sign(grad loss)``, i.e. it *descends* on the ratio, and reports the
+    ratio at the final iterate (with ``||x - x' + 1e-6||`` below the line). Its values are
+    much smaller than the maximum (on an MNIST CNN 7.4 against 121 for ``ascent``); use it to
+    compare with the paper's published numbers.
+
+Per data set: the train-train separation and r (computed, cached only when given ``cache=``),
+the theorem's per-class Lipschitz constant 1/r, and the ``LipschitzNNClassifier`` (clean and
+certified test accuracy at eps) as the reference row, whose test Lipschitz is measured with
+the same estimator on its torch module (:class:`sepcheck.classifier.LipschitzScores`).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -39,6 +49,7 @@ from .attacks import (
     threat_norm,
     unwrap,
 )
+from .autoattack import AutoAttackSettings, autoattack_accuracy
 from .data import TrainData
 from .data import load as load_data
 from .metrics import accuracy
@@ -62,15 +73,38 @@ class AttackSettings:
         return d
 
 
+#: how the test Lipschitz is estimated: the paper's formula or its official code
+LipProtocol = Literal["ascent", "paper-code"]
+LIP_PROTOCOLS: tuple[str, ...] = get_args(LipProtocol)
+
+
+def lip_key(protocol: str) -> str:
+    """The result key of a protocol's estimate: ``test_lipschitz`` (ascent) or
+    ``test_lipschitz_paper_code``."""
+    return "test_lipschitz" if protocol == "ascent" else "test_lipschitz_" + protocol.replace("-", "_")
+
+
 @dataclass
 class LipschitzSettings:
     """The Lipschitz estimate (paper's code defaults: 10 steps of 0.003, start 0.001 N(0, 1),
-    one start; more ``restarts`` give a tighter lower bound at proportional cost)."""
+    one start; more ``restarts`` give a tighter lower bound at proportional cost).
+
+    ``protocols``: the estimates to report, each one of :data:`LIP_PROTOCOLS` (the first is
+    the table's main column; ``restarts`` applies to ``ascent`` only)."""
 
     steps: int = 10
     step_size: float = 0.003
     start_scale: float = 0.001
     restarts: int = 1
+    protocols: tuple[str, ...] = ("ascent",)
+
+    def __post_init__(self) -> None:
+        self.protocols = tuple(self.protocols)
+        if not self.protocols:
+            raise SepcheckError("give at least one Lipschitz protocol: " + ", ".join(LIP_PROTOCOLS))
+        for p in self.protocols:
+            if p not in LIP_PROTOCOLS:
+                raise SepcheckError(f"unknown Lipschitz protocol {p!r}: use one of {', '.join(LIP_PROTOCOLS)}")
 
 
 def describe_settings(norm: str, eps: float, attack: AttackSettings, lip: LipschitzSettings) -> str:
@@ -78,8 +112,8 @@ def describe_settings(norm: str, eps: float, attack: AttackSettings, lip: Lipsch
     a = attack.resolved(eps)
     start = "uniform random start" if attack.random_init else "no random start"
     return (f"PGD {norm} eps={eps:g}: {a['steps']} steps of {a['step_size']:.4g}, {start}, "
-            f"{a['restarts']} restart(s); Lipschitz estimate: {lip.steps} steps of {lip.step_size:g} "
-            f"from x + {lip.start_scale:g} N(0,1), {lip.restarts} start(s), "
+            f"{a['restarts']} restart(s); Lipschitz estimate ({', '.join(lip.protocols)}): {lip.steps} steps "
+            f"of {lip.step_size:g} from x + {lip.start_scale:g} N(0,1), {lip.restarts} start(s), "
             f"||f(x)-f(x')||_1 / ||x-x'||_{norm[1:]} on logits")
 
 
@@ -120,16 +154,58 @@ def local_lipschitz(model: nn.Module, x: Tensor, *, eps: float, norm: str = "lin
     return best.detach()
 
 
+def local_lipschitz_paper_code(model: nn.Module, x: Tensor, *, eps: float, norm: str = "linf",
+                               steps: int = 10, step_size: float = 0.003, start_scale: float = 0.001) -> Tensor:
+    """Per-example estimate as the official code computes it (``estimate_local_lip_v2``).
+
+    From ``x' = x + start_scale N(0, 1)`` it takes ``steps`` steps ``x' + step_size *
+    sign(grad(-mean ratio))`` (a descent on the ratio, for either norm), clamps ``x' - x``
+    to ``[-eps, eps]`` and ``x'`` to [0, 1] after each, and returns the ratio
+    ``||f(x) - f(x')||_1 / ||x - x' + 1e-6||`` at the final iterate. The model runs in
+    eval mode and float32. Kept as written there (sign included) to compare with the
+    paper's published numbers; :func:`local_lipschitz` is the estimate of the formula.
+    """
+    norm = threat_norm(norm)
+    p = float("inf") if norm == "linf" else 2.0
+    net = unwrap(model)
+    x = as_float32(x.detach())
+
+    def ratio(xa: Tensor) -> Tensor:
+        top = (net(x) - net(xa)).flatten(1).norm(p=1, dim=1)
+        return top / (x - xa + 1e-6).flatten(1).norm(p=p, dim=1)
+
+    with eval_mode(net), float32(x):
+        xa = small_start(x, start_scale)
+        for _ in range(steps):
+            xa.requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(-ratio(xa).mean(), [xa])
+            xa = xa.detach() + step_size * g.sign()
+            xa = (x + (xa - x).clamp(-eps, eps)).clamp(0.0, 1.0)
+        with torch.no_grad():
+            return ratio(xa).detach()
+
+
 def lipschitz_estimate(model: nn.Module, X: Tensor, *, eps: float, norm: str = "linf",
                        settings: LipschitzSettings | None = None, batch_size: int = 256,
-                       device: torch.device | str = "cpu") -> float:
-    """The paper's test Lipschitz: the mean of :func:`local_lipschitz` over ``X``."""
+                       device: torch.device | str = "cpu", protocol: str | None = None) -> float:
+    """The paper's test Lipschitz: the mean over ``X`` of :func:`local_lipschitz`
+    (``protocol="ascent"``) or :func:`local_lipschitz_paper_code` (``"paper-code"``);
+    default: the settings' first protocol."""
     s = settings or LipschitzSettings()
+    protocol = protocol or s.protocols[0]
+    if protocol not in LIP_PROTOCOLS:
+        raise SepcheckError(f"unknown Lipschitz protocol {protocol!r}: use one of {', '.join(LIP_PROTOCOLS)}")
     total = 0.0
     for i in range(0, X.shape[0], batch_size):
         xb = X[i : i + batch_size].to(device)
-        total += float(local_lipschitz(model, xb, eps=eps, norm=norm, steps=s.steps, step_size=s.step_size,
-                                       start_scale=s.start_scale, restarts=s.restarts).sum())
+        if protocol == "ascent":
+            v = local_lipschitz(model, xb, eps=eps, norm=norm, steps=s.steps, step_size=s.step_size,
+                                start_scale=s.start_scale, restarts=s.restarts)
+        else:
+            v = local_lipschitz_paper_code(model, xb, eps=eps, norm=norm, steps=s.steps,
+                                           step_size=s.step_size, start_scale=s.start_scale)
+        total += float(v.double().sum())
     return total / max(1, X.shape[0])
 
 
@@ -182,8 +258,10 @@ def subset_indices(n: int, subset: int | None, seed: int = 0) -> np.ndarray:
 
 def evaluate_model(model: nn.Module, data: TrainData, *, eps: float, norm: str, subset: int | None = None,
                    attack: AttackSettings | None = None, lip: LipschitzSettings | None = None,
-                   batch_size: int = 256, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The paper's four columns for one model (accuracies in [0, 1])."""
+                   batch_size: int = 256, device: torch.device | str = "cpu",
+                   autoattack: AutoAttackSettings | None = None) -> dict[str, Any]:
+    """The paper's four columns for one model (accuracies in [0, 1]); with ``autoattack``
+    also the accuracy under AutoAttack (``adv_test_acc_autoattack``) on the same points."""
     if data.X_test is None or data.y_test is None:
         raise SepcheckError(f"data set {data.name!r} has no test split: train with --holdout N to hold out a test set")
     if not eps > 0:
@@ -199,19 +277,23 @@ def evaluate_model(model: nn.Module, data: TrainData, *, eps: float, norm: str, 
         "test_acc": accuracy(model, Xt, yt, torch.device(device), batch_size),
         "adv_test_acc": adversarial_accuracy(model, Xt, yt, eps=eps, norm=norm, settings=attack,
                                              batch_size=batch_size, device=device),
-        "test_lipschitz": lipschitz_estimate(model, Xt, eps=eps, norm=norm, settings=lip,
-                                             batch_size=batch_size, device=device),
+        **{lip_key(p): lipschitz_estimate(model, Xt, eps=eps, norm=norm, settings=lip, batch_size=batch_size,
+                                          device=device, protocol=p) for p in lip.protocols},
         "n_train_eval": int(tr.numel()),
         "n_test_eval": int(te.numel()),
     }
+    if autoattack is not None:
+        out["adv_test_acc_autoattack"] = autoattack_accuracy(model, Xt, yt, eps=eps, norm=norm, settings=autoattack,
+                                                             batch_size=batch_size, device=device)
     out["eval_s"] = time.perf_counter() - t0
     return out
 
 
 def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None = None,
                      reference: bool = True, cache: str | Path | None = None,
-                     device: str = "auto") -> dict[str, Any]:
-    """Train-train separation, r, 1/r and the reference classifier's test accuracies.
+                     lip: LipschitzSettings | None = None, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Train-train separation, r, the theorem's per-class constant 1/r and the reference
+    classifier's test accuracies and test Lipschitz (measured like the models', ``lip``).
 
     ``cache``: a folder for the separation result (None: no cache is read or written);
     ``device``: where the exact searches run."""
@@ -228,14 +310,21 @@ def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None 
         out["note"] = "the training set has identical inputs with different labels: r = 0, no bound"
     if reference:
         out["reference"] = reference_classifier(X, y, Xt, yt, norm=norm, eps=eps, subset=subset,
-                                                dataset=data.name, cache=cache, device=device)
+                                                dataset=data.name, cache=cache, lip=lip, device=device)
     return out
 
 
 def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt: np.ndarray | None, *,
                          norm: str, eps: float, subset: int | None = None, dataset: str = "",
-                         cache: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
-    """Clean and certified test accuracy of :class:`sepcheck.LipschitzNNClassifier` at ``eps``."""
+                         cache: str | Path | None = None, lip: LipschitzSettings | None = None,
+                         drop: int = 0, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Clean and certified test accuracy of :class:`sepcheck.LipschitzNNClassifier` at ``eps``
+    and its test Lipschitz, measured on its torch module (``LipschitzScores``: scores
+    ``1 - d(x, X_i) / r``, one per class) with the same estimator and settings as the
+    models' (``lip``; None: skip the estimate). ``drop``: fit after dropping the ``drop``
+    closest training points (see :func:`sepcheck.separation.robust_separation`)."""
+    from .data import to_unit_float
+
     try:
         from ..classifier import LipschitzNNClassifier
     except ImportError:
@@ -244,15 +333,29 @@ def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt
         return {"available": False, "note": "no test split"}
     idx = subset_indices(Xt.shape[0], subset)
     t0 = time.perf_counter()
-    clf = LipschitzNNClassifier(norm=norm, r="auto", dataset=dataset, cache=cache, device=device).fit(X, y)
+    try:
+        clf = LipschitzNNClassifier(norm=norm, r="auto", drop=drop, dataset=dataset, cache=cache,
+                                    device=str(device)).fit(X, y)
+    except SepcheckError as exc:
+        return {"available": False, "note": str(exc)}
     cert = clf.certify(Xt[idx], yt[idx], eps)
     ca = cert.certified_accuracy
     certified = ca[eps] if isinstance(ca, dict) and eps in ca else (
         next(iter(ca.values())) if isinstance(ca, dict) and len(ca) == 1 else ca)
-    return {"available": True, "name": "LipschitzNNClassifier", "test_acc": float(cert.accuracy),
-            "certified_test_acc": float(certified), "r": float(getattr(clf, "r_", float("nan"))),
-            "within_r": float(getattr(cert, "within_r", float("nan"))),
-            "n_test_eval": int(idx.size), "eval_s": time.perf_counter() - t0}
+    out = {"available": True, "name": "LipschitzNNClassifier", "test_acc": float(cert.accuracy),
+           "certified_test_acc": float(certified), "r": float(getattr(clf, "r_", float("nan"))),
+           "within_r": float(getattr(cert, "within_r", float("nan"))),
+           "n_test_eval": int(idx.size)}
+    if getattr(clf, "dropped_", None) is not None and len(clf.dropped_):
+        out["dropped"] = [int(i) for i in clf.dropped_]
+    if lip is not None:
+        module = clf.as_torch_module(device=str(device))
+        Xq = to_unit_float(np.asarray(Xt[idx]), "X_test")
+        for p in lip.protocols:
+            out[lip_key(p)] = lipschitz_estimate(module, Xq, eps=eps, norm=norm, settings=lip, protocol=p,
+                                                 batch_size=256, device=device)
+    out["eval_s"] = time.perf_counter() - t0
+    return out
 
 
 _ORDER = {"natural": 0, "gr": 1, "llr": 2, "at": 3, "trades": 4}
@@ -273,7 +376,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
                   bound: bool = True, device: str = "auto", batch_size: int = 256,
                   data: TrainData | None = None, data_options: dict[str, Any] | None = None,
                   write_eval_json: bool = True, echo: Any = None,
-                  cache: str | Path | None = None) -> dict[str, Any]:
+                  cache: str | Path | None = None, autoattack: AutoAttackSettings | None = None) -> dict[str, Any]:
     """Evaluate run folders; returns ``{"rows": [...], "bounds": [...], "settings": {...}}``.
 
     Rows of runs on the same data set share one loaded copy of it and one bound. ``data``
@@ -314,7 +417,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
         log = read_log(RunDir(path))
         say(f"evaluating {path} ({cfg.get('label')})")
         metrics = evaluate_model(model, ds, eps=e, norm=norm, subset=subset, attack=attack, lip=lip,
-                                 batch_size=batch_size, device=dev)
+                                 batch_size=batch_size, device=dev, autoattack=autoattack)
         row = {"run": str(path), "label": cfg.get("label"), "method": cfg.get("method"),
                "params": cfg.get("params"), "arch": cfg.get("arch"), "dataset": ds.name, "norm": norm, "eps": e,
                "epochs": cfg.get("epochs"), "epochs_done": int(log[-1]["epoch"]) if log else None,
@@ -322,12 +425,18 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
         bkey = (key, norm, e)
         if bound and bkey not in bounds:
             say(f"separation bound for {ds.name} ({norm}, eps={e:g})")
-            bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache, device=str(device))
+            bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache, lip=lip, device=dev)
         if bound:
             b = bounds[bkey]
-            row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"],
-                        "lipschitz_times_r": row["test_lipschitz"] * b["r"]})
+            row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"]})
+            ref = b.get("reference") or {}
+            main = lip_key(lip.protocols[0])
+            if ref.get(main):
+                # like with like: the same estimator on the model and on the theorem's classifier
+                row["lipschitz_vs_reference"] = row[main] / ref[main]
         row["attack"] = attack.resolved(e)
+        if autoattack is not None:
+            row["autoattack"] = asdict(autoattack)
         row["lipschitz_settings"] = asdict(lip)
         if write_eval_json:
             write_json(RunDir(path).eval, row)
@@ -341,12 +450,15 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
             "attack": attack.resolved(first["eps"]),
             "lipschitz": asdict(lip),
             "subset": subset,
-            "description": describe_settings(first["norm"], first["eps"], attack, lip),
+            "description": describe_settings(first["norm"], first["eps"], attack, lip)
+            + ("; " + autoattack.describe(first["norm"], first["eps"]) if autoattack is not None else ""),
+            "autoattack": None if autoattack is None else asdict(autoattack),
         },
         "notes": sorted({n for d in datasets.values() for n in d.notes}),
     }
 
 
-__all__ = ["AttackSettings", "LipschitzSettings", "local_lipschitz", "lipschitz_estimate",
+__all__ = ["AttackSettings", "LipschitzSettings", "LipProtocol", "LIP_PROTOCOLS", "lip_key", "local_lipschitz",
+           "local_lipschitz_paper_code", "lipschitz_estimate",
            "adversarial_accuracy", "evaluate_model", "evaluate_runs", "separation_bound",
            "reference_classifier", "load_model", "describe_settings", "subset_indices"]

@@ -20,15 +20,18 @@ class LRSchedule:
     """Learning rate per epoch (1-based): ``step`` divides by 10 after 50% and 75% of the
     epochs, ``cosine`` anneals to 0, ``constant`` keeps it."""
 
-    def __init__(self, name: str, base_lr: float, epochs: int) -> None:
+    def __init__(self, name: str, base_lr: float, epochs: int, milestones: Any = None) -> None:
         self.name, self.base_lr, self.epochs, self.last_epoch = name, float(base_lr), int(epochs), 0
+        #: ``step`` with explicit milestones (x0.1 after each, as torch's MultiStepLR)
+        self.milestones = None if milestones is None else [int(m) for m in milestones]
 
     def lr(self, epoch: int) -> float:
         if self.name == "constant":
             return self.base_lr
         if self.name == "cosine":
             return self.base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
-        milestones = [int(self.epochs * 0.5), int(self.epochs * 0.75)]
+        milestones = self.milestones if self.milestones is not None else [int(self.epochs * 0.5),
+                                                                          int(self.epochs * 0.75)]
         passed = sum(1 for m in milestones if m > 0 and epoch > m)
         return self.base_lr * 0.1**passed
 
@@ -40,11 +43,13 @@ class LRSchedule:
         return lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "base_lr": self.base_lr, "epochs": self.epochs, "last_epoch": self.last_epoch}
+        return {"name": self.name, "base_lr": self.base_lr, "epochs": self.epochs, "last_epoch": self.last_epoch,
+                "milestones": self.milestones}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.name, self.base_lr = str(state["name"]), float(state["base_lr"])
         self.epochs, self.last_epoch = int(state["epochs"]), int(state["last_epoch"])
+        self.milestones = state.get("milestones")
 
 
 __all__ = ["LRSchedule", "make_optimizer"]

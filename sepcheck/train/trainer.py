@@ -113,6 +113,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
     if data is None:
         data = load_data(cfg.dataset, holdout=cfg.holdout, data_dir=cfg.data_dir, download=cfg.download,
                          verify=cfg.verify)
+    preset = cfg.apply_preset(data.name, data.input_shape)
+    if preset is not None:
+        cfg.validate()
     cfg.resolve_eps(data.eps, data.name)
     arch = cfg.arch or default_arch(data.input_shape)
     amp_dtype = amp_dtype_for(cfg, device)
@@ -140,6 +143,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
         say = lambda s: None  # noqa: E731
     for note in data.notes:
         say(f"note: {note}")
+    if preset is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
+        say(f"preset {preset['name']} ({preset['dataset']}, the official code's settings): {shown}"
+            + (f"; overridden by flags: {', '.join(preset['overridden'])}" if preset["overridden"] else ""))
     if cfg.arch is None and start_epoch == 0:
         say(f"arch: {arch} (default for inputs of shape {tuple(data.input_shape)}; choose with --arch)")
 
@@ -150,7 +157,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg.optimizer, model, lr=float(cfg.lr), momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    schedule = LRSchedule(cfg.schedule, float(cfg.lr), cfg.epochs)
+    schedule = LRSchedule(cfg.schedule, float(cfg.lr), cfg.epochs, cfg.milestones)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if ctx.rank > 0:
         torch.manual_seed(cfg.seed + 7919 * ctx.rank)
@@ -186,7 +193,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
     net = distributed.wrap(model, ctx, device)
     loss_fn = get_loss(cfg.method)
     kwargs = cfg.loss_kwargs()
-    augment = config["augment"] == "crop-flip"
+    augment = config["augment"] in ("crop-flip", "crop")
+    crop = {"pad": 8, "flip": False} if config["augment"] == "crop" else {}
     X, y = data.X, data.y
     label = config["label"]
 
@@ -200,7 +208,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
         for idx in batches:
             xb, yb = X[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
             if augment:
-                xb = crop_flip(xb)
+                xb = crop_flip(xb, **crop)
             if use_cl:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -209,7 +217,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: boo
                 raise DivergedError(f"the {label} loss became {float(loss.detach())} in epoch {epoch}: lower --lr "
                                     "(or the method's weights)")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            # "sum" (the paper's code): the batch's summed loss; every loss here is a batch mean
+            scaler.scale(loss * yb.shape[0] if cfg.reduction == "sum" else loss).backward()
             scaler.step(optimizer)
             scaler.update()
             n = int(yb.shape[0])

@@ -218,7 +218,7 @@ def test_sklearn_protocol_and_errors():
     from sklearn.base import clone
 
     clf = LipschitzNNClassifier(norm="l2", r=0.1, clip=True, backend="torch")
-    assert clf.get_params() == {"norm": "l2", "r": 0.1, "clip": True, "backend": "torch"}
+    assert clf.get_params() == {"norm": "l2", "r": 0.1, "clip": True, "drop": 0, "backend": "torch"}
     twin = clone(clf)
     assert twin.get_params() == clf.get_params() and twin is not clf
     assert clf.set_params(r="auto", device="cpu") is clf and clf.r == "auto"

@@ -224,3 +224,22 @@ def test_cli_bad_idx(tmp_path, kind):
     words = {"magic": "magic number", "truncated": "truncated", "gzip": "corrupted or truncated",
              "count": "do not belong together", "nolabels": "no labels file"}[kind]
     assert_one_line_error(run("separation", "--device", "cpu", str(tmp_path)), words)
+
+
+def test_drop_next_to_raw_minimum_and_conflicts(tmp_path):
+    X = np.array([[0, 0], [0, 0], [10, 10], [200, 200], [20, 0], [90, 90]], dtype=np.uint8)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    path = tmp_path / "c.npz"
+    np.savez(path, X=X, y=y)
+    r = run("separation", "--device", "cpu", path, "--drop", 1, "--json", "--no-cache")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["separation"] == 0 and rep["conflicts"] == 1
+    d = oracle.nearest_other(X.astype(float), y)[0][:, 0]
+    keep = np.setdiff1d(np.arange(6), [0])  # the closest point, ties to the lowest index
+    want = oracle.nearest_other(X[keep].astype(float), y[keep])[0][:, 0].min() / 255
+    assert rep["drop"]["dropped"] == [int(np.argsort(d, kind="stable")[0])] == [0]
+    assert rep["drop"]["separation"] == pytest.approx(want)
+    human = run("separation", "--device", "cpu", path, "--drop", 1, "--no-cache").stdout
+    assert "drop 1" in human and "conflicts" in human
+    assert_one_line_error(run("separation", "--device", "cpu", path, "--drop", 6, "--no-cache"), "--drop 6")

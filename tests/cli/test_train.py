@@ -52,22 +52,25 @@ def test_train_then_eval_end_to_end(tmp_path, npz):
         assert rep["arch"] == "tiny_cnn" and rep["final"]["epoch"] == 2
     table, csv, plot = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "p.png"
     r = run("eval", "--device", "cpu", runs / "trades", runs / "natural", runs / "at", "--attack-steps", 3, "--table", table,
-            "--csv", csv, "--plot", plot, "--json")
+            "--csv", csv, "--plot", plot, "--json", "--lip-protocol", "ascent", "--lip-protocol", "paper-code")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     labels = [row["label"] for row in rep["rows"]]
     assert labels == ["Natural", "AT", "TRADES(β=3)"]  # the paper's order
+    ref = rep["bounds"][0]["reference"]
+    assert ref["test_lipschitz"] > 0 and ref["test_lipschitz_paper_code"] > 0  # same estimators, on the 1-NN
     for row in rep["rows"]:
-        for key in ("train_acc", "test_acc", "adv_test_acc", "test_lipschitz", "separation", "r", "inv_r",
-                    "lipschitz_times_r"):
+        for key in ("train_acc", "test_acc", "adv_test_acc", "test_lipschitz", "test_lipschitz_paper_code",
+                    "separation", "r", "inv_r", "lipschitz_vs_reference"):
             assert row[key] is not None, key
         assert 0 <= row["adv_test_acc"] <= row["test_acc"] <= 1
-        assert row["lipschitz_times_r"] == pytest.approx(row["test_lipschitz"] * row["r"])
+        assert row["lipschitz_vs_reference"] == pytest.approx(row["test_lipschitz"] / ref["test_lipschitz"])
         assert row["attack"]["steps"] == 3 and row["attack"]["step_size"] == pytest.approx(2 * 0.1 / 3)
     bound = rep["bounds"][0]
     assert bound["inv_r"] == pytest.approx(1 / bound["r"])
     text = table.read_text()
-    assert "| method | train acc | test acc | adv test acc | test lipschitz | separation | r | 1/r |" in text
+    assert ("| method | train acc | test acc | adv test acc | test lipschitz | test lipschitz (paper code) | "
+            "separation | r | 1/r (per class) | lip / ref |") in text
     assert "PGD linf eps=0.1: 3 steps" in text
     assert csv.read_text().splitlines()[0].startswith("method,train acc,test acc")
     assert plot.read_bytes()[:4] == b"\x89PNG"
@@ -105,3 +108,14 @@ def test_bad_input_one_line_errors(tmp_path, npz):
     # an existing run is not overwritten
     _one_line_error(_train(npz, tmp_path / "mlp", "natural", "--arch", "mlp"), "--resume", "--force")
     _one_line_error(run("eval", "--device", "cpu", tmp_path / "mlp", "--eps", -1), "--eps -1")
+
+
+def test_paper_flags_and_preset_errors(tmp_path, npz):
+    # a method parameter of another method, a preset for an unknown shape: one line each
+    _one_line_error(_train(npz, tmp_path / "v", "natural", "--variant", "paper-code"), "--variant", "gr, llr")
+    _one_line_error(_train(npz, tmp_path / "m", "gr", "--attack-mode", "train"), "--attack-mode", "at")
+    _one_line_error(_train(npz, tmp_path / "p", "natural", "--preset", "paper"), "no paper preset", "1, 8, 8")
+    r = _train(npz, tmp_path / "g", "gr", "--variant", "paper-code", "--reduction", "sum", "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["label"] == "GR (paper code)" and rep["params"]["variant"] == "paper-code"

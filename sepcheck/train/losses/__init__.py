@@ -59,6 +59,10 @@ def method_label(method: str, params: dict[str, Any] | None = None) -> str:
         beta = (params or {}).get("beta")
         beta = 1.0 if beta is None else float(beta)
         return f"TRADES(β={beta:g})"
+    if (params or {}).get("variant") == "paper-code":
+        return f"{base} (paper code)"
+    if (params or {}).get("attack_mode") == "train":
+        return f"{base} (train-mode attack)"
     return base
 
 

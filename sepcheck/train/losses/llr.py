@@ -30,6 +30,7 @@ def loss(
     norm: str = "linf",
     steps: int = 2,
     step_size: float | None = None,
+    variant: str = "published",
 ) -> tuple[Tensor, Tensor]:
     """``CE(x) + lam * gamma + mu * |delta^T grad l(x)|`` with
     ``gamma = |l(x + delta) - l(x) - delta^T grad l(x)|`` (per example, averaged).
@@ -42,6 +43,16 @@ def loss(
     l(x + delta) - l(x) is mostly their difference, which a network removes by becoming
     constant (the paper's MNIST CNN collapses to 10% accuracy). ``lam = mu = 0`` is plain
     cross-entropy. Returns ``(loss, clean logits in training mode)``.
+
+    ``variant="paper-code"`` reproduces the loss of the paper's code (``lolip/.../llr.py``),
+    which differs from Qin et al.: there the input gradient is read through an alias of
+    ``x.grad`` that is then zeroed, so the gradient term is 0, gamma reduces to
+    ``CE(x + delta)`` and the loss to ``CE(x) + lam * CE(x + delta)`` (``mu`` has no effect).
+    ``delta`` starts at 0.001 N(0, 1) and takes ``steps`` steps of ``step_size`` along
+    ``g / ||g||_p`` (p the threat norm; a zero gradient gives a random direction) of
+    ``CE(x + delta)`` in eval mode, each followed by ``x + delta`` clamped to [0, 1] and
+    ``delta`` rescaled to norm at most eps (``renorm``, not a coordinate clamp); both loss
+    terms then use the model in training mode.
     """
     if lam < 0 or mu < 0:
         raise SepcheckError(f"lambda={lam}, mu={mu} are invalid for llr: give weights >= 0")
@@ -51,6 +62,10 @@ def loss(
     step = eps / 2.0 if step_size is None else float(step_size)
     net = unwrap(model)
     x = x.detach()
+    if variant not in ("published", "paper-code"):
+        raise SepcheckError(f"unknown llr variant {variant!r}: use published or paper-code")
+    if variant == "paper-code":
+        return _paper_code(model, net, x, y, eps=eps, lam=lam, norm=norm, steps=steps, step=step)
     if lam == 0 and mu == 0:
         logits = model(x)
         return F.cross_entropy(logits, y), logits
@@ -82,3 +97,29 @@ def loss(
         l_adv = F.cross_entropy(model(xg.detach() + delta), y, reduction="none")
     gam = (l_adv - lx - lin).abs()
     return ce + lam * gam.mean() + mu * lin.abs().mean(), logits
+
+
+def _paper_code(model: nn.Module, net: nn.Module, x: Tensor, y: Tensor, *, eps: float, lam: float, norm: str,
+                steps: int, step: float) -> tuple[Tensor, Tensor]:
+    """The paper's code's LLR (see :func:`loss`): ``CE(x) + lam * CE(x + delta)``."""
+    p = float("inf") if norm == "linf" else 2.0
+    with eval_mode(net), float32(x):
+        x0 = as_float32(x)
+        delta = small_start(torch.zeros_like(x0))
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            with torch.enable_grad():
+                obj = F.cross_entropy(net(x0 + delta), y, reduction="sum")
+                (g,) = torch.autograd.grad(obj, [delta])
+            n = g.flatten(1).norm(p=p, dim=1)
+            zero = n == 0
+            g = g / n.view(-1, *([1] * (g.dim() - 1)))
+            if bool(zero.any()):
+                g[zero] = torch.randn_like(g[zero])
+            delta = delta.detach() + step * g
+            delta = (x0 + delta).clamp(0.0, 1.0) - x0
+            dn = delta.flatten(1).norm(p=p, dim=1)
+            scale = torch.where(dn > eps, eps / (dn + 1e-7), torch.ones_like(dn))  # torch.renorm's rule
+            delta = delta * scale.view(-1, *([1] * (delta.dim() - 1)))
+    logits = model(x)
+    return F.cross_entropy(logits, y) + lam * F.cross_entropy(model(x + delta.detach()), y), logits

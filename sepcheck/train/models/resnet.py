@@ -32,10 +32,15 @@ class _Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Bottleneck ResNet; ``layers=(3, 4, 6, 3)`` is ResNet-50."""
+    """Bottleneck ResNet; ``layers=(3, 4, 6, 3)`` is ResNet-50.
+
+    Initialised as torchvision's ``resnet50`` (which the paper's code copies): Kaiming-normal
+    convolutions, BN weight 1 and bias 0, and by default *no* zero-init of each block's last
+    BN (torchvision's ``zero_init_residual=False``); ``zero_init_residual=True`` zeroes it
+    (often steadier early training, not the paper's network)."""
 
     def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), in_channels: int = 3, n_classes: int = 1000,
-                 base_width: int = 64, dropout: float = 0.0) -> None:
+                 base_width: int = 64, dropout: float = 0.0, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, base_width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
@@ -54,9 +59,10 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():  # zero-init the last BN of each block (stable early training)
-            if isinstance(m, _Bottleneck):
-                nn.init.zeros_(m.bn3.weight)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, _Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = torch.relu(self.bn1(self.conv1(x)))

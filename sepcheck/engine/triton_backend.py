@@ -41,6 +41,9 @@ WORD_MULTIPLE = 16
 FEATURE_SEED = 20201207
 #: candidates per query (beyond k) whose exact distances seed the threshold, and per slot
 SEED_EXTRA, SEED_PER_SLOT = 3, 2
+#: per query (per slot), listed pairs of lowest prefix bound whose exact distances tighten the
+#: threshold after phase 1 (0: off)
+REFINE_CANDIDATES = 64
 #: bytes of one block of seed scores (queries x reference rows, int32)
 SEED_BYTES = 1 << 29
 #: sentinel threshold: keeps every pair (no candidate gave a bound)
@@ -476,19 +479,39 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
                 cap = n_in  # rare: more pairs than room; run again with enough
                 count.zero_()
             info["pairs_prefix"] += n_in
-            w0, step = PW, max(PW, BW)
-            while w0 < words and n_in:
-                w1 = min(words, w0 + step)
-                count.zero_()
-                nq, nr, nd = (torch.empty(n_in, dtype=torch.int32, device=dev) for _ in range(3))
-                phase2[(-(-n_in // BP),)](
-                    q_dev, r_dev, slot_block, thr, pq, pr, pd, count, nq, nr, nd,
-                    n_in, q_dev.stride(0), r_dev.stride(0), S, w0, w1,
-                    P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BP=BP, BW=BW, STEPS=-(-(w1 - w0) // BW), num_warps=warps2,
-                )
-                n_in = int(count.item())
-                pq, pr, pd = nq, nr, nd
-                w0, step = w1, 2 * step
+
+            def extend(pq, pr, pd, n_in, thr, r_dev=r_dev, slot_block=slot_block):
+                """Extend the listed pairs from word PW to the end in rounds of doubling
+                length, keeping those still <= their threshold (densely)."""
+                w0, step = PW, max(PW, BW)
+                while w0 < words and n_in:
+                    w1 = min(words, w0 + step)
+                    count.zero_()
+                    nq, nr, nd = (torch.empty(n_in, dtype=torch.int32, device=dev) for _ in range(3))
+                    phase2[(-(-n_in // BP),)](
+                        q_dev, r_dev, slot_block, thr, pq, pr, pd, count, nq, nr, nd,
+                        n_in, q_dev.stride(0), r_dev.stride(0), S, w0, w1,
+                        P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BP=BP, BW=BW, STEPS=-(-(w1 - w0) // BW),
+                        num_warps=warps2,
+                    )
+                    n_in = int(count.item())
+                    pq, pr, pd = nq, nr, nd
+                    w0, step = w1, 2 * step
+                return pq, pr, pd, n_in
+
+            if REFINE_CANDIDATES and n_in:
+                # the listed pairs of smallest prefix bound are near rows: their exact distances
+                # tighten the thresholds before the bulk of the extension
+                group = pq[:n_in].long() * S + slot_block[pr[:n_in]].long() if by_class else pq[:n_in].long()
+                take = _lowest_bounds(group, pd[:n_in], mq * S, REFINE_CANDIDATES, 255 * (1 if p_inf else 4 * PW))
+                cq, cr, cd = pq[:n_in][take].contiguous(), pr[:n_in][take].contiguous(), pd[:n_in][take].contiguous()
+                cq, cr, cd, n_c = extend(cq, cr, cd, cq.numel(), thr)
+                if n_c:
+                    best = _select([(cq[:n_c].long(), cr[:n_c].long() + b0, cd[:n_c].long())], mq, S, k,
+                                   slot_dev if by_class else None)[0][:, k - 1]
+                    best = torch.where(torch.isfinite(best), best, NO_THRESHOLD).to(torch.int32).view(mq, S)
+                    thr = torch.minimum(thr, best)
+            pq, pr, pd, n_in = extend(pq, pr, pd, n_in, thr)
             info["pairs_complete"] += n_in
             found.append((pq[:n_in].long(), pr[:n_in].long() + b0, pd[:n_in].long()))
         dd, ii = _select(found, mq, S, k, slot_dev if by_class else None)
@@ -502,6 +525,21 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
             progress(mq)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+def _lowest_bounds(group, bound, n_groups: int, want: int, top: int):
+    """Mask of the listed pairs whose bound is among the ``want`` lowest of their group (all
+    pairs at the cut-off value: a coarse histogram of the bounds 0..``top`` per group)."""
+    import torch
+
+    bins = 256
+    while bins > 8 and n_groups * bins * 8 > SEED_BYTES:
+        bins //= 2
+    shift = max(0, (top // bins).bit_length())
+    b = bound.long() >> shift
+    hist = torch.bincount(group * bins + b, minlength=n_groups * bins).view(n_groups, bins)
+    cut = (hist.cumsum(dim=1) < want).sum(dim=1)  # first bin reaching `want` pairs
+    return b <= cut[group]
 
 
 def _packed_rows(x, fperm):
@@ -529,7 +567,7 @@ def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: boo
     thr = torch.full((mq, S), NO_THRESHOLD, dtype=torch.int32, device=q.device)
     a = _centred(q)
     b = _centred(r)
-    rsq = (b.to(torch.int32) ** 2).sum(dim=1)
+    rsq = (b.to(torch.int32) ** 2).sum(dim=1, dtype=torch.int32)
     sub = max(1, SEED_BYTES // (4 * nb))
     for s0 in range(0, mq, sub):
         s1 = min(mq, s0 + sub)

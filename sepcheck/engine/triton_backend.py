@@ -480,7 +480,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
                 count.zero_()
             info["pairs_prefix"] += n_in
 
-            def extend(pq, pr, pd, n_in, thr, r_dev=r_dev, slot_block=slot_block):
+            def extend(pq, pr, pd, n_in, thr, q_dev=q_dev, r_dev=r_dev, slot_block=slot_block, count=count):
                 """Extend the listed pairs from word PW to the end in rounds of doubling
                 length, keeping those still <= their threshold (densely)."""
                 w0, step = PW, max(PW, BW)

@@ -180,6 +180,10 @@ def _knn_tile(
     tl.store(OUT_I + out, best_i, mask=omask)
 
 
+#: the jitted helpers of the kernels below, bound by :func:`_jitted` (triton looks them up as
+#: module globals when it traces a kernel)
+packed_step = packed_finish = threshold = None
+
 # ---------------------------------------------------------------- pruned search ("prefix")
 #
 # The reference and the queries carry their features in a fixed random order, packed four
@@ -303,7 +307,7 @@ def _extend_pairs(
         rw = tl.load(rptr[:, None] + words[None, :], mask=wmask, other=0)
         lo, hi = packed_step(qw, rw, lo, hi, P_INF, ASM)
     d = packed_finish(lo, hi, P_INF)
-    if P_INF:
+    if P_INF:  # noqa: SIM108 - a constexpr branch
         dist = tl.maximum(part, tl.max(d, axis=1))
     else:
         dist = part + tl.sum(d, axis=1)
@@ -322,9 +326,11 @@ def _extend_pairs(
 @functools.cache
 def _jitted(interpret: bool):
     assert interpret == interpreting()
-    # the helpers are looked up as globals when triton traces the kernels
-    helpers = {"packed_step": triton.jit(_packed_step), "packed_finish": triton.jit(_packed_finish),
-               "threshold": triton.jit(_threshold)}
+    # the helpers are looked up as globals when triton traces the kernels; the interpreter runs
+    # the kernels as Python and calls them as plain functions (a jitted call costs milliseconds)
+    wrap = (lambda f: f) if interpret else triton.jit
+    helpers = {"packed_step": wrap(_packed_step), "packed_finish": wrap(_packed_finish),
+               "threshold": wrap(_threshold)}
     globals().update(helpers)
     return triton.jit(_knn_tile), triton.jit(_prefix_pairs), triton.jit(_extend_pairs), helpers
 

@@ -220,7 +220,8 @@ def bench_case(name, make, args, methods, rows):
     want_d, want_i = cpu_check(Q, yq, R, yr, p, sample)
     variants = [(vname, lambda Q, yq, R, yr, p, lanes=lanes, prune=prune: run_triton(Q, yq, R, yr, p, lanes, prune))
                 for vname, (lanes, prune) in TRITON_VARIANTS.items()
-                if ("triton" in methods or vname in methods) and (lanes != "f16" or math.isinf(p))]
+                if ("triton" in methods or vname in methods) and (lanes != "f16" or math.isinf(p))
+                and (prune != "prefix" or math.isinf(p) or args.prefix_l1)]
     if "triton" in methods and args.tile_sweep and name.startswith("cifar10-train-train"):
         variants += [(f"triton-prefix-{'x'.join(map(str, t))}-r{refine}",
                       lambda Q, yq, R, yr, p, t=t, refine=refine: run_triton(Q, yq, R, yr, p, "packed", "prefix", t, refine))
@@ -313,6 +314,9 @@ def main() -> None:
     ap.add_argument("--tile-sweep", action="store_true",
                     help="CIFAR-10 train-train: also time the pruned search with the configurations of "
                          "SWEEP_PREFIX and the packed tile kernel with SWEEP_TILES")
+    ap.add_argument("--prefix-l1", action="store_true",
+                    help="time triton-prefix on the l1 cases too (a prefix sum is a weak l1 bound: most pairs "
+                         "survive it, which costs time and GPU memory)")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of other cases already in bench_gpu.json (runs split over commands)")
     args = ap.parse_args()

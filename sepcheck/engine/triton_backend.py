@@ -6,6 +6,16 @@ streamed through pinned memory, :mod:`sepcheck.engine.gpu_data`); each launch wr
 (query, reference chunk) k-best lists, which are merged into a running best on the device
 (no host synchronisation per block) and copied back once per query block.
 
+Pruned search (``prune='prefix'``, the default for uint8 linf): rows are used in a fixed
+random feature order, packed four bytes per word; each query gets a threshold (per slot with
+the per-class grouping) that its k-th best cannot exceed: the exact distances of its nearest
+rows in l2 (an int8 GEMM), tightened after phase 1 by the exact distances of the rows with the
+lowest prefix bounds. Phase 1 keeps the (query, row) pairs whose partial distance over the
+first PW words is <= the threshold, in a dense list; phase 2 extends the list over the next
+words in rounds of doubling length and keeps the pairs still <= it. The survivors carry exact
+distances and contain every row of the k best (ties included), which a lexicographic
+(distance, index) selection picks. ``prune='tiles'`` / ``'none'`` run the brute-force tile kernel.
+
 Exactness: uint8 is computed in integer-exact lanes (int32, float16 for linf, or packed
 ``vabsdiff4``), float input in float64; selection is lexicographic on (distance, index), so
 ties go to the lowest index. On the CPU it runs only in triton's interpreter

@@ -43,8 +43,9 @@ INTERPRETER_TILES = (16, 32, 16, 1)
 #: prefix bound, 4 features each) on CUDA and in the interpreter
 PREFIX_TILES = (64, 64, 16, 8)
 INTERPRETER_PREFIX_TILES = (16, 32, 4, 1)
-#: phase 2: (pairs per program, words per step, num_warps)
+#: phase 2: (pairs per program, words per step, num_warps) on CUDA and in the interpreter
 EXTEND_TILES = (128, 16, 4)
+INTERPRETER_EXTEND_TILES = (1024, 64, 1)
 #: rows are padded with zero bytes to a multiple of this many packed words (zeros add nothing)
 WORD_MULTIPLE = 16
 #: seed of the fixed random feature order of the pruned search
@@ -334,14 +335,14 @@ def _pow2_tiles(rows: int, br: int) -> int:
     return br * (1 << (-(-rows // br) - 1).bit_length())
 
 
-def _prepare(x, lane: str):
-    """The device rows as the kernel reads them: packed lanes view 4 bytes as one int32."""
+def _prepare(x, lane: str, multiple: int = 4):
+    """The device rows as the kernel reads them: packed lanes view 4 bytes as one int32 (rows
+    zero-padded to ``multiple`` bytes)."""
     import torch
 
     if lane != "packed":
         return x.contiguous()
-    d = x.shape[1]
-    pad = (-d) % 4
+    pad = (-x.shape[1]) % multiple
     if pad:
         x = torch.nn.functional.pad(x, (0, pad))
     return x.contiguous().view(torch.int32)
@@ -434,7 +435,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
     if tiles is None:
         tiles = INTERPRETER_PREFIX_TILES if dev.type == "cpu" else PREFIX_TILES
     BQ, BR, PW, warps = (int(t) for t in tiles)
-    BP, BW, warps2 = EXTEND_TILES
+    BP, BW, warps2 = INTERPRETER_EXTEND_TILES if dev.type == "cpu" else EXTEND_TILES
     words = -(-d // (4 * WORD_MULTIPLE)) * WORD_MULTIPLE
     PW = max(1, min(PW, words))
     budget = device_budget(dev, memory_budget)
@@ -555,13 +556,7 @@ def _lowest_bounds(group, bound, n_groups: int, want: int, top: int):
 def _packed_rows(x, fperm):
     """uint8 rows (device) in the feature order ``fperm``, zero-padded to a multiple of
     ``WORD_MULTIPLE`` words and viewed as int32 words."""
-    import torch
-
-    x = x[:, fperm]
-    pad = (-x.shape[1]) % (4 * WORD_MULTIPLE)
-    if pad:
-        x = torch.nn.functional.pad(x, (0, pad))
-    return x.contiguous().view(torch.int32)
+    return _prepare(x[:, fperm], "packed", 4 * WORD_MULTIPLE)
 
 
 def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: bool):

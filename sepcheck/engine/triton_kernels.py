@@ -102,34 +102,8 @@ def _knn_tile(
                         rw = tl.load(rptr + (w0 + j))
                         qb = tl.broadcast_to(qw[:, None], (BQ, BR))
                         rb = tl.broadcast_to(rw[None, :], (BQ, BR))
-                        if ASM and P_INF:
-                            lo, hi = tl.inline_asm_elementwise(
-                                "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
-                                "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
-                                "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
-                                "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
-                            )
-                        elif ASM:
-                            lo = tl.inline_asm_elementwise(
-                                "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
-                                [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
-                            )
-                        else:
-                            # the same word arithmetic in plain Triton (interpreter, other GPUs)
-                            t0 = tl.abs(((qb >> 0) & 255) - ((rb >> 0) & 255))
-                            t1 = tl.abs(((qb >> 8) & 255) - ((rb >> 8) & 255))
-                            t2 = tl.abs(((qb >> 16) & 255) - ((rb >> 16) & 255))
-                            t3 = tl.abs(((qb >> 24) & 255) - ((rb >> 24) & 255))
-                            if P_INF:
-                                lo = tl.maximum(lo & 65535, t0) | (tl.maximum(lo >> 16, t2) << 16)
-                                hi = tl.maximum(hi & 65535, t1) | (tl.maximum(hi >> 16, t3) << 16)
-                            else:
-                                lo += t0 + t1 + t2 + t3
-                if P_INF:
-                    lo = tl.maximum(lo & 65535, lo >> 16)
-                    hi = tl.maximum(hi & 65535, hi >> 16)
-                    lo = tl.maximum(lo, hi)
-                dist = lo
+                        lo, hi = packed_step(qb, rb, lo, hi, P_INF, ASM)
+                dist = packed_finish(lo, hi, P_INF)
             else:
                 if LANES == 1:
                     acc = tl.zeros((BQ, BR), dtype=tl.float16)
@@ -197,8 +171,10 @@ packed_step = packed_finish = threshold = None
 
 
 def _packed_step(qb, rb, lo, hi, P_INF: tl.constexpr, ASM: tl.constexpr):  # pragma: no cover - traced by triton
-    """One packed word per element: linf keeps the byte maxima in two u16x2 accumulators,
-    l1 sums the four absolute differences into ``lo``."""
+    """One packed word per element: linf keeps the byte maxima in two u16x2 accumulators
+    (VABSDIFF4 + PRMT + max.u16x2 with ``ASM``), l1 sums the four absolute differences into
+    ``lo`` (VABSDIFF4.ADD); without ``ASM`` the same word arithmetic in plain Triton (the
+    interpreter cannot run inline PTX)."""
     if ASM and P_INF:
         lo, hi = tl.inline_asm_elementwise(
             "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "

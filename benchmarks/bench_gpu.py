@@ -227,12 +227,16 @@ def bench_case(name, make, args, methods, rows):
                 for vname, (lanes, prune) in TRITON_VARIANTS.items()
                 if ("triton" in methods or vname in methods) and (lanes != "f16" or math.isinf(p))
                 and (prune != "prefix" or math.isinf(p) or args.prefix_l1)]
-    if "triton" in methods and args.tile_sweep and name.startswith("cifar10-train-train"):
-        variants += [(f"triton-prefix-{'x'.join(map(str, t))}-r{refine}",
-                      lambda Q, yq, R, yr, p, t=t, refine=refine: run_triton(Q, yq, R, yr, p, "packed", "prefix", t, refine))
-                     for t, refine in SWEEP_PREFIX]
-        variants += [(f"triton-packed-{'x'.join(map(str, t))}",
-                      lambda Q, yq, R, yr, p, t=t: run_triton(Q, yq, R, yr, p, "packed", "tiles", t)) for t in SWEEP_TILES]
+    if args.tile_sweep and name.startswith("cifar10-train-train"):  # per variant named (or "triton")
+        if methods & {"triton", "triton-prefix"} and (math.isinf(p) or args.prefix_l1):
+            variants += [(f"triton-prefix-{'x'.join(map(str, t))}-r{refine}",
+                          lambda Q, yq, R, yr, p, t=t, refine=refine: run_triton(Q, yq, R, yr, p, "packed", "prefix", t,
+                                                                                 refine))
+                         for t, refine in SWEEP_PREFIX]
+        if methods & {"triton", "triton-packed"}:
+            variants += [(f"triton-packed-{'x'.join(map(str, t))}",
+                          lambda Q, yq, R, yr, p, t=t: run_triton(Q, yq, R, yr, p, "packed", "tiles", t))
+                         for t in SWEEP_TILES]
     variants += [(mname, fn) for mname, fn in METHODS.items() if fn is not None and mname in methods]
     if name.startswith("imagenet"):  # uniform random bytes: every linf is ~255, no bound prunes
         variants = [(v, skip_prefix) if v.startswith("triton-prefix") else (v, fn) for v, fn in variants]

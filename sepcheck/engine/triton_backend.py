@@ -319,14 +319,20 @@ def search_triton(
         dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, S, k)
         ii = run_i.cpu().numpy().reshape(mq, S, k)
         ii = np.where(np.isfinite(dd), ii, -1)
-        if perm is not None:
-            ii = np.where(ii >= 0, perm[np.maximum(ii, 0)], -1)
-        dist_out[qs:qe] = dd
-        idx_out[qs:qe] = ii
-        if progress is not None:
-            progress(mq)
+        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+def _store_block(dist_out, idx_out, qs: int, dd, ii, perm, progress):
+    """Write the (mq, S, k) results of the query block starting at ``qs``, rows mapped back
+    through the slot sort ``perm``; report the block to ``progress``."""
+    if perm is not None:
+        ii = np.where(ii >= 0, perm[np.maximum(ii, 0)], -1)
+    dist_out[qs : qs + dd.shape[0]] = dd
+    idx_out[qs : qs + dd.shape[0]] = ii
+    if progress is not None:
+        progress(dd.shape[0])
 
 
 def _pow2_tiles(rows: int, br: int) -> int:
@@ -528,12 +534,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
         dd, ii = _select(found, mq, S, k, slot_dev if by_class else None)
         dd = dd.cpu().numpy().reshape(mq, S, k)
         ii = ii.cpu().numpy().reshape(mq, S, k)
-        if perm is not None:
-            ii = np.where(ii >= 0, perm[np.maximum(ii, 0)], -1)
-        dist_out[qs:qe] = dd
-        idx_out[qs:qe] = ii
-        if progress is not None:
-            progress(mq)
+        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
 

@@ -264,7 +264,8 @@ def bench_case(name, make, args, methods, rows):
                        seconds=secs * scale, extrapolated=scale != 1.0, distances_match_cpu=dist_ok,
                        indices_match_cpu=idx_ok, info={k: v for k, v in info.items() if k != "device"})
             pairs = (f"; pairs after the prefix bound {info['pairs_prefix']}, complete {info['pairs_complete']} "
-                     f"of {qi.size * len(R)}") if "pairs_prefix" in info else ""
+                     f"of {qi.size * len(R)}; stage seconds "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in info["stage_seconds"].items())) if "pairs_prefix" in info else ""
             log(f"{name} / {mname}: {secs:.3f} s for {qi.size} queries -> {secs * scale:.3f} s for {m_full}; "
                 f"distances match CPU: {dist_ok}, indices: {idx_ok}{pairs}")
         except Skipped as exc:

@@ -25,6 +25,7 @@ ties go to the lowest index. On the CPU it runs only in triton's interpreter
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -452,7 +453,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
     q_rows = min(plan.query_rows, max(BQ, int(free // 2 // max(1, 3 * plan.ref_rows))), max(1, 2**30 // plan.ref_rows))
     info = {"backend": "triton", "prune": "prefix", "lanes": "packed", "tiles": (BQ, BR, PW, warps),
             "resident": plan.resident, "ref_rows": plan.ref_rows, "query_rows": q_rows, "device": str(dev),
-            "pairs_prefix": 0, "pairs_complete": 0}
+            "pairs_prefix": 0, "pairs_complete": 0, "stage_seconds": dict.fromkeys(STAGES, 0.0)}
     dist_out = np.full((m, S, k), np.inf)
     idx_out = np.full((m, S, k), -1, dtype=np.int64)
     if m == 0 or n == 0:
@@ -464,6 +465,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
     rl_dev = torch.from_numpy(rl).to(dev)
     slot_dev = torch.from_numpy(np.repeat(np.arange(S, dtype=np.int32), np.diff(bounds))).to(dev)
     blocks = 0
+    clock = _StageClock(dev, info["stage_seconds"])
     for qs in range(0, m, q_rows):
         qe = min(m, qs + q_rows)
         mq = qe - qs
@@ -480,6 +482,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
             if thr is None:  # any rows give an upper bound: the first block seeds every block
                 thr = _seed_thresholds(q_raw, ql_dev, block, rl_block, bounds - b0, p_inf=p_inf, k=k,
                                        by_class=by_class)
+            clock("seed")
             r_dev = _packed_rows(block, fperm)
             count = torch.zeros(1, dtype=torch.int32, device=dev)
             cap = max(1024, mq * nb // 8)
@@ -496,6 +499,7 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
                 cap = n_in  # rare: more pairs than room; run again with enough
                 count.zero_()
             info["pairs_prefix"] += n_in
+            clock("prefix")
 
             def extend(pq, pr, pd, n_in, thr, q_dev=q_dev, r_dev=r_dev, slot_block=slot_block, count=count):
                 """Extend the listed pairs from word PW to the end in rounds of doubling
@@ -528,15 +532,40 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
                                    slot_dev if by_class else None)[0][:, k - 1]
                     best = torch.where(torch.isfinite(best), best, NO_THRESHOLD).to(torch.int32).view(mq, S)
                     thr = torch.minimum(thr, best)
+            clock("refine")
             pq, pr, pd, n_in = extend(pq, pr, pd, n_in, thr)
+            clock("extend")
             info["pairs_complete"] += n_in
             found.append((pq[:n_in].long(), pr[:n_in].long() + b0, pd[:n_in].long()))
         dd, ii = _select(found, mq, S, k, slot_dev if by_class else None)
         dd = dd.cpu().numpy().reshape(mq, S, k)
         ii = ii.cpu().numpy().reshape(mq, S, k)
+        clock("select")
         _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+#: stages of the pruned search timed in ``info["stage_seconds"]`` (the seed stage includes the
+#: uploads and the permuted copies of the rows)
+STAGES = ("seed", "prefix", "refine", "extend", "select")
+
+
+class _StageClock:
+    """Adds the wall time since the previous call to ``seconds[stage]``, after waiting for the
+    device (one synchronisation per stage and block: the stages sync anyway to size lists)."""
+
+    def __init__(self, dev, seconds: dict):
+        self.dev, self.seconds, self.last = dev, seconds, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        import torch
+
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        now = time.perf_counter()
+        self.seconds[stage] += now - self.last
+        self.last = now
 
 
 def _lowest_bounds(group, bound, n_groups: int, want: int, top: int):

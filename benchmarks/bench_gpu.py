@@ -4,8 +4,9 @@
         [--methods triton,cdist] [--imagenet-rows N] [--imagenet-queries M] [--tile-sweep] [--append]
 
 ``bench_arrays.npz`` comes from ``benchmarks/make_bench_arrays.py`` (the real CIFAR-10 JPEG
-copy and MNIST-full as uint8 rows). Methods: ``triton`` (sepcheck's Triton backend, every
-lanes variant), ``sepcheck-torch`` (today's torch backend), ``cdist`` (``torch.cdist`` p=inf
+copy and MNIST-full as uint8 rows). Methods: ``triton`` (sepcheck's Triton backend: every variant of
+``TRITON_VARIANTS``, e.g. ``triton-prefix``, the pruned search, and ``triton-packed``, the
+brute-force tile kernel; a single variant can be named in ``--methods`` too), ``sepcheck-torch`` (today's torch backend), ``cdist`` (``torch.cdist`` p=inf
 or 1 on float32 tiles, masked and reduced), ``naive`` (the paper's broadcast
 ``(a[:, None] - b[None]).abs().max(-1)`` in small float32 blocks) and ``faiss`` (skipped with a
 note: faiss has no linf/l1 GPU index; ``IndexFlat`` with METRIC_Linf runs on the CPU only).
@@ -38,7 +39,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_ROWS, IMAGENET_DIM, IMAGENET_CLASSES = 1_281_167, 12_288, 1000
-LANES = ("packed", "f16", "i32")
 #: where every method runs (a dry run on the CPU sets "cpu" with TRITON_INTERPRET=1)
 DEVICE = "cuda"
 
@@ -70,12 +70,28 @@ class Skipped(Exception):
 #: tile configurations (BQ, BR, BD, num_warps) tried by --tile-sweep with the packed lanes
 SWEEP_TILES = ((64, 64, 4, 8), (64, 64, 8, 8), (64, 64, 4, 4), (32, 64, 4, 4), (64, 32, 4, 4), (128, 64, 2, 8),
                (64, 128, 4, 8), (32, 32, 8, 2))
+#: --tile-sweep of the pruned search (prune='prefix'): phase-1 tiles (BQ, BR, PW, num_warps; PW
+#: packed words of 4 features in the prefix bound) and REFINE_CANDIDATES (0: seeds only)
+SWEEP_PREFIX = (((64, 64, 16, 8), 64), ((64, 64, 8, 8), 64), ((64, 64, 32, 8), 64), ((64, 64, 16, 4), 64),
+                ((32, 64, 16, 4), 64), ((64, 128, 16, 8), 64), ((128, 64, 16, 8), 64), ((64, 64, 16, 8), 0),
+                ((64, 64, 16, 8), 16), ((64, 64, 16, 8), 256))
+#: the triton variants timed per case: name -> (lanes, prune); f16 is linf only
+TRITON_VARIANTS = {"triton-prefix": ("packed", "prefix"), "triton-packed": ("packed", "tiles"),
+                   "triton-packed-noprune": ("packed", "none"), "triton-f16": ("f16", "tiles"),
+                   "triton-i32": ("i32", "tiles")}
 
 
-def run_triton(Q, yq, R, yr, p, lanes, prune=True, tiles=None):
-    from sepcheck.engine.triton_backend import search_triton
+def run_triton(Q, yq, R, yr, p, lanes, prune="auto", tiles=None, refine=None):
+    from sepcheck.engine import triton_backend
 
-    d, i, info = search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes, device=DEVICE, prune=prune, tiles=tiles)
+    old = triton_backend.REFINE_CANDIDATES
+    if refine is not None:  # a module constant: set for this call only
+        triton_backend.REFINE_CANDIDATES = refine
+    try:
+        d, i, info = triton_backend.search_triton(Q, yq, R, yr, p=p, k=1, lanes=lanes, device=DEVICE, prune=prune,
+                                                  tiles=tiles)
+    finally:
+        triton_backend.REFINE_CANDIDATES = old
     return d[:, 0, 0], i[:, 0, 0], info
 
 
@@ -128,6 +144,11 @@ def run_faiss(Q, yq, R, yr, p):
     except ImportError as exc:
         raise Skipped("faiss is not installed on this machine") from exc
     raise Skipped("faiss-gpu has no linf/l1 index (METRIC_Linf / METRIC_L1 are CPU-only): not comparable")
+
+
+def skip_prefix(*_args):
+    raise Skipped("uniform random rows: every pair's prefix bound reaches the threshold, the pruned search "
+                  "degenerates (use triton-packed)")
 
 
 METHODS = {"triton": None, "sepcheck-torch": run_sepcheck_torch, "cdist": run_cdist, "naive": run_naive,
@@ -202,15 +223,23 @@ def bench_case(name, make, args, methods, rows):
     sample = np.sort(rng.choice(len(Q), size=min(n_sample, len(Q)), replace=False))
     log(f"case {name}: CPU reference on {sample.size} sample queries ({len(R)} rows x {R.shape[1]})")
     want_d, want_i = cpu_check(Q, yq, R, yr, p, sample)
-    variants = [(f"triton-{lanes}", lambda Q, yq, R, yr, p, lanes=lanes: run_triton(Q, yq, R, yr, p, lanes))
-                for lanes in LANES if "triton" in methods and (lanes != "f16" or math.isinf(p))]
-    if "triton" in methods:  # the row-sum pruning bound costs a little per tile: measure both
-        variants.append(("triton-packed-noprune",
-                         lambda Q, yq, R, yr, p: run_triton(Q, yq, R, yr, p, "packed", prune=False)))
-    if "triton" in methods and args.tile_sweep and name.startswith("cifar10-train-train"):
-        variants += [(f"triton-packed-{'x'.join(map(str, t))}",
-                      lambda Q, yq, R, yr, p, t=t: run_triton(Q, yq, R, yr, p, "packed", tiles=t)) for t in SWEEP_TILES]
+    variants = [(vname, lambda Q, yq, R, yr, p, lanes=lanes, prune=prune: run_triton(Q, yq, R, yr, p, lanes, prune))
+                for vname, (lanes, prune) in TRITON_VARIANTS.items()
+                if ("triton" in methods or vname in methods) and (lanes != "f16" or math.isinf(p))
+                and (prune != "prefix" or math.isinf(p) or args.prefix_l1)]
+    if args.tile_sweep and name.startswith("cifar10-train-train"):  # per variant named (or "triton")
+        if methods & {"triton", "triton-prefix"} and (math.isinf(p) or args.prefix_l1):
+            variants += [(f"triton-prefix-{'x'.join(map(str, t))}-r{refine}",
+                          lambda Q, yq, R, yr, p, t=t, refine=refine: run_triton(Q, yq, R, yr, p, "packed", "prefix", t,
+                                                                                 refine))
+                         for t, refine in SWEEP_PREFIX]
+        if methods & {"triton", "triton-packed"}:
+            variants += [(f"triton-packed-{'x'.join(map(str, t))}",
+                          lambda Q, yq, R, yr, p, t=t: run_triton(Q, yq, R, yr, p, "packed", "tiles", t))
+                         for t in SWEEP_TILES]
     variants += [(mname, fn) for mname, fn in METHODS.items() if fn is not None and mname in methods]
+    if name.startswith("imagenet"):  # uniform random bytes: every linf is ~255, no bound prunes
+        variants = [(v, skip_prefix) if v.startswith("triton-prefix") else (v, fn) for v, fn in variants]
     for mname, fn in variants:
         row = {"case": name, "method": mname, "n_ref": len(R), "dim": int(R.shape[1]), "norm": "linf" if math.isinf(p) else "l1"}
         try:
@@ -234,8 +263,11 @@ def bench_case(name, make, args, methods, rows):
             row.update(queries_run=int(qi.size), queries_full=int(m_full), seconds_run=secs, scale=scale,
                        seconds=secs * scale, extrapolated=scale != 1.0, distances_match_cpu=dist_ok,
                        indices_match_cpu=idx_ok, info={k: v for k, v in info.items() if k != "device"})
+            pairs = (f"; pairs after the prefix bound {info['pairs_prefix']}, complete {info['pairs_complete']} "
+                     f"of {qi.size * len(R)}; stage seconds "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in info["stage_seconds"].items())) if "pairs_prefix" in info else ""
             log(f"{name} / {mname}: {secs:.3f} s for {qi.size} queries -> {secs * scale:.3f} s for {m_full}; "
-                f"distances match CPU: {dist_ok}, indices: {idx_ok}")
+                f"distances match CPU: {dist_ok}, indices: {idx_ok}{pairs}")
         except Skipped as exc:
             row.update(note=str(exc))
             log(f"{name} / {mname}: skipped: {exc}")
@@ -292,7 +324,11 @@ def main() -> None:
     ap.add_argument("--imagenet-queries", type=int, default=8192)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--tile-sweep", action="store_true",
-                    help="CIFAR-10 train-train: also time the packed lanes with the tiles of SWEEP_TILES")
+                    help="CIFAR-10 train-train: also time the pruned search with the configurations of "
+                         "SWEEP_PREFIX and the packed tile kernel with SWEEP_TILES")
+    ap.add_argument("--prefix-l1", action="store_true",
+                    help="time triton-prefix on the l1 cases too (a prefix sum is a weak l1 bound: most pairs "
+                         "survive it, which costs time and GPU memory)")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of other cases already in bench_gpu.json (runs split over commands)")
     args = ap.parse_args()

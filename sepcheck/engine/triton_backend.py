@@ -6,6 +6,16 @@ streamed through pinned memory, :mod:`sepcheck.engine.gpu_data`); each launch wr
 (query, reference chunk) k-best lists, which are merged into a running best on the device
 (no host synchronisation per block) and copied back once per query block.
 
+Pruned search (``prune='prefix'``, the default for uint8 linf): rows are used in a fixed
+random feature order, packed four bytes per word; each query gets a threshold (per slot with
+the per-class grouping) that its k-th best cannot exceed: the exact distances of its nearest
+rows in l2 (an int8 GEMM), tightened after phase 1 by the exact distances of the rows with the
+lowest prefix bounds. Phase 1 keeps the (query, row) pairs whose partial distance over the
+first PW words is <= the threshold, in a dense list; phase 2 extends the list over the next
+words in rounds of doubling length and keeps the pairs still <= it. The survivors carry exact
+distances and contain every row of the k best (ties included), which a lexicographic
+(distance, index) selection picks. ``prune='tiles'`` / ``'none'`` run the brute-force tile kernel.
+
 Exactness: uint8 is computed in integer-exact lanes (int32, float16 for linf, or packed
 ``vabsdiff4``), float input in float64; selection is lexicographic on (distance, index), so
 ties go to the lowest index. On the CPU it runs only in triton's interpreter
@@ -15,6 +25,7 @@ ties go to the lowest index. On the CPU it runs only in triton's interpreter
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -29,6 +40,30 @@ LANES = ("auto", "i32", "f16", "packed")
 GPU_TILES = {"i32": (64, 64, 4, 8), "f16": (64, 64, 8, 8), "packed": (64, 64, 4, 8), "f64": (32, 32, 4, 4)}
 #: tiles in the interpreter (each op is a numpy call: few large tiles are fastest)
 INTERPRETER_TILES = (16, 32, 16, 1)
+#: pruned search ("prefix"): (BQ, BR, PW, num_warps) of phase 1 (PW: packed words of the
+#: prefix bound, 4 features each) on CUDA and in the interpreter
+PREFIX_TILES = (64, 64, 16, 8)
+INTERPRETER_PREFIX_TILES = (16, 32, 4, 1)
+#: phase 2: (pairs per program, words per step, num_warps) on CUDA and in the interpreter
+EXTEND_TILES = (128, 16, 4)
+INTERPRETER_EXTEND_TILES = (1024, 64, 1)
+#: rows are padded with zero bytes to a multiple of this many packed words (zeros add nothing)
+WORD_MULTIPLE = 16
+#: seed of the fixed random feature order of the pruned search
+FEATURE_SEED = 20201207
+#: candidates per query (beyond k) whose exact distances seed the threshold, and per slot
+SEED_EXTRA, SEED_PER_SLOT = 3, 2
+#: per query (per slot), listed pairs of lowest prefix bound whose exact distances tighten the
+#: threshold after phase 1 (0: off)
+REFINE_CANDIDATES = 64
+#: bytes of one block of seed scores (queries x reference rows, int32)
+SEED_BYTES = 1 << 29
+#: sentinel threshold: keeps every pair (no candidate gave a bound)
+NO_THRESHOLD = 2**31 - 1
+
+Prune = Literal["auto", "prefix", "tiles", "none"]
+PRUNE = ("auto", "prefix", "tiles", "none")
+
 #: programs to keep the GPU busy: reference chunks are split until (query tiles x chunks) reaches
 #: this (one chunk per slot in the interpreter, which runs programs one by one)
 MIN_PROGRAMS = 4 * 132
@@ -120,7 +155,7 @@ def search_triton(
     stream: bool = True,
     lanes: Lanes = "auto",
     tiles: tuple[int, int, int, int] | None = None,
-    prune: bool = True,
+    prune: Prune | bool = "auto",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """k nearest reference rows per query (other label), or the nearest row of every slot.
 
@@ -152,9 +187,17 @@ def search_triton(
         for l1); 'packed' is PTX ``vabsdiff4`` on CUDA and the same word arithmetic in plain
         Triton in the interpreter. Float always runs in float64.
     tiles : (BQ, BR, BD, num_warps) or None
-        Kernel tile sizes (powers of two); default per lanes and device.
-    prune : bool
-        Skip tiles whose row-sum lower bound cannot beat any query's k-th best (uint8 only).
+        Kernel tile sizes (powers of two); default per lanes and device. With
+        ``prune='prefix'``: (BQ, BR, PW, num_warps) of phase 1, PW packed words (4 features
+        each) in the prefix bound.
+    prune : 'auto', 'prefix', 'tiles', 'none' (or a bool: True is 'auto', False 'none')
+        'prefix' (uint8 only, packed words): a fixed random feature order, a threshold per
+        query (per slot) seeded by the exact distances of its nearest rows in l2 (an int8
+        GEMM), then (query, row) pairs whose partial distance over a prefix of the features
+        exceeds it are dropped, and the others extended in rounds, densely, until they exceed
+        it or are complete. 'tiles': the brute-force tile kernel that skips tiles whose
+        row-sum bound cannot beat any query's k-th best (uint8 only). 'none': brute force.
+        'auto': 'prefix' for uint8 linf, 'tiles' for uint8 l1, 'none' for float.
 
     Returns
     -------
@@ -196,6 +239,11 @@ def search_triton(
         bounds = np.searchsorted(slots[perm], np.arange(S + 1))
     else:
         bounds = np.array([0, n])
+    mode = _prune_mode(prune, integer, p_inf, lanes)
+    if mode == "prefix":
+        return _search_prefix(Q, ql, R, rl, p_inf=p_inf, k=k, S=S, bounds=bounds, perm=perm, dev=dev,
+                              memory_budget=memory_budget, block_size=block_size, progress=progress,
+                              stream=stream, tiles=tiles)
     out_f64 = not integer or 255 * d >= 2**24
     kp = 1 << (k - 1).bit_length()
     if tiles is None:
@@ -212,7 +260,7 @@ def search_triton(
 
     dist_out = np.full((m, S, k), np.inf)
     idx_out = np.full((m, S, k), -1, dtype=np.int64)
-    info = {"backend": "triton", "lanes": lane, "tiles": (BQ, BR, BD, warps), "resident": plan.resident,
+    info = {"backend": "triton", "prune": mode, "lanes": lane, "tiles": (BQ, BR, BD, warps), "resident": plan.resident,
             "ref_rows": plan.ref_rows, "query_rows": plan.query_rows, "device": str(dev)}
     if m == 0 or n == 0:
         return dist_out, idx_out, info
@@ -258,7 +306,7 @@ def search_triton(
                 q_dev, r_dev, ql_dev, rl_block, qsum, rsum,
                 starts, stops, part_d, part_i,
                 mq, d, q_dev.stride(0), r_dev.stride(0), C,
-                P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=prune and integer,
+                P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=mode == "tiles",
                 LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3}[lane], OUT_F64=out_f64, ASM=dev.type == "cuda",
                 BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=chunk,
                 num_warps=warps,
@@ -272,14 +320,20 @@ def search_triton(
         dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, S, k)
         ii = run_i.cpu().numpy().reshape(mq, S, k)
         ii = np.where(np.isfinite(dd), ii, -1)
-        if perm is not None:
-            ii = np.where(ii >= 0, perm[np.maximum(ii, 0)], -1)
-        dist_out[qs:qe] = dd
-        idx_out[qs:qe] = ii
-        if progress is not None:
-            progress(mq)
+        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+def _store_block(dist_out, idx_out, qs: int, dd, ii, perm, progress):
+    """Write the (mq, S, k) results of the query block starting at ``qs``, rows mapped back
+    through the slot sort ``perm``; report the block to ``progress``."""
+    if perm is not None:
+        ii = np.where(ii >= 0, perm[np.maximum(ii, 0)], -1)
+    dist_out[qs : qs + dd.shape[0]] = dd
+    idx_out[qs : qs + dd.shape[0]] = ii
+    if progress is not None:
+        progress(dd.shape[0])
 
 
 def _pow2_tiles(rows: int, br: int) -> int:
@@ -288,14 +342,14 @@ def _pow2_tiles(rows: int, br: int) -> int:
     return br * (1 << (-(-rows // br) - 1).bit_length())
 
 
-def _prepare(x, lane: str):
-    """The device rows as the kernel reads them: packed lanes view 4 bytes as one int32."""
+def _prepare(x, lane: str, multiple: int = 4):
+    """The device rows as the kernel reads them: packed lanes view 4 bytes as one int32 (rows
+    zero-padded to ``multiple`` bytes)."""
     import torch
 
     if lane != "packed":
         return x.contiguous()
-    d = x.shape[1]
-    pad = (-d) % 4
+    pad = (-x.shape[1]) % multiple
     if pad:
         x = torch.nn.functional.pad(x, (0, pad))
     return x.contiguous().view(torch.int32)
@@ -354,3 +408,273 @@ def _merge_slots(run_d, run_i, new_d, new_i, slot_of_chunk):
     keep = torch.where(run_d == best, run_i, torch.full_like(run_i, 2**62))
     cand = torch.where(new_d.to(run_d.dtype) == torch.gather(best, 1, sl), new_i, torch.full_like(new_i, 2**62))
     return best, keep.scatter_reduce(1, sl, cand, reduce="amin", include_self=True)
+
+
+def _prune_mode(prune, integer: bool, p_inf: bool, lanes: str) -> str:
+    """The pruning mode to run ('prefix', 'tiles' or 'none') for ``prune`` and the data."""
+    if isinstance(prune, bool | np.bool_):
+        prune = "auto" if prune else "none"
+    if prune not in PRUNE:
+        raise SepcheckError(f"unknown prune {prune!r}: use one of {', '.join(PRUNE)}")
+    if prune == "auto":
+        if integer and p_inf and lanes in ("auto", "packed"):
+            return "prefix"
+        return "tiles" if integer else "none"
+    if prune != "none" and not integer:
+        raise SepcheckError(f"prune {prune!r} is for uint8 data: use prune='none' (or 'auto') for float input")
+    if prune == "prefix" and lanes not in ("auto", "packed"):
+        raise SepcheckError(f"prune 'prefix' computes on packed words: use lanes='packed' (or 'auto'), not {lanes!r}")
+    return prune
+
+
+def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budget, block_size, progress,
+                   stream, tiles):
+    """The pruned search (``prune='prefix'``) of :func:`search_triton` on uint8 rows (reference
+    sorted by slot when S > 1); same returns."""
+    import torch
+
+    from . import triton_kernels
+    from .gpu_data import device_budget, plan_blocks, reference_blocks
+
+    m, d = Q.shape
+    n = R.shape[0]
+    by_class = perm is not None
+    if tiles is None:
+        tiles = INTERPRETER_PREFIX_TILES if dev.type == "cpu" else PREFIX_TILES
+    BQ, BR, PW, warps = (int(t) for t in tiles)
+    BP, BW, warps2 = INTERPRETER_EXTEND_TILES if dev.type == "cpu" else EXTEND_TILES
+    words = -(-d // (4 * WORD_MULTIPLE)) * WORD_MULTIPLE
+    PW = max(1, min(PW, words))
+    budget = device_budget(dev, memory_budget)
+    # a reference row: raw + permuted + packed copies; a query row: the same, its thresholds
+    plan = plan_blocks(n, m, 3 * d + 4 * words, 3 * d + 4 * words + 8 * S, budget, block_size, stream)
+    # pair lists (3 int32 per pair, two lists alive) for an eighth of the pairs; positions are int32
+    free = max(0, budget - (1 if plan.resident else 2) * plan.ref_rows * (3 * d + 4 * words))
+    q_rows = min(plan.query_rows, max(BQ, int(free // 2 // max(1, 3 * plan.ref_rows))), max(1, 2**30 // plan.ref_rows))
+    info = {"backend": "triton", "prune": "prefix", "lanes": "packed", "tiles": (BQ, BR, PW, warps),
+            "resident": plan.resident, "ref_rows": plan.ref_rows, "query_rows": q_rows, "device": str(dev),
+            "pairs_prefix": 0, "pairs_complete": 0, "stage_seconds": dict.fromkeys(STAGES, 0.0)}
+    dist_out = np.full((m, S, k), np.inf)
+    idx_out = np.full((m, S, k), -1, dtype=np.int64)
+    if m == 0 or n == 0:
+        info["blocks"] = 0
+        return dist_out, idx_out, info
+    phase1, phase2 = triton_kernels.prefix_kernels()
+    asm = dev.type == "cuda"
+    fperm = torch.from_numpy(np.random.default_rng(FEATURE_SEED).permutation(d)).to(dev)
+    rl_dev = torch.from_numpy(rl).to(dev)
+    slot_dev = torch.from_numpy(np.repeat(np.arange(S, dtype=np.int32), np.diff(bounds))).to(dev)
+    blocks = 0
+    clock = _StageClock(dev, info["stage_seconds"])
+    for qs in range(0, m, q_rows):
+        qe = min(m, qs + q_rows)
+        mq = qe - qs
+        q_raw = torch.from_numpy(Q[qs:qe]).to(dev)
+        q_dev = _packed_rows(q_raw, fperm)
+        ql_dev = torch.from_numpy(ql[qs:qe]).to(dev)
+        thr = None
+        found = []
+        for b0, block in reference_blocks(R, plan.ref_rows, dev):
+            blocks += 1
+            nb = block.shape[0]
+            rl_block = rl_dev[b0 : b0 + nb].clone()
+            slot_block = slot_dev[b0 : b0 + nb].clone()
+            if thr is None:  # any rows give an upper bound: the first block seeds every block
+                thr = _seed_thresholds(q_raw, ql_dev, block, rl_block, bounds - b0, p_inf=p_inf, k=k,
+                                       by_class=by_class)
+            clock("seed")
+            r_dev = _packed_rows(block, fperm)
+            count = torch.zeros(1, dtype=torch.int32, device=dev)
+            cap = max(1024, mq * nb // 8)
+            while True:
+                pq, pr, pd = (torch.empty(cap, dtype=torch.int32, device=dev) for _ in range(3))
+                phase1[(-(-mq // BQ), -(-nb // BR))](
+                    q_dev, r_dev, ql_dev, rl_block, slot_block, thr, count, pq, pr, pd,
+                    mq, nb, q_dev.stride(0), r_dev.stride(0), S, cap,
+                    P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BQ=BQ, BR=BR, PW=PW, num_warps=warps,
+                )
+                n_in = int(count.item())
+                if n_in <= cap:
+                    break
+                cap = n_in  # rare: more pairs than room; run again with enough
+                count.zero_()
+            info["pairs_prefix"] += n_in
+            clock("prefix")
+
+            def extend(pq, pr, pd, n_in, thr, q_dev=q_dev, r_dev=r_dev, slot_block=slot_block, count=count):
+                """Extend the listed pairs from word PW to the end in rounds of doubling
+                length, keeping those still <= their threshold (densely)."""
+                w0, step = PW, max(PW, BW)
+                while w0 < words and n_in:
+                    w1 = min(words, w0 + step)
+                    count.zero_()
+                    nq, nr, nd = (torch.empty(n_in, dtype=torch.int32, device=dev) for _ in range(3))
+                    phase2[(-(-n_in // BP),)](
+                        q_dev, r_dev, slot_block, thr, pq, pr, pd, count, nq, nr, nd,
+                        n_in, q_dev.stride(0), r_dev.stride(0), S, w0, w1,
+                        P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BP=BP, BW=BW, STEPS=-(-(w1 - w0) // BW),
+                        num_warps=warps2,
+                    )
+                    n_in = int(count.item())
+                    pq, pr, pd = nq, nr, nd
+                    w0, step = w1, 2 * step
+                return pq, pr, pd, n_in
+
+            if REFINE_CANDIDATES and n_in:
+                # the listed pairs of smallest prefix bound are near rows: their exact distances
+                # tighten the thresholds before the bulk of the extension
+                group = pq[:n_in].long() * S + slot_block[pr[:n_in]].long() if by_class else pq[:n_in].long()
+                take = _lowest_bounds(group, pd[:n_in], mq * S, REFINE_CANDIDATES, 255 * (1 if p_inf else 4 * PW))
+                cq, cr, cd = pq[:n_in][take].contiguous(), pr[:n_in][take].contiguous(), pd[:n_in][take].contiguous()
+                cq, cr, cd, n_c = extend(cq, cr, cd, cq.numel(), thr)
+                if n_c:
+                    best = _select([(cq[:n_c].long(), cr[:n_c].long() + b0, cd[:n_c].long())], mq, S, k,
+                                   slot_dev if by_class else None)[0][:, k - 1]
+                    best = torch.where(torch.isfinite(best), best, NO_THRESHOLD).to(torch.int32).view(mq, S)
+                    thr = torch.minimum(thr, best)
+            clock("refine")
+            pq, pr, pd, n_in = extend(pq, pr, pd, n_in, thr)
+            clock("extend")
+            info["pairs_complete"] += n_in
+            found.append((pq[:n_in].long(), pr[:n_in].long() + b0, pd[:n_in].long()))
+        dd, ii = _select(found, mq, S, k, slot_dev if by_class else None)
+        dd = dd.cpu().numpy().reshape(mq, S, k)
+        ii = ii.cpu().numpy().reshape(mq, S, k)
+        clock("select")
+        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
+    info["blocks"] = blocks
+    return dist_out, idx_out, info
+
+
+#: stages of the pruned search timed in ``info["stage_seconds"]`` (the seed stage includes the
+#: uploads and the permuted copies of the rows)
+STAGES = ("seed", "prefix", "refine", "extend", "select")
+
+
+class _StageClock:
+    """Adds the wall time since the previous call to ``seconds[stage]``, after waiting for the
+    device (one synchronisation per stage and block: the stages sync anyway to size lists)."""
+
+    def __init__(self, dev, seconds: dict):
+        self.dev, self.seconds, self.last = dev, seconds, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        import torch
+
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        now = time.perf_counter()
+        self.seconds[stage] += now - self.last
+        self.last = now
+
+
+def _lowest_bounds(group, bound, n_groups: int, want: int, top: int):
+    """Mask of the listed pairs whose bound is among the ``want`` lowest of their group (all
+    pairs at the cut-off value: a coarse histogram of the bounds 0..``top`` per group)."""
+    import torch
+
+    bins = 256
+    while bins > 8 and n_groups * bins * 8 > SEED_BYTES:
+        bins //= 2
+    shift = max(0, (top // bins).bit_length())
+    b = bound.long() >> shift
+    hist = torch.bincount(group * bins + b, minlength=n_groups * bins).view(n_groups, bins)
+    cut = (hist.cumsum(dim=1) < want).sum(dim=1)  # first bin reaching `want` pairs
+    return b <= cut[group]
+
+
+def _packed_rows(x, fperm):
+    """uint8 rows (device) in the feature order ``fperm``, zero-padded to a multiple of
+    ``WORD_MULTIPLE`` words and viewed as int32 words."""
+    return _prepare(x[:, fperm], "packed", 4 * WORD_MULTIPLE)
+
+
+def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: bool):
+    """Per query (per slot) an exact distance that the k-th best (the slot's best) cannot
+    exceed: the k-th smallest exact distance among the query's nearest rows in l2 (int8
+    GEMM of the centred bytes; any candidates would do, near ones give a tight threshold).
+    int32 (mq, S); ``NO_THRESHOLD`` where fewer candidates exist."""
+    import torch
+
+    mq, d = q.shape
+    nb = r.shape[0]
+    S = bounds.size - 1
+    thr = torch.full((mq, S), NO_THRESHOLD, dtype=torch.int32, device=q.device)
+    a = _centred(q)
+    b = _centred(r)
+    rsq = (b.to(torch.int32) ** 2).sum(dim=1, dtype=torch.int32)
+    sub = max(1, SEED_BYTES // (4 * nb))
+    for s0 in range(0, mq, sub):
+        s1 = min(mq, s0 + sub)
+        scores = rsq[None, :] - 2 * _dot(a[s0:s1], b)  # ||q - r||^2 - ||q||^2
+        if by_class:
+            for s in range(S):
+                lo, hi = max(0, int(bounds[s])), min(nb, int(bounds[s + 1]))
+                if hi > lo:
+                    cand = torch.topk(scores[:, lo:hi], min(SEED_PER_SLOT, hi - lo), dim=1, largest=False).indices + lo
+                    thr[s0:s1, s] = _exact(q[s0:s1], r, cand, p_inf).amin(dim=1).to(torch.int32)
+            continue
+        scores.masked_fill_(ql[s0:s1, None] == rl[None, :], torch.iinfo(scores.dtype).max
+                            if not scores.dtype.is_floating_point else math.inf)
+        c = min(nb, k + SEED_EXTRA)
+        if c < k:
+            continue
+        cand = torch.topk(scores, c, dim=1, largest=False).indices
+        dist = _exact(q[s0:s1], r, cand, p_inf)
+        dist = torch.where(ql[s0:s1, None] != rl[cand], dist, NO_THRESHOLD)
+        thr[s0:s1, 0] = torch.sort(dist, dim=1).values[:, k - 1].to(torch.int32)
+    return thr
+
+
+def _centred(x):
+    """uint8 rows as int8 x - 128, zero-padded to a multiple of 8 columns (for int8 GEMMs)."""
+    import torch
+
+    y = (x.to(torch.int16) - 128).to(torch.int8)
+    pad = (-y.shape[1]) % 8
+    return torch.nn.functional.pad(y, (0, pad)) if pad else y
+
+
+def _dot(a, b):
+    """a @ b.T of int8 rows: exact int32 on the int8 tensor cores where torch can, else float32
+    (the seeds only need near rows, not exact products)."""
+    import torch
+
+    if a.shape[0] > 16 and b.shape[0] % 8 == 0:
+        try:
+            return torch._int_mm(a, b.t())
+        except (RuntimeError, NotImplementedError):
+            pass
+    if a.is_cuda:  # float16 tensor cores on values scaled into [-1, 1) (no fp16 overflow)
+        return (a.to(torch.float16) / 128 @ (b.to(torch.float16) / 128).t()).to(torch.float32) * 16384
+    return a.to(torch.float32) @ b.to(torch.float32).t()
+
+
+def _exact(q, r, cand, p_inf: bool):
+    """Exact distances (int32, (mq, c)) of each query to its candidate rows ``cand``."""
+    import torch
+
+    diff = (q[:, None, :].to(torch.int16) - r[cand].to(torch.int16)).abs()
+    return diff.amax(dim=2).to(torch.int32) if p_inf else diff.sum(dim=2, dtype=torch.int32)
+
+
+def _select(found, mq: int, S: int, k: int, slot_of_row):
+    """The k lexicographically smallest (distance, row) per query (per slot) among the found
+    pairs: float64 (mq * S, k) distances (+inf where missing) and int64 rows (-1)."""
+    import torch
+
+    q = torch.cat([f[0] for f in found])
+    r = torch.cat([f[1] for f in found])
+    dist = torch.cat([f[2] for f in found])
+    group = q * S + slot_of_row[r].long() if slot_of_row is not None else q
+    for key in range(3):  # stable sorts: by group, then distance, then row
+        order = torch.sort((r, dist, group)[key], stable=True).indices
+        r, dist, group = r[order], dist[order], group[order]
+    counts = torch.bincount(group, minlength=mq * S)
+    rank = torch.arange(group.numel(), device=group.device) - (torch.cumsum(counts, 0) - counts)[group]
+    keep = rank < k
+    out_d = torch.full((mq * S, k), math.inf, dtype=torch.float64, device=group.device)
+    out_i = torch.full((mq * S, k), -1, dtype=torch.int64, device=group.device)
+    out_d[group[keep], rank[keep]] = dist[keep].to(torch.float64)
+    out_i[group[keep], rank[keep]] = r[keep]
+    return out_d, out_i

@@ -102,34 +102,8 @@ def _knn_tile(
                         rw = tl.load(rptr + (w0 + j))
                         qb = tl.broadcast_to(qw[:, None], (BQ, BR))
                         rb = tl.broadcast_to(rw[None, :], (BQ, BR))
-                        if ASM and P_INF:
-                            lo, hi = tl.inline_asm_elementwise(
-                                "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
-                                "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
-                                "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
-                                "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
-                            )
-                        elif ASM:
-                            lo = tl.inline_asm_elementwise(
-                                "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
-                                [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
-                            )
-                        else:
-                            # the same word arithmetic in plain Triton (interpreter, other GPUs)
-                            t0 = tl.abs(((qb >> 0) & 255) - ((rb >> 0) & 255))
-                            t1 = tl.abs(((qb >> 8) & 255) - ((rb >> 8) & 255))
-                            t2 = tl.abs(((qb >> 16) & 255) - ((rb >> 16) & 255))
-                            t3 = tl.abs(((qb >> 24) & 255) - ((rb >> 24) & 255))
-                            if P_INF:
-                                lo = tl.maximum(lo & 65535, t0) | (tl.maximum(lo >> 16, t2) << 16)
-                                hi = tl.maximum(hi & 65535, t1) | (tl.maximum(hi >> 16, t3) << 16)
-                            else:
-                                lo += t0 + t1 + t2 + t3
-                if P_INF:
-                    lo = tl.maximum(lo & 65535, lo >> 16)
-                    hi = tl.maximum(hi & 65535, hi >> 16)
-                    lo = tl.maximum(lo, hi)
-                dist = lo
+                        lo, hi = packed_step(qb, rb, lo, hi, P_INF, ASM)
+                dist = packed_finish(lo, hi, P_INF)
             else:
                 if LANES == 1:
                     acc = tl.zeros((BQ, BR), dtype=tl.float16)
@@ -180,12 +154,174 @@ def _knn_tile(
     tl.store(OUT_I + out, best_i, mask=omask)
 
 
+#: the jitted helpers of the kernels below, bound by :func:`_jitted` (triton looks them up as
+#: module globals when it traces a kernel)
+packed_step = packed_finish = threshold = None
+
+# ---------------------------------------------------------------- pruned search ("prefix")
+#
+# The reference and the queries carry their features in a fixed random order, packed four
+# bytes per int32 word. A partial linf (max) or l1 (sum) over the first words is a lower bound
+# of the full distance. Phase 1 (:func:`_prefix_pairs`) computes it for every (query, row)
+# pair of a (BQ x BR) tile over the first PW words and appends the pairs whose bound is <= the
+# query's threshold (an exact distance of some row, so >= the k-th best) to a dense list;
+# phase 2 (:func:`_extend_pairs`) extends the listed pairs over the next words and keeps those
+# still <= the threshold, densely again (no lane waits for another pair's features). What
+# survives the last round carries its exact distance.
+
+
+def _packed_step(qb, rb, lo, hi, P_INF: tl.constexpr, ASM: tl.constexpr):  # pragma: no cover - traced by triton
+    """One packed word per element: linf keeps the byte maxima in two u16x2 accumulators
+    (VABSDIFF4 + PRMT + max.u16x2 with ``ASM``), l1 sums the four absolute differences into
+    ``lo`` (VABSDIFF4.ADD); without ``ASM`` the same word arithmetic in plain Triton (the
+    interpreter cannot run inline PTX)."""
+    if ASM and P_INF:
+        lo, hi = tl.inline_asm_elementwise(
+            "{.reg .b32 t, l, h, z; mov.b32 z, 0; vabsdiff4.u32.u32.u32 t, $2, $3, z; "
+            "prmt.b32 l, t, z, 0x4240; prmt.b32 h, t, z, 0x4341; "
+            "max.u16x2 $0, $4, l; max.u16x2 $1, $5, h;}",
+            "=r,=r,r,r,r,r", [qb, rb, lo, hi], dtype=(tl.int32, tl.int32), is_pure=True, pack=1,
+        )
+    elif ASM:
+        lo = tl.inline_asm_elementwise(
+            "vabsdiff4.u32.u32.u32.add $0, $1, $2, $3;", "=r,r,r,r",
+            [qb, rb, lo], dtype=tl.int32, is_pure=True, pack=1,
+        )
+    else:
+        t0 = tl.abs(((qb >> 0) & 255) - ((rb >> 0) & 255))
+        t1 = tl.abs(((qb >> 8) & 255) - ((rb >> 8) & 255))
+        t2 = tl.abs(((qb >> 16) & 255) - ((rb >> 16) & 255))
+        t3 = tl.abs(((qb >> 24) & 255) - ((rb >> 24) & 255))
+        if P_INF:
+            lo = tl.maximum(lo & 65535, t0) | (tl.maximum(lo >> 16, t2) << 16)
+            hi = tl.maximum(hi & 65535, t1) | (tl.maximum(hi >> 16, t3) << 16)
+        else:
+            lo += t0 + t1 + t2 + t3
+    return lo, hi
+
+
+def _packed_finish(lo, hi, P_INF: tl.constexpr):  # pragma: no cover - traced by triton
+    """The per-element distance of the accumulators of :func:`_packed_step`."""
+    if P_INF:
+        lo = tl.maximum(lo & 65535, lo >> 16)
+        hi = tl.maximum(hi & 65535, hi >> 16)
+        lo = tl.maximum(lo, hi)
+    return lo
+
+
+def _threshold(THR, RSLOT, q, r, mask, n_slots, BY_SLOT: tl.constexpr):  # pragma: no cover - traced by triton
+    """The threshold of each (query, row) pair: per query, or per (query, slot of the row)."""
+    if BY_SLOT:
+        slot = tl.load(RSLOT + r, mask=mask, other=0)
+        return tl.load(THR + q * n_slots + slot, mask=mask, other=-1)
+    return tl.load(THR + q, mask=mask, other=-1)
+
+
+def _prefix_pairs(
+    Q, R, QL, RL, RSLOT, THR, CNT, OUT_Q, OUT_R, OUT_D,
+    m, n, stride_q, stride_r, n_slots, cap,
+    P_INF: tl.constexpr, BY_SLOT: tl.constexpr, ASM: tl.constexpr,
+    BQ: tl.constexpr, BR: tl.constexpr, PW: tl.constexpr,
+):  # pragma: no cover - traced by triton
+    pid_q = tl.program_id(0)
+    pid_r = tl.program_id(1)
+    rows_q = pid_q * BQ + tl.arange(0, BQ)
+    cols = pid_r * BR + tl.arange(0, BR)
+    qmask = rows_q < m
+    rmask = cols < n
+    qptr = Q + tl.minimum(rows_q, m - 1).to(tl.int64) * stride_q
+    rptr = R + tl.minimum(cols, n - 1).to(tl.int64) * stride_r
+    lo = tl.zeros((BQ, BR), dtype=tl.int32)
+    hi = tl.zeros((BQ, BR), dtype=tl.int32)
+    for j in tl.static_range(PW):
+        qw = tl.load(qptr + j)
+        rw = tl.load(rptr + j)
+        lo, hi = packed_step(tl.broadcast_to(qw[:, None], (BQ, BR)), tl.broadcast_to(rw[None, :], (BQ, BR)),
+                             lo, hi, P_INF, ASM)
+    dist = packed_finish(lo, hi, P_INF)
+    qq = tl.broadcast_to(rows_q[:, None], (BQ, BR))
+    rr = tl.broadcast_to(cols[None, :], (BQ, BR))
+    valid = qmask[:, None] & rmask[None, :]
+    if not BY_SLOT:  # grouping "other label": rows of the query's own label never count
+        ql = tl.load(QL + rows_q, mask=qmask, other=-1)
+        rl = tl.load(RL + cols, mask=rmask, other=-1)
+        valid = valid & (ql[:, None] != rl[None, :])
+    thr = threshold(THR, RSLOT, qq, rr, valid, n_slots, BY_SLOT)
+    keep = (valid & (dist <= thr)).to(tl.int32)
+    # dense append: one atomic per tile reserves the room, a scan gives each pair its place
+    row_cnt = tl.sum(keep, axis=1)
+    total = tl.sum(row_cnt, axis=0)
+    if total > 0:
+        base = tl.atomic_add(CNT, total)
+        pos = base + (tl.cumsum(row_cnt, axis=0) - row_cnt)[:, None] + tl.cumsum(keep, axis=1) - keep
+        ok = (keep != 0) & (pos < cap)
+        tl.store(OUT_Q + pos, qq, mask=ok)
+        tl.store(OUT_R + pos, rr, mask=ok)
+        tl.store(OUT_D + pos, dist, mask=ok)
+
+
+def _extend_pairs(
+    Q, R, RSLOT, THR, IN_Q, IN_R, IN_D, CNT, OUT_Q, OUT_R, OUT_D,
+    n_in, stride_q, stride_r, n_slots, w0, w1,
+    P_INF: tl.constexpr, BY_SLOT: tl.constexpr, ASM: tl.constexpr, BP: tl.constexpr, BW: tl.constexpr,
+    STEPS: tl.constexpr,
+):  # pragma: no cover - traced by triton
+    pid = tl.program_id(0)
+    at = pid * BP + tl.arange(0, BP)
+    pmask = at < n_in
+    pq = tl.load(IN_Q + at, mask=pmask, other=0)
+    pr = tl.load(IN_R + at, mask=pmask, other=0)
+    part = tl.load(IN_D + at, mask=pmask, other=0)
+    qptr = Q + pq.to(tl.int64) * stride_q
+    rptr = R + pr.to(tl.int64) * stride_r
+    lo = tl.zeros((BP, BW), dtype=tl.int32)
+    hi = tl.zeros((BP, BW), dtype=tl.int32)
+    for j in range(STEPS):  # words [w0, w1), BW per step (STEPS * BW >= w1 - w0)
+        words = w0 + j * BW + tl.arange(0, BW)
+        wmask = (words < w1)[None, :]
+        qw = tl.load(qptr[:, None] + words[None, :], mask=wmask, other=0)
+        rw = tl.load(rptr[:, None] + words[None, :], mask=wmask, other=0)
+        lo, hi = packed_step(qw, rw, lo, hi, P_INF, ASM)
+    d = packed_finish(lo, hi, P_INF)
+    if P_INF:  # noqa: SIM108 - a constexpr branch
+        dist = tl.maximum(part, tl.max(d, axis=1))
+    else:
+        dist = part + tl.sum(d, axis=1)
+    thr = threshold(THR, RSLOT, pq, pr, pmask, n_slots, BY_SLOT)
+    keep = (pmask & (dist <= thr)).to(tl.int32)
+    total = tl.sum(keep, axis=0)
+    if total > 0:
+        base = tl.atomic_add(CNT, total)
+        pos = base + tl.cumsum(keep, axis=0) - keep
+        ok = keep != 0
+        tl.store(OUT_Q + pos, pq, mask=ok)
+        tl.store(OUT_R + pos, pr, mask=ok)
+        tl.store(OUT_D + pos, dist, mask=ok)
+
+
 @functools.cache
 def _jitted(interpret: bool):
     assert interpret == interpreting()
-    return triton.jit(_knn_tile)
+    # the helpers are looked up as globals when triton traces the kernels; the interpreter runs
+    # the kernels as Python and calls them as plain functions (a jitted call costs milliseconds)
+    wrap = (lambda f: f) if interpret else triton.jit
+    helpers = {"packed_step": wrap(_packed_step), "packed_finish": wrap(_packed_finish),
+               "threshold": wrap(_threshold)}
+    globals().update(helpers)
+    return triton.jit(_knn_tile), triton.jit(_prefix_pairs), triton.jit(_extend_pairs), helpers
+
+
+def _kernels():
+    kernels = _jitted(interpreting())
+    globals().update(kernels[3])
+    return kernels
 
 
 def tile_kernel():
-    """The jitted kernel for the current mode (compiler or interpreter)."""
-    return _jitted(interpreting())
+    """The jitted brute-force tile kernel for the current mode (compiler or interpreter)."""
+    return _kernels()[0]
+
+
+def prefix_kernels():
+    """The jitted kernels of the pruned search: (phase 1 prefix pairs, phase 2 extension)."""
+    return _kernels()[1:3]

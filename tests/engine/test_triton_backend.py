@@ -57,13 +57,16 @@ def cases(draw):
     p = draw(st.sampled_from([math.inf, 1.0]))
     n, m, d = draw(st.integers(1, 40)), draw(st.integers(1, 20)), draw(st.integers(1, 11))
     vmax = draw(st.sampled_from([1, 3, 255]))  # small ranges: many ties
-    lanes = "auto"
+    lanes, prune = "auto", draw(st.sampled_from(["auto", "none"]))
     if dtype == "uint8":
+        prune = draw(st.sampled_from(["prefix", "tiles", "none", "auto"]))
         lanes = draw(st.sampled_from(["i32", "f16", "packed"] if math.isinf(p) else ["i32", "packed"]))
+        if prune in ("prefix", "auto"):  # the pruned search computes on packed words
+            lanes = draw(st.sampled_from(["packed", "auto"]))
     return {
         "X": _rows(draw, n, d, dtype, vmax), "y": np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))),
         "Xq": _rows(draw, m, d, dtype, vmax), "yq": np.array(draw(st.lists(st.integers(0, 2), min_size=m, max_size=m))),
-        "p": p, "k": draw(st.integers(1, 4)), "lanes": lanes, "prune": draw(st.booleans()),
+        "p": p, "k": draw(st.integers(1, 4)), "lanes": lanes, "prune": prune,
         "tiles": (draw(st.sampled_from([2, 16])), draw(st.sampled_from([4, 32])), draw(st.sampled_from([1, 16])), 1),
         "block_size": draw(st.sampled_from([None, 15])),
     }
@@ -109,12 +112,12 @@ def test_ties_go_to_lowest_index(tdevice):
     assert np.array_equal(idx[:, 0], np.where(y[:, None] == 0, [1, 3], [0, 2]))
 
 
-@pytest.mark.parametrize("p", [math.inf, 1.0])
-def test_real_mnist_rows(tdevice, mnist_test, p):
+@pytest.mark.parametrize(("p", "prune"), [(math.inf, "prefix"), (math.inf, "tiles"), (1.0, "tiles")])
+def test_real_mnist_rows(tdevice, mnist_test, p, prune):
     X, y = mnist_test
     X = X.reshape(len(X), -1)
     ref, ref_y, q, q_y = X[:300], y[:300], X[5000:5032], y[5000:5032]
-    dist, idx, _ = search_triton(q, q_y, ref, ref_y, p=p, k=2, device=tdevice, tiles=(32, 128, 16, 4))
+    dist, idx, _ = search_triton(q, q_y, ref, ref_y, p=p, k=2, device=tdevice, tiles=(32, 128, 16, 4), prune=prune)
     want_d, want_i = oracle.nearest_other(ref, ref_y, q, q_y, p=p, k=2)
     np.testing.assert_array_equal(dist[:, 0], want_d)
     np.testing.assert_array_equal(idx[:, 0], want_i)
@@ -129,6 +132,37 @@ def test_streamed_reference_equals_resident(tdevice):
     assert not streamed[2]["resident"] and whole[2]["resident"]
     np.testing.assert_array_equal(whole[0], streamed[0])
     np.testing.assert_array_equal(whole[1], streamed[1])
+
+
+def _clustered(rng, n, d, centres=12, spread=20):
+    """uint8 rows near a few centres: near neighbours, so the pruned search drops pairs."""
+    base = rng.integers(0, 256, size=(centres, d))
+    noise = rng.integers(-spread, spread + 1, size=(n, d))
+    return np.clip(base[rng.integers(0, centres, n)] + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("p", [math.inf, 1.0])
+def test_prefix_pruning_exact_on_clustered_rows(tdevice, p):
+    """The pruned search on rows whose thresholds prune most pairs: any k, both groupings,
+    streamed blocks, a prefix of one packed word and several extension rounds."""
+    rng = np.random.default_rng(11)
+    n, m, d = (3000, 500, 300) if tdevice == "cuda" else (160, 16, 50)
+    X = _clustered(rng, n, d)
+    X[n - 5 :] = X[:5]  # exact duplicates: ties
+    y = rng.integers(0, 4, size=n)
+    for k, block, tiles in ((1, None, None), (3, n // 3 + 1, (16, 32, 1, 1))):
+        dist, idx, info = search_triton(X[:m], y[:m], X, y, p=p, k=k, device=tdevice, prune="prefix",
+                                        block_size=block, tiles=tiles)
+        want_d, want_i = oracle.nearest_other(X, y, X[:m], y[:m], p=p, k=k)
+        np.testing.assert_array_equal(dist[:, 0], want_d)
+        np.testing.assert_array_equal(idx[:, 0], want_i)
+        assert info["prune"] == "prefix" and info["pairs_complete"] <= info["pairs_prefix"] < m * n
+    classes, slots = np.unique(y, return_inverse=True)
+    dist, idx, _ = search_triton(X[:m], y[:m], X, y, p=p, k=1, slot_of_row=slots, n_slots=classes.size,
+                                 device=tdevice, prune="prefix")
+    want_d, want_i, _ = oracle.class_distances(X, y, X[:m], p=p)
+    np.testing.assert_array_equal(dist[:, :, 0], want_d)
+    np.testing.assert_array_equal(idx[:, :, 0], want_i)
 
 
 def _interpreter(monkeypatch):
@@ -168,6 +202,8 @@ def test_reference_too_large_without_streaming(monkeypatch):
         ({"p": 2.0}, "linf and l1 only"),
         ({"k": 2, "slot_of_row": np.zeros(3, dtype=np.int64)}, "k=1"),
         ({"lanes": "f16", "p": 1.0}, "linf only"),
+        ({"prune": "prefix", "lanes": "i32"}, "packed"),
+        ({"prune": "fast"}, "unknown prune"),
     ],
 )
 def test_bad_input_is_one_line_error(monkeypatch, kwargs, match):
@@ -177,6 +213,13 @@ def test_bad_input_is_one_line_error(monkeypatch, kwargs, match):
     with pytest.raises(SepcheckError, match=match) as err:
         search_triton(X, [0, 1, 0], X, [0, 1, 0], **args)
     assert "\n" not in str(err.value)
+
+
+def test_pruning_of_float_rows_refused(monkeypatch):
+    _interpreter(monkeypatch)
+    X = np.zeros((2, 2), np.float32)
+    with pytest.raises(SepcheckError, match="uint8"):
+        search_triton(X, [0, 1], X, [0, 1], p=math.inf, k=1, device="cpu", prune="prefix")
 
 
 def test_mixed_dtypes_refused(monkeypatch):

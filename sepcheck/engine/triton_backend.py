@@ -58,6 +58,14 @@ SEED_EXTRA, SEED_PER_SLOT = 3, 2
 REFINE_CANDIDATES = 64
 #: bytes of one block of seed scores (queries x reference rows, int32)
 SEED_BYTES = 1 << 29
+#: the seed GEMM of the other-label grouping uses at most this many reference rows (evenly
+#: strided): any rows give a valid threshold, and the refine stage tightens it after phase 1
+SEED_ROWS = 8192
+#: prune='auto' on many queries first runs the prefix search on PROBE_QUERIES of them; when
+#: more than PREFIX_MAX_SURVIVAL of their pairs survive the prefix bound (data where a short
+#: prefix says little, e.g. MNIST's many zero pixels), the brute-force tiles run instead
+PROBE_QUERIES = 2048
+PREFIX_MAX_SURVIVAL = 0.25
 #: sentinel threshold: keeps every pair (no candidate gave a bound)
 NO_THRESHOLD = 2**31 - 1
 
@@ -240,6 +248,12 @@ def search_triton(
     else:
         bounds = np.array([0, n])
     mode = _prune_mode(prune, integer, p_inf, lanes)
+    if mode == "prefix" and _auto(prune) and m > 2 * PROBE_QUERIES:
+        _, _, probe = _search_prefix(Q[:PROBE_QUERIES], ql[:PROBE_QUERIES], R, rl, p_inf=p_inf, k=k, S=S,
+                                     bounds=bounds, perm=perm, dev=dev, memory_budget=memory_budget,
+                                     block_size=block_size, progress=None, stream=stream, tiles=tiles)
+        if probe["pairs_prefix"] > PREFIX_MAX_SURVIVAL * PROBE_QUERIES * n * S:
+            mode = "tiles"
     if mode == "prefix":
         return _search_prefix(Q, ql, R, rl, p_inf=p_inf, k=k, S=S, bounds=bounds, perm=perm, dev=dev,
                               memory_budget=memory_budget, block_size=block_size, progress=progress,
@@ -410,6 +424,11 @@ def _merge_slots(run_d, run_i, new_d, new_i, slot_of_chunk):
     return best, keep.scatter_reduce(1, sl, cand, reduce="amin", include_self=True)
 
 
+def _auto(prune) -> bool:
+    """True when the caller left the pruning mode to the backend."""
+    return prune == "auto" or (isinstance(prune, bool | np.bool_) and bool(prune))
+
+
 def _prune_mode(prune, integer: bool, p_inf: bool, lanes: str) -> str:
     """The pruning mode to run ('prefix', 'tiles' or 'none') for ``prune`` and the data."""
     if isinstance(prune, bool | np.bool_):
@@ -480,8 +499,9 @@ def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budge
             rl_block = rl_dev[b0 : b0 + nb].clone()
             slot_block = slot_dev[b0 : b0 + nb].clone()
             if thr is None:  # any rows give an upper bound: the first block seeds every block
-                thr = _seed_thresholds(q_raw, ql_dev, block, rl_block, bounds - b0, p_inf=p_inf, k=k,
-                                       by_class=by_class)
+                step = 1 if by_class else max(1, nb // SEED_ROWS)
+                thr = _seed_thresholds(q_raw, ql_dev, block[::step], rl_block[::step], bounds - b0,
+                                       p_inf=p_inf, k=k, by_class=by_class)
             clock("seed")
             r_dev = _packed_rows(block, fperm)
             count = torch.zeros(1, dtype=torch.int32, device=dev)

@@ -60,3 +60,20 @@ def test_engine_triton_refused_on_the_cpu_without_interpreter(monkeypatch):
     with pytest.raises(SepcheckError) as exc:
         nearest_other(X, [0, 1, 0], backend="triton", device="cpu")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("survival", [0.0, 1.0])
+def test_auto_probe_picks_a_mode_and_stays_exact(tdev, monkeypatch, survival):
+    """prune='auto' probes the prefix search on a few queries, then runs prefix or tiles."""
+    from sepcheck.engine import triton_backend
+
+    monkeypatch.setattr(triton_backend, "PROBE_QUERIES", 8)
+    monkeypatch.setattr(triton_backend, "PREFIX_MAX_SURVIVAL", survival)
+    rng = np.random.default_rng(9)
+    X = rng.integers(0, 4, (60, 24)).astype(np.uint8)
+    y = rng.integers(0, 3, 60)
+    d, i, info = triton_backend.search_triton(X, y, X, y, p=math.inf, k=2, device=tdev)
+    wd, wi = oracle.nearest_other(X, y, p=math.inf, k=2)
+    assert info["prune"] == ("tiles" if survival == 0.0 else "prefix")
+    np.testing.assert_array_equal(i[:, 0, :], wi)
+    np.testing.assert_array_equal(d[:, 0, :], wd)

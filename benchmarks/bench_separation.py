@@ -194,25 +194,30 @@ def run_sepcheck(folder: Path, norm: str, backend: str) -> tuple[dict, np.ndarra
 
 def per_class(R, yr, Q, yq, rows: np.ndarray, search) -> tuple[np.ndarray, np.ndarray]:
     """For every class c: ``search(reference rows of the other classes, queries of class c)``
-    -> (dist, local index), for the queries ``rows``."""
+    -> (dist, local index, seconds spent building the index), for the queries ``rows``.
+    Returns the distances, indices and the total build seconds (not extrapolated)."""
     dist = np.empty(rows.size)
     idx = np.empty(rows.size, dtype=np.int64)
+    build = 0.0
     for c in np.unique(yq[rows]):
         own = np.flatnonzero(yq[rows] == c)
         other = np.flatnonzero(yr != c)
-        d, j = search(R[other], Q[rows[own]])
+        d, j, b = search(R[other], Q[rows[own]])
         dist[own], idx[own] = d, other[j]
-    return dist, idx
+        build += b
+    return dist, idx, build
 
 
 def faiss_search(norm: str):
     def search(Rc, Qc):
         import faiss
 
+        t = time.perf_counter()
         index = faiss.IndexFlatL2(Rc.shape[1]) if norm == "l2" else faiss.IndexFlat(Rc.shape[1], faiss.METRIC_Linf)
         index.add(Rc.astype(np.float32))
+        build = time.perf_counter() - t
         D, J = index.search(Qc.astype(np.float32), 1)
-        return (np.sqrt(np.maximum(D[:, 0], 0)) if norm == "l2" else D[:, 0]).astype(np.float64), J[:, 0]
+        return (np.sqrt(np.maximum(D[:, 0], 0)) if norm == "l2" else D[:, 0]).astype(np.float64), J[:, 0], build
 
     return search
 
@@ -220,15 +225,19 @@ def faiss_search(norm: str):
 def sklearn_search(Rc, Qc):
     from sklearn.neighbors import NearestNeighbors
 
+    t = time.perf_counter()
     nn = NearestNeighbors(n_neighbors=1, metric="minkowski", p=np.inf, n_jobs=-1).fit(Rc.astype(np.float32))
+    build = time.perf_counter() - t
     D, J = nn.kneighbors(Qc.astype(np.float32))
-    return D[:, 0].astype(np.float64), J[:, 0]
+    return D[:, 0].astype(np.float64), J[:, 0], build
 
 
 def cdist_search(Rc, Qc, tile: int = 256, rtile: int = 8192):
     import torch
 
+    t = time.perf_counter()
     Rt = torch.from_numpy(Rc.astype(np.float32))
+    build = time.perf_counter() - t
     dist = np.empty(len(Qc))
     idx = np.empty(len(Qc), dtype=np.int64)
     for s in range(0, len(Qc), tile):
@@ -241,15 +250,17 @@ def cdist_search(Rc, Qc, tile: int = 256, rtile: int = 8192):
             best = torch.where(better, v, best)
             arg = torch.where(better, j + r, arg)
         dist[s : s + tile], idx[s : s + tile] = best.double().numpy(), arg.numpy()
-    return dist, idx
+    return dist, idx, build
 
 
-#: baseline -> (norm, search, queries it runs on in a full / --quick run; None = all)
+#: baseline -> (norm, search, pair-features it may compute (queries x rows x features) before
+#: it runs on a subset of the queries, at least the oracle's sample; None = all queries);
+#: --quick halves the budgets
 BASELINES = {
-    "faiss IndexFlatL2 per class": ("l2", faiss_search("l2"), (None, None)),
-    "faiss IndexFlat METRIC_Linf per class": ("linf", faiss_search("linf"), (500, 200)),
-    "scikit-learn NearestNeighbors p=inf per class": ("linf", sklearn_search, (200, 100)),
-    "torch cdist p=inf float32 tiles per class": ("linf", cdist_search, (500, 200)),
+    "faiss IndexFlatL2 per class": ("l2", faiss_search("l2"), None),
+    "faiss IndexFlat METRIC_Linf per class": ("linf", faiss_search("linf"), 1.5e9),
+    "scikit-learn NearestNeighbors p=inf per class": ("linf", sklearn_search, 1e9),
+    "torch cdist p=inf float32 tiles per class": ("linf", cdist_search, 4e9),
 }
 #: faiss l2 on cases with more queries than this runs on this many and is extrapolated
 FAISS_L2_MAX = 10000
@@ -299,19 +310,21 @@ def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path) -> li
         out.append(row)
         print(f"  {row['method']:48s} {res['seconds']:8.2f} s  cpu {res['cpu_seconds']:7.2f} s  "
               f"+{res['extra_peak_mib']:.0f} MiB  exact={ok['exact']}", flush=True)
-    for name, (norm, search, subsets) in BASELINES.items():
-        s = subsets[1 if quick else 0]
+    for name, (norm, search, budget) in BASELINES.items():
+        s = None if budget is None else int(budget / (2 if quick else 1) / (len(R) * R.shape[1]))
         if name.startswith("faiss IndexFlatL2") and m > FAISS_L2_MAX:
             s = FAISS_L2_MAX // 5
         s = m if s is None else max(min(s, m), rows.size)
         sub = np.sort(order[:s])
         t0, c0 = time.perf_counter(), time.process_time()
-        d, i = per_class(R, yr, Q, yq, sub, search)
+        d, i, build = per_class(R, yr, Q, yq, sub, search)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        scale = m / s  # the per-class index builds are not extrapolated, the searches are
         pos = np.searchsorted(sub, rows)
         ok = check(d[pos], i[pos], want[norm], 1e-5)
         row = {**base, "norm": norm, "method": name, "subset": None if s == m else s,
-               "seconds": wall * m / s, "cpu_seconds": cpu * m / s, "measured_seconds": wall, **ok}
+               "seconds": build + (wall - build) * scale, "cpu_seconds": cpu * scale,
+               "measured_seconds": wall, "build_seconds": build, **ok}
         out.append(row)
         mark = f" (on {s} queries, extrapolated)" if s < m else ""
         print(f"  {name:48s} {row['seconds']:8.2f} s{mark}  exact={ok['exact']}", flush=True)
@@ -329,8 +342,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cpus']} cpus (node {m['node']}); numba threads {m['numba_threads']}, "
         f"torch threads {m['torch_threads']}; Python {m['python']}.",
-        f"Load average at start {meta['load_average_start']}, at end {meta['load_average_end']} "
-        "(the machine may be shared: wall times under load are pessimistic).",
+        "Load average (1, 5, 15 min) at start and end of each run: "
+        + "; ".join(f"{', '.join(r['cases'])}: {r['load_average_start']} -> {r['load_average_end']}"
+                    for r in meta["runs"])
+        + " (the machine may be shared: wall times under load are pessimistic).",
         "CIFAR-10 is the JPEG-compressed copy (pixels differ from the official files by ~6/255 on "
         f"average); the 10 000-image case is a random sample of the training set (seed {SEED}).",
         "Times are wall seconds; `*` = measured on a random subset of the queries and extrapolated "

@@ -26,7 +26,8 @@ benchmarks/make_bench_arrays.py); when none is there they are built from ../shar
 make_bench_arrays.py. Results: benchmarks/results/bench_separation.json (rows of the cases
 run replace the rows of the same cases already there) and bench_separation.md.
 
-    python benchmarks/bench_separation.py [--quick] [--cases cifar10k,mnist10k] [--sample N]
+    python benchmarks/bench_separation.py [--quick] [--cases cifar10k,mnist10k] [--norms linf,l1]
+        [--sample N]
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def machine() -> dict:
             "node": platform.node()}
 
 
-def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path) -> list[dict]:
+def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path, norms: list[str]) -> list[dict]:
     R, yr, Q, yq = case_arrays(arrays, case)
     folder = tmp / case
     folder.mkdir(parents=True, exist_ok=True)
@@ -304,7 +305,7 @@ def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path) -> li
           f"{time.perf_counter() - t:.1f} s", flush=True)
     out = []
     base = {"case": case, "data": CASES[case][3], "queries": m, "reference": len(R), "features": R.shape[1]}
-    for norm, backend in SEPCHECK:
+    for norm, backend in (sb for sb in SEPCHECK if sb[0] in norms):
         res, d, i = run_sepcheck(folder, norm, backend)
         ok = check(d[rows], i[rows], want[norm], 1e-12 if norm == "l2" else 0.0)
         row = {**base, "norm": norm, "method": f"sepcheck {norm} ({backend})", "subset": None, **res, **ok}
@@ -386,6 +387,7 @@ def main() -> None:
     ap.add_argument("--cases", default=None, help=f"comma-separated, of {', '.join(CASES)} (default: all)")
     ap.add_argument("--quick", action="store_true", help=f"cases {', '.join(QUICK)} and smaller baseline subsets")
     ap.add_argument("--sample", type=int, default=30, help="queries checked against the oracle per case")
+    ap.add_argument("--norms", default="linf,l1,l2", help="sepcheck rows to run (default: linf,l1,l2)")
     ap.add_argument("--arrays", type=Path, default=ARRAYS, help="folder with cifar10.npz and mnist.npz")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_separation.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -404,7 +406,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_separation_") as tmp:
         for case in cases:
-            rows += run_case(case, arrays, args.sample, args.quick, Path(tmp))
+            rows += run_case(case, arrays, args.sample, args.quick, Path(tmp), args.norms.split(","))
     meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.out.exists():  # keep the other cases of an earlier run
         old = json.loads(args.out.read_text())

@@ -344,10 +344,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cpus']} cpus (node {m['node']}); numba threads {m['numba_threads']}, "
         f"torch threads {m['torch_threads']}; Python {m['python']}.",
-        "Load average (1, 5, 15 min) at start and end of each run: "
-        + "; ".join(f"{', '.join(r['cases'])}: {r['load_average_start']} -> {r['load_average_end']}"
-                    for r in meta["runs"])
-        + " (the machine may be shared: wall times under load are pessimistic).",
+        "Load average (1, 5, 15 min) at the start and end of each case below (the machine may be "
+        "shared: wall times under load are pessimistic; CPU seconds less so).",
         "CIFAR-10 is the JPEG-compressed copy (pixels differ from the official files by ~6/255 on "
         f"average); the 10 000-image case is a random sample of the training set (seed {SEED}).",
         "Times are wall seconds; `*` = measured on a random subset of the queries and extrapolated "
@@ -359,6 +357,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     for case in dict.fromkeys(r["case"] for r in rows):
         rs = [r for r in rows if r["case"] == case]
         lines += [f"## {rs[0]['data']}", "",
+                  f"{rs[0]['date']}, load average {rs[0]['load_average_start']} -> {rs[0]['load_average_end']}.", "",
                   "| norm | method | seconds | CPU seconds | extra memory | exact vs oracle |",
                   "| --- | --- | ---: | ---: | ---: | --- |"]
         for r in rs:
@@ -399,31 +398,37 @@ def main() -> None:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}: choose from {', '.join(CASES)}")
-    load0 = os.getloadavg()
     arrays = load_arrays(args.arrays)
-    meta = {"machine": machine(), "load_average_start": [round(x, 2) for x in load0]}
-    print(f"{meta['machine']}; load average {load0}", flush=True)
-    rows: list[dict] = []
+    meta = {"machine": machine()}
+    print(f"{meta['machine']}; load average {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_separation_") as tmp:
-        for case in cases:
-            rows += run_case(case, arrays, args.sample, args.quick, Path(tmp), args.norms.split(","))
-    meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    if args.out.exists():  # keep the other cases of an earlier run
-        old = json.loads(args.out.read_text())
-        if "cases" in old:
-            rows = [r for r in old["rows"] if r["case"] not in cases] + rows
-            meta["earlier_runs"] = old.get("runs", [])
-    rows.sort(key=lambda r: list(CASES).index(r["case"]))
-    meta["runs"] = [*meta.pop("earlier_runs", []), {"cases": cases, "load_average_start": meta["load_average_start"],
-                                                     "load_average_end": meta["load_average_end"],
-                                                     "date": time.strftime("%Y-%m-%d %H:%M:%S")}]
-    meta.update(cases=list(dict.fromkeys(r["case"] for r in rows)), rows=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(meta, indent=1))
-    md = markdown(meta, rows)
-    args.out.with_suffix(".md").write_text(md + "\n")
+        for case in cases:  # saved after every case: a long run that is stopped keeps its cases
+            load0 = [round(x, 2) for x in os.getloadavg()]
+            new = run_case(case, arrays, args.sample, args.quick, Path(tmp), args.norms.split(","))
+            load1 = [round(x, 2) for x in os.getloadavg()]
+            for r in new:
+                r.update(load_average_start=load0, load_average_end=load1, date=time.strftime("%Y-%m-%d %H:%M"))
+            md = save(args.out, meta, case, new)
     print("\n" + md + f"\nwrote {args.out} and {args.out.with_suffix('.md')}")
 
+
+def save(out: Path, meta: dict, case: str, new: list[dict]) -> str:
+    """Replace the rows of ``case`` in ``out`` (JSON) by ``new``, rewrite the Markdown table."""
+    old = json.loads(out.read_text()) if out.exists() else {}
+    rows = [r for r in old.get("rows", []) if r["case"] != case]
+    for r in rows:  # rows of a run that recorded its load per run, not per case
+        run = next((u for u in old.get("runs", []) if r["case"] in u["cases"]), None)
+        if "load_average_start" not in r and run is not None:
+            r.update(load_average_start=run["load_average_start"], load_average_end=run["load_average_end"],
+                     date=run["date"][:16])
+    rows = [r for r in rows if "load_average_start" in r] + new
+    rows.sort(key=lambda r: list(CASES).index(r["case"]))
+    meta = {**meta, "cases": list(dict.fromkeys(r["case"] for r in rows)), "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(meta, indent=1))
+    md = markdown(meta, rows)
+    out.with_suffix(".md").write_text(md + "\n")
+    return md
 
 if __name__ == "__main__":
     main()

@@ -208,8 +208,6 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
             acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
         else:
             acc_int = np.empty((1, 1), dtype=np.uint32)
-        nchunks = (d + CHUNK - 1) // CHUNK
-        chunk_bound = np.empty(max(nchunks, 1))
         for jb in range(Rs.shape[0]):
             blk = Rs[jb]
             j0 = jb * LANES
@@ -268,18 +266,15 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         if (rest - err) * shrink >= thr:
                             n_group += 1
                             continue
-                        rest = 0.0
-                        for c in range(nchunks):
-                            cb = _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
-                            chunk_bound[c] = cb
-                            rest += cb
+                        # the bound of a chunk is computed only when the chunk is scanned
+                        # (most pairs are abandoned after a third of the chunks)
                         v = 0.0
                         e = 0
                         c = 0
                         while e < d:
                             e2 = min(e + CHUNK, d)
                             v += _l1_part(q[e:e2], r[e:e2])
-                            rest -= chunk_bound[c]
+                            rest -= _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
                             e = e2
                             c += 1
                             if (v + rest - err) * shrink >= thr:

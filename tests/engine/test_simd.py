@@ -147,3 +147,26 @@ def test_many_queries_across_batches(p):
     want_d, want_i = oracle.nearest_other(X, y, Xq, yq, p=p, k=2)
     np.testing.assert_array_equal(idx[:, 0], want_i)
     np.testing.assert_array_equal(dist[:, 0], want_d)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from([600, 3072]), st.integers(1, 2))
+def test_l1_ties_where_every_bound_is_zero(seed, d, k):
+    # each row differs from the query by +a/-a on neighbouring features of one group: every
+    # group sum equals the query's, so the group bounds are 0 and only the chunked scan (with
+    # early abandon) decides; a few distinct totals give many exact ties, spread over chunks
+    rng = np.random.default_rng(seed)
+    n = 24
+    q = np.full(d, 128, dtype=np.uint8)
+    X = np.tile(q, (n, 1))
+    for row in X:
+        total = int(rng.choice([40, 60, 80]))
+        pos = rng.choice(d // 2, total // 20, replace=False) * 2
+        row[pos] += 10
+        row[pos + 1] -= 10
+    y = rng.integers(0, 2, n)
+    Xq, yq = np.vstack([q, X[:3]]), np.array([0, 1, 0, 1])
+    dist, idx, _ = search_simd(Xq, yq, X, y, p=1.0, k=k)
+    want_d, want_i = oracle.nearest_other(X, y, Xq, yq, p=1.0, k=k)
+    np.testing.assert_array_equal(idx[:, 0], want_i)
+    np.testing.assert_array_equal(dist[:, 0], want_d)

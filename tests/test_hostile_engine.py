@@ -13,6 +13,7 @@ import pytest
 
 from sepcheck import nearest_other
 from sepcheck.errors import SepcheckError
+from tests import oracle
 
 BACKENDS = ["numba", "torch", "faiss"]
 L2_BACKENDS = ["torch", "faiss"]  # numba computes linf and l1 only
@@ -109,3 +110,19 @@ def test_p_between_the_limit_and_linf_is_refused():
 def test_labels_beyond_int64_or_float64_are_refused(labels):
     with pytest.raises(SepcheckError, match="label"):
         _search([[0.0], [1.0]], labels, "numba")
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+def test_faiss_indexes_the_reference_in_chunks_within_the_budget(norm):
+    """16 MiB holds about 550 uint8 rows of 3 072 features (float32 copies): 1 200 rows are
+    indexed in three chunks, and the answer is still exact."""
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (1200, 3072), dtype=np.uint8)
+    y = rng.integers(0, 3, 1200)
+    Q, yq = X[:40], y[:40]
+    p = 2.0 if norm == "l2" else 1.0
+    d, i = _search(X, y, "faiss", queries=Q, query_labels=yq, norm=norm, k=2,
+                   memory_budget="16MiB", raw=True)
+    d0, i0 = oracle.nearest_other(X, y, Q, yq, p=p, k=2)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12)

@@ -169,7 +169,10 @@ def nearest_other(
     block_size
         Rows per block (queries and references), overriding the memory budget.
     memory_budget
-        Extra bytes the blocks may use (default 512 MiB).
+        Extra bytes the search may use, blocks, converted copies and candidate lists
+        included: an integer or a size such as '512MiB' or '2GB' (default 512 MiB, at
+        least 16 MiB). Not counted: the validated input itself (a converted copy when the
+        input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -227,7 +230,7 @@ def nearest_by_class(
     block_size
         Rows per block (queries and references) for the torch backend.
     memory_budget
-        Extra bytes the torch blocks may use (default 512 MiB).
+        Extra bytes the search may use, as for :func:`nearest_other`.
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -263,11 +266,36 @@ def _search(
     name, dev = choose(problem, backend, device)
     if name == "triton" and memory_budget is None:
         budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
+    if budget is not None and name in ("torch", "faiss"):
+        budget = block_budget(problem, budget)
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
     dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
     if info is not None:
         info.update({"backend": name, "device": dev, **extra})
     return dist, idx
+
+
+#: bytes of a search's fixed temporaries outside its blocks (exact rerank chunks, norms)
+FIXED_TEMPORARIES = 8 * 2**20
+
+
+def block_budget(problem: Problem, budget: int) -> int:
+    """The part of ``budget`` (bytes) left to a backend's blocks once the search's other
+    allocations are counted: fixed temporaries (:data:`FIXED_TEMPORARIES`), per-query
+    candidate lists and results, per-reference-row norms and labels. A one-line error
+    when that leaves less than a quarter of the budget."""
+    from .candidates import EXTRA_CANDIDATES
+
+    per_query = problem.n_slots * (problem.k + EXTRA_CANDIDATES) * 40 + 64
+    rows = problem.n_query * per_query + problem.n_ref * 24
+    left = budget - FIXED_TEMPORARIES - rows
+    if left < budget // 4:
+        need = (FIXED_TEMPORARIES + rows) * 4 // 3 + 1
+        raise SepcheckError(
+            f"memory_budget={budget} bytes is too small for {problem.n_query} queries and "
+            f"{problem.n_ref} reference rows: give at least {need / 2**20:.0f}MiB"
+        )
+    return left
 
 
 def run_backend(

@@ -81,8 +81,9 @@ def block_sizes(
     bq = min(problem.n_query, 1024)
     # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
     per_entry = 48 if problem.k > 1 else 24
-    # a reference row: its converted copy, plus the gathered uint8/float copy per class
-    per_ref_row = bq * per_entry + d * (
+    # a reference row: its converted copy, plus the gathered uint8/float copy per class;
+    # twice: the next block is converted while the previous one is still alive
+    per_ref_row = bq * per_entry + 2 * d * (
         elem + (problem.reference.itemsize if problem.by_class else 0)
     )
     br = max(1, min(problem.n_ref, (budget - bq * d * elem) // max(1, per_ref_row)))

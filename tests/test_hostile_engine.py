@@ -126,3 +126,25 @@ def test_faiss_indexes_the_reference_in_chunks_within_the_budget(norm):
     d0, i0 = oracle.nearest_other(X, y, Q, yq, p=p, k=2)
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_allclose(d, d0, rtol=1e-12)
+
+
+def test_quantiles_and_histogram_arguments_are_one_line_errors():
+    from sepcheck import separation
+
+    res = separation([[0.0], [1.0], [3.0]], [0, 1, 0])
+    for call in (lambda: res.quantiles([2]), lambda: res.quantiles([float("nan")]),
+                 lambda: res.histogram(bins=0), lambda: res.histogram(range=(2.0, 1.0))):
+        with pytest.raises(SepcheckError) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_read_only_input_gives_no_torch_warning():
+    import warnings
+
+    X = np.arange(40, dtype=np.float64).reshape(20, 2)
+    X.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d, _ = _search(X, np.arange(20) % 2, "torch", norm="l2", raw=True)
+    assert np.isfinite(d).all()

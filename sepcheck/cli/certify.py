@@ -58,11 +58,10 @@ def certify(
     and (d_other - d_own) / 2 > eps. DATASET is a registered name, a .npz/.h5 file with
     X, y, X_test, y_test, or a directory of MNIST-format IDX files.
     """
+    from .._validation import as_memory_budget
     from ..certify import parse_eps
     from ..classifier import LipschitzNNClassifier
     from ..datasets import open_dataset
-
-    from .._validation import as_memory_budget
 
     _check_engine(backend, device)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None

@@ -61,11 +61,10 @@ def separation(
     DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
     (and X_test, y_test), a directory of MNIST-format IDX files, or an ImageFolder tree.
     """
+    from .._validation import as_memory_budget
     from ..cache import cached_separation
     from ..datasets import open_dataset
     from ..engine import BACKENDS, DEVICES
-
-    from .._validation import as_memory_budget
 
     parse_norm(norm)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None

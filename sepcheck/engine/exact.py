@@ -64,11 +64,8 @@ def _dist(q: np.ndarray, r: np.ndarray, p: float) -> np.ndarray:
         return diff.max(axis=2)
     if p == 1:
         return diff.sum(axis=2)
-    if p == 2:
-        sums = (diff * diff).sum(axis=2)
-    else:
-        sums = (diff**p).sum(axis=2)
-    out = sums ** (1.0 / p) if p != 2 else np.sqrt(sums)
+    sums = (diff * diff).sum(axis=2) if p == 2 else (diff**p).sum(axis=2)
+    out = np.sqrt(sums) if p == 2 else sums ** (1.0 / p)
     tiny = sums < _TINY_SUM
     if tiny.any():  # terms may have underflowed: scale each such pair by its largest term
         top = diff[tiny].max(axis=1)

@@ -266,8 +266,6 @@ def _search(
     name, dev = choose(problem, backend, device)
     if name == "triton" and memory_budget is None:
         budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
-    if budget is not None and name in ("torch", "faiss"):
-        budget = block_budget(problem, budget)
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
     dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
     if info is not None:
@@ -279,23 +277,26 @@ def _search(
 FIXED_TEMPORARIES = 8 * 2**20
 
 
-def block_budget(problem: Problem, budget: int) -> int:
-    """The part of ``budget`` (bytes) left to a backend's blocks once the search's other
-    allocations are counted: fixed temporaries (:data:`FIXED_TEMPORARIES`), per-query
-    candidate lists and results, per-reference-row norms and labels. A one-line error
-    when that leaves less than a quarter of the budget."""
+def split_budget(problem: Problem, budget: int) -> tuple[int, int]:
+    """(queries per call, bytes for the blocks) of a torch or faiss search within ``budget``.
+
+    Besides its blocks a search allocates fixed temporaries (:data:`FIXED_TEMPORARIES`),
+    norms and labels per reference row, and candidate lists per query: queries go to the
+    backend in chunks whose lists fit a quarter of the budget, and the blocks get the rest.
+    """
     from .candidates import EXTRA_CANDIDATES
 
     per_query = problem.n_slots * (problem.k + EXTRA_CANDIDATES) * 40 + 64
-    rows = problem.n_query * per_query + problem.n_ref * 24
-    left = budget - FIXED_TEMPORARIES - rows
+    fixed = FIXED_TEMPORARIES + problem.n_ref * 24
+    chunk = max(1, min(problem.n_query, (budget // 4) // per_query))
+    left = budget - fixed - chunk * per_query
     if left < budget // 4:
-        need = (FIXED_TEMPORARIES + rows) * 4 // 3 + 1
+        need = (fixed + per_query) * 2
         raise SepcheckError(
-            f"memory_budget={budget} bytes is too small for {problem.n_query} queries and "
-            f"{problem.n_ref} reference rows: give at least {need / 2**20:.0f}MiB"
+            f"memory_budget={budget} bytes is too small for {problem.n_ref} reference rows: "
+            f"give at least {need / 2**20:.0f}MiB"
         )
-    return left
+    return chunk, left
 
 
 def run_backend(
@@ -307,34 +308,60 @@ def run_backend(
     progress: bool | Callable[[int], None],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one backend on a validated problem; slots (m, S, k) in raw units. ``budget`` is
-    None only for triton (free GPU memory decides)."""
+    None only for triton (free GPU memory decides). torch and faiss get the queries in
+    chunks (see :func:`split_budget`)."""
     from ..progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
-        if name == "numba":
-            from . import numba_backend
+        if name not in ("torch", "faiss"):
+            return _run_one(problem, name, device, budget, block_size, tick)
+        chunk, blocks = split_budget(problem, budget)
+        if chunk >= problem.n_query:
+            return _run_one(problem, name, device, blocks, block_size, tick)
+        shape = (problem.n_query, problem.n_slots, problem.k)
+        dist, idx = np.empty(shape), np.empty(shape, dtype=np.int64)
+        extra: dict = {}
+        for s in range(0, problem.n_query, chunk):
+            rows = slice(s, s + chunk)
+            d, i, e = _run_one(problem.subset(rows), name, device, blocks, block_size, tick)
+            dist[rows], idx[rows] = d, i
+            for key, v in e.items():
+                extra[key] = extra.get(key, 0) + v
+        return dist, idx, extra
 
-            return numba_backend.search(problem, tick)
-        if name == "triton":
-            from .triton_backend import search_triton
 
-            return search_triton(
-                problem.queries, problem.query_labels, problem.reference,
-                problem.reference_labels, p=problem.p, k=problem.k,
-                slot_of_row=problem.codes if problem.by_class else None,
-                n_slots=problem.n_slots, device=device, memory_budget=budget,
-                block_size=block_size, progress=tick,
-            )
-        if name == "faiss":
-            from . import faiss_backend
+def _run_one(
+    problem: Problem,
+    name: str,
+    device: str,
+    budget: int | None,
+    block_size: int | None,
+    tick: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    if name == "numba":
+        from . import numba_backend
 
-            return faiss_backend.search(problem, device, budget, block_size, tick)
-        import torch
+        return numba_backend.search(problem, tick)
+    if name == "triton":
+        from .triton_backend import search_triton
 
-        from . import torch_backend
+        return search_triton(
+            problem.queries, problem.query_labels, problem.reference,
+            problem.reference_labels, p=problem.p, k=problem.k,
+            slot_of_row=problem.codes if problem.by_class else None,
+            n_slots=problem.n_slots, device=device, memory_budget=budget,
+            block_size=block_size, progress=tick,
+        )
+    if name == "faiss":
+        from . import faiss_backend
 
-        return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
+        return faiss_backend.search(problem, device, budget, block_size, tick)
+    import torch
+
+    from . import torch_backend
+
+    return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
 
 
 def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -148,3 +148,16 @@ def test_read_only_input_gives_no_torch_warning():
         warnings.simplefilter("error")
         d, _ = _search(X, np.arange(20) % 2, "torch", norm="l2", raw=True)
     assert np.isfinite(d).all()
+
+
+def test_numba_copy_beyond_an_explicit_budget_is_refused_or_avoided():
+    X = np.zeros((6000, 3072), dtype=np.uint8)  # 17.6 MiB: its linf copy exceeds 16 MiB
+    X[:, 0] = np.arange(6000) % 200
+    y = np.arange(6000) % 2
+    with pytest.raises(SepcheckError, match="memory_budget"):
+        _search(X, y, "numba", memory_budget="16MiB")
+    info = {}
+    d, _ = _search(X, y, "auto", queries=X[:3], query_labels=y[:3], memory_budget="16MiB",
+                   info=info, raw=True)
+    assert info["backend"] == "torch"
+    np.testing.assert_array_equal(d[:, 0], [1.0, 1.0, 1.0])

@@ -173,6 +173,8 @@ def nearest_other(
         included: an integer or a size such as '512MiB' or '2GB' (default 512 MiB, at
         least 16 MiB). Not counted: the validated input itself (a converted copy when the
         input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
+        The compiled numba kernels keep a copy of the reference for linf: when it does not
+        fit an explicit budget, 'auto' runs torch and 'numba' is a one-line error.
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -264,6 +266,14 @@ def _search(
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
     name, dev = choose(problem, backend, device)
+    if name == "numba" and memory_budget is not None and numba_copy_bytes(problem) > budget:
+        if str(backend).lower() != "auto":
+            raise SepcheckError(
+                f"backend 'numba' keeps a copy of the reference "
+                f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond memory_budget="
+                f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
+            )
+        name = "torch"  # 'auto' keeps the budget with the blocked backend
     if name == "triton" and memory_budget is None:
         budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
@@ -271,6 +281,14 @@ def _search(
     if info is not None:
         info.update({"backend": name, "device": dev, **extra})
     return dist, idx
+
+
+def numba_copy_bytes(problem: Problem) -> int:
+    """Bytes the compiled kernels keep besides their output (an upper estimate): linf a
+    feature-permuted copy of the reference, l1 its group sums; the kernels have no blocks,
+    so under an explicit memory budget that is too small 'auto' takes torch instead."""
+    share = 1.1 if np.isinf(problem.p) else 0.25
+    return int(share * problem.reference.nbytes) + 4 * 2**20
 
 
 #: bytes of a search's fixed temporaries outside its blocks (exact rerank chunks, norms)

@@ -161,3 +161,13 @@ def test_numba_copy_beyond_an_explicit_budget_is_refused_or_avoided():
                    info=info, raw=True)
     assert info["backend"] == "torch"
     np.testing.assert_array_equal(d[:, 0], [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("backend", L2_BACKENDS)
+@pytest.mark.parametrize("value", [3e38, 1e-42], ids=["float32-max", "float32-subnormal"])
+def test_float32_extremes_give_exact_l2(backend, value):
+    X = np.array([[value, 0.0], [-value, 0.0], [0.0, value / 2]], dtype=np.float32)
+    d, i = _search(X, [0, 1, 1], backend, norm="l2", raw=True)
+    v = float(X[0, 0])
+    assert i[0, 0] == 2
+    assert math.isclose(d[0, 0], math.hypot(v, float(X[2, 1])), rel_tol=1e-12)

@@ -233,8 +233,11 @@ def range_safe(
     if spread + pp * (e_top + 1) < _LOG2_TOP and pp * (e_top - 1) > _LOG2_BOTTOM:
         return ref, qry, 1.0
     scale = math.ldexp(1.0, -e_top - 1)  # the largest |feature| in [1/4, 1/2)
-    ref = ref * ref.dtype.type(scale)
-    qry = qry * qry.dtype.type(scale) if qry is not None else None
+    info = np.finfo(ref.dtype)
+    dtype = ref.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
+    ref = ref.astype(dtype) * dtype.type(scale) if dtype != ref.dtype else ref * dtype.type(scale)
+    if qry is not None:
+        qry = qry.astype(dtype) * dtype.type(scale) if dtype != qry.dtype else qry * dtype.type(scale)
     return ref, qry, scale
 
 

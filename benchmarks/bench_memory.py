@@ -79,7 +79,7 @@ def main() -> None:
                 r = measure(n, min(n, args.queries), args.dim, norm, backend, budget)
                 extra = r["extra_peak_mib"]
                 ok = "refused" if isinstance(extra, str) else ("yes" if extra <= limit else "NO")
-                shown = extra if isinstance(extra, str) else f"{extra:.1f}"
+                shown = "-" if isinstance(extra, str) else f"{extra:.1f}"  # message in the JSON
                 rows.append({"n": n, "norm": norm, "backend": backend, "budget": budget, **r})
                 print(f"| {n} | {norm} | {backend} | {r['data_mib']:.1f} | {budget} | {shown} | {ok} |",
                       flush=True)

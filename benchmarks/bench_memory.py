@@ -1,13 +1,15 @@
-"""Peak extra memory of each backend (README "Memory").
+"""Peak extra memory of each backend against its memory budget (README "Memory").
 
-Each measurement runs in a fresh subprocess: load the data, reset the kernel's peak-RSS
-counter (``/proc/self/clear_refs``), run one search, and report the peak RSS (``VmHWM``)
-minus the RSS before the search (Linux only).
+Each measurement runs in a fresh subprocess: make the data, warm the backend up on a few
+rows (imports, JIT), reset the kernel's peak-RSS counter (``/proc/self/clear_refs``), run
+one search with ``memory_budget``, and report the peak RSS (``VmHWM``) minus the RSS before
+the search (Linux only). The search's result arrays (n_queries x k) are part of the extra.
 
-    python benchmarks/bench_memory.py [--copies 6]
+    python benchmarks/bench_memory.py [--budgets 64MiB 256MiB] [--sizes 300 5000 20000]
 
-Data: the real MNIST test set (10 000 x 784), and 6 jittered copies of it (60 000 x 784,
-pixels +-2) to show that the extra memory does not grow with n x n.
+Data: synthetic uint8 rows of 3 072 features (CIFAR-10's size), 10 classes; the reference
+has n rows and the queries are its first min(n, --queries) rows (memory depends on the
+reference; fewer queries keep the run short on a small machine).
 """
 
 from __future__ import annotations
@@ -22,56 +24,65 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, sys, numpy as np
-from pathlib import Path
-spec, norm, backend = sys.argv[1], sys.argv[2], sys.argv[3]
-from sepcheck.datasets.idx import read_idx_pair
-d = Path(sys.argv[4])
-X, y = read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
-X = X.reshape(len(X), -1)
-if spec != "mnist":  # "mnist-xT": T jittered copies of MNIST (+-2 grey levels)
-    t = int(spec.split("x")[1])
-    rng = np.random.default_rng(0)
-    X = np.concatenate([np.clip(X.astype(np.int16) + rng.integers(-2, 3, X.shape), 0, 255).astype(np.uint8)
-                        for _ in range(t)])
-    y = np.tile(y, t)
+n, nq, dim, norm, backend, budget = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
+                                     sys.argv[4], sys.argv[5], sys.argv[6])
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+y = rng.integers(0, 10, n)
 import sepcheck, torch  # noqa: F401  (imports and JIT outside the measurement)
-sepcheck.nearest_other(X[:300], y[:300], norm=norm, backend=backend, device="cpu")
+sepcheck.nearest_other(X[:300], y[:300], X[:20], y[:20], norm=norm, backend=backend, device="cpu")
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
 before = status("VmRSS")
-sepcheck.nearest_other(X, y, norm=norm, backend=backend, device="cpu")
-peak = status("VmHWM")
-print(json.dumps({"data_mib": X.nbytes / 2**20, "extra_peak_mib": (peak - before) / 2**20}))
+try:
+    sepcheck.nearest_other(X, y, X[:nq], y[:nq], norm=norm, backend=backend, device="cpu",
+                           memory_budget=budget)
+    extra = (status("VmHWM") - before) / 2**20
+except sepcheck.SepcheckError as exc:
+    extra = str(exc)
+print(json.dumps({"data_mib": X.nbytes / 2**20, "extra_peak_mib": extra}))
 """
 
+#: (norm, backend) pairs: every CPU backend, with the norms it is used for
+CASES = [("linf", "numba"), ("l1", "numba"), ("linf", "torch"), ("l2", "torch"), ("l3", "torch"),
+         ("l2", "faiss")]
 
-def measure(spec: str, norm: str, backend: str, mnist: Path) -> dict:
+
+def measure(n: int, nq: int, dim: int, norm: str, backend: str, budget: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, spec, norm, backend, str(mnist)],
+        [sys.executable, "-c", CHILD, str(n), str(nq), str(dim), norm, backend, budget],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
+    from sepcheck._validation import as_memory_budget
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--copies", type=int, default=6)
+    ap.add_argument("--budgets", nargs="+", default=["64MiB", "256MiB"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[300, 5000, 20000])
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--dim", type=int, default=3072)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory.json")
     args = ap.parse_args()
-    cases = [("mnist", n, b) for n, b in [("linf", "numba"), ("l1", "numba"), ("l2", "torch"), ("l2", "faiss"), ("linf", "torch")]]
-    big = f"mnist-x{args.copies}"
-    cases += [(big, "linf", "numba"), (big, "l2", "torch")]
     rows = []
-    print("| data | norm | backend | data MiB | extra peak MiB |")
-    print("| --- | --- | --- | ---: | ---: |")
-    for spec, norm, backend in cases:
-        r = measure(spec, norm, backend, args.mnist)
-        rows.append({"data": spec, "norm": norm, "backend": backend, **r})
-        print(f"| {spec} | {norm} | {backend} | {r['data_mib']:.1f} | {r['extra_peak_mib']:.1f} |", flush=True)
+    print("| n | norm | backend | data MiB | budget | extra peak MiB | within |")
+    print("| ---: | --- | --- | ---: | --- | ---: | --- |")
+    for budget in args.budgets:
+        limit = as_memory_budget(budget) / 2**20
+        for n in args.sizes:
+            for norm, backend in CASES:
+                r = measure(n, min(n, args.queries), args.dim, norm, backend, budget)
+                extra = r["extra_peak_mib"]
+                ok = "refused" if isinstance(extra, str) else ("yes" if extra <= limit else "NO")
+                shown = "-" if isinstance(extra, str) else f"{extra:.1f}"  # message in the JSON
+                rows.append({"n": n, "norm": norm, "backend": backend, "budget": budget, **r})
+                print(f"| {n} | {norm} | {backend} | {r['data_mib']:.1f} | {budget} | {shown} | {ok} |",
+                      flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 

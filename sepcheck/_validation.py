@@ -20,7 +20,13 @@ def _to_numpy(a: Any) -> np.ndarray:
     """numpy view of an array-like; torch tensors are moved to the CPU first."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
-    return np.asarray(a)
+    try:
+        return np.asarray(a)
+    except ValueError as exc:  # ragged nested lists
+        raise SepcheckError(
+            f"could not make an array of the input ({str(exc).splitlines()[0]}): pass "
+            "rows of equal length"
+        ) from None
 
 
 def as_features(X: Any, name: str = "X") -> np.ndarray:
@@ -54,11 +60,27 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
         if out.dtype.itemsize > 8:
             out = out.astype(np.float64)
     else:
+        _check_exact_in_float64(arr, name)
         out = arr.astype(np.float64)
     out = np.ascontiguousarray(out.reshape(n, d))
     if out.dtype.kind == "f":
         _check_finite(out, name)
     return out
+
+
+#: integers of larger magnitude are not all exact in float64
+_FLOAT64_EXACT_INT = 2**53
+
+
+def _check_exact_in_float64(arr: np.ndarray, name: str) -> None:
+    """Integer features are computed in float64: refuse values it cannot hold exactly."""
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 8 and arr.size:
+        big = max(abs(int(arr.min())), abs(int(arr.max())))
+        if big > _FLOAT64_EXACT_INT:
+            raise SepcheckError(
+                f"{name} holds integers up to {big}, beyond 2**53 where float64 (in which "
+                "sepcheck computes) rounds them: rescale or offset the features below 2**53"
+            )
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
@@ -88,13 +110,23 @@ def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.n
             f"{name} has {arr.shape[0]} labels but {features_name} has {n} rows: "
             "pass one label per row"
         )
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
+        raise SepcheckError(
+            f"{name} has values up to {int(arr.max())}, beyond int64: map them with "
+            "np.unique(y, return_inverse=True)"
+        )
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             raise SepcheckError(
-                f"{name} has non-integer values: labels must be integers "
-                "(map them with np.unique(y, return_inverse=True))"
+                f"{name} has non-integer values (fractions, NaN or inf): labels must be "
+                "integers (map them with np.unique(y, return_inverse=True))"
+            )
+        if arr.size and float(np.abs(arr).max()) > 2**53:
+            raise SepcheckError(
+                f"{name} has float labels beyond 2**53 ({float(np.abs(arr).max()):g}), which "
+                "float64 cannot tell apart: map them with np.unique(y, return_inverse=True)"
             )
         return arr.astype(np.int64)
     raise SepcheckError(
@@ -125,3 +157,29 @@ def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise SepcheckError(f"{name}={value!r} is invalid: it must be an integer >= 1")
     return int(value)
+
+
+#: the smallest memory budget a search accepts (smaller budgets make blocks of a few rows)
+MIN_MEMORY_BUDGET = 16 * 2**20
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def as_memory_budget(value: Any) -> int:
+    """Bytes of a memory budget given as a number of bytes or a string such as ``"512MiB"``,
+    ``"1GB"`` or ``"2 GiB"`` (decimal and binary units); at least :data:`MIN_MEMORY_BUDGET`."""
+    hint = "give bytes (an integer) or a size such as '512MiB' or '2GB', at least 16MiB"
+    if isinstance(value, str):
+        import re
+
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", value)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise SepcheckError(f"memory_budget={value!r} is invalid: {hint}")
+        number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SepcheckError(f"memory_budget={value!r} is invalid: {hint}")
+    else:
+        number = float(value)
+    if not np.isfinite(number) or number < MIN_MEMORY_BUDGET:
+        raise SepcheckError(f"memory_budget={value!r} is invalid: {hint}")
+    return int(number)

@@ -80,8 +80,17 @@ class SeparationResult:
         return None if self.test_distances is None else float(np.min(self.test_distances))
 
     def quantiles(self, qs: Any = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0), test: bool = False) -> np.ndarray:
-        """Quantiles of the per-point distances (train, or test with ``test=True``)."""
-        return np.quantile(self._dist(test), np.asarray(qs, dtype=np.float64))
+        """Quantiles of the per-point distances (train, or test with ``test=True``); ``qs``
+        are fractions in [0, 1]."""
+        try:
+            q = np.asarray(qs, dtype=np.float64)
+        except (TypeError, ValueError):
+            q = np.array([np.nan])
+        if not (np.isfinite(q).all() and ((q >= 0) & (q <= 1)).all()):
+            raise SepcheckError(
+                f"quantiles {qs!r} are invalid: give fractions from 0 to 1 (0.5 is the median)"
+            )
+        return np.quantile(self._dist(test), q)
 
     def closest(self, drop: int) -> np.ndarray:
         """Indices (sorted) of the ``drop`` training points with the smallest distance to another
@@ -104,7 +113,18 @@ class SeparationResult:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Normalised histogram: (fractions summing to 1 over points inside ``range``, bin edges)."""
         d = self._dist(test)
-        counts, edges = np.histogram(d, bins=bins, range=range)
+        if isinstance(bins, (bool, np.bool_)) or (
+            isinstance(bins, (int, np.integer)) and bins < 1
+        ):
+            raise SepcheckError(f"bins={bins!r} is invalid: give a number of bins >= 1 or bin edges")
+        try:
+            counts, edges = np.histogram(d, bins=bins, range=range)
+        except (TypeError, ValueError) as exc:
+            raise SepcheckError(
+                f"histogram(bins={bins!r}, range={range!r}) is invalid "
+                f"({str(exc).splitlines()[0]}): give bins >= 1 or increasing edges, and "
+                "range=(low, high) with low < high"
+            ) from None
         total = counts.sum()
         return (counts / total if total else counts.astype(float)), edges
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..devices import torch_device
+from ..engine.torch_backend import as_tensor
 from ..errors import SepcheckError
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class LipschitzScores(torch.nn.Module):
         self.memory_budget = clf.engine_options.get("memory_budget")
         self.classes = clf.classes_.copy()
         codes = np.searchsorted(clf.classes_, clf.y_train_).astype(np.int64)
-        self.register_buffer("reference", torch.from_numpy(X).to(dev), persistent=False)
+        self.register_buffer("reference", as_tensor(X).to(dev), persistent=False)
         self.register_buffer("labels", torch.from_numpy(codes).to(dev), persistent=False)
         self._search_rows: np.ndarray | None = None
 

@@ -40,7 +40,16 @@ def fmt(x: float | None, digits: int = 4) -> str:
         return "-"
     if isinstance(x, float) and math.isinf(x):
         return "inf"
-    return f"{x:.{digits}f}"
+    if x == 0 or 10.0**-digits <= abs(x) < 10.0**6:
+        return f"{x:.{digits}f}"
+    return f"{x:.{digits}g}"  # no 200-digit numbers: 1e+200, 1.234e-07
+
+
+#: the --memory-budget option of the commands that search (parsed by as_memory_budget)
+memory_budget_option = click.option(
+    "--memory-budget", default=None, metavar="SIZE",
+    help="Extra memory one search may use, e.g. 512MiB or 2GB (default 512MiB; at least 16MiB).",
+)
 
 
 def cli_cache(no_cache: bool) -> Path | None:

@@ -9,7 +9,7 @@ import click
 
 from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable
-from ._common import cli_cache, data_options, emit_json, fmt, json_option
+from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 
@@ -33,6 +33,7 @@ def _check_engine(backend: str, device: str) -> None:
 @click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances and eps in raw 0-255 units, not [0, 1].")
+@memory_budget_option
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
 @data_options
 @json_option
@@ -43,6 +44,7 @@ def certify(
     backend: str,
     device: str,
     raw: bool,
+    memory_budget: str | None,
     no_cache: bool,
     data_dir: str | None,
     no_download: bool,
@@ -56,11 +58,13 @@ def certify(
     and (d_other - d_own) / 2 > eps. DATASET is a registered name, a .npz/.h5 file with
     X, y, X_test, y_test, or a directory of MNIST-format IDX files.
     """
+    from .._validation import as_memory_budget
     from ..certify import parse_eps
     from ..classifier import LipschitzNNClassifier
     from ..datasets import open_dataset
 
     _check_engine(backend, device)
+    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     eps_given = parse_eps(list(eps)) if eps else ()
     ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
     if not ds.has_test:
@@ -69,8 +73,8 @@ def certify(
             "and y_test, or IDX files with t10k and train)"
         )
     clf = LipschitzNNClassifier(
-        norm=norm, backend=backend, device=device, raw=raw, progress=True,
-        cache=cli_cache(no_cache), dataset=ds.name,
+        norm=norm, backend=backend, device=device, raw=raw, memory_budget=budget,
+        progress=True, cache=cli_cache(no_cache), dataset=ds.name,
     ).fit(ds.X, ds.y)
     if eps_given:
         eps_list, eps_source = eps_given, "given"

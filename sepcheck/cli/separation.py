@@ -10,7 +10,7 @@ import click
 from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable
 from ..norms import parse_norm
-from ._common import cli_cache, data_options, emit_json, fmt, json_option
+from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 
@@ -33,6 +33,7 @@ def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
 @click.option("--backend", default="auto", show_default=True, help="auto, numba, torch or faiss.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances in raw 0-255 units, not [0, 1].")
+@memory_budget_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (HDF5).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
 @click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
@@ -49,6 +50,7 @@ def separation(
     backend: str,
     device: str,
     raw: bool,
+    memory_budget: str | None,
     out: str | None,
     plot_path: str | None,
     no_cache: bool,
@@ -63,11 +65,13 @@ def separation(
     DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
     (and X_test, y_test), a directory of MNIST-format IDX files, or an ImageFolder tree.
     """
+    from .._validation import as_memory_budget
     from ..cache import cached_separation
     from ..datasets import open_dataset
     from ..engine import BACKENDS, DEVICES
 
     parse_norm(norm)
+    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     if eps is not None and not eps > 0:
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
     if backend.lower() not in BACKENDS:
@@ -82,7 +86,7 @@ def separation(
     info: dict[str, Any] = {}
     res, cached = cached_separation(
         X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
-        backend=backend, device=device, progress=True, info=info,
+        backend=backend, device=device, memory_budget=budget, progress=True, info=info,
     )
     ratio_eps = eps if eps is not None else ds.eps
     report = _report(res, ds, split, eps, ratio_eps, cached, info)
@@ -96,11 +100,13 @@ def separation(
         report["drop"] = {"k": int(drop), "dropped": [int(i) for i in dropped],
                           "separation": kept.separation, "r": kept.r,
                           "kth_smallest": res.robust_separation(int(drop))}
+    # the figure is drawn before anything is written: a plot that fails leaves no --out
+    fig = _draw_plot(res, ratio_eps) if plot_p is not None else None
     if out_p is not None:
         res.save(out_p)
         report["out"] = str(out_p)
-    if plot_p is not None:
-        _save_plot(res, plot_p, ratio_eps)
+    if fig is not None:
+        _save_plot(fig, plot_p)
         report["plot"] = str(plot_p)
     if as_json:
         emit_json(report)
@@ -173,7 +179,8 @@ def _print_human(rep: dict[str, Any]) -> None:
             click.echo(f"wrote       {rep[key]}")
 
 
-def _save_plot(res: Any, path: Path, eps: float | None) -> None:
+def _draw_plot(res: Any, eps: float | None) -> Any:
+    """The histogram figure (one panel, two with a test split), not yet written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,9 +188,21 @@ def _save_plot(res: Any, path: Path, eps: float | None) -> None:
 
     panels = 2 if res.test_distances is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.2), dpi=150, squeeze=False)
-    res.plot(ax=axes[0, 0], eps=eps)
-    if panels == 2:
-        res.plot(ax=axes[0, 1], eps=eps, test=True)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    try:
+        res.plot(ax=axes[0, 0], eps=eps)
+        if panels == 2:
+            res.plot(ax=axes[0, 1], eps=eps, test=True)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def _save_plot(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -169,7 +169,12 @@ def nearest_other(
     block_size
         Rows per block (queries and references), overriding the memory budget.
     memory_budget
-        Extra bytes the blocks may use (default 512 MiB).
+        Extra bytes the search may use, blocks, converted copies and candidate lists
+        included: an integer or a size such as '512MiB' or '2GB' (default 512 MiB, at
+        least 16 MiB). Not counted: the validated input itself (a converted copy when the
+        input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
+        The compiled numba kernels keep a copy of the reference for linf: when it does not
+        fit an explicit budget, 'auto' runs torch and 'numba' is a one-line error.
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -227,7 +232,7 @@ def nearest_by_class(
     block_size
         Rows per block (queries and references) for the torch backend.
     memory_budget
-        Extra bytes the torch blocks may use (default 512 MiB).
+        Extra bytes the search may use, as for :func:`nearest_other`.
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -261,6 +266,14 @@ def _search(
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
     name, dev = choose(problem, backend, device)
+    if name == "numba" and memory_budget is not None and numba_copy_bytes(problem) > budget:
+        if str(backend).lower() != "auto":
+            raise SepcheckError(
+                f"backend 'numba' keeps a copy of the reference "
+                f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond memory_budget="
+                f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
+            )
+        name = "torch"  # 'auto' keeps the budget with the blocked backend
     if name == "triton" and memory_budget is None:
         budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
@@ -268,6 +281,40 @@ def _search(
     if info is not None:
         info.update({"backend": name, "device": dev, **extra})
     return dist, idx
+
+
+def numba_copy_bytes(problem: Problem) -> int:
+    """Bytes the compiled kernels keep besides their output (an upper estimate): linf a
+    feature-permuted copy of the reference, l1 its group sums; the kernels have no blocks,
+    so under an explicit memory budget that is too small 'auto' takes torch instead."""
+    share = 1.1 if np.isinf(problem.p) else 0.25
+    return int(share * problem.reference.nbytes) + 4 * 2**20
+
+
+#: bytes of a search's fixed temporaries outside its blocks (exact rerank chunks, norms)
+FIXED_TEMPORARIES = 8 * 2**20
+
+
+def split_budget(problem: Problem, budget: int) -> tuple[int, int]:
+    """(queries per call, bytes for the blocks) of a torch or faiss search within ``budget``.
+
+    Besides its blocks a search allocates fixed temporaries (:data:`FIXED_TEMPORARIES`),
+    norms and labels per reference row, and candidate lists per query: queries go to the
+    backend in chunks whose lists fit a quarter of the budget, and the blocks get the rest.
+    """
+    from .candidates import EXTRA_CANDIDATES
+
+    per_query = problem.n_slots * (problem.k + EXTRA_CANDIDATES) * 40 + 64
+    fixed = FIXED_TEMPORARIES + problem.n_ref * 24
+    chunk = max(1, min(problem.n_query, (budget // 4) // per_query))
+    left = budget - fixed - chunk * per_query
+    if left < budget // 4:
+        need = (fixed + per_query) * 2
+        raise SepcheckError(
+            f"memory_budget={budget} bytes is too small for {problem.n_ref} reference rows: "
+            f"give at least {need / 2**20:.0f}MiB"
+        )
+    return chunk, left
 
 
 def run_backend(
@@ -279,34 +326,60 @@ def run_backend(
     progress: bool | Callable[[int], None],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one backend on a validated problem; slots (m, S, k) in raw units. ``budget`` is
-    None only for triton (free GPU memory decides)."""
+    None only for triton (free GPU memory decides). torch and faiss get the queries in
+    chunks (see :func:`split_budget`)."""
     from ..progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
-        if name == "numba":
-            from . import numba_backend
+        if name not in ("torch", "faiss"):
+            return _run_one(problem, name, device, budget, block_size, tick)
+        chunk, blocks = split_budget(problem, budget)
+        if chunk >= problem.n_query:
+            return _run_one(problem, name, device, blocks, block_size, tick)
+        shape = (problem.n_query, problem.n_slots, problem.k)
+        dist, idx = np.empty(shape), np.empty(shape, dtype=np.int64)
+        extra: dict = {}
+        for s in range(0, problem.n_query, chunk):
+            rows = slice(s, s + chunk)
+            d, i, e = _run_one(problem.subset(rows), name, device, blocks, block_size, tick)
+            dist[rows], idx[rows] = d, i
+            for key, v in e.items():
+                extra[key] = extra.get(key, 0) + v
+        return dist, idx, extra
 
-            return numba_backend.search(problem, tick)
-        if name == "triton":
-            from .triton_backend import search_triton
 
-            return search_triton(
-                problem.queries, problem.query_labels, problem.reference,
-                problem.reference_labels, p=problem.p, k=problem.k,
-                slot_of_row=problem.codes if problem.by_class else None,
-                n_slots=problem.n_slots, device=device, memory_budget=budget,
-                block_size=block_size, progress=tick,
-            )
-        if name == "faiss":
-            from . import faiss_backend
+def _run_one(
+    problem: Problem,
+    name: str,
+    device: str,
+    budget: int | None,
+    block_size: int | None,
+    tick: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    if name == "numba":
+        from . import numba_backend
 
-            return faiss_backend.search(problem, device, budget, block_size, tick)
-        import torch
+        return numba_backend.search(problem, tick)
+    if name == "triton":
+        from .triton_backend import search_triton
 
-        from . import torch_backend
+        return search_triton(
+            problem.queries, problem.query_labels, problem.reference,
+            problem.reference_labels, p=problem.p, k=problem.k,
+            slot_of_row=problem.codes if problem.by_class else None,
+            n_slots=problem.n_slots, device=device, memory_budget=budget,
+            block_size=block_size, progress=tick,
+        )
+    if name == "faiss":
+        from . import faiss_backend
 
-        return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
+        return faiss_backend.search(problem, device, budget, block_size, tick)
+    import torch
+
+    from . import torch_backend
+
+    return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
 
 
 def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -5,8 +5,10 @@ Per class c an ``IndexFlat`` holds the reference rows of class c (``IndexFlatL2`
 the classes other than its own. faiss computes in float32, so its distances are candidates:
 they are reranked exactly and checked with a proven error bound (see
 :mod:`sepcheck.engine.candidates`); queries that cannot be proven complete are recomputed
-by an exact brute force. Memory: a float32 copy of the reference (4 bytes per feature),
-which is what faiss's flat indexes store; GPU indexes are used on CUDA when faiss has GPUs.
+by an exact brute force. Memory: faiss's flat indexes store float32 copies of the rows
+(4 bytes per feature); when the whole reference does not fit half of the memory budget, it
+is indexed chunk by chunk for every block of queries (see :func:`chunk_sizes`). GPU indexes
+are used on CUDA when faiss has GPUs.
 """
 
 from __future__ import annotations
@@ -90,6 +92,35 @@ def error_bound(problem: Problem) -> np.ndarray:
     return 2 * (d + p + 8) * U32 * (nq + nr) ** p
 
 
+def chunk_sizes(problem: Problem, budget: int, block_size: int | None) -> tuple[int, int]:
+    """(query rows, reference rows) per step so that the float32 copies faiss works on, the
+    candidates and their rerank fit ``budget``: half for the indexed reference rows (their
+    float32 copy and the gathered rows it is made from), a quarter for the query rows (float32
+    copies) and their candidates, a quarter left to faiss's distance tiles and the rerank."""
+    d = problem.dim
+    per_ref_row = d * (4 + problem.reference.itemsize)
+    rc = max(1, min(problem.n_ref, (budget // 2) // per_ref_row))
+    if block_size is not None:
+        return min(block_size, max(1, problem.n_query)), rc
+    n_classes = int(np.unique(problem.reference_labels).size)
+    width = -(-problem.n_ref // rc) * n_classes * (problem.k + EXTRA_CANDIDATES)
+    per_query = d * 8 + width * 48
+    return max(1, min(QUERY_CHUNK, (budget // 4) // per_query)), rc
+
+
+def _indexes(faiss, problem: Problem, rows: np.ndarray, classes: np.ndarray, device: str):
+    """Per class, (its reference rows among ``rows``, a flat index holding them)."""
+    out = []
+    labels = problem.reference_labels[rows]
+    for c in classes:
+        members = rows[labels == c]
+        index = _make_index(faiss, problem.dim, problem.p, device)
+        if members.size:
+            index.add(np.ascontiguousarray(problem.reference[members], dtype=np.float32))
+        out.append((c, members, index))
+    return out
+
+
 def search(
     problem: Problem,
     device: str,
@@ -98,22 +129,16 @@ def search(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact k nearest different-label rows (OTHER_LABEL only) using faiss flat indexes per
-    class; results (m, 1, k)."""
+    class (over chunks of reference rows when the reference does not fit the budget);
+    results (m, 1, k)."""
     faiss = _faiss()
     p, k = problem.p, problem.k
     classes = np.unique(problem.reference_labels)
-    members = [np.flatnonzero(problem.reference_labels == c) for c in classes]
-    indexes = []
-    for rows in members:
-        index = _make_index(faiss, problem.dim, p, device)
-        index.add(np.ascontiguousarray(problem.reference[rows], dtype=np.float32))
-        indexes.append(index)
+    qc, rc = chunk_sizes(problem, budget, block_size)
+    ref_chunks = [np.arange(s, min(s + rc, problem.n_ref)) for s in range(0, problem.n_ref, rc)]
+    resident = _indexes(faiss, problem, ref_chunks[0], classes, device) if len(ref_chunks) == 1 else None
     err = error_bound(problem)
     m = problem.n_query
-    ccount = [min(k + EXTRA_CANDIDATES, rows.size) for rows in members]
-    width = int(sum(ccount))
-    chunk = block_size or QUERY_CHUNK
-    # candidates of one chunk at a time: (chunk, sum over classes of c) indices
     out_d = np.empty((m, 1, k))
     out_i = np.empty((m, 1, k), dtype=np.int64)
     recomputed = 0
@@ -122,28 +147,34 @@ def search(
     def brute(sub: Problem) -> tuple[np.ndarray, np.ndarray]:
         return exact_search(sub, device, budget)
 
-    for qs in range(0, m, chunk):
-        sl = slice(qs, qs + chunk)
+    for qs in range(0, m, qc):
+        sl = slice(qs, qs + qc)
         qlab = problem.query_labels[sl]
         qf = np.ascontiguousarray(problem.queries[sl], dtype=np.float32)
         n = qf.shape[0]
-        cand = np.full((n, width), -1, dtype=np.int64)
-        approx = np.full((n, width), np.inf)
+        parts_c, parts_a = [], []
         bound = np.full(n, np.inf)
-        col = 0
-        for c, rows, index, cc in zip(classes, members, indexes, ccount, strict=False):
-            want = np.flatnonzero(qlab != c)
-            if want.size:
-                dist, found = index.search(qf[want], cc)
-                valid = found >= 0
-                cand[want, col : col + cc] = np.where(valid, rows[np.where(valid, found, 0)], -1)
-                approx[want, col : col + cc] = np.where(valid, dist, np.inf)
-                if cc < rows.size:  # class not fully returned: rows outside are >= the last value
-                    last = dist[:, -1].astype(np.float64)
-                    bound[want] = np.minimum(bound[want], last - err[sl][want])
-            col += cc
+        for rows in ref_chunks:
+            for c, members, index in resident or _indexes(faiss, problem, rows, classes, device):
+                cc = min(k + EXTRA_CANDIDATES, members.size)
+                if cc == 0:
+                    continue
+                cand = np.full((n, cc), -1, dtype=np.int64)
+                approx = np.full((n, cc), np.inf)
+                want = np.flatnonzero(qlab != c)
+                if want.size:
+                    dist, found = index.search(qf[want], cc)
+                    valid = found >= 0
+                    cand[want] = np.where(valid, members[np.where(valid, found, 0)], -1)
+                    approx[want] = np.where(valid, dist, np.inf)
+                    if cc < members.size:  # rows not returned are >= the last value
+                        last = dist[:, -1].astype(np.float64)
+                        bound[want] = np.minimum(bound[want], last - err[sl][want])
+                parts_c.append(cand)
+                parts_a.append(approx)
         sub = problem.subset(sl)
-        cand = prune(cand[:, None, :], approx[:, None, :], err[sl], k)
+        cand = prune(np.concatenate(parts_c, axis=1)[:, None, :],
+                     np.concatenate(parts_a, axis=1)[:, None, :], err[sl], k)
         d, i, n_fb = finish(sub, cand, bound[:, None], power_of(p), brute)
         out_d[sl], out_i[sl] = d, i
         recomputed += n_fb

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import SepcheckError
+from .torch_backend import as_tensor
 
 #: share of the free device memory a search may use when no budget is given
 FREE_SHARE = 0.85
@@ -86,14 +87,14 @@ def reference_blocks(
     """
     n = reference.shape[0]
     if rows >= n:
-        yield 0, torch.from_numpy(np.ascontiguousarray(reference)).to(device)
+        yield 0, as_tensor(np.ascontiguousarray(reference)).to(device)
         return
     if device.type != "cuda":
         for start in range(0, n, rows):
-            yield start, torch.from_numpy(np.ascontiguousarray(reference[start : start + rows]))
+            yield start, as_tensor(np.ascontiguousarray(reference[start : start + rows]))
         return
     shape = (rows, *reference.shape[1:])
-    dtype = torch.from_numpy(reference[:1]).dtype
+    dtype = as_tensor(reference[:1]).dtype
     pinned = [torch.empty(shape, dtype=dtype, pin_memory=True) for _ in range(2)]
     on_dev = [torch.empty(shape, dtype=dtype, device=device) for _ in range(2)]
     copied = [torch.cuda.Event() for _ in range(2)]

@@ -23,12 +23,13 @@ import numpy as np
 from .._validation import (
     as_features,
     as_labels,
+    as_memory_budget,
     check_positive_int,
     check_same_dim,
     check_two_classes,
 )
 from ..errors import SepcheckError
-from ..norms import parse_norm
+from ..norms import norm_name, parse_norm
 
 #: default extra memory one search may use for its blocks (bytes); see README "Memory"
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
@@ -61,6 +62,9 @@ class Problem:
     grouping: Grouping = Grouping.OTHER_LABEL
     codes: np.ndarray | None = None
     classes: np.ndarray | None = None
+    #: the features were multiplied by this power of two (see :func:`range_safe`):
+    #: distances computed from them are divided by it before they are reported
+    scale: float = 1.0
 
     @property
     def n_ref(self) -> int:
@@ -140,12 +144,16 @@ def make_problem(
             "set against itself"
         )
     if queries is None:
-        return Problem(ref, rl, ref, rl, p, k, True)
+        p = effective_p(p, ref.shape[1])
+        ref, _, scale = range_safe(ref, None, p)
+        return Problem(ref, rl, ref, rl, p, k, True, scale=scale)
     qry = as_features(queries, "queries")
     ql = as_labels(query_labels, qry.shape[0], "query_labels", "queries")
     check_same_dim(ref, qry, "reference", "queries")
     ref, qry = common_dtype(ref, qry)
-    return Problem(ref, rl, qry, ql, p, k, False)
+    p = effective_p(p, ref.shape[1])
+    ref, qry, scale = range_safe(ref, qry, p)
+    return Problem(ref, rl, qry, ql, p, k, False, scale=scale)
 
 
 def make_by_class_problem(
@@ -163,6 +171,8 @@ def make_by_class_problem(
     qry = as_features(queries, "queries")
     check_same_dim(ref, qry, "reference", "queries")
     ref, qry = common_dtype(ref, qry)
+    p = effective_p(p, ref.shape[1])
+    ref, qry, scale = range_safe(ref, qry, p)
     ql = np.full(qry.shape[0], -1, dtype=np.int64)
     classes, codes = np.unique(rl, return_inverse=True)
     return Problem(
@@ -176,22 +186,81 @@ def make_by_class_problem(
         Grouping.BY_CLASS,
         codes.reshape(-1).astype(np.int64),
         classes.astype(np.int64),
+        scale,
     )
 
 
-def search_limits(block_size: int | None, memory_budget: int | None) -> tuple[int | None, int]:
-    """Validated (block_size, memory budget in bytes) for a search."""
+#: the largest finite p searched as an lp norm: beyond it |difference|**p underflows
+#: float64 for differences below 2**-16 of the largest feature (after range_safe)
+MAX_P = 64.0
+#: range_safe keeps log2 of the largest power sum below this (float32 range, with margin:
+#: faiss and the l2 GEMM compute in float32)
+_LOG2_TOP = 120.0
+#: ... and log2 of the largest |feature| ** p above this (no float32 subnormals)
+_LOG2_BOTTOM = -100.0
+
+
+def effective_p(p: float, dim: int) -> float:
+    """p itself, or ``inf`` for a p so large that the lp distance rounds to the linf distance
+    in float64 (``dim ** (1/p) == 1``: then linf <= lp <= dim ** (1/p) linf); a finite p
+    above :data:`MAX_P` otherwise is refused (its powers underflow: silently 0)."""
+    if math.isinf(p) or p <= MAX_P:
+        return p
+    if dim ** (1.0 / p) == 1.0:
+        return math.inf
+    raise SepcheckError(
+        f"norm {norm_name(p)} is beyond p={MAX_P:g}, where |difference|**p underflows in "
+        "float64: use p <= 64, or 'linf' (the limit of lp as p grows)"
+    )
+
+
+def range_safe(
+    ref: np.ndarray, qry: np.ndarray | None, p: float
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Reference and queries multiplied by one power of two ``scale`` (exact in binary
+    floating point) so that sums of |difference|**p can neither overflow nor underflow to 0
+    in float32 or float64, and ``scale``; the arrays are untouched (``scale`` 1) when they are
+    safe as they are, which is the case for all but extreme data. uint8 is always safe."""
+    if ref.dtype == np.uint8:
+        return ref, qry, 1.0
+    top = max(_abs_max(ref), _abs_max(qry) if qry is not None else 0.0)
+    if top == 0.0:
+        return ref, qry, 1.0
+    e_top = math.frexp(top)[1]  # top < 2**e_top
+    pp = 1.0 if math.isinf(p) else p
+    spread = 0.0 if math.isinf(p) else math.log2(ref.shape[1])
+    # largest |difference| < 2**(e_top + 1); its p-th power summed over the features
+    if spread + pp * (e_top + 1) < _LOG2_TOP and pp * (e_top - 1) > _LOG2_BOTTOM:
+        return ref, qry, 1.0
+    scale = math.ldexp(1.0, -e_top - 1)  # the largest |feature| in [1/4, 1/2)
+    info = np.finfo(ref.dtype)
+    dtype = ref.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
+    ref = ref.astype(dtype) * dtype.type(scale) if dtype != ref.dtype else ref * dtype.type(scale)
+    if qry is not None:
+        qry = qry.astype(dtype) * dtype.type(scale) if dtype != qry.dtype else qry * dtype.type(scale)
+    return ref, qry, scale
+
+
+def _abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
+    flat = a.reshape(-1)
+    return max(float(np.abs(flat[s : s + chunk]).max()) for s in range(0, flat.size, chunk))
+
+
+def search_limits(block_size: int | None, memory_budget: Any) -> tuple[int | None, int]:
+    """Validated (block_size, memory budget in bytes) for a search; the budget may be given
+    as bytes or a string such as ``"512MiB"`` (see :func:`sepcheck._validation.as_memory_budget`)."""
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
-    budget = int(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
-    if budget < 1:
-        raise SepcheckError(f"memory_budget={memory_budget!r} is invalid: give bytes > 0")
+    budget = as_memory_budget(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
     return block_size, budget
 
 
 def scale_of(problem: Problem, raw: bool) -> float:
-    """Divisor applied to reported distances: 255 for uint8 pixels unless ``raw``."""
-    return 1.0 if (raw or not problem.integer) else 255.0
+    """Divisor applied to computed distances: 255 for uint8 pixels unless ``raw``; the
+    power of two of :func:`range_safe` for floating data."""
+    if problem.integer:
+        return 1.0 if raw else 255.0
+    return problem.scale
 
 
 def is_linf_or_l1(p: float) -> bool:

@@ -89,8 +89,9 @@ def block_sizes(
     bq = min(problem.n_query, 1024)
     # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
     per_entry = 48 if problem.k > 1 else 24
-    # a reference row: its converted copy, plus the gathered uint8/float copy per class
-    per_ref_row = bq * per_entry + d * (
+    # a reference row: its converted copy, plus the gathered uint8/float copy per class;
+    # twice: the next block is converted while the previous one is still alive
+    per_ref_row = bq * per_entry + 2 * d * (
         elem + (problem.reference.itemsize if problem.by_class else 0)
     )
     br = max(1, min(problem.n_ref, (budget - bq * d * elem) // max(1, per_ref_row)))
@@ -144,6 +145,7 @@ def _drive(
     rl = as_tensor(problem.reference_labels).to(device)
     ql = as_tensor(problem.query_labels).to(device)
     resident = resident_reference(problem, device)
+    buf = None
     for qs in range(0, problem.n_query, bq):
         q = as_tensor(problem.queries[qs : qs + bq]).to(device=device, dtype=dt)
         best = pending.pop(qs, None) or [empty_best(q.shape[0], width, device) for _ in range(S)]
@@ -160,7 +162,7 @@ def _drive(
                 r = (resident[ids] if problem.by_class else resident[rs : rs + br]).to(dt)
             else:
                 r_np = problem.reference[rows] if problem.by_class else problem.reference[rs : rs + br]
-                r = as_tensor(r_np).to(device=device, dtype=dt)
+                r, buf = converted(as_tensor(r_np), device, dt, buf)
             tile = tile_of(q, qs, r, rows)
             if not problem.by_class:
                 same = ql[qs : qs + bq, None] == rl[None, rs : rs + br]
@@ -182,6 +184,20 @@ def _drive(
         on_block(qs, vals, inds)
         if progress is not None:
             progress(q.shape[0])
+
+
+def converted(
+    block: torch.Tensor, device: torch.device, dt: torch.dtype, buf: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``block`` on ``device`` in ``dt``, converted into the reused buffer ``buf`` (grown when
+    too small); returns (converted block, buffer). A fresh tensor per block would let glibc's
+    dynamic mmap threshold keep every freed block resident (RSS beyond the memory budget)."""
+    if block.dtype == dt and block.device == device:
+        return block, buf
+    if buf is None or buf.shape[0] < block.shape[0]:
+        buf = None  # release the old buffer before the new one is allocated
+        buf = torch.empty(block.shape, dtype=dt, device=device)
+    return buf[: block.shape[0]].copy_(block), buf
 
 
 def brute_force(

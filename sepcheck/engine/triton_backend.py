@@ -220,6 +220,7 @@ def search_triton(
 
     from . import triton_kernels
     from .gpu_data import device_budget, plan_blocks, reference_blocks
+    from .torch_backend import as_tensor
 
     p_inf = math.isinf(p)
     if not (p_inf or p == 1):
@@ -289,17 +290,17 @@ def search_triton(
             if (b0, n_qt) not in tables:
                 st, sp, sl = _chunks(bounds, b0, min(n, b0 + plan.ref_rows), n_qt, BR, min_programs)
                 tables[b0, n_qt] = (st.size, _pow2_tiles(int((sp - st).max()), BR) if st.size else 0,
-                                    torch.from_numpy(st).to(dev), torch.from_numpy(sp).to(dev),
-                                    torch.from_numpy(sl).to(dev))
-    rl_dev = torch.from_numpy(rl).to(dev)
+                                    as_tensor(st).to(dev), as_tensor(sp).to(dev),
+                                    as_tensor(sl).to(dev))
+    rl_dev = as_tensor(rl).to(dev)
     ddt = torch.float64 if out_f64 else torch.float32
     blocks = 0
     for qs in range(0, m, plan.query_rows):
         qe = min(m, qs + plan.query_rows)
         mq = qe - qs
-        q_dev = _prepare(torch.from_numpy(Q[qs:qe]).to(dev), lane)
-        ql_dev = torch.from_numpy(ql[qs:qe]).to(dev)
-        qsum = _row_sums(torch.from_numpy(Q[qs:qe]).to(dev) if lane == "packed" else q_dev, integer)
+        q_dev = _prepare(as_tensor(Q[qs:qe]).to(dev), lane)
+        ql_dev = as_tensor(ql[qs:qe]).to(dev)
+        qsum = _row_sums(as_tensor(Q[qs:qe]).to(dev) if lane == "packed" else q_dev, integer)
         run_d = torch.full((mq, S * k), math.inf, dtype=ddt, device=dev)
         run_i = torch.full((mq, S * k), triton_kernels.EMPTY_INDEX, dtype=torch.int64, device=dev)
         n_qtiles = -(-mq // BQ)

@@ -62,9 +62,32 @@ def _make_index(faiss, dim: int, p: float, device: str):
                 "backend 'faiss' on CUDA needs faiss with GPU support: install faiss-gpu-cu12, "
                 "or use backend='torch'"
             )
-        gpu = int(device.split(":")[1]) if ":" in device else 0
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
+        gpu = gpu_id(device)
+        index = faiss.index_cpu_to_gpu(gpu_resources(faiss, gpu), gpu, index)
     return index
+
+
+#: one faiss GPU resources object per device, shared by every index of every search (each
+#: object reserves a share of GPU memory: one per class could exhaust the card)
+_GPU_RESOURCES: dict[int, object] = {}
+
+
+def gpu_id(device: str) -> int:
+    """The GPU number of a resolved device: 'cuda:N' -> N; a plain 'cuda' is this
+    process's ``LOCAL_RANK`` under torchrun, else 0."""
+    from ..devices import env_local_rank
+
+    if ":" in device:
+        return int(device.split(":")[1])
+    rank = env_local_rank()
+    return rank if rank is not None else 0
+
+
+def gpu_resources(faiss, gpu: int):
+    """The shared ``StandardGpuResources`` of GPU ``gpu`` (created on first use)."""
+    if gpu not in _GPU_RESOURCES:
+        _GPU_RESOURCES[gpu] = faiss.StandardGpuResources()
+    return _GPU_RESOURCES[gpu]
 
 
 def power_of(p: float) -> float:

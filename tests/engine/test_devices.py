@@ -75,3 +75,35 @@ def test_cpu_only_backend_on_explicit_cuda_is_one_line_error(gpu_machine, backen
     with pytest.raises(SepcheckError, match=fragment) as exc:
         nearest_other(X, y, backend=backend, device="cuda")
     assert "\n" not in str(exc.value)
+
+
+def test_faiss_gpu_resources_are_shared_and_local_rank_honoured(monkeypatch):
+    """One StandardGpuResources per GPU for every index (a stand-in faiss module records them)."""
+    from sepcheck.engine import faiss_backend
+
+    made = []
+
+    class FakeFaiss:
+        METRIC_Linf = METRIC_L1 = METRIC_Lp = 0
+
+        def StandardGpuResources(self):  # noqa: N802 - faiss's name
+            made.append(object())
+            return made[-1]
+
+        def get_num_gpus(self):
+            return 2
+
+        def IndexFlatL2(self, dim):  # noqa: N802
+            return ("index", dim)
+
+        def index_cpu_to_gpu(self, res, gpu, index):
+            return (res, gpu, index)
+
+    monkeypatch.setattr(faiss_backend, "_GPU_RESOURCES", {})
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    fake = FakeFaiss()
+    a = faiss_backend._make_index(fake, 4, 2.0, "cuda")
+    b = faiss_backend._make_index(fake, 4, 2.0, "cuda")
+    c = faiss_backend._make_index(fake, 4, 2.0, "cuda:0")
+    assert a[1] == b[1] == 1 and c[1] == 0  # plain 'cuda' is this rank's GPU
+    assert a[0] is b[0] and c[0] is not a[0] and len(made) == 2

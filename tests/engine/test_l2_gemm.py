@@ -113,7 +113,7 @@ def test_duplicates_across_labels_tie_to_lowest_index(grouping):
     np.testing.assert_array_equal(d, want[0])
 
 
-@pytest.mark.parametrize("budget", [None, 1000])
+@pytest.mark.parametrize("budget", [None, 300_000])
 @pytest.mark.parametrize("d", [17, 784, 3072])
 def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
     """The exact int8 GEMM path (uint8 l2 wherever the device's int8 GEMM passes the probe)
@@ -122,6 +122,9 @@ def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
     from sepcheck.engine import torch_backend
 
     monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
+    # a budget below the data (d = 3072: 184 KB) but above the reference: rows shifted per block
+    monkeypatch.setattr("sepcheck._validation.MIN_MEMORY_BUDGET", 1)
+    monkeypatch.setattr("sepcheck.engine.FIXED_TEMPORARIES", 0)
     rng = np.random.default_rng(d)
     X = _adversarial(rng, "uint8", d, 60, False)
     y = rng.integers(0, 3, 60)

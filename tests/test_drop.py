@@ -34,7 +34,7 @@ def test_drop_matches_the_oracle(seed, n, k, p):
     want, dropped_want = _oracle(X, y, k, p)
     if np.unique(np.delete(y, dropped_want)).size < 2:
         return
-    res, dropped = separation_after_drop(X, y, k, norm=p)
+    res, dropped = separation_after_drop(X, y, k, norm=p, device="cpu")
     np.testing.assert_array_equal(dropped, dropped_want)
     assert res.separation == want
 
@@ -43,8 +43,8 @@ def test_classifier_fits_after_drop_when_raw_separation_is_zero():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [3.0, 3.0], [0.2, 0.0]])
     y = np.array([0, 1, 0, 1, 0])
     with pytest.raises(SepcheckError, match="drop"):
-        LipschitzNNClassifier().fit(X, y)
-    clf = LipschitzNNClassifier(drop=1).fit(X, y)
+        LipschitzNNClassifier(device="cpu").fit(X, y)
+    clf = LipschitzNNClassifier(drop=1, device="cpu").fit(X, y)
     assert clf.raw_separation_ == 0 and clf.dropped_.tolist() == [0]
     assert clf.separation_ == pytest.approx(0.2) and clf.r_ == pytest.approx(0.1)
     assert clf.X_train_.shape[0] == 4

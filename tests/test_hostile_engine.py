@@ -131,7 +131,7 @@ def test_faiss_indexes_the_reference_in_chunks_within_the_budget(norm):
 def test_quantiles_and_histogram_arguments_are_one_line_errors():
     from sepcheck import separation
 
-    res = separation([[0.0], [1.0], [3.0]], [0, 1, 0])
+    res = separation([[0.0], [1.0], [3.0]], [0, 1, 0], device="cpu")
     for call in (lambda: res.quantiles([2]), lambda: res.quantiles([float("nan")]),
                  lambda: res.histogram(bins=0), lambda: res.histogram(range=(2.0, 1.0))):
         with pytest.raises(SepcheckError) as err:

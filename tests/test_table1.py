@@ -46,7 +46,7 @@ def test_table1_minima_are_attained(mnist_full):
     X, y, Xt, yt = mnist_full
     assert X.shape == (60000, 784) and Xt.shape == (10000, 784)
     for (i, j), Q, yq, raw in ((TRAIN_ARGMIN, X, y, 188), (TEST_ARGMIN, Xt, yt, 207)):
-        dist, nbr = sepcheck.nearest_other(X, y, Q[i : i + 1], yq[i : i + 1], norm="linf")
+        dist, nbr = sepcheck.nearest_other(X, y, Q[i : i + 1], yq[i : i + 1], norm="linf", device="cpu")
         assert (dist[0, 0], nbr[0, 0]) == (raw / 255, j)
         assert _brute(X, y, Q[i], yq[i]) == (raw, j)
     assert round(188 / 255, 3) == 0.737 and round(207 / 255, 3) == 0.812  # the paper's rounding
@@ -56,6 +56,6 @@ def test_table1_minima_are_attained(mnist_full):
                     reason="the full 60 000 x 60 000 linf separation takes minutes: set SEPCHECK_FULL_TABLE1=1")
 def test_table1_full(mnist_full):
     X, y, Xt, yt = mnist_full
-    res = sepcheck.separation(X, y, Xt, yt, norm="linf")
+    res = sepcheck.separation(X, y, Xt, yt, norm="linf", device="cpu")
     assert res.separation == 188 / 255 and res.test_separation == 207 / 255
     assert tuple(int(v) for v in (res.distances.argmin(), res.neighbors[res.distances.argmin()])) == TRAIN_ARGMIN

@@ -17,16 +17,16 @@ def _npz(tmp_path, X, y):
 
 def test_memory_budget_option_is_parsed_and_validated(tmp_path):
     data = _npz(tmp_path, [[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], [0, 1, 1])
-    ok = run("separation", data, "--no-cache", "--norm", "l2", "--memory-budget", "64MiB", "--json")
+    ok = run("separation", "--device", "cpu", data, "--no-cache", "--norm", "l2", "--memory-budget", "64MiB", "--json")
     assert ok.exit_code == 0 and '"separation": 5.0' in ok.stdout
-    bad = run("separation", data, "--no-cache", "--memory-budget", "1")
+    bad = run("separation", "--device", "cpu", data, "--no-cache", "--memory-budget", "1")
     assert_one_line_error(bad, "memory_budget")
 
 
 def test_huge_separation_is_printed_briefly_and_plotted(tmp_path):
     data = _npz(tmp_path, [[1e200, 0.0], [-1e200, 0.0], [0.0, 1.0]], [0, 1, 1])
     out, plot = tmp_path / "r.h5", tmp_path / "h.png"
-    r = run("separation", data, "--no-cache", "--norm", "l2", "--out", out, "--plot", plot)
+    r = run("separation", "--device", "cpu", data, "--no-cache", "--norm", "l2", "--out", out, "--plot", plot)
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("separation"))
     assert "e+200" in line and len(line) < 40
@@ -43,7 +43,7 @@ def test_a_failing_plot_leaves_no_out_file(tmp_path, monkeypatch):
     monkeypatch.setattr(SeparationResult, "plot", broken)
     data = _npz(tmp_path, [[0.0], [1.0]], [0, 1])
     out, plot = tmp_path / "r.h5", tmp_path / "h.png"
-    r = run("separation", data, "--no-cache", "--out", out, "--plot", plot)
+    r = run("separation", "--device", "cpu", data, "--no-cache", "--out", out, "--plot", plot)
     assert_one_line_error(r, "histogram")
     assert not out.exists() and not plot.exists()
 

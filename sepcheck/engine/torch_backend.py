@@ -271,7 +271,7 @@ def l2_int8(
     sq_qt = as_tensor(sq_q).to(device) if problem.self_mode else None
 
     def tile_of(q, qs, r, rows):
-        tile = _int8_tile(q, r, _take(sq_rt, rows))
+        tile = int8_tile(q, r, _take(sq_rt, rows))
         return tile if sq_qt is None else tile.add_(sq_qt[qs : qs + q.shape[0], None])
 
     dt = torch.int8 if shifted is not problem else torch.uint8
@@ -350,7 +350,7 @@ def int8_matmul_is_exact(device: torch.device) -> bool:
     at the extremes (probed once per device type): rows of all -128, all 127, alternating,
     and random mixes of the two, whose pair sums would saturate an int16 intermediate (as
     pre-VNNI int8 kernels do), are compared against int64 products. Shapes the kernel
-    refuses fall back to an exact float64 product in :func:`_int8_tile`."""
+    refuses fall back to an exact float64 product in :func:`int8_tile`."""
     return _int8_probe(device.type)
 
 
@@ -383,7 +383,7 @@ def shifted_int8(x: np.ndarray) -> np.ndarray:
     return np.bitwise_xor(x, np.uint8(128)).view(np.int8)
 
 
-def _int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Tensor:
+def int8_tile(q: torch.Tensor, r: torch.Tensor, sq_r: torch.Tensor) -> torch.Tensor:
     """(a, b) int32 ``||r||^2 - 2 q.r`` of rows given as uint8 or as int8 shifted by -128
     (:func:`shifted_int8`), ``sq_r`` the int32 squared norms of the shifted rows; int32
     arithmetic is exact (:data:`INT8_GEMM_MAX_DIM`).

@@ -617,17 +617,18 @@ def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: boo
     int32 (mq, S); ``NO_THRESHOLD`` where fewer candidates exist."""
     import torch
 
+    from .torch_backend import int8_tile
+
     mq, d = q.shape
     nb = r.shape[0]
     S = bounds.size - 1
     thr = torch.full((mq, S), NO_THRESHOLD, dtype=torch.int32, device=q.device)
-    a = _centred(q)
-    b = _centred(r)
+    b = torch.bitwise_xor(r, 128).view(torch.int8)  # rows shifted by -128, once
     rsq = (b.to(torch.int32) ** 2).sum(dim=1, dtype=torch.int32)
     sub = max(1, SEED_BYTES // (4 * nb))
     for s0 in range(0, mq, sub):
         s1 = min(mq, s0 + sub)
-        scores = rsq[None, :] - 2 * _dot(a[s0:s1], b)  # ||q - r||^2 - ||q||^2
+        scores = int8_tile(q[s0:s1], b, rsq)  # ||q - r||^2 - ||q||^2, exact int32
         if by_class:
             for s in range(S):
                 lo, hi = max(0, int(bounds[s])), min(nb, int(bounds[s + 1]))
@@ -635,8 +636,7 @@ def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: boo
                     cand = torch.topk(scores[:, lo:hi], min(SEED_PER_SLOT, hi - lo), dim=1, largest=False).indices + lo
                     thr[s0:s1, s] = _exact(q[s0:s1], r, cand, p_inf).amin(dim=1).to(torch.int32)
             continue
-        scores.masked_fill_(ql[s0:s1, None] == rl[None, :], torch.iinfo(scores.dtype).max
-                            if not scores.dtype.is_floating_point else math.inf)
+        scores.masked_fill_(ql[s0:s1, None] == rl[None, :], torch.iinfo(torch.int32).max)
         c = min(nb, k + SEED_EXTRA)
         if c < k:
             continue
@@ -645,30 +645,6 @@ def _seed_thresholds(q, ql, r, rl, bounds, *, p_inf: bool, k: int, by_class: boo
         dist = torch.where(ql[s0:s1, None] != rl[cand], dist, NO_THRESHOLD)
         thr[s0:s1, 0] = torch.sort(dist, dim=1).values[:, k - 1].to(torch.int32)
     return thr
-
-
-def _centred(x):
-    """uint8 rows as int8 x - 128, zero-padded to a multiple of 8 columns (for int8 GEMMs)."""
-    import torch
-
-    y = (x.to(torch.int16) - 128).to(torch.int8)
-    pad = (-y.shape[1]) % 8
-    return torch.nn.functional.pad(y, (0, pad)) if pad else y
-
-
-def _dot(a, b):
-    """a @ b.T of int8 rows: exact int32 on the int8 tensor cores where torch can, else float32
-    (the seeds only need near rows, not exact products)."""
-    import torch
-
-    if a.shape[0] > 16 and b.shape[0] % 8 == 0:
-        try:
-            return torch._int_mm(a, b.t())
-        except (RuntimeError, NotImplementedError):
-            pass
-    if a.is_cuda:  # float16 tensor cores on values scaled into [-1, 1) (no fp16 overflow)
-        return (a.to(torch.float16) / 128 @ (b.to(torch.float16) / 128).t()).to(torch.float32) * 16384
-    return a.to(torch.float32) @ b.to(torch.float32).t()
 
 
 def _exact(q, r, cand, p_inf: bool):

@@ -31,18 +31,6 @@ from sepcheck.engine.triton_backend import search_triton  # noqa: E402
 SUPPRESS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@pytest.fixture
-def tdevice(device, monkeypatch) -> str:
-    """'cpu' runs the interpreter; 'cuda' (skipped without a GPU) the compiled kernels."""
-    if device == "cpu":
-        if not triton_kernels.interpreter_loaded():
-            pytest.skip("triton was imported without TRITON_INTERPRET=1 (GPU machine): CPU runs need the interpreter")
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-    else:
-        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    return device
-
-
 def _rows(draw, n, d, dtype, vmax):
     if dtype == "uint8":
         return np.array(draw(st.lists(st.integers(0, vmax), min_size=n * d, max_size=n * d)), dtype=np.uint8).reshape(n, d)

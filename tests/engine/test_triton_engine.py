@@ -18,34 +18,24 @@ pytest.importorskip("triton")
 
 from sepcheck import SepcheckError  # noqa: E402
 from sepcheck.engine import nearest_by_class, nearest_other  # noqa: E402
-from sepcheck.engine.triton_kernels import interpreter_loaded  # noqa: E402
 from tests import oracle  # noqa: E402
-
-
-@pytest.fixture
-def tdev(device, monkeypatch) -> str:
-    if device == "cpu":
-        if not interpreter_loaded():
-            pytest.skip("triton was imported without TRITON_INTERPRET=1: CPU runs need the interpreter")
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-    return device
 
 
 @pytest.mark.parametrize("norm, p", [("linf", math.inf), ("l1", 1.0)])
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
-def test_engine_triton_matches_oracle(tdev, norm, p, dtype):
+def test_engine_triton_matches_oracle(tdevice, norm, p, dtype):
     rng = np.random.default_rng(5)
     X = rng.integers(0, 6, (45, 13))  # few values: many ties
     X = X.astype(np.uint8) if dtype == "uint8" else (X / 4).astype(np.float32)
     y = rng.integers(0, 3, 45)
     scale = 255.0 if dtype == "uint8" else 1.0
     info: dict = {}
-    d, i = nearest_other(X, y, norm=norm, k=3, backend="triton", device=tdev, info=info)
+    d, i = nearest_other(X, y, norm=norm, k=3, backend="triton", device=tdevice, info=info)
     wd, wi = oracle.nearest_other(X, y, p=p, k=3, scale=scale)
     assert info["backend"] == "triton"
     np.testing.assert_array_equal(i, wi)
     np.testing.assert_array_equal(d, wd)
-    d, i, classes = nearest_by_class(X, y, X[:9], norm=norm, backend="triton", device=tdev)
+    d, i, classes = nearest_by_class(X, y, X[:9], norm=norm, backend="triton", device=tdevice)
     od, oi, oc = oracle.class_distances(X, y, X[:9], p=p, scale=scale)
     np.testing.assert_array_equal(classes, oc)
     np.testing.assert_array_equal(i, oi)
@@ -63,7 +53,7 @@ def test_engine_triton_refused_on_the_cpu_without_interpreter(monkeypatch):
 
 
 @pytest.mark.parametrize("survival", [0.0, 1.0])
-def test_auto_probe_picks_a_mode_and_stays_exact(tdev, monkeypatch, survival):
+def test_auto_probe_picks_a_mode_and_stays_exact(tdevice, monkeypatch, survival):
     """prune='auto' probes the prefix search on a few queries, then runs prefix or tiles."""
     from sepcheck.engine import triton_backend
 
@@ -72,7 +62,7 @@ def test_auto_probe_picks_a_mode_and_stays_exact(tdev, monkeypatch, survival):
     rng = np.random.default_rng(9)
     X = rng.integers(0, 4, (60, 24)).astype(np.uint8)
     y = rng.integers(0, 3, 60)
-    d, i, info = triton_backend.search_triton(X, y, X, y, p=math.inf, k=2, device=tdev)
+    d, i, info = triton_backend.search_triton(X, y, X, y, p=math.inf, k=2, device=tdevice)
     wd, wi = oracle.nearest_other(X, y, p=math.inf, k=2)
     assert info["prune"] == ("tiles" if survival == 0.0 else "prefix")
     np.testing.assert_array_equal(i[:, 0, :], wi)

@@ -233,7 +233,7 @@ def plan_stream(
         1, budget // QUERY_SHARE // q_row)
     r_rows = check_positive_int(block_rows, "block_rows") if block_rows is not None else max(
         1, budget // BLOCK_SHARE // r_row)
-    q_rows, r_rows = min(q_rows, len(qry)), min(r_rows, len(ref))
+    q_rows, r_rows = whole_chunks(q_rows, qry), whole_chunks(r_rows, ref)
     inner = budget - q_rows * q_row - 2 * r_rows * r_row
     inner = max(inner, budget // 2)
     probe = Problem(
@@ -245,6 +245,12 @@ def plan_stream(
         ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, raw),
         q_rows, r_rows, name, dev, inner_budget, block_size,
     )
+
+
+def whole_chunks(rows: int, src: RowSource) -> int:
+    """``rows`` rounded down to whole chunks of ``src`` (at least one), at most all its rows."""
+    c = max(1, src.chunk_rows)
+    return min(len(src), max(c, rows // c * c))
 
 
 def _largest(src: RowSource, name: str, dtype: np.dtype) -> float:

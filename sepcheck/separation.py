@@ -247,6 +247,9 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     Returns ``(result on the kept points, dropped indices into X)``; the kept points' indices
     are ``np.delete(np.arange(n), dropped)``. ``result``: the full data's result, if known.
     """
+    if is_source(X):  # the kept rows are searched again: read them into memory
+        src = open_source(X, "X")
+        X = src.read(0, len(src))
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
     full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, **engine_options)

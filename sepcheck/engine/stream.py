@@ -226,9 +226,7 @@ def plan_stream(
         scale = range_scale(top, p, d)
 
     block_size, budget = search_limits(block_size, memory_budget)
-    work = dtype.itemsize if scale == 1.0 else 8
-    q_row = d * (qry.dtype.itemsize + work)
-    r_row = d * (ref.dtype.itemsize + work)
+    q_row, r_row = _row_bytes(qry, dtype, scale), _row_bytes(ref, dtype, scale)
     q_rows = check_positive_int(query_rows, "query_rows") if query_rows is not None else max(
         1, budget // QUERY_SHARE // q_row)
     r_rows = check_positive_int(block_rows, "block_rows") if block_rows is not None else max(
@@ -245,6 +243,13 @@ def plan_stream(
         ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, raw),
         q_rows, r_rows, name, dev, inner_budget, block_size,
     )
+
+
+def _row_bytes(src: RowSource, dtype: np.dtype, scale: float) -> int:
+    """Bytes per row of a block as read, plus its converted copy when there is one."""
+    if src.dtype == dtype and scale == 1.0:
+        return src.row_bytes
+    return src.row_bytes + src.shape[1] * (dtype.itemsize if scale == 1.0 else 8)
 
 
 def whole_chunks(rows: int, src: RowSource) -> int:

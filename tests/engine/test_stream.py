@@ -144,7 +144,8 @@ def test_budget_sizes_the_blocks(tmp_path):
     y = np.arange(5000) % 2
     plan = plan_stream(ArraySource(X), y, memory_budget="16MiB")
     # a quarter of the budget for the query shard, an eighth for each reference block
-    assert plan.query_rows * 1000 * 2 <= 4 * 2**20 and plan.block_rows * 1000 * 2 <= 2 * 2**20
+    assert plan.query_rows * 1000 <= 4 * 2**20 and plan.block_rows * 1000 <= 2 * 2**20
+    assert plan.query_rows * 1000 > 2 * 2**20 and plan.block_rows * 1000 > 2**20
 
 
 def test_errors_are_one_line(tmp_path):

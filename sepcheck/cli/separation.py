@@ -130,6 +130,7 @@ def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float |
             "typical_eps": ds.eps,
             "cached": cached,
             "backend": info.get("backend", "cache" if cached else None),
+            "streamed": bool(info.get("streamed", False)),
             "notes": list(ds.notes),
         }
     )

@@ -30,7 +30,9 @@ line in :func:`choose` and :func:`run_backend`. Modules: ``problem`` (validation
 ``numba_backend`` (compiled linf/l1 kernels), ``torch_backend`` (one tiling driver, exact
 tiles and the l2 GEMM candidates, precision probe), ``faiss_backend`` (OTHER_LABEL only),
 ``candidates`` (GEMM error bound, prune, finish), ``select`` (top-k merges), ``exact``
-(exact pair distances), ``fallback`` (exact recomputation).
+(exact pair distances), ``fallback`` (exact recomputation), ``sources`` (rows of arrays,
+``.npy`` and HDF5 files read in blocks) and ``stream`` (the streamed search over sources:
+every block pair runs this pipeline).
 """
 
 from __future__ import annotations
@@ -150,7 +152,11 @@ def nearest_other(
     ----------
     reference, reference_labels
         Array-like of shape (n, ...) (images are flattened) and its n integer labels.
-        uint8 or floating; uint8 stays uint8 in memory.
+        uint8 or floating; uint8 stays uint8 in memory. ``reference`` (and ``queries``)
+        may also be a row source or a file: a ``.npy`` path, ``"file.h5:name"``, an
+        ``h5py.Dataset`` or a :class:`~sepcheck.engine.sources.RowSource` (see
+        :func:`sepcheck.open_source`); the search then streams them from disk in blocks
+        (:mod:`sepcheck.engine.stream`), with the same answer bit for bit.
     queries, query_labels
         Rows to search for; ``None`` (both) means the reference set against itself.
     norm
@@ -173,6 +179,9 @@ def nearest_other(
         included: an integer or a size such as '512MiB' or '2GB' (default 512 MiB, at
         least 16 MiB). Not counted: the validated input itself (a converted copy when the
         input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
+        A streamed search (a source or file among the inputs) counts its data blocks too:
+        a quarter of the budget for a query shard, an eighth for each of two reference
+        blocks (one searched, one being read), half for the search of each block pair.
         The compiled numba kernels keep a copy of the reference for linf: when it does not
         fit an explicit budget, 'auto' runs torch and 'numba' is a one-line error.
     progress
@@ -226,9 +235,11 @@ def nearest_by_class(
     ----------
     reference, reference_labels
         Array-like of shape (n, ...) (images are flattened) and its n integer labels.
-        uint8 or floating; a single class is allowed.
+        uint8 or floating; a single class is allowed. Sources and files are streamed, as
+        for :func:`nearest_other`.
     queries
-        Rows to search for, same features (and uint8-ness) as ``reference``.
+        Rows to search for, same features (and uint8-ness) as ``reference``; a source or
+        file is streamed.
     norm
         'linf', 'l2', 'l1' or any float p >= 1.
     backend
@@ -241,7 +252,8 @@ def nearest_by_class(
     block_size
         Rows per block (queries and references) for the torch backend.
     memory_budget
-        Extra bytes the search may use, as for :func:`nearest_other`.
+        Extra bytes the search may use, as for :func:`nearest_other` (data blocks
+        included when the search streams).
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info

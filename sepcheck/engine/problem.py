@@ -123,6 +123,23 @@ def common_dtype(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(wide, copy=False), b.astype(wide, copy=False)
 
 
+def check_query_pair(queries: Any, query_labels: Any) -> None:
+    """Queries and their labels come together (neither: the reference against itself)."""
+    if (queries is None) != (query_labels is None):
+        raise SepcheckError(
+            "queries and query_labels go together: pass both, or neither for the reference "
+            "set against itself"
+        )
+
+
+def require_queries(queries: Any) -> None:
+    """A per-class search needs queries."""
+    if queries is None:
+        raise SepcheckError(
+            "queries is missing: pass the rows to search for (shape (m, features...))"
+        )
+
+
 def make_problem(
     reference: Any,
     reference_labels: Any,
@@ -138,11 +155,7 @@ def make_problem(
     ref = as_features(reference, "reference")
     rl = as_labels(reference_labels, ref.shape[0], "reference_labels", "reference")
     check_two_classes(rl, "reference_labels")
-    if (queries is None) != (query_labels is None):
-        raise SepcheckError(
-            "queries and query_labels go together: pass both, or neither for the reference "
-            "set against itself"
-        )
+    check_query_pair(queries, query_labels)
     if queries is None:
         p = effective_p(p, ref.shape[1])
         ref, _, scale = range_safe(ref, None, p)
@@ -164,10 +177,7 @@ def make_by_class_problem(
     p = parse_norm(norm)
     ref = as_features(reference, "reference")
     rl = as_labels(reference_labels, ref.shape[0], "reference_labels", "reference")
-    if queries is None:
-        raise SepcheckError(
-            "queries is missing: pass the rows to search for (shape (m, features...))"
-        )
+    require_queries(queries)
     qry = as_features(queries, "queries")
     check_same_dim(ref, qry, "reference", "queries")
     ref, qry = common_dtype(ref, qry)

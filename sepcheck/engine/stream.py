@@ -31,17 +31,24 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_features, as_labels, check_positive_int, check_two_classes
-from ..errors import SepcheckError
+from .._validation import (
+    as_features,
+    as_labels,
+    check_positive_int,
+    check_same_dim,
+    check_two_classes,
+)
 from ..norms import parse_norm
 from .problem import (
     Grouping,
     Problem,
     abs_max,
     apply_scale,
+    check_query_pair,
     common_dtype,
     effective_p,
     range_scale,
+    require_queries,
     scale_of,
     search_limits,
 )
@@ -190,30 +197,21 @@ def plan_stream(
     ref = open_source(reference, "reference")
     rl = as_labels(reference_labels, len(ref), "reference_labels", "reference")
     by_class = grouping is Grouping.BY_CLASS
-    if (queries is None) != (query_labels is None) and not by_class:
-        raise SepcheckError(
-            "queries and query_labels go together: pass both, or neither for the reference "
-            "set against itself"
-        )
     if by_class:
-        if queries is None:
-            raise SepcheckError("queries is missing: pass the rows to search for (shape (m, features...))")
+        require_queries(queries)
         qry = open_source(queries, "queries")
         ql = np.full(len(qry), -1, dtype=np.int64)
         classes, codes = np.unique(rl, return_inverse=True)
         classes, codes = classes.astype(np.int64), codes.reshape(-1).astype(np.int64)
         k = 1
     else:
+        check_query_pair(queries, query_labels)
         check_two_classes(rl, "reference_labels")
         qry = ref if queries is None else open_source(queries, "queries")
         ql = rl if queries is None else as_labels(query_labels, len(qry), "query_labels", "queries")
         classes = codes = None
+    check_same_dim(ref, qry, "reference", "queries")
     d = ref.shape[1]
-    if qry.shape[1] != d:
-        raise SepcheckError(
-            f"reference has {d} features per row but queries has {qry.shape[1]}: "
-            "both must come from the same feature space"
-        )
     rd = as_features(ref.read(0, 1), "reference").dtype
     qd = as_features(qry.read(0, 1), "queries").dtype
     dtype = common_dtype(np.empty((0, d), rd), np.empty((0, d), qd))[0].dtype

@@ -166,3 +166,18 @@ def test_errors_are_one_line(tmp_path):
     np.save(tmp_path / "nan.npy", bad)
     with pytest.raises(SepcheckError, match="NaN"):
         nearest_other(open_source(tmp_path / "nan.npy"), np.arange(10) % 2)
+
+
+@pytest.mark.parametrize("magnitude", [1e-200, 1e300])
+def test_extreme_floats_use_the_in_memory_range_scale(tmp_path, magnitude):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(40, 5)) * magnitude
+    X[-1] = X[0]
+    y = np.arange(40) % 3
+    np.save(tmp_path / "x.npy", X)
+    for norm in ("l2", 3.0):
+        got = nearest_other(tmp_path / "x.npy", y, norm=norm, k=2, memory_budget="16MiB")
+        want = nearest_other(X, y, norm=norm, k=2)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert np.isfinite(got[0]).all() and (got[0] > 0).all()

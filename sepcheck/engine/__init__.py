@@ -373,14 +373,25 @@ def run_backend(
     budget: int | None,
     block_size: int | None,
     progress: bool | Callable[[int], None],
+    seed: np.ndarray | None = None,
+    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one backend on a validated problem; slots (m, S, k) in raw units. ``budget`` is
     None only for triton (free GPU memory decides). torch and faiss get the queries in
-    chunks (see :func:`split_budget`)."""
+    chunks (see :func:`split_budget`). ``seed`` (m, S): exact raw distances that rows of
+    lower index already reach k times (a streamed search's earlier blocks); the numba
+    kernels then search only for closer rows and pad with (seed, -1) (see
+    :func:`sepcheck.engine.simd.search_simd`); other backends ignore it. Give it only where
+    the kernel's distances are exact (uint8). ``ordered``: the features are in the numba
+    linf kernel's order already (no permuted copies)."""
     from ..progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
+        if name == "numba":
+            from . import numba_backend
+
+            return numba_backend.search(problem, tick, seed=seed, ordered=ordered)
         if name not in ("torch", "faiss"):
             return _run_one(problem, name, device, budget, block_size, tick)
         chunk, blocks = split_budget(problem, budget)
@@ -406,10 +417,6 @@ def _run_one(
     block_size: int | None,
     tick: Callable[[int], None] | None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    if name == "numba":
-        from . import numba_backend
-
-        return numba_backend.search(problem, tick)
     if name == "triton":
         from .triton_backend import search_triton
 

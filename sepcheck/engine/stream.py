@@ -13,6 +13,11 @@ Memory (``memory_budget``, default 512 MiB): a quarter for the query shard, an e
 each of two reference blocks (the one searched and the one being read), half for the inner
 search of a block pair. The labels and the returned arrays are not counted.
 
+The numba linf kernels order the features of each block once, as it is read (one order,
+from the first reference block), not once per block pair. For uint8 data the numba kernels of each block start from the k-th distances already found
+(``seed``: they search only for strictly closer rows, which is what the merge keeps since
+earlier blocks hold the lower indices), so later blocks prune like one in-memory search.
+
 Floating data is checked (NaN/inf) and scanned for its largest magnitude once before the
 search (see :func:`~sepcheck.engine.problem.range_scale`); uint8 needs no pass.
 
@@ -24,6 +29,7 @@ units; any ``(a, b)`` inside the queries works, the answer per query never depen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,6 +99,8 @@ class StreamPlan:
     device: str
     inner_budget: int | None
     block_size: int | None
+    #: numba linf: the feature order of the kernels, applied once to every block read
+    feature_perm: np.ndarray | None = None
 
     @property
     def n_slots(self) -> int:
@@ -122,7 +130,9 @@ class StreamPlan:
         best_d, best_i = np.full(shape, np.inf), np.full(shape, -1, dtype=np.int64)
         for ra, rb, R in self._reference_blocks():
             sub = self._problem(R, ra, rb, Q, ql)
-            d, i, _ = run_backend(sub, self.backend, self.device, self.inner_budget, self.block_size, False)
+            seed = best_d[:, :, -1] if self.dtype == np.uint8 else None  # exact: prune from the start
+            d, i, _ = run_backend(sub, self.backend, self.device, self.inner_budget, self.block_size, False, seed,
+                                  ordered=self.feature_perm is not None)
             d = final_distances(sub, d, i)
             i = np.where(i >= 0, i + ra, -1)
             best_d, best_i = sort_candidates(
@@ -143,7 +153,12 @@ class StreamPlan:
         out = as_features(block, name)
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
-        return np.ascontiguousarray(apply_scale(out, self.scale))
+        out = apply_scale(out, self.scale)
+        if self.feature_perm is not None:
+            from .simd import permuted_columns
+
+            return permuted_columns(out, self.feature_perm)
+        return np.ascontiguousarray(out)
 
     def _reference_blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Reference blocks in file order, the next one read (and converted) in a thread
@@ -237,10 +252,15 @@ def plan_stream(
         grouping, codes[:r_rows] if by_class else None, classes, scale,
     )
     name, dev, inner_budget = plan_backend(probe, backend, device, inner, memory_budget is not None)
-    return StreamPlan(
+    plan = StreamPlan(
         ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, raw),
         q_rows, r_rows, name, dev, inner_budget, block_size,
     )
+    if name == "numba" and math.isinf(p):  # one feature order for every block (from the first)
+        from .simd import feature_order
+
+        plan.feature_perm = feature_order(plan._convert(ref.read(0, r_rows), "reference"))
+    return plan
 
 
 def _row_bytes(src: RowSource, dtype: np.dtype, scale: float) -> int:

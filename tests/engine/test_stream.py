@@ -181,3 +181,24 @@ def test_extreme_floats_use_the_in_memory_range_scale(tmp_path, magnitude):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
         assert np.isfinite(got[0]).all() and (got[0] > 0).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1"])
+def test_later_blocks_start_from_the_distances_found(norm):
+    """uint8 blocks after the first start from the k-th distances already found: rows tied with
+    them belong to earlier blocks (lower indices), closer rows still enter."""
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 3, (70, 4)).astype(np.uint8)  # coarse: ties everywhere
+    y = rng.integers(0, 3, 70)
+    Q = rng.integers(0, 3, (30, 4)).astype(np.uint8)
+    yq = rng.integers(0, 3, 30)
+    p = NORMS[norm]
+    for k in (1, 3):
+        d, i, _ = stream_search(ArraySource(X), y, Q, yq, norm=norm, k=k, block_rows=8, query_rows=11)
+        want = oracle.nearest_other(X, y, Q, yq, p=p, k=k, scale=255.0)
+        np.testing.assert_array_equal(i[:, 0], want[1])
+        np.testing.assert_array_equal(d[:, 0], want[0])
+    d, i, _ = stream_search(ArraySource(X), y, Q, grouping=Grouping.BY_CLASS, norm=norm, block_rows=8)
+    want = oracle.class_distances(X, y, Q, p=p, scale=255.0)
+    np.testing.assert_array_equal(i[:, :, 0], want[1])
+    np.testing.assert_array_equal(d[:, :, 0], want[0])

@@ -63,7 +63,9 @@ def separation(
     """Distance from every point to the nearest differently labelled point, and its minimum.
 
     DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
-    (and X_test, y_test), a directory of MNIST-format IDX files, or an ImageFolder tree.
+    (and X_test, y_test), a directory of X.npy, y.npy (X_test.npy, y_test.npy), a directory
+    of MNIST-format IDX files, or an ImageFolder tree. Features in an .h5 file or .npy files
+    are streamed from disk within --memory-budget.
     """
     from .._validation import as_memory_budget
     from ..cache import cached_separation
@@ -81,7 +83,7 @@ def separation(
     out_p = check_writable(out, "--out") if out else None
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
 
-    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     X, y, Xt, yt = _arrays_for_split(ds, split)
     info: dict[str, Any] = {}
     res, cached = cached_separation(
@@ -128,6 +130,7 @@ def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float |
             "typical_eps": ds.eps,
             "cached": cached,
             "backend": info.get("backend", "cache" if cached else None),
+            "streamed": bool(info.get("streamed", False)),
             "notes": list(ds.notes),
         }
     )

@@ -30,7 +30,9 @@ line in :func:`choose` and :func:`run_backend`. Modules: ``problem`` (validation
 ``numba_backend`` (compiled linf/l1 kernels), ``torch_backend`` (one tiling driver, exact
 tiles and the l2 GEMM candidates, precision probe), ``faiss_backend`` (OTHER_LABEL only),
 ``candidates`` (GEMM error bound, prune, finish), ``select`` (top-k merges), ``exact``
-(exact pair distances), ``fallback`` (exact recomputation).
+(exact pair distances), ``fallback`` (exact recomputation), ``sources`` (rows of arrays,
+``.npy`` and HDF5 files read in blocks) and ``stream`` (the streamed search over sources:
+every block pair runs this pipeline).
 """
 
 from __future__ import annotations
@@ -150,7 +152,11 @@ def nearest_other(
     ----------
     reference, reference_labels
         Array-like of shape (n, ...) (images are flattened) and its n integer labels.
-        uint8 or floating; uint8 stays uint8 in memory.
+        uint8 or floating; uint8 stays uint8 in memory. ``reference`` (and ``queries``)
+        may also be a row source or a file: a ``.npy`` path, ``"file.h5:name"``, an
+        ``h5py.Dataset`` or a :class:`~sepcheck.engine.sources.RowSource` (see
+        :func:`sepcheck.open_source`); the search then streams them from disk in blocks
+        (:mod:`sepcheck.engine.stream`), with the same answer bit for bit.
     queries, query_labels
         Rows to search for; ``None`` (both) means the reference set against itself.
     norm
@@ -173,6 +179,9 @@ def nearest_other(
         included: an integer or a size such as '512MiB' or '2GB' (default 512 MiB, at
         least 16 MiB). Not counted: the validated input itself (a converted copy when the
         input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
+        A streamed search (a source or file among the inputs) counts its data blocks too:
+        a quarter of the budget for a query shard, an eighth for each of two reference
+        blocks (one searched, one being read), half for the search of each block pair.
         The compiled numba kernels keep a copy of the reference for linf: when it does not
         fit an explicit budget, 'auto' runs torch and 'numba' is a one-line error.
     progress
@@ -187,6 +196,15 @@ def nearest_other(
     indices : int64 array (n_queries, k)
         Row indices into ``reference``; ties go to the lowest index; -1 with +inf.
     """
+    if _streams(reference, queries):
+        from .stream import stream_search
+
+        dist, idx, _ = stream_search(
+            reference, reference_labels, queries, query_labels, norm=norm, k=k, backend=backend,
+            device=device, raw=raw, block_size=block_size, memory_budget=memory_budget,
+            progress=progress, info=info,
+        )
+        return dist[:, 0, :], idx[:, 0, :]
     problem = make_problem(reference, reference_labels, queries, query_labels, norm=norm, k=k)
     dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
     return dist[:, 0, :], idx[:, 0, :]
@@ -217,9 +235,11 @@ def nearest_by_class(
     ----------
     reference, reference_labels
         Array-like of shape (n, ...) (images are flattened) and its n integer labels.
-        uint8 or floating; a single class is allowed.
+        uint8 or floating; a single class is allowed. Sources and files are streamed, as
+        for :func:`nearest_other`.
     queries
-        Rows to search for, same features (and uint8-ness) as ``reference``.
+        Rows to search for, same features (and uint8-ness) as ``reference``; a source or
+        file is streamed.
     norm
         'linf', 'l2', 'l1' or any float p >= 1.
     backend
@@ -232,7 +252,8 @@ def nearest_by_class(
     block_size
         Rows per block (queries and references) for the torch backend.
     memory_budget
-        Extra bytes the search may use, as for :func:`nearest_other`.
+        Extra bytes the search may use, as for :func:`nearest_other` (data blocks
+        included when the search streams).
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
@@ -248,9 +269,26 @@ def nearest_by_class(
     classes : int64 array (n_classes,)
         The sorted unique reference labels (the column order).
     """
+    if _streams(reference, queries):
+        from .stream import stream_search
+
+        dist, idx, classes = stream_search(
+            reference, reference_labels, queries, None, grouping=Grouping.BY_CLASS, norm=norm,
+            backend=backend, device=device, raw=raw, block_size=block_size,
+            memory_budget=memory_budget, progress=progress, info=info,
+        )
+        return dist[:, :, 0], idx[:, :, 0], classes
     problem = make_by_class_problem(reference, reference_labels, queries, norm=norm)
     dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
     return dist[:, :, 0], idx[:, :, 0], problem.classes
+
+
+def _streams(reference: Any, queries: Any) -> bool:
+    """True when the search streams: reference or queries is a row source or a file
+    (:func:`sepcheck.engine.sources.is_source`)."""
+    from .sources import is_source
+
+    return is_source(reference) or (queries is not None and is_source(queries))
 
 
 def _search(
@@ -265,8 +303,23 @@ def _search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
+    name, dev, budget = plan_backend(problem, backend, device, budget, memory_budget is not None)
+    dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
+    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
+    if info is not None:
+        info.update({"backend": name, "device": dev, **extra})
+    return dist, idx
+
+
+def plan_backend(
+    problem: Problem, backend: str, device: str, budget: int, explicit: bool
+) -> tuple[str, str, int | None]:
+    """(backend, device, budget) that run a problem: :func:`choose`, then the memory rule
+    of the compiled kernels (their copy of the reference must fit an ``explicit`` budget:
+    'auto' takes torch instead, 'numba' is a one-line error); triton without an explicit
+    budget sizes itself from free GPU memory (budget None)."""
     name, dev = choose(problem, backend, device)
-    if name == "numba" and memory_budget is not None and numba_copy_bytes(problem) > budget:
+    if name == "numba" and explicit and numba_copy_bytes(problem) > budget:
         if str(backend).lower() != "auto":
             raise SepcheckError(
                 f"backend 'numba' keeps a copy of the reference "
@@ -274,13 +327,9 @@ def _search(
                 f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
             )
         name = "torch"  # 'auto' keeps the budget with the blocked backend
-    if name == "triton" and memory_budget is None:
-        budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
-    dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
-    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
-    if info is not None:
-        info.update({"backend": name, "device": dev, **extra})
-    return dist, idx
+    if name == "triton" and not explicit:
+        return name, dev, None  # the GPU kernels size themselves from torch.cuda.mem_get_info
+    return name, dev, budget
 
 
 def numba_copy_bytes(problem: Problem) -> int:
@@ -324,14 +373,25 @@ def run_backend(
     budget: int | None,
     block_size: int | None,
     progress: bool | Callable[[int], None],
+    seed: np.ndarray | None = None,
+    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one backend on a validated problem; slots (m, S, k) in raw units. ``budget`` is
     None only for triton (free GPU memory decides). torch and faiss get the queries in
-    chunks (see :func:`split_budget`)."""
+    chunks (see :func:`split_budget`). ``seed`` (m, S): exact raw distances that rows of
+    lower index already reach k times (a streamed search's earlier blocks); the numba
+    kernels then search only for closer rows and pad with (seed, -1) (see
+    :func:`sepcheck.engine.simd.search_simd`); other backends ignore it. Give it only where
+    the kernel's distances are exact (uint8). ``ordered``: the features are in the numba
+    linf kernel's order already (no permuted copies)."""
     from ..progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
+        if name == "numba":
+            from . import numba_backend
+
+            return numba_backend.search(problem, tick, seed=seed, ordered=ordered)
         if name not in ("torch", "faiss"):
             return _run_one(problem, name, device, budget, block_size, tick)
         chunk, blocks = split_budget(problem, budget)
@@ -357,10 +417,6 @@ def _run_one(
     block_size: int | None,
     tick: Callable[[int], None] | None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    if name == "numba":
-        from . import numba_backend
-
-        return numba_backend.search(problem, tick)
     if name == "triton":
         from .triton_backend import search_triton
 

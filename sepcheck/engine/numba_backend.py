@@ -21,9 +21,11 @@ from .problem import Problem
 def search(
     problem: Problem,
     progress: Callable[[int], None] | None = None,
+    seed: np.ndarray | None = None,
+    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact search for linf or l1 with the compiled kernels; results in slots (m, S, k),
-    raw units. ``extra`` holds the pruning counters (``pairs``) and the bytes of the copies
+    raw units (``seed``, ``ordered``: see :func:`sepcheck.engine.simd.search_simd`). ``extra`` holds the pruning counters (``pairs``) and the bytes of the copies
     the search keeps (``extra_bytes``)."""
     from .simd import search_simd
 
@@ -38,6 +40,8 @@ def search(
             slot_of_row=problem.codes if problem.by_class else None,
             n_slots=problem.n_slots,
             progress=progress,
+            seed=seed,
+            ordered=ordered,
         )
 
 

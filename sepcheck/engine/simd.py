@@ -398,6 +398,8 @@ def search_simd(
     n_slots: int = 1,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    seed: np.ndarray | None = None,
+    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact k nearest rows per query and slot, linf or l1, on the CPU vector units.
 
@@ -423,6 +425,15 @@ def search_simd(
         numba threads (default: numba's setting).
     progress : callable or None
         Called with the number of queries finished after every batch.
+    seed : ndarray (m, S) float64 or None
+        Distances (raw units) already reached by k rows of lower index (a streamed search's
+        earlier blocks): only rows strictly closer are searched for, and the kernels prune
+        against it from the start. Slots that find fewer than k such rows are padded with
+        (seed, -1) instead of (+inf, -1).
+    ordered : bool
+        linf: the caller has put the features of queries and reference in a
+        :func:`feature_order` already (a streamed search does it once per block, not once
+        per block pair); no permuted copies are made here.
 
     Returns
     -------
@@ -444,6 +455,8 @@ def search_simd(
     S = int(n_slots) if by_slot else 1
     k = int(k)
     out_d = np.full((m, S, k), np.inf)
+    if seed is not None:
+        out_d[:] = np.asarray(seed, dtype=np.float64).reshape(m, S, 1)
     out_i = np.full((m, S, k), -1, dtype=np.int64)
     pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
     info = {"pairs": {}, "extra_bytes": 0}
@@ -461,7 +474,8 @@ def search_simd(
         Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
     else:
         Rg, Ra = group_sums(reference)
-    if linf:
+    perm = None
+    if linf and not ordered:
         # a fixed random feature order: differences of natural images cluster in space, so
         # a spread-out order reaches the threshold after a few features, not hundreds
         perm = feature_order(reference)
@@ -485,7 +499,7 @@ def search_simd(
     try:
         for s in range(0, m, QUERY_BATCH):
             sl = slice(s, min(s + QUERY_BATCH, m))
-            Q = permuted_columns(queries[sl], perm) if linf else queries[sl]
+            Q = permuted_columns(queries[sl], perm) if perm is not None else queries[sl]
             Qg, Qa = (Rg, Ra) if linf else group_sums(Q)
             counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
             _search_kernel(Q, first_bound_values(Q), Qg, Qa, ql[sl], reference, Rs, Rg, Ra, rl, slot,

@@ -514,6 +514,8 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     ctx = ctx or distributed.DistContext()
     check_run_options(out, resume, shard)
     group = parse_shard(shard) or (0, 1)
+    if resume and out is not None:
+        adopt_plan(job, Journal(out, job.fingerprint).read_fingerprint())
     shards = job.plan.group(*group)
     if len(shards) == 0:
         raise SepcheckError(f"--shard {group[0]}/{group[1]}: the run has only {job.plan.count} shards of "
@@ -525,6 +527,10 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         if resume:
             journal.check()  # every rank refuses a foreign journal before anything is touched
             check_existing(out, job.fingerprint, group)
+            if not journal.folder.exists() and Path(out).is_file():  # the run had finished: nothing to do
+                piece = _piece_of(Path(out), job, shards) if ctx.is_main else None
+                return ShardRun(piece, job.plan.count, group, 0, len(shards) if ctx.is_main else 0, ctx.rank,
+                                ctx.world_size, Path(out), time.perf_counter() - t0)
         if ctx.is_main:
             journal.start(resume)
         distributed.barrier(ctx)
@@ -562,6 +568,29 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     piece = _finish(job, arrays, shards.start, shards.stop)
     return ShardRun(piece, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
                     None if out is None else Path(out), time.perf_counter() - t0)
+
+
+def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:
+    """Resume with the journal's shard size when that is all that differs (a default size
+    follows the memory budget; the answer does not depend on it)."""
+    if found is None or found.get("shard_rows") == job.fingerprint["shard_rows"]:
+        return
+    if describe_mismatch({**found, "shard_rows": job.fingerprint["shard_rows"]}, job.fingerprint) is None:
+        rows = int(found["shard_rows"])
+        job.plan = ShardPlan(job.plan.n, rows)
+        job.fingerprint["shard_rows"] = rows
+
+
+def _piece_of(path: Path, job: ShardJob, shards: range) -> Piece:
+    """The finished output of ``job`` at ``path`` (checked by :func:`check_existing`) as a piece."""
+    if seal_problem(path, PIECE_FORMAT) is None:
+        return read_piece(path)
+    res = SeparationResult.load(path)
+    arrays = {"train.dist": res.distances, "train.idx": res.neighbors, "train.conflicts": res.conflicts}
+    if res.test_distances is not None:
+        arrays.update({"test.dist": res.test_distances, "test.idx": res.test_neighbors,
+                       "test.conflicts": res.test_conflicts})
+    return Piece(dict(job.fingerprint), shards.start, shards.stop, arrays, path)
 
 
 def check_run_options(out: str | os.PathLike | None, resume: bool, shard: str | tuple[int, int] | None) -> None:
@@ -620,6 +649,19 @@ def write_piece_or_result(run: ShardRun, dataset: str = "") -> Callable[[Path], 
     return lambda path: save_piece(piece, path)
 
 
+def run_job(job: ShardJob, *, out: str | os.PathLike | None = None, resume: bool = False,
+            shard: str | tuple[int, int] | None = None, progress: bool = False) -> ShardRun:
+    """:func:`run_sharded` inside the torchrun process group when there is one (joined, cores
+    shared, left); nothing is written but the journal (see :func:`finish_output`)."""
+    check_run_options(out, resume, shard)
+    ctx = distributed.setup(str(job.engine_options.get("device", "auto")))
+    try:
+        distributed.share_cores(ctx)
+        return run_sharded(job, out=out, resume=resume, shard=shard, progress=progress, ctx=ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
 def sharded_separation(X: Any, y: Any, X_test: Any = None, y_test: Any = None, *, norm: str | float = "linf",
                        dataset: str = "", raw: bool = False, out: str | os.PathLike | None = None,
                        resume: bool = False, shard: str | tuple[int, int] | None = None,
@@ -636,17 +678,11 @@ def sharded_separation(X: Any, y: Any, X_test: Any = None, y_test: Any = None, *
     check_run_options(out, resume, shard)
     job = separation_job(X, y, X_test, y_test, norm=norm, dataset=dataset, raw=raw, shard_rows=shard_rows,
                          **engine_options)
-    ctx = distributed.setup(str(engine_options.get("device", "auto")))
-    try:
-        distributed.share_cores(ctx)
-        run = run_sharded(job, out=out, resume=resume, shard=shard, progress=progress, ctx=ctx)
-        if run.piece is None:
-            return None, run
-        finish_output(run, write_piece_or_result(run, dataset))
-        result = separation_result(run.piece, dataset) if run.piece.complete else run.piece
-        return result, run
-    finally:
-        distributed.cleanup(ctx)
+    run = run_job(job, out=out, resume=resume, shard=shard, progress=progress)
+    if run.piece is None:
+        return None, run
+    finish_output(run, write_piece_or_result(run, dataset))
+    return (separation_result(run.piece, dataset) if run.piece.complete else run.piece), run
 
 
 def merge_pieces(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> Piece:
@@ -716,5 +752,5 @@ def _rows(fp: dict[str, Any], a: int, b: int) -> str:
 __all__ = [
     "ShardPlan", "plan_shards", "parse_shard", "Part", "ShardJob", "separation_job", "certify_job", "Journal",
     "Piece", "save_piece", "read_piece", "separation_result", "certification", "ShardRun", "run_sharded",
-    "finish_output", "write_piece_or_result", "sharded_separation", "merge_pieces", "query_rows",
+    "finish_output", "write_piece_or_result", "run_job", "sharded_separation", "merge_pieces", "query_rows",
 ]

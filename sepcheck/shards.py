@@ -514,14 +514,14 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     ctx = ctx or distributed.DistContext()
     check_run_options(out, resume, shard)
     group = parse_shard(shard) or (0, 1)
+    if group != (0, 1):
+        job.fingerprint["group"] = list(group)
     if resume and out is not None:
         adopt_plan(job, Journal(out, job.fingerprint).read_fingerprint())
     shards = job.plan.group(*group)
     if len(shards) == 0:
         raise SepcheckError(f"--shard {group[0]}/{group[1]}: the run has only {job.plan.count} shards of "
                             f"{job.plan.shard_rows} query rows: use N <= {job.plan.count} or a smaller --shard-rows")
-    if group != (0, 1):
-        job.fingerprint["group"] = list(group)
     journal = Journal(out, job.fingerprint) if out is not None else None
     if journal is not None:
         if resume:

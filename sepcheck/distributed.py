@@ -13,6 +13,7 @@ torch is imported on first use: importing this module costs nothing.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,9 +101,10 @@ def share_cores(ctx: DistContext) -> int | None:
 
 
 def _lost(ctx: DistContext, exc: BaseException) -> SepcheckRuntimeError:
+    why = re.sub(r"^\[[^\]]*\]\s*", "", cause(exc, 300)).split(". ")[0]  # gloo: "[file.cc:537] Read error ..."
     return SepcheckRuntimeError(
         f"rank {ctx.rank} of {ctx.world_size}: another process of the job stopped or did not answer "
-        f"({cause(exc)}); nothing was written: rerun the job (with --resume to "
+        f"({why}); nothing was written: rerun the job (with --resume to "
         "keep the shards already finished)"
     )
 

@@ -426,7 +426,7 @@ def _assemble(job_fp: dict[str, Any], plan: ShardPlan, shards: dict[int, dict[st
 def _conflicts(job: ShardJob, arrays: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
     """Conflict pairs of the queries in global rows [a, b) (what a piece adds to the result)."""
     out = {}
-    for part, lo, hi in job.part_ranges(a, b):
+    for part, lo, _ in job.part_ranges(a, b):
         if part.kind != "other":
             continue
         zero = lo + np.flatnonzero(arrays[f"{part.name}.dist"] == 0)
@@ -560,7 +560,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         return ShardRun(None, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
                         None if out is None else Path(out), time.perf_counter() - t0)
     allres: dict[int, dict[str, np.ndarray]] = {}
-    for res, c, r in gathered:
+    for res, _, _ in gathered:
         allres.update(res)
     computed = sum(g[1] for g in gathered)
     reused = sum(g[2] for g in gathered)

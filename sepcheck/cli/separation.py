@@ -105,7 +105,13 @@ def separation(
     info: dict[str, Any] = {}
     run = None
     if sharded:
-        from ..shards import finish_output, run_job, separation_job, separation_result, write_piece_or_result
+        from ..shards import (
+            finish_output,
+            run_job,
+            separation_job,
+            separation_result,
+            write_piece_or_result,
+        )
 
         # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
         job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,

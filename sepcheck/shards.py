@@ -536,10 +536,35 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         distributed.barrier(ctx)
         if not ctx.is_main:
             journal.attach()
-    mine = list(shards)[ctx.rank :: ctx.world_size]
+    try:
+        results, computed, reused = _run_mine(job, list(shards)[ctx.rank :: ctx.world_size], journal, resume,
+                                              progress, ctx, len(shards))
+    except BaseException:
+        if journal is not None and not journal.done():  # failed before any shard: leave no empty journal
+            journal.remove()
+        raise
+    gathered = distributed.gather_object((results, computed, reused), ctx)
+    if not ctx.is_main or gathered is None:
+        return ShardRun(None, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
+                        None if out is None else Path(out), time.perf_counter() - t0)
+    allres: dict[int, dict[str, np.ndarray]] = {}
+    for res, _, _ in gathered:
+        allres.update(res)
+    computed = sum(g[1] for g in gathered)
+    reused = sum(g[2] for g in gathered)
+    arrays = _assemble(job.fingerprint, job.plan, allres, shards.start, shards.stop)
+    piece = _finish(job, arrays, shards.start, shards.stop)
+    return ShardRun(piece, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
+                    None if out is None else Path(out), time.perf_counter() - t0)
+
+
+def _run_mine(job: ShardJob, mine: list[int], journal: Journal | None, resume: bool,
+              progress: bool | Callable[[int], None], ctx: distributed.DistContext,
+              total: int) -> tuple[dict[int, dict[str, np.ndarray]], int, int]:
+    """This process's shards: from the journal (resume) or computed and journaled."""
     results: dict[int, dict[str, np.ndarray]] = {}
     computed = reused = 0
-    with bar(len(shards), "shards", "shard", enabled=bool(progress) and ctx.is_main) as b:
+    with bar(total, "shards", "shard", enabled=bool(progress) and ctx.is_main) as b:
         for i in mine:
             arrays = journal.load(i) if (journal is not None and resume) else None
             if arrays is not None and not job.check_shard(i, arrays):
@@ -555,19 +580,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
             b.update(ctx.world_size if ctx.enabled else 1)
             if callable(progress):
                 progress(1)
-    gathered = distributed.gather_object((results, computed, reused), ctx)
-    if not ctx.is_main or gathered is None:
-        return ShardRun(None, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
-                        None if out is None else Path(out), time.perf_counter() - t0)
-    allres: dict[int, dict[str, np.ndarray]] = {}
-    for res, _, _ in gathered:
-        allres.update(res)
-    computed = sum(g[1] for g in gathered)
-    reused = sum(g[2] for g in gathered)
-    arrays = _assemble(job.fingerprint, job.plan, allres, shards.start, shards.stop)
-    piece = _finish(job, arrays, shards.start, shards.stop)
-    return ShardRun(piece, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
-                    None if out is None else Path(out), time.perf_counter() - t0)
+    return results, computed, reused
 
 
 def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:

@@ -9,6 +9,7 @@ SeparationResult    the result of :func:`separation` (save/load in HDF5, plot)
 SepcheckError       the one error type for bad input
 datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
+open_source         rows of an array, .npy or HDF5 file, read in blocks (streamed searches)
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 train               the five training methods, models, trainer and evaluation
@@ -34,6 +35,10 @@ def __getattr__(name: str):
         from .engine.by_class import nearest_by_class
 
         return nearest_by_class
+    if name == "open_source":
+        from .engine.sources import open_source
+
+        return open_source
     if name in _TRAIN_NAMES:
         import importlib
 
@@ -49,6 +54,7 @@ __all__ = [
     "SepcheckError",
     "datasets",
     "nearest_by_class",
+    "open_source",
     "LipschitzNNClassifier",
     "CertificationResult",
     "TrainConfig",

@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._validation import as_features, as_labels
 from .errors import SepcheckError
 from .fileio import writable_dir
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
-from .separation import SeparationResult, separation
+from .separation import SeparationResult, separation, validated_inputs
 
 
 def cache_key(content_hash: str, norm: str, raw: bool) -> str:
@@ -43,13 +42,12 @@ def cached_separation(
     match) is recomputed, a cache entry that is not a regular file is skipped, and a
     read-only cache folder is read but never written. ``None`` (the
     default) reads and writes nothing: a library call has no hidden side effects. The CLI
-    passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
+    passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``. ``X`` and ``X_test``
+    may be row sources or files, as for :func:`~sepcheck.separation` (the digest then
+    streams them once).
     """
     p = parse_norm(norm)
-    Xf = as_features(X, "X")
-    yv = as_labels(y, Xf.shape[0], "y", "X")
-    Xt = as_features(X_test, "X_test") if X_test is not None else None
-    yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test") if Xt is not None else None
+    Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
     digest = array_digest(Xf, yv, Xt, yt)
     path = None
     if cache is not None:

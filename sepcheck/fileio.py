@@ -126,7 +126,7 @@ def writable_dir(directory: str | os.PathLike) -> bool:
     return stat.S_ISDIR(st.st_mode) and bool(stat.S_IMODE(st.st_mode) & 0o222) and os.access(folder, os.W_OK)
 
 
-def h5_dataset(f: Any, key: str, source: str | os.PathLike) -> Any:
+def h5_dataset(f: Any, key: str, source: str | os.PathLike, *, streamed: bool = False) -> Any:
     """The dataset ``f[key]`` of an open ``h5py.File``, checked to read only from ``f`` itself.
 
     Refused with a one-line :class:`SepcheckError` naming the feature: external links,
@@ -134,7 +134,8 @@ def h5_dataset(f: Any, key: str, source: str | os.PathLike) -> Any:
     other files; a missing source would be read as fill values), external storage (raw
     data in another file: any file, a FIFO, /dev/zero), object / compound types, an HDF5
     filter that is not installed, and sizes that do not fit: more bytes than memory
-    available, or (uncompressed) fewer bytes stored than declared.
+    available (unless ``streamed``: the dataset is read in blocks), or (uncompressed) fewer
+    bytes stored than declared.
     """
     import h5py
 
@@ -168,7 +169,8 @@ def h5_dataset(f: Any, key: str, source: str | os.PathLike) -> Any:
             raise SepcheckError(f"{where} is compressed with the HDF5 filter {label or '?'} (id {code}), which is "
                                 "not installed: `pip install hdf5plugin` or rewrite the file with gzip")
     nbytes = math.prod(int(s) for s in obj.shape) * obj.dtype.itemsize
-    check_read_size(nbytes, str(source), repr(key))
+    if not streamed:
+        check_read_size(nbytes, str(source), repr(key))
     stored = obj.id.get_storage_size()
     if nbytes and (stored < nbytes if n_filters == 0 else stored == 0):
         raise SepcheckError(f"{where} declares {nbytes} bytes but the file stores {stored}: the file is truncated "

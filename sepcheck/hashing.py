@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
 _CHUNK = 64 * 2**20
 
 
-def array_digest(*arrays: np.ndarray | None) -> str:
-    """blake2b hex digest over dtype, shape and bytes of each array (None counts too)."""
+def array_digest(*arrays: Any) -> str:
+    """blake2b hex digest over dtype, shape and bytes of each array (None counts too).
+
+    A row source (anything with ``iter_blocks``, ``shape`` and ``dtype``, such as
+    :class:`sepcheck.engine.sources.RowSource`) is read block by block and gives the digest
+    of the equivalent in-memory array of shape ``source.shape``.
+    """
     h = hashlib.blake2b(digest_size=16)
     for a in arrays:
         if a is None:
             h.update(b"<none>")
+            continue
+        if hasattr(a, "iter_blocks"):
+            h.update(f"{np.dtype(a.dtype).str}{tuple(a.shape)}".encode())
+            rows = max(1, _CHUNK // max(1, a.shape[1] * np.dtype(a.dtype).itemsize))
+            for _, _, block in a.iter_blocks(rows):
+                h.update(np.ascontiguousarray(block).reshape(-1).view(np.uint8).data)
             continue
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())

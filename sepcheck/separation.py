@@ -16,6 +16,7 @@ from ._validation import as_features, as_labels, check_same_dim
 from ._version import __version__
 from .conflicts import find_conflicts
 from .engine import nearest_other
+from .engine.sources import is_source, open_source
 from .errors import SepcheckError
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
@@ -190,17 +191,13 @@ def separation(
 
     ``engine_options`` go to :func:`sepcheck.nearest_other` (backend, device, block_size,
     memory_budget, progress). uint8 distances are divided by 255 unless ``raw``.
+
+    ``X`` and ``X_test`` may be row sources or files (a ``.npy`` path, ``"file.h5:X"``, an
+    ``h5py.Dataset``; see :func:`sepcheck.open_source`): the search then streams them from
+    disk within ``memory_budget`` (data blocks included), with the same result.
     """
     p = parse_norm(norm)
-    Xf = as_features(X, "X")
-    yv = as_labels(y, Xf.shape[0], "y", "X")
-    if (X_test is None) != (y_test is None):
-        raise SepcheckError("X_test and y_test go together: pass both or neither")
-    Xt = yt = None
-    if X_test is not None:
-        Xt = as_features(X_test, "X_test")
-        yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
-        check_same_dim(Xf, Xt)
+    Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
     dist, nbr = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine_options)
     res = SeparationResult(
         norm=norm_name(p),
@@ -220,6 +217,25 @@ def separation(
     return res
 
 
+def validated_inputs(X: Any, y: Any, X_test: Any = None, y_test: Any = None) -> tuple[Any, np.ndarray, Any, Any]:
+    """(X, y, X_test, y_test) checked: features as 2-D arrays (:func:`as_features`), or as
+    row sources when either is a source or a file (then both are, and stream), int64 labels."""
+    if (X_test is None) != (y_test is None):
+        raise SepcheckError("X_test and y_test go together: pass both or neither")
+    if is_source(X) or (X_test is not None and is_source(X_test)):
+        Xf = open_source(X, "X")
+        Xt = open_source(X_test, "X_test") if X_test is not None else None
+    else:
+        Xf = as_features(X, "X")
+        Xt = as_features(X_test, "X_test") if X_test is not None else None
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    yt = None
+    if Xt is not None:
+        yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
+        check_same_dim(Xf, Xt)
+    return Xf, yv, Xt, yt
+
+
 def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "linf", raw: bool = False,
                           result: SeparationResult | None = None,
                           **engine_options: Any) -> tuple[SeparationResult, np.ndarray]:
@@ -231,6 +247,9 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     Returns ``(result on the kept points, dropped indices into X)``; the kept points' indices
     are ``np.delete(np.arange(n), dropped)``. ``result``: the full data's result, if known.
     """
+    if is_source(X):  # the kept rows are searched again: read them into memory
+        src = open_source(X, "X")
+        X = src.read(0, len(src))
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
     full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, **engine_options)

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._validation import as_features, as_labels, check_two_classes
 from ..certify import CertificationResult, build_result, parse_eps, predicted_columns, radii
+from ..engine.sources import is_source, open_source
 from ..errors import NotFittedError, SepcheckError, TheoremWarning
 from ..norms import norm_name, parse_norm
 
@@ -107,10 +108,14 @@ class LipschitzNNClassifier:
 
     # ----- fitting ----------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> LipschitzNNClassifier:
-        """Store the training set and compute its separation (cached) and r_."""
+        """Store the training set and compute its separation (cached) and r_.
+
+        ``X`` may be a row source or a file (:func:`sepcheck.open_source`): it is then
+        streamed by every search within ``memory_budget`` and ``X_train_`` is that source
+        (with ``drop`` the kept rows are read into memory)."""
         from ..cache import cached_separation
         from ..engine.by_class import BY_CLASS_BACKENDS
-        from ..separation import units_of
+        from ..separation import units_of, validated_inputs
 
         p = parse_norm(self.norm)
         clip = self.clip
@@ -121,8 +126,7 @@ class LipschitzNNClassifier:
         if backend not in BY_CLASS_BACKENDS:
             raise SepcheckError(f"backend {backend!r} is not supported here: use one of {', '.join(BY_CLASS_BACKENDS)}")
         r_user = self._user_r()
-        Xf = as_features(X, "X")
-        yv = as_labels(y, Xf.shape[0], "y", "X")
+        Xf, yv, _, _ = validated_inputs(X, y)
         check_two_classes(yv, "y")
         search = {k: opts[k] for k in _SEARCH_OPTIONS if k in opts}
         res, cached = cached_separation(
@@ -141,6 +145,9 @@ class LipschitzNNClassifier:
         dropped = np.empty(0, dtype=np.int64)
         if drop:
             from ..separation import separation_after_drop
+
+            if is_source(Xf):  # the kept rows are stored: read them
+                Xf = Xf.read(0, len(Xf))
 
             res, dropped = separation_after_drop(Xf, yv, int(drop), norm=p, result=res, **search)
             keep = np.ones(Xf.shape[0], dtype=bool)
@@ -205,7 +212,7 @@ class LipschitzNNClassifier:
         d(x, X_i) to the nearest training point of class i and that point's index
         (lowest index on ties)."""
         self.check_fitted()
-        Xq = as_features(X, "X")
+        Xq = _features(X)
         if Xq.shape[1] != self.n_features_in_:
             raise SepcheckError(
                 f"X has {Xq.shape[1]} features per row but the classifier was fitted on "
@@ -249,7 +256,7 @@ class LipschitzNNClassifier:
         fraction within r_ of the own class, and the per-point arrays."""
         self.check_fitted()
         eps_t = parse_eps(eps)
-        Xq = as_features(X, "X")
+        Xq = _features(X)
         yv = as_labels(y, Xq.shape[0], "y", "X")
         d, idx = self.class_distances(Xq)
         return build_result(
@@ -285,6 +292,11 @@ class LipschitzNNClassifier:
         from .scores import LipschitzScores
 
         return LipschitzScores(self, device=device, block_size=block_size)
+
+
+def _features(X: Any) -> Any:
+    """Query rows: a row source (streamed) when ``X`` is one or a file, else a 2-D array."""
+    return open_source(X, "X") if is_source(X) else as_features(X, "X")
 
 
 __all__ = ["ENGINE_OPTIONS", "LipschitzNNClassifier"]

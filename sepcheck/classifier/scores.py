@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..devices import torch_device
+from ..engine.sources import is_source
 from ..engine.torch_backend import as_tensor
 from ..errors import SepcheckError
 
@@ -48,7 +49,8 @@ class LipschitzScores(torch.nn.Module):
         super().__init__()
         clf.check_fitted()
         dev = torch_device(device)
-        X = np.ascontiguousarray(clf.X_train_)
+        X = clf.X_train_
+        X = np.ascontiguousarray(X.read(0, len(X)) if is_source(X) else X)  # a streamed fit: rows read here
         self.float_dtype = torch.float64 if X.dtype == np.float64 else torch.float32
         raw = bool(clf.engine_options.get("raw", False))
         self.scale = 255.0 if (X.dtype == np.uint8 and not raw) else 1.0

@@ -73,7 +73,9 @@ def certify(
     Fits on the training split (r = separation / 2, reusing a cached separation) and
     certifies the test split: a test point counts at eps when it is classified correctly
     and (d_other - d_own) / 2 > eps. DATASET is a registered name, a .npz/.h5 file with
-    X, y, X_test, y_test, or a directory of MNIST-format IDX files.
+    X, y, X_test, y_test (an .h5 file is streamed within --memory-budget), a directory of
+    X.npy, y.npy, X_test.npy, y_test.npy (streamed too), or a directory of MNIST-format
+    IDX files.
     """
     from .._validation import as_memory_budget
     from ..certify import parse_eps
@@ -83,7 +85,7 @@ def certify(
     _check_engine(backend, device)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     eps_given = parse_eps(list(eps)) if eps else ()
-    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     if not ds.has_test:
         raise SepcheckError(
             f"data set {ds.name!r} has no test split: certify needs one (a .npz/.h5 with X_test "

@@ -77,7 +77,9 @@ def separation(
     """Distance from every point to the nearest differently labelled point, and its minimum.
 
     DATASET is a registered name (see `sepcheck datasets list`), a .npz/.h5 file with X, y
-    (and X_test, y_test), a directory of MNIST-format IDX files, or an ImageFolder tree.
+    (and X_test, y_test), a directory of X.npy, y.npy (X_test.npy, y_test.npy), a directory
+    of MNIST-format IDX files, or an ImageFolder tree. Features in an .h5 file or .npy files
+    are streamed from disk within --memory-budget.
     """
     from .._validation import as_memory_budget
     from ..cache import cached_separation
@@ -100,7 +102,7 @@ def separation(
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
     sharded = out_p is not None or shard_rows is not None or env_world_size() > 1
 
-    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     X, y, Xt, yt = _arrays_for_split(ds, split)
     info: dict[str, Any] = {}
     run = None

@@ -34,7 +34,7 @@ from .download import unavailable
 from .idx import IdxDataset, is_idx_dir, open_idx_dir
 from .registry import INFOS, SOURCES, make_spiral, require_name, resolve_name
 from .splitcache import cache_file, read_cache, write_cache
-from .userfiles import is_imagefolder, load_imagefolder, read_arrays
+from .userfiles import is_imagefolder, is_npy_dir, load_imagefolder, read_arrays, read_npy_dir
 
 #: share of the t10k files used as "train" when the real training files are unavailable
 FALLBACK_TRAIN_SHARE = 0.8
@@ -218,25 +218,35 @@ def open_dataset(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     verify: bool = True,
+    stream: bool = False,
 ) -> Dataset:
-    """Resolve a CLI ``DATASET`` argument (see the module doc) to a :class:`Dataset`."""
+    """Resolve a CLI ``DATASET`` argument (see the module doc) to a :class:`Dataset`.
+
+    ``stream``: the features of an ``.h5`` file or a folder of ``.npy`` files are left on
+    disk: ``X`` and ``X_test`` are specs (``"file.h5:X"``, ``"folder/X.npy"``) that
+    :func:`sepcheck.open_source` reads in blocks (the labels are read).
+    """
     text = str(spec)
     name = resolve_name(text)
     if name is not None and "/" not in text and os.sep not in text:
         return open_registered(name, data_dir=data_dir, download=download, verify=verify)
     path = Path(text)
     if path.suffix.lower() in (".npz", ".h5", ".hdf5"):
-        arrays = read_arrays(path)
+        arrays = read_arrays(path, stream=stream)
         return Dataset(path.stem, arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"),
                        source=str(path))
     if path.is_dir():
+        if is_npy_dir(path):
+            arrays = read_npy_dir(path, stream=stream)
+            return Dataset(path.name, arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"),
+                           source=str(path))
         if is_idx_dir(path):
             return open_idx_dir(path)
         if is_imagefolder(path):
             with collect_notes():  # its notes are in Dataset.notes already
                 return load_imagefolder(path)
         raise SepcheckError(
-            f"directory {path} is not a data set sepcheck reads: expected MNIST-format IDX files "
+            f"directory {path} is not a data set sepcheck reads: expected X.npy and y.npy, MNIST-format IDX files "
             "(*-images-idx3-ubyte.gz, *-labels-idx1-ubyte.gz) or class folders of images "
             "(<class>/<image>.png, optionally under train/ and test/)"
         )

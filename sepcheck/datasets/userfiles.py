@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,16 +38,50 @@ from ..progress import bar as progress_bar
 from .base import Dataset, warn
 
 KEYS = ("X", "y", "X_test", "y_test")
+FEATURE_KEYS = ("X", "X_test")
 
 
-def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """``{'X', 'y'[, 'X_test', 'y_test']}`` from a .npz or .h5 file, checked for completeness."""
+def is_npy_dir(path: str | os.PathLike) -> bool:
+    """A folder holding ``X.npy`` and ``y.npy`` (optionally ``X_test.npy``, ``y_test.npy``)."""
+    p = Path(path)
+    return p.is_dir() and (p / "X.npy").is_file() and (p / "y.npy").is_file()
+
+
+def read_npy_dir(path: str | os.PathLike, stream: bool = False) -> dict[str, Any]:
+    """``{'X', 'y'[, 'X_test', 'y_test']}`` from a folder of ``.npy`` files (see
+    :func:`is_npy_dir`); with ``stream`` the features are the file paths (streamed by
+    :func:`sepcheck.open_source`), otherwise every array is read (never pickles)."""
+    p = Path(path)
+    if (p / "X_test.npy").is_file() != (p / "y_test.npy").is_file():
+        raise SepcheckError(f"data folder {p} has only one of X_test.npy and y_test.npy: store both or neither")
+    out: dict[str, Any] = {}
+    for k in KEYS:
+        f = p / f"{k}.npy"
+        if not f.is_file():
+            continue
+        if stream and k in FEATURE_KEYS:
+            out[k] = str(input_file(f, "data file"))
+            continue
+        try:
+            out[k] = np.load(input_file(f, "data file"), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise SepcheckError(f"data file {f} is not a readable .npy array ({cause(exc, 120)}): save it with "
+                                "np.save") from None
+    return out
+
+
+def read_arrays(path: str | os.PathLike, stream: bool = False) -> dict[str, Any]:
+    """``{'X', 'y'[, 'X_test', 'y_test']}`` from a .npz or .h5 file, checked for completeness.
+
+    ``stream``: the features of an .h5 file are not read; ``X`` and ``X_test`` are then the
+    specs ``"file.h5:X"`` that :func:`sepcheck.open_source` streams (labels are read).
+    """
     p = input_file(path, "data file")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         arrays = _read_npz(p)
     elif suffix in (".h5", ".hdf5"):
-        arrays = _read_h5(p)
+        arrays = _read_h5(p, stream)
     else:
         raise SepcheckError(f"data file {p} is neither .npz nor .h5: save X and y with np.savez")
     for key in ("X", "y"):
@@ -106,13 +141,19 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> No
                             "the file is corrupted or truncated")
 
 
-def _read_h5(p: Path) -> dict[str, np.ndarray]:
+def _read_h5(p: Path, stream: bool = False) -> dict[str, Any]:
     import h5py
 
     try:
         with h5py.File(p, "r") as f:
             names = set(f.keys())  # link names, whether or not the links resolve
-            return {k: h5_dataset(f, k, p)[()] for k in KEYS if k in names}
+            out: dict[str, Any] = {}
+            for k in KEYS:
+                if k in names:
+                    lazy = stream and k in FEATURE_KEYS
+                    dset = h5_dataset(f, k, p, streamed=lazy)
+                    out[k] = f"{p}:{k}" if lazy else dset[()]
+            return out
     except SepcheckError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py: RuntimeError too

@@ -187,6 +187,15 @@ def nearest_other(
     indices : int64 array (n_queries, k)
         Row indices into ``reference``; ties go to the lowest index; -1 with +inf.
     """
+    if _streams(reference, queries):
+        from .stream import stream_search
+
+        dist, idx, _ = stream_search(
+            reference, reference_labels, queries, query_labels, norm=norm, k=k, backend=backend,
+            device=device, raw=raw, block_size=block_size, memory_budget=memory_budget,
+            progress=progress, info=info,
+        )
+        return dist[:, 0, :], idx[:, 0, :]
     problem = make_problem(reference, reference_labels, queries, query_labels, norm=norm, k=k)
     dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
     return dist[:, 0, :], idx[:, 0, :]
@@ -248,9 +257,26 @@ def nearest_by_class(
     classes : int64 array (n_classes,)
         The sorted unique reference labels (the column order).
     """
+    if _streams(reference, queries):
+        from .stream import stream_search
+
+        dist, idx, classes = stream_search(
+            reference, reference_labels, queries, None, grouping=Grouping.BY_CLASS, norm=norm,
+            backend=backend, device=device, raw=raw, block_size=block_size,
+            memory_budget=memory_budget, progress=progress, info=info,
+        )
+        return dist[:, :, 0], idx[:, :, 0], classes
     problem = make_by_class_problem(reference, reference_labels, queries, norm=norm)
     dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
     return dist[:, :, 0], idx[:, :, 0], problem.classes
+
+
+def _streams(reference: Any, queries: Any) -> bool:
+    """True when the search streams: reference or queries is a row source or a file
+    (:func:`sepcheck.engine.sources.is_source`)."""
+    from .sources import is_source
+
+    return is_source(reference) or (queries is not None and is_source(queries))
 
 
 def _search(
@@ -265,8 +291,23 @@ def _search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
+    name, dev, budget = plan_backend(problem, backend, device, budget, memory_budget is not None)
+    dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
+    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
+    if info is not None:
+        info.update({"backend": name, "device": dev, **extra})
+    return dist, idx
+
+
+def plan_backend(
+    problem: Problem, backend: str, device: str, budget: int, explicit: bool
+) -> tuple[str, str, int | None]:
+    """(backend, device, budget) that run a problem: :func:`choose`, then the memory rule
+    of the compiled kernels (their copy of the reference must fit an ``explicit`` budget:
+    'auto' takes torch instead, 'numba' is a one-line error); triton without an explicit
+    budget sizes itself from free GPU memory (budget None)."""
     name, dev = choose(problem, backend, device)
-    if name == "numba" and memory_budget is not None and numba_copy_bytes(problem) > budget:
+    if name == "numba" and explicit and numba_copy_bytes(problem) > budget:
         if str(backend).lower() != "auto":
             raise SepcheckError(
                 f"backend 'numba' keeps a copy of the reference "
@@ -274,13 +315,9 @@ def _search(
                 f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
             )
         name = "torch"  # 'auto' keeps the budget with the blocked backend
-    if name == "triton" and memory_budget is None:
-        budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
-    dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
-    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
-    if info is not None:
-        info.update({"backend": name, "device": dev, **extra})
-    return dist, idx
+    if name == "triton" and not explicit:
+        return name, dev, None  # the GPU kernels size themselves from torch.cuda.mem_get_info
+    return name, dev, budget
 
 
 def numba_copy_bytes(problem: Problem) -> int:

@@ -223,25 +223,38 @@ def range_safe(
     safe as they are, which is the case for all but extreme data. uint8 is always safe."""
     if ref.dtype == np.uint8:
         return ref, qry, 1.0
-    top = max(_abs_max(ref), _abs_max(qry) if qry is not None else 0.0)
-    if top == 0.0:
+    top = max(abs_max(ref), abs_max(qry) if qry is not None else 0.0)
+    scale = range_scale(top, p, ref.shape[1])
+    if scale == 1.0:
         return ref, qry, 1.0
+    return apply_scale(ref, scale), (apply_scale(qry, scale) if qry is not None else None), scale
+
+
+def range_scale(top: float, p: float, dim: int) -> float:
+    """The power of two :func:`range_safe` multiplies features by when the largest |feature|
+    of reference and queries is ``top`` (1.0: they are safe as they are)."""
+    if top == 0.0:
+        return 1.0
     e_top = math.frexp(top)[1]  # top < 2**e_top
     pp = 1.0 if math.isinf(p) else p
-    spread = 0.0 if math.isinf(p) else math.log2(ref.shape[1])
+    spread = 0.0 if math.isinf(p) else math.log2(dim)
     # largest |difference| < 2**(e_top + 1); its p-th power summed over the features
     if spread + pp * (e_top + 1) < _LOG2_TOP and pp * (e_top - 1) > _LOG2_BOTTOM:
-        return ref, qry, 1.0
-    scale = math.ldexp(1.0, -e_top - 1)  # the largest |feature| in [1/4, 1/2)
-    info = np.finfo(ref.dtype)
-    dtype = ref.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
-    ref = ref.astype(dtype) * dtype.type(scale) if dtype != ref.dtype else ref * dtype.type(scale)
-    if qry is not None:
-        qry = qry.astype(dtype) * dtype.type(scale) if dtype != qry.dtype else qry * dtype.type(scale)
-    return ref, qry, scale
+        return 1.0
+    return math.ldexp(1.0, -e_top - 1)  # the largest |feature| in [1/4, 1/2)
 
 
-def _abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
+def apply_scale(a: np.ndarray, scale: float) -> np.ndarray:
+    """Floating rows multiplied by the power of two ``scale`` (float64 when ``scale`` is
+    outside the range of their dtype); the rows themselves when ``scale`` is 1."""
+    if scale == 1.0:
+        return a
+    info = np.finfo(a.dtype)
+    dtype = a.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
+    return a.astype(dtype) * dtype.type(scale) if dtype != a.dtype else a * dtype.type(scale)
+
+
+def abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
     flat = a.reshape(-1)
     return max(float(np.abs(flat[s : s + chunk]).max()) for s in range(0, flat.size, chunk))
 

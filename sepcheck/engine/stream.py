@@ -1,0 +1,300 @@
+"""The streamed search: reference and queries read block by block from a :class:`RowSource`.
+
+For each query shard (rows ``a:b`` read once), the reference is read in blocks, sequentially
+in file order (a reader thread fetches the next block while the current one is searched);
+every (reference block, query shard) pair runs the in-memory pipeline of
+:mod:`sepcheck.engine` (same backends, same :class:`~sepcheck.engine.problem.Problem`), its
+neighbours get exact distances (:func:`~sepcheck.engine.final_distances`) and the block's row
+offset, and they are merged into the shard's running top-k per slot by
+:func:`~sepcheck.engine.select.sort_candidates` (lexicographic on (distance, index): ties
+to the lowest index). The answer is the in-memory run's, bit for bit.
+
+Memory (``memory_budget``, default 512 MiB): a quarter for the query shard, an eighth for
+each of two reference blocks (the one searched and the one being read), half for the inner
+search of a block pair. The labels and the returned arrays are not counted.
+
+Floating data is checked (NaN/inf) and scanned for its largest magnitude once before the
+search (see :func:`~sepcheck.engine.problem.range_scale`); uint8 needs no pass.
+
+Driving shards yourself (resume, ranks): ``plan = plan_stream(...)``, then
+``plan.shards()`` gives the ``(a, b)`` query rows of each shard and
+``plan.search_shard(a, b)`` its ``(distances, indices)`` of shape (b - a, S, k) in reported
+units; any ``(a, b)`` inside the queries works, the answer per query never depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_features, as_labels, check_positive_int, check_two_classes
+from ..errors import SepcheckError
+from ..norms import parse_norm
+from .problem import (
+    Grouping,
+    Problem,
+    abs_max,
+    apply_scale,
+    common_dtype,
+    effective_p,
+    range_scale,
+    scale_of,
+    search_limits,
+)
+from .select import sort_candidates
+from .sources import RowSource, open_source
+
+#: shares of the memory budget: query shard, each of the two reference blocks
+QUERY_SHARE = 4
+BLOCK_SHARE = 8
+
+
+@dataclass
+class StreamPlan:
+    """A validated streamed search: sources, labels, norm, block sizes and backend.
+
+    Attributes
+    ----------
+    reference, queries : RowSource
+        The rows searched and the rows searched for (the same source in self mode).
+    query_rows, block_rows : int
+        Rows per query shard and per reference block.
+    backend, device : str
+        What runs every block pair; ``inner_budget`` its memory budget (bytes; None:
+        triton sizes itself from free GPU memory).
+    """
+
+    reference: RowSource
+    reference_labels: np.ndarray
+    queries: RowSource
+    query_labels: np.ndarray
+    p: float
+    k: int
+    grouping: Grouping
+    codes: np.ndarray | None
+    classes: np.ndarray | None
+    dtype: np.dtype
+    scale: float
+    divisor: float
+    query_rows: int
+    block_rows: int
+    backend: str
+    device: str
+    inner_budget: int | None
+    block_size: int | None
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.classes.size) if self.grouping is Grouping.BY_CLASS else 1
+
+    def shards(self, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+        """``(a, b)`` query rows of the shards covering queries ``start:stop`` (all by
+        default), aligned to the queries' chunk rows."""
+        stop = len(self.queries) if stop is None else stop
+        view = self.queries.rows(start, stop)
+        return [(a + start, b + start) for a, b in view.block_bounds(self.query_rows)]
+
+    def info(self) -> dict[str, Any]:
+        """Details for ``info``: backend, device, streamed, block sizes, inner budget."""
+        return {"backend": self.backend, "device": self.device, "streamed": True,
+                "query_rows": self.query_rows, "block_rows": self.block_rows,
+                "inner_budget": self.inner_budget}
+
+    def search_shard(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slots (b - a, S, k) of queries ``a:b``: distances in reported units, indices into
+        the reference (ties to the lowest index; +inf / -1 where a slot has fewer rows)."""
+        from . import final_distances, run_backend
+
+        Q = self._convert(self.queries.read(a, b), "queries")
+        ql = self.query_labels[a:b]
+        shape = (b - a, self.n_slots, self.k)
+        best_d, best_i = np.full(shape, np.inf), np.full(shape, -1, dtype=np.int64)
+        for ra, rb, R in self._reference_blocks():
+            sub = self._problem(R, ra, rb, Q, ql)
+            d, i, _ = run_backend(sub, self.backend, self.device, self.inner_budget, self.block_size, False)
+            d = final_distances(sub, d, i)
+            i = np.where(i >= 0, i + ra, -1)
+            best_d, best_i = sort_candidates(
+                np.concatenate([best_d, d], axis=2), np.concatenate([best_i, i], axis=2), self.k
+            )
+        return best_d / self.divisor, best_i
+
+    def _problem(self, R: np.ndarray, ra: int, rb: int, Q: np.ndarray, ql: np.ndarray) -> Problem:
+        by_class = self.grouping is Grouping.BY_CLASS
+        return Problem(
+            R, self.reference_labels[ra:rb], Q, ql, self.p, self.k, False, self.grouping,
+            self.codes[ra:rb] if by_class else None, self.classes, self.scale,
+        )
+
+    def _convert(self, block: np.ndarray, name: str) -> np.ndarray:
+        """A block as the search uses it: validated like an in-memory array, in the common
+        dtype, times the range scale."""
+        out = as_features(block, name)
+        if out.dtype != self.dtype:
+            out = out.astype(self.dtype)
+        return np.ascontiguousarray(apply_scale(out, self.scale))
+
+    def _reference_blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Reference blocks in file order, the next one read (and converted) in a thread
+        while the current one is searched."""
+        bounds = self.reference.block_bounds(self.block_rows)
+
+        def load(a: int, b: int) -> np.ndarray:
+            return self._convert(self.reference.read(a, b), "reference")
+
+        if len(bounds) == 1:
+            yield bounds[0][0], bounds[0][1], load(*bounds[0])
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="sepcheck-read") as pool:
+            nxt = pool.submit(load, *bounds[0])
+            for j, (a, b) in enumerate(bounds):
+                block = nxt.result()
+                if j + 1 < len(bounds):
+                    nxt = pool.submit(load, *bounds[j + 1])
+                yield a, b, block
+                del block
+
+
+def plan_stream(
+    reference: Any,
+    reference_labels: Any,
+    queries: Any = None,
+    query_labels: Any = None,
+    *,
+    grouping: Grouping = Grouping.OTHER_LABEL,
+    norm: str | float = "linf",
+    k: int = 1,
+    backend: str = "auto",
+    device: str = "auto",
+    raw: bool = False,
+    block_size: int | None = None,
+    memory_budget: Any = None,
+    query_rows: int | None = None,
+    block_rows: int | None = None,
+) -> StreamPlan:
+    """Validate a streamed search and size its blocks (see the module docstring).
+
+    ``reference`` and ``queries`` are anything :func:`~sepcheck.engine.sources.open_source`
+    accepts; ``queries=None`` searches the reference against itself (OTHER_LABEL only).
+    ``query_rows`` / ``block_rows`` force the rows per query shard / reference block
+    (otherwise from the budget; both are rounded to whole HDF5 chunks).
+    """
+    from . import plan_backend
+
+    p = parse_norm(norm)
+    k = check_positive_int(k, "k")
+    ref = open_source(reference, "reference")
+    rl = as_labels(reference_labels, len(ref), "reference_labels", "reference")
+    by_class = grouping is Grouping.BY_CLASS
+    if (queries is None) != (query_labels is None) and not by_class:
+        raise SepcheckError(
+            "queries and query_labels go together: pass both, or neither for the reference "
+            "set against itself"
+        )
+    if by_class:
+        if queries is None:
+            raise SepcheckError("queries is missing: pass the rows to search for (shape (m, features...))")
+        qry = open_source(queries, "queries")
+        ql = np.full(len(qry), -1, dtype=np.int64)
+        classes, codes = np.unique(rl, return_inverse=True)
+        classes, codes = classes.astype(np.int64), codes.reshape(-1).astype(np.int64)
+        k = 1
+    else:
+        check_two_classes(rl, "reference_labels")
+        qry = ref if queries is None else open_source(queries, "queries")
+        ql = rl if queries is None else as_labels(query_labels, len(qry), "query_labels", "queries")
+        classes = codes = None
+    d = ref.shape[1]
+    if qry.shape[1] != d:
+        raise SepcheckError(
+            f"reference has {d} features per row but queries has {qry.shape[1]}: "
+            "both must come from the same feature space"
+        )
+    rd = as_features(ref.read(0, 1), "reference").dtype
+    qd = as_features(qry.read(0, 1), "queries").dtype
+    dtype = common_dtype(np.empty((0, d), rd), np.empty((0, d), qd))[0].dtype
+    p = effective_p(p, d)
+    scale = 1.0
+    if dtype != np.uint8:
+        top = _largest(ref, "reference", dtype)
+        if qry is not ref:
+            top = max(top, _largest(qry, "queries", dtype))
+        scale = range_scale(top, p, d)
+
+    block_size, budget = search_limits(block_size, memory_budget)
+    q_row, r_row = _row_bytes(qry, dtype, scale), _row_bytes(ref, dtype, scale)
+    q_rows = check_positive_int(query_rows, "query_rows") if query_rows is not None else max(
+        1, budget // QUERY_SHARE // q_row)
+    r_rows = check_positive_int(block_rows, "block_rows") if block_rows is not None else max(
+        1, budget // BLOCK_SHARE // r_row)
+    q_rows, r_rows = whole_chunks(q_rows, qry), whole_chunks(r_rows, ref)
+    inner = budget - q_rows * q_row - 2 * r_rows * r_row
+    inner = max(inner, budget // 2)
+    probe = Problem(
+        np.empty((r_rows, d), dtype), rl[:r_rows], np.empty((q_rows, d), dtype), ql[:q_rows], p, k, False,
+        grouping, codes[:r_rows] if by_class else None, classes, scale,
+    )
+    name, dev, inner_budget = plan_backend(probe, backend, device, inner, memory_budget is not None)
+    return StreamPlan(
+        ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, raw),
+        q_rows, r_rows, name, dev, inner_budget, block_size,
+    )
+
+
+def _row_bytes(src: RowSource, dtype: np.dtype, scale: float) -> int:
+    """Bytes per row of a block as read, plus its converted copy when there is one."""
+    if src.dtype == dtype and scale == 1.0:
+        return src.row_bytes
+    return src.row_bytes + src.shape[1] * (dtype.itemsize if scale == 1.0 else 8)
+
+
+def whole_chunks(rows: int, src: RowSource) -> int:
+    """``rows`` rounded down to whole chunks of ``src`` (at least one), at most all its rows."""
+    c = max(1, src.chunk_rows)
+    return min(len(src), max(c, rows // c * c))
+
+
+def _largest(src: RowSource, name: str, dtype: np.dtype) -> float:
+    """The largest |feature| of a floating source (every block validated on the way)."""
+    rows = max(1, (64 * 2**20) // max(1, src.row_bytes + src.shape[1] * 8))
+    top = 0.0
+    for _, _, block in src.iter_blocks(rows):
+        top = max(top, abs_max(as_features(block, name).astype(dtype, copy=False)))
+    return top
+
+
+def stream_search(
+    reference: Any,
+    reference_labels: Any,
+    queries: Any = None,
+    query_labels: Any = None,
+    *,
+    progress: bool | Callable[[int], None] = False,
+    info: dict | None = None,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every query shard of :func:`plan_stream`'s plan: slots (m, S, k) of distances (reported
+    units) and indices, and the classes (BY_CLASS; None otherwise). ``options`` go to
+    :func:`plan_stream`."""
+    from ..progress import progress_callback
+
+    plan = plan_stream(reference, reference_labels, queries, query_labels, **options)
+    m = len(plan.queries)
+    shape = (m, plan.n_slots, plan.k)
+    dist, idx = np.empty(shape), np.empty(shape, dtype=np.int64)
+    label = "nearest by class" if plan.grouping is Grouping.BY_CLASS else "nearest other"
+    with progress_callback(progress, m, f"{label} ({plan.backend}, streamed)") as tick:
+        for a, b in plan.shards():
+            dist[a:b], idx[a:b] = plan.search_shard(a, b)
+            if tick is not None:
+                tick(b - a)
+    if info is not None:
+        info.update(plan.info())
+    return dist, idx, plan.classes
+
+
+__all__ = ["StreamPlan", "plan_stream", "stream_search"]

@@ -43,17 +43,18 @@ from typing import Any, Literal
 import numpy as np
 
 from . import distributed
-from ._validation import as_features, as_labels, check_same_dim
+from ._validation import as_memory_budget
 from ._version import __version__
 from .certify import CertificationResult, build_result, parse_eps
 from .conflicts import find_conflicts
 from .engine import nearest_by_class, nearest_other
+from .engine.sources import is_source
 from .errors import SepcheckError, cause
 from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
 from .progress import bar
-from .separation import SeparationResult, units_of
+from .separation import SeparationResult, units_of, validated_inputs
 
 Task = Literal["separation", "certify"]
 SearchKind = Literal["other", "by_class"]
@@ -128,7 +129,7 @@ class Part:
 
     name: str
     kind: SearchKind
-    queries: np.ndarray
+    queries: Any  # an array, or a row source (sepcheck.engine.sources) that streams
     labels: np.ndarray
 
     @property
@@ -138,8 +139,7 @@ class Part:
 
 def query_rows(X: Any, a: int, b: int) -> Any:
     """Rows a:b of the queries (a lazy view of an out-of-core source, a slice of an array)."""
-    rows = getattr(X, "rows", None)
-    return rows(a, b) if callable(rows) and not isinstance(X, np.ndarray) else X[a:b]
+    return X.rows(a, b) if is_source(X) else X[a:b]
 
 
 @dataclass
@@ -147,9 +147,9 @@ class ShardJob:
     """Everything a sharded run needs: the data, the parts, the plan and the fingerprint."""
 
     task: Task
-    X: np.ndarray
+    X: Any
     y: np.ndarray
-    X_test: np.ndarray | None
+    X_test: Any
     y_test: np.ndarray | None
     parts: list[Part]
     plan: ShardPlan
@@ -213,18 +213,13 @@ def certify_job(X: Any, y: Any, X_test: Any, y_test: Any, *, norm: str | float =
 def _job(task: Task, X: Any, y: Any, X_test: Any, y_test: Any, norm: str | float, dataset: str, raw: bool,
          shard_rows: int | None, engine_options: dict[str, Any]) -> ShardJob:
     p = parse_norm(norm)
-    Xf = as_features(X, "X")
-    yv = as_labels(y, Xf.shape[0], "y", "X")
-    if (X_test is None) != (y_test is None):
-        raise SepcheckError("X_test and y_test go together: pass both or neither")
-    Xt = yt = None
+    Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)  # arrays, or row sources that stream
     parts = [Part("train", "other", Xf, yv)]
-    if X_test is not None:
-        Xt = as_features(X_test, "X_test")
-        yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
-        check_same_dim(Xf, Xt)
+    if Xt is not None:
         parts.append(Part("test", "other" if task == "separation" else "by_class", Xt, yt))
     opts = {k: v for k, v in engine_options.items() if k not in ("progress", "info", "k")}
+    if opts.get("memory_budget") is not None:
+        opts["memory_budget"] = as_memory_budget(opts["memory_budget"])
     n = sum(part.n for part in parts)
     plan = plan_shards(n, int(Xf.shape[1]) * Xf.dtype.itemsize, opts.get("memory_budget"), shard_rows)
     fp = {

@@ -69,6 +69,28 @@ def test_sharded_equals_oracle_and_one_search(norm):
     _same(res, sepcheck.separation(X, y, Xt, yt, norm=norm, device="cpu"), ATTRS[:-1])
 
 
+@pytest.mark.parametrize("store", ["h5", "npy"])
+def test_sharded_run_streams_files(tmp_path, store):
+    """HDF5 and .npy inputs stream (reference and queries) and give the in-memory answer."""
+    import h5py
+
+    X, y, Xt, yt = _data()
+    if store == "h5":
+        path = tmp_path / "d.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X", data=X, chunks=(16, 5))
+            f.create_dataset("X_test", data=Xt, chunks=(16, 5))
+        src, srct = sepcheck.open_source(f"{path}:X"), sepcheck.open_source(f"{path}:X_test")
+    else:
+        np.save(tmp_path / "X.npy", X)
+        np.save(tmp_path / "Xt.npy", Xt)
+        src, srct = sepcheck.open_source(tmp_path / "X.npy"), sepcheck.open_source(tmp_path / "Xt.npy")
+    res, run = sharded_separation(src, y, srct, yt, shard_rows=41, out=tmp_path / "r.h5", device="cpu",
+                                  memory_budget="16MiB", block_size=23)
+    _same(res, sepcheck.separation(X, y, Xt, yt, device="cpu"), ATTRS[:-1])
+    _same(sepcheck.SeparationResult.load(tmp_path / "r.h5"), res)
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 500), rows=st.integers(1, 120), groups=st.integers(1, 9))
 def test_plan_covers_every_query_once(n, rows, groups):

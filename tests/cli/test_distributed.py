@@ -34,6 +34,17 @@ def _npz(tmp_path: Path, name: str = "data", seed: int = 0) -> Path:
     return path
 
 
+def _h5(tmp_path: Path) -> Path:
+    """The arrays of :func:`_npz` in an HDF5 file (the CLI streams it)."""
+    import h5py
+
+    path = tmp_path / "data.h5"
+    with np.load(_npz(tmp_path, "h5src")) as z, h5py.File(path, "w") as f:
+        for k in z.files:
+            f.create_dataset(k, data=z[k], chunks=(32, 6) if k.startswith("X") else None)
+    return path
+
+
 def _floats(tmp_path: Path) -> Path:
     rng = np.random.default_rng(5)
     X = rng.random((180, 4))
@@ -58,7 +69,7 @@ def _torchrun(*args: object, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed next to this interpreter")
 def test_torchrun_two_processes_equal_one(tmp_path):
-    data = _npz(tmp_path)
+    data = _h5(tmp_path)  # streamed from the file by every rank
     one = run("separation", data, "--device", "cpu", "--split", "both", "--no-cache", "--json")
     r = _torchrun("separation", data, "--device", "cpu", "--split", "both", "--shard-rows", 37, "--json",
                   "--out", tmp_path / "r.h5", cwd=tmp_path)

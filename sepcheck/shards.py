@@ -158,6 +158,8 @@ class ShardJob:
     dataset: str
     engine_options: dict[str, Any]
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: what the engine reported on the last shard computed here (backend, device)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def offsets(self) -> list[int]:
@@ -179,10 +181,12 @@ class ShardJob:
         for part, lo, hi in self.part_ranges(a, b):
             q, ql = query_rows(part.queries, lo, hi), part.labels[lo:hi]
             if part.kind == "other":
-                d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, raw=self.raw, **self.engine_options)
+                d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, raw=self.raw, info=self.info,
+                                       **self.engine_options)
                 out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d[:, 0], idx[:, 0]
             else:
-                d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, raw=self.raw, **self.engine_options)
+                d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, raw=self.raw, info=self.info,
+                                             **self.engine_options)
                 out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
         return out
 

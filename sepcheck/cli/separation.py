@@ -126,6 +126,7 @@ def separation(
             _report_piece(run, as_json)
             return
         res, cached = separation_result(run.piece, ds.name), False
+        info = dict(job.info)
     else:
         res, cached = cached_separation(
             X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),

@@ -622,8 +622,7 @@ def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any], group: t
     found = read_fingerprint(p)
     if found is None:
         raise SepcheckError(f"--out {p} exists and is not a sepcheck result: give another --out or remove it")
-    fp = {k: v for k, v in fingerprint.items() if k in found and k != "group"}
-    found = {k: v for k, v in found.items() if k != "group"}
+    fp = {k: v for k, v in fingerprint.items() if k in found or k == "group"}  # a result file has fewer keys
     diff = describe_mismatch(found, fp)
     if diff is not None:
         raise SepcheckError(f"--out {p} holds results of other inputs or options ({diff}): give another --out, "

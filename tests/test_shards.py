@@ -210,6 +210,8 @@ def test_refusals_leave_everything_untouched(tmp_path):
     sharded_separation(other, y, shard_rows=50, out=piece, shard=(1, 2), device="cpu")
     with pytest.raises(SepcheckError, match="different inputs"):
         merge_pieces([tmp_path / "a.h5", piece])
+    with pytest.raises(SepcheckError, match="group"):  # the piece of another group of the array
+        sharded_separation(X, y, shard_rows=50, out=tmp_path / "a.h5", shard=(1, 2), resume=True, device="cpu")
     with pytest.raises(SepcheckError, match="not a sepcheck shard result"):
         merge_pieces([out])
 

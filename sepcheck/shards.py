@@ -63,9 +63,11 @@ SearchKind = Literal["other", "by_class"]
 PIECE_FORMAT = "sepcheck.shards/1"
 JOURNAL_FORMAT = "sepcheck.journal/1"
 _SHARD_FILE = re.compile(r"^shard-(\d{5,})\.npz$")
-#: rows of one shard at least / its share of the queries at most (unless the budget is smaller)
-MIN_SHARD_ROWS = 256
+#: rows of one shard at least / its share of the queries at most (unless the budget is smaller;
+#: never below FLOOR_SHARD_ROWS)
+MIN_SHARD_ROWS = 2048
 SHARDS_TARGET = 64
+FLOOR_SHARD_ROWS = 256
 
 
 # ----- the plan ------------------------------------------------------------------------------
@@ -92,9 +94,11 @@ class ShardPlan:
 def plan_shards(n: int, row_bytes: int, memory_budget: int | None = None, shard_rows: int | None = None) -> ShardPlan:
     """The shard plan of ``n`` queries of ``row_bytes`` bytes each.
 
-    ``shard_rows`` given: that. Otherwise about 1/64 of the queries per shard (a kill loses at
-    most that share of the work), at least 256 rows, and at most the rows whose features fit a
-    quarter of ``memory_budget`` (default 512 MiB).
+    ``shard_rows`` given: that. Otherwise 1/64 of the queries per shard (a kill loses at most
+    that share of the work) but at least 2 048 rows (each shard is one engine call: one pass
+    over the reference, a GPU probe), and at most the rows whose features fit a quarter of
+    ``memory_budget`` (default 512 MiB; the streamed search's query block, so a sharded
+    streamed run reads the reference no more often than one call), never below 256.
     """
     if shard_rows is not None:
         if isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer)) or shard_rows < 1:
@@ -102,7 +106,7 @@ def plan_shards(n: int, row_bytes: int, memory_budget: int | None = None, shard_
         return ShardPlan(int(n), int(shard_rows))
     budget = memory_budget if memory_budget is not None else 512 * 2**20
     rows = max(MIN_SHARD_ROWS, -(-n // SHARDS_TARGET))
-    rows = min(rows, max(1, budget // 4 // max(1, row_bytes)))
+    rows = min(rows, max(FLOOR_SHARD_ROWS, budget // 4 // max(1, row_bytes)))
     return ShardPlan(int(n), int(max(1, min(rows, max(n, 1)))))
 
 

@@ -44,7 +44,8 @@ def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances in raw 0-255 units, not [0, 1].")
 @memory_budget_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (HDF5).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Save the result (HDF5); finished shards are journaled in FILE.parts/ meanwhile (--resume).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
 @click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
 @click.option("--drop", type=int, default=0, show_default=True,

@@ -30,10 +30,12 @@ and their sizes, the shard plan and the sepcheck version.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -567,6 +569,7 @@ def _run_mine(job: ShardJob, mine: list[int], journal: Journal | None, resume: b
     """This process's shards: from the journal (resume) or computed and journaled."""
     results: dict[int, dict[str, np.ndarray]] = {}
     computed = reused = 0
+    log = LogLines(total) if (progress is True and ctx.is_main) else None
     with bar(total, "shards", "shard", enabled=bool(progress) and ctx.is_main) as b:
         for i in mine:
             arrays = journal.load(i) if (journal is not None and resume) else None
@@ -581,9 +584,31 @@ def _run_mine(job: ShardJob, mine: list[int], journal: Journal | None, resume: b
                 reused += 1
             results[i] = arrays
             b.update(ctx.world_size if ctx.enabled else 1)
+            if log is not None:
+                log.tick(min(total, len(results) * ctx.world_size))
             if callable(progress):
                 progress(1)
     return results, computed, reused
+
+
+class LogLines:
+    """Progress for logs (a SLURM job's output is no terminal, so the bar is off): one line on
+    stderr at most every ``every`` seconds, ``shards 12/64 done, ETA 0:41:07``."""
+
+    def __init__(self, total: int, every: float = 60.0):
+        self.total, self.every = total, every
+        self.t0 = self.last = time.monotonic()
+        isatty = getattr(sys.stderr, "isatty", None)
+        self.on = not (callable(isatty) and isatty())  # a terminal has the bar
+
+    def tick(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.on or now - self.last < self.every or done <= 0:
+            return
+        self.last = now
+        eta = (now - self.t0) / done * (self.total - done)
+        print(f"sepcheck: shards {done}/{self.total} done, ETA {datetime.timedelta(seconds=round(eta))}",
+              file=sys.stderr, flush=True)
 
 
 def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:

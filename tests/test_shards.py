@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import sepcheck
 from sepcheck.errors import SepcheckError
 from sepcheck.shards import (
+    LogLines,
     ShardPlan,
     certification,
     certify_job,
@@ -229,3 +230,15 @@ def test_certify_shards_equal_the_classifier(tmp_path):
     assert got.to_dict() == want.to_dict()
     np.testing.assert_array_equal(got.radius, want.radius)
     assert read_piece is not None
+
+
+def test_log_lines_for_batch_jobs(capsys):
+    """A job's log (no terminal) gets a line with shards done and an ETA, at most one a minute."""
+    log = LogLines(64, every=0.0)
+    log.tick(16)
+    log.tick(32)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("sepcheck: shards 16/64 done, ETA ")
+    quiet = LogLines(64)  # the default: not before a minute has passed
+    quiet.tick(1)
+    assert capsys.readouterr().err == ""

@@ -302,6 +302,7 @@ class Journal:
 
     def start(self, resume: bool) -> None:
         """Create the journal (resume: keep a matching one; else replace any old one)."""
+        self.check_ours()
         if resume:
             self.check()
         elif self.folder.exists():
@@ -312,6 +313,19 @@ class Journal:
                 stale.unlink()
         if not self.manifest.exists():
             atomic_write(self.manifest, lambda tmp: tmp.write_text(json.dumps(self.fingerprint, indent=1)))
+
+    def check_ours(self) -> None:
+        """Refuse to touch a ``<out>.parts`` that is not a journal (a file, or a folder holding
+        anything but a manifest, shard files and temporary files of ours)."""
+        if not self.folder.exists() and not self.folder.is_symlink():
+            return
+        ok = self.folder.is_dir() and not self.folder.is_symlink() and all(
+            p.name == "manifest.json" or _SHARD_FILE.match(p.name) or (p.name.startswith(".") and
+                                                                       p.name.endswith(".part"))
+            for p in self.folder.iterdir())
+        if not ok:
+            raise SepcheckError(f"{self.folder} exists and is not a sepcheck results journal, which sepcheck "
+                                "never deletes: move it away or give another --out")
 
     def attach(self) -> None:
         """A rank other than 0 (after rank 0's :meth:`start`): check the manifest, or create one

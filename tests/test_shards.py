@@ -201,6 +201,12 @@ def test_refusals_leave_everything_untouched(tmp_path):
     with pytest.raises(SepcheckError, match="other inputs or options .*norm"):
         sharded_separation(X, y, norm="l2", shard_rows=50, out=out, resume=True, device="cpu")
     assert out.read_bytes() == before
+    mine = tmp_path / "n.h5.parts"  # a folder of the user's at the journal's place is never deleted
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(SepcheckError, match="not a sepcheck results journal"):
+        sharded_separation(X, y, out=tmp_path / "n.h5", device="cpu")
+    assert (mine / "notes.txt").read_text() == "mine"
     with pytest.raises(SepcheckError, match="--resume needs --out"):
         sharded_separation(X, y, resume=True)
     with pytest.raises(SepcheckError, match="--shard I/N needs --out"):

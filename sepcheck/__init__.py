@@ -14,6 +14,7 @@ LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified ra
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 train               the five training methods, models, trainer and evaluation
 TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
+sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.shards)
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def __getattr__(name: str):
         from .engine.sources import open_source
 
         return open_source
+    if name in ("sharded_separation", "merge_pieces"):
+        from . import shards
+
+        return getattr(shards, name)
     if name in _TRAIN_NAMES:
         import importlib
 
@@ -61,4 +66,6 @@ __all__ = [
     "train_model",
     "evaluate_runs",
     "lipschitz_estimate",
+    "sharded_separation",
+    "merge_pieces",
 ]

@@ -32,6 +32,7 @@ COMMANDS = {
     "plot-classifier": "sepcheck.cli.certify:plot_classifier",
     "train": "sepcheck.cli.train:train",
     "eval": "sepcheck.cli.train:evaluate",
+    "merge": "sepcheck.cli.merge:merge",
 }
 
 

@@ -56,3 +56,34 @@ def cli_cache(no_cache: bool) -> Path | None:
     """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
     ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""
     return None if no_cache else results_dir()
+
+
+def shard_options(f: Callable) -> Callable:
+    """--resume, --shard I/N, --shard-rows (sharded, resumable and distributed runs; see
+    :mod:`sepcheck.shards`)."""
+    f = click.option("--shard-rows", type=int, default=None, metavar="ROWS",
+                     help="Queries per shard (default: about 1/64 of them, within the memory budget).")(f)
+    f = click.option("--shard", default=None, metavar="I/N",
+                     help="Run only group I of N of the shards (SLURM arrays: $SLURM_ARRAY_TASK_ID/N) and write "
+                     "the piece to --out; combine the pieces with `sepcheck merge`.")(f)
+    f = click.option("--resume", is_flag=True,
+                     help="Continue an interrupted run with the same --out: finished shards are kept.")(f)
+    return f
+
+
+def shard_report(run) -> dict:
+    """The ``shards`` entry of a report: shards of the run, of this group, computed and reused."""
+    group = run.piece.hi - run.piece.lo if run.piece is not None else None
+    out = {"total": run.total, "in_group": group, "computed": run.computed, "reused": run.reused,
+           "ranks": run.world_size, "seconds": round(run.seconds, 3)}
+    if run.group != (0, 1):
+        out["group"] = f"{run.group[0]}/{run.group[1]}"
+    return out
+
+
+def echo_shards(rep: dict) -> None:
+    """The human line about a sharded run."""
+    s = rep["shards"]
+    where = f" (group {s['group']})" if "group" in s else ""
+    click.echo(f"shards      {s['in_group']} of {s['total']}{where}: {s['computed']} computed, {s['reused']} "
+               f"reused, {s['ranks']} process{'es' if s['ranks'] > 1 else ''}, {s['seconds']:.1f} s")

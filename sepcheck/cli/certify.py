@@ -9,7 +9,17 @@ import click
 
 from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable
-from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
+from ._common import (
+    cli_cache,
+    data_options,
+    echo_shards,
+    emit_json,
+    fmt,
+    json_option,
+    memory_budget_option,
+    shard_options,
+    shard_report,
+)
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 
@@ -35,6 +45,9 @@ def _check_engine(backend: str, device: str) -> None:
 @click.option("--raw", is_flag=True, help="uint8 data: distances and eps in raw 0-255 units, not [0, 1].")
 @memory_budget_option
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Keep the per-point searches (HDF5; resumable with --resume).")
+@shard_options
 @data_options
 @json_option
 def certify(
@@ -46,6 +59,10 @@ def certify(
     raw: bool,
     memory_budget: str | None,
     no_cache: bool,
+    out: str | None,
+    resume: bool,
+    shard: str | None,
+    shard_rows: int | None,
     data_dir: str | None,
     no_download: bool,
     no_verify: bool,
@@ -74,29 +91,66 @@ def certify(
             f"data set {ds.name!r} has no test split: certify needs one (a .npz/.h5 with X_test "
             "and y_test, or IDX files with t10k and train)"
         )
-    clf = LipschitzNNClassifier(
-        norm=norm, backend=backend, device=device, raw=raw, memory_budget=budget,
-        progress=True, cache=cli_cache(no_cache), dataset=ds.name,
-    ).fit(ds.X, ds.y)
-    if eps_given:
-        eps_list, eps_source = eps_given, "given"
+    from ..distributed import env_world_size
+    from ..shards import check_run_options, parse_shard
+
+    check_run_options(out, resume, parse_shard(shard))
+    out_p = check_writable(out, "--out") if out else None
+    typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
+    shards = None
+    if out_p is not None or shard_rows is not None or env_world_size() > 1:
+        from ..shards import certification, certify_job, finish_output, run_job, save_piece
+
+        # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
+        job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,
+                          shard_rows=shard_rows, backend=backend, device=device, memory_budget=budget)
+        run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
+        if run.piece is None:
+            return  # a rank other than 0: rank 0 reports
+        piece = run.piece
+        shards = shard_report(run)
+        if not piece.complete:
+            finish_output(run, lambda path: save_piece(piece, path))
+            rep = {"shards": shards, "rows": list(piece.rows), "out": str(out_p)}
+            if as_json:
+                emit_json(rep)
+            else:
+                echo_shards(rep)
+                click.echo(f"wrote       {out_p}  (combine the pieces with `sepcheck merge`)")
+            return
+        r = float(piece.arrays["train.dist"].min()) / 2.0
+        eps_list, eps_source = (eps_given, "given") if eps_given else (parse_eps(typical + [r]), "default")
+        res = certification(piece, eps_list, dataset=ds.name)
+        finish_output(run, lambda path: save_piece(piece, path))
+        n_train, cached = int(ds.X.shape[0]), False
     else:
-        typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
-        eps_list, eps_source = parse_eps(typical + [clf.r_]), "default"
-    res = clf.certify(ds.X_test, ds.y_test, eps_list)
+        clf = LipschitzNNClassifier(
+            norm=norm, backend=backend, device=device, raw=raw, memory_budget=budget,
+            progress=True, cache=cli_cache(no_cache), dataset=ds.name,
+        ).fit(ds.X, ds.y)
+        if eps_given:
+            eps_list, eps_source = eps_given, "given"
+        else:
+            eps_list, eps_source = parse_eps(typical + [clf.r_]), "default"
+        res = clf.certify(ds.X_test, ds.y_test, eps_list)
+        n_train, cached = int(clf.X_train_.shape[0]), clf.separation_from_cache_
     report: dict[str, Any] = res.to_dict()
     report.update(
         {
             "dataset": ds.name,
-            "n_train": int(clf.X_train_.shape[0]),
+            "n_train": n_train,
             "n_test": res.n,
             "eps_source": eps_source,
             "typical_eps": ds.eps,
-            "cached": clf.separation_from_cache_,
+            "cached": cached,
             "backend": backend,
             "notes": list(ds.notes),
         }
     )
+    if shards is not None:
+        report["shards"] = shards
+    if out_p is not None:
+        report["out"] = str(out_p)
     if as_json:
         emit_json(report)
     else:
@@ -126,6 +180,10 @@ def _print_human(rep: dict[str, Any]) -> None:
         "certified: correct and (d_other - d_own) / 2 > eps; within r: test points at distance "
         "<= r from a training point of their own class"
     )
+    if "shards" in rep:
+        echo_shards(rep)
+    if "out" in rep:
+        click.echo(f"wrote       {rep['out']}")
 
 
 @click.command("plot-classifier")

@@ -10,7 +10,17 @@ import click
 from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable
 from ..norms import parse_norm
-from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
+from ._common import (
+    cli_cache,
+    data_options,
+    echo_shards,
+    emit_json,
+    fmt,
+    json_option,
+    memory_budget_option,
+    shard_options,
+    shard_report,
+)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 
@@ -34,12 +44,14 @@ def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances in raw 0-255 units, not [0, 1].")
 @memory_budget_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (HDF5).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Save the result (HDF5); finished shards are journaled in FILE.parts/ meanwhile (--resume).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
 @click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
 @click.option("--drop", type=int, default=0, show_default=True,
               help="Also report the separation after dropping the K training points closest to another label, "
               "recomputed among the rest (the paper: SVHN 4, Restricted ImageNet 6).")
+@shard_options
 @data_options
 @json_option
 def separation(
@@ -55,6 +67,9 @@ def separation(
     plot_path: str | None,
     no_cache: bool,
     drop: int,
+    resume: bool,
+    shard: str | None,
+    shard_rows: int | None,
     data_dir: str | None,
     no_download: bool,
     no_verify: bool,
@@ -80,18 +95,48 @@ def separation(
         raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
         raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    from ..distributed import env_world_size
+    from ..shards import check_run_options, parse_shard
+
+    check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
+    sharded = out_p is not None or shard_rows is not None or env_world_size() > 1
 
     ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     X, y, Xt, yt = _arrays_for_split(ds, split)
     info: dict[str, Any] = {}
-    res, cached = cached_separation(
-        X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
-        backend=backend, device=device, memory_budget=budget, progress=True, info=info,
-    )
+    run = None
+    if sharded:
+        from ..shards import (
+            finish_output,
+            run_job,
+            separation_job,
+            separation_result,
+            write_piece_or_result,
+        )
+
+        # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
+        job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,
+                             backend=backend, device=device, memory_budget=budget)
+        run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
+        if run.piece is None:
+            return  # a rank other than 0: rank 0 reports
+        if not run.piece.complete:
+            finish_output(run, write_piece_or_result(run, ds.name))
+            _report_piece(run, as_json)
+            return
+        res, cached = separation_result(run.piece, ds.name), False
+        info = dict(job.info)
+    else:
+        res, cached = cached_separation(
+            X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
+            backend=backend, device=device, memory_budget=budget, progress=True, info=info,
+        )
     ratio_eps = eps if eps is not None else ds.eps
     report = _report(res, ds, split, eps, ratio_eps, cached, info)
+    if run is not None:
+        report["shards"] = shard_report(run)
     if drop:
         from ..separation import separation_after_drop
 
@@ -104,8 +149,11 @@ def separation(
                           "kth_smallest": res.robust_separation(int(drop))}
     # the figure is drawn before anything is written: a plot that fails leaves no --out
     fig = _draw_plot(res, ratio_eps) if plot_p is not None else None
-    if out_p is not None:
+    if run is not None:
+        finish_output(run, res.save)  # the result, then the journal removed
+    elif out_p is not None:
         res.save(out_p)
+    if out_p is not None:
         report["out"] = str(out_p)
     if fig is not None:
         _save_plot(fig, plot_p)
@@ -114,6 +162,17 @@ def separation(
         emit_json(report)
     else:
         _print_human(report)
+
+
+def _report_piece(run: Any, as_json: bool) -> None:
+    """The report of one --shard I/N group: its query rows and where its piece went."""
+    rep = {"shards": shard_report(run), "rows": list(run.piece.rows), "out": str(run.out)}
+    if as_json:
+        emit_json(rep)
+        return
+    echo_shards(rep)
+    click.echo(f"rows        {rep['rows'][0]} to {rep['rows'][1] - 1} of the queries (train, then test)")
+    click.echo(f"wrote       {rep['out']}  (combine the pieces with `sepcheck merge`)")
 
 
 def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,
@@ -177,6 +236,8 @@ def _print_human(rep: dict[str, Any]) -> None:
         click.echo(line)
     if rep["cached"]:
         click.echo("(cached result)")
+    if "shards" in rep:
+        echo_shards(rep)
     for key in ("out", "plot"):
         if key in rep:
             click.echo(f"wrote       {rep[key]}")

@@ -240,3 +240,30 @@ def test_one_class_and_mismatched_labels():
         robust_ceiling(X, [1, 1, 1, 1], 0.1)
     with pytest.raises(SepcheckError, match="3 labels but X has 4 rows"):
         robust_ceiling(X, [0, 1, 0], 0.1)
+
+
+def same_answer(a, b):
+    """Everything but timings and names."""
+    skip = ("details", "extra", "dataset")
+    da, db = a.to_dict(), b.to_dict()
+    return {k: v for k, v in da.items() if k not in skip} == {k: v for k, v in db.items() if k not in skip}
+
+
+def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
+    from sepcheck.cache import cached_ceiling
+
+    rng = np.random.default_rng(6)
+    X = rng.random((40, 3))
+    y = np.arange(40) % 4
+    first, hit = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path)
+    again, hit2 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, dataset="named")
+    assert (hit, hit2) == (False, True)
+    assert same_answer(again, first) and again.dataset == "named"
+    assert not cached_ceiling(X, y, [0.0, 0.3], cache=tmp_path)[1]
+    assert not cached_ceiling(X, y, [0.0, 0.2], time_limit=5.0, cache=tmp_path)[1]
+    assert not cached_ceiling(X[::-1], y, [0.0, 0.2], cache=tmp_path)[1]
+    for f in tmp_path.glob("ceiling-*.json"):
+        f.write_text("{not json")
+    res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path)
+    assert not hit3 and same_answer(res, first)
+    assert not cached_ceiling(X, y, [0.0, 0.2])[1]  # no cache given: nothing read or written

@@ -30,11 +30,11 @@ import numpy as np
 
 from ._validation import as_features, as_labels, check_two_classes
 from ._version import __version__
+from .engine.problem import units_of
 from .errors import SepcheckError
 from .fileio import atomic_write, input_file, json_text
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
-from .separation import units_of
 
 FORMAT = "sepcheck.ceiling/1"
 #: how each component with an edge was solved (the keys of ``details[i]["components"]``)

@@ -19,40 +19,6 @@ from .oracle import pairwise
 NORMS = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
 
 
-# TEMPORARY brute-force stand-in for sepcheck.engine.radius until the radius branch is merged
-class _Pairs:
-    def __init__(self, r, c, d):
-        self.r, self.c, self.d = r, c, d
-
-    def within(self, radius):
-        keep = self.d <= radius
-        return _Pairs(self.r[keep], self.c[keep], self.d[keep])
-
-    def pairs(self):
-        return self.r, self.c, self.d
-
-
-def _stand_in(reference, reference_labels, radius, *, norm, raw, **_):
-    X = np.asarray(reference)
-    dist = pairwise(X, X, norm) / (255.0 if X.dtype == np.uint8 and not raw else 1.0)
-    y = np.asarray(reference_labels)
-    r, c = np.nonzero((dist <= radius) & (y[:, None] != y[None, :]))
-    return _Pairs(r, c, dist[r, c])
-
-
-@pytest.fixture(autouse=True)
-def _radius_stand_in(monkeypatch):
-    import sys
-    import types
-
-    try:
-        import sepcheck.engine.radius  # noqa: F401
-    except ImportError:
-        mod = types.ModuleType("sepcheck.engine.radius")
-        mod.neighbors_within = _stand_in
-        monkeypatch.setitem(sys.modules, "sepcheck.engine.radius", mod)
-
-
 # ----- independent oracles ---------------------------------------------------------------
 def conflict_edges(X, y, eps, p, scale=1.0):
     """Unordered different-label pairs at float64 distance / scale <= 2 eps (closed balls)."""

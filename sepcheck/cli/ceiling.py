@@ -51,7 +51,7 @@ def parse_eps_grid(text: str) -> list[float]:
               help="Run folders evaluated by `sepcheck eval` (--runs runs/*): their robust accuracy against "
               "the ceiling of the same test points at the same eps.")
 @click.option("--raw", is_flag=True, help="uint8 data: radii in raw 0-255 units, not [0, 1].")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba, torch or faiss.")
+@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch (the radius search).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @memory_budget_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (JSON).")
@@ -73,7 +73,8 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     from ..cache import cached_ceiling
     from ..ceiling import check_time_limit
     from ..datasets import open_dataset
-    from ..engine import BACKENDS, DEVICES
+    from ..engine import DEVICES
+    from ..engine.radius import RADIUS_BACKENDS
 
     if more_runs and not runs:
         raise SepcheckError(f"unexpected argument {more_runs[0]!r}: give one DATASET (run folders go after --runs)")
@@ -90,8 +91,8 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     except SepcheckError:
         raise SepcheckError(f"--time-limit {time_limit} is invalid: give the seconds per component, > 0") from None
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
-    if backend.lower() not in BACKENDS:
-        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend.lower() not in RADIUS_BACKENDS:
+        raise SepcheckError(f"unknown backend {backend!r}: the radius search runs on {', '.join(RADIUS_BACKENDS)}")
     if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
         raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
     out_p = check_writable(out, "--out") if out else None

@@ -8,7 +8,8 @@ then per eps the conflict graph, its components, matchings and integer programs.
 (pixel scale [0, 1]) go from 0 past where conflicts begin (separation / 2) and, for linf, to
 0.5, where every pair of different labels conflicts (the ceiling is the largest class share):
 
-- MNIST linf 0..0.5 (typical eps 0.1, 0.3; separation 0.737: conflicts from eps 0.37);
+- MNIST linf 0..0.3 by 0.05, 0.36..0.49 by ~0.012, and 0.5 (typical eps 0.1, 0.3; separation
+  0.737: conflicts from eps 0.37; at 0.5 every pair conflicts);
 - MNIST l2 0..2.5 (typical 1.5-2; separation 2.40: conflicts from 1.2);
 - CIFAR-10 linf 0..0.16 (typical 8/255 = 0.031; conflicts from ~0.1);
 - CIFAR-10 l2 0..2 (typical 0.5).
@@ -36,7 +37,7 @@ ARRAYS = Path("/tmp/bench_local")
 
 #: case -> (file, norm, eps grid)
 CASES = {
-    "mnist-linf": ("mnist", "linf", np.linspace(0.0, 0.5, 20)),
+    "mnist-linf": ("mnist", "linf", np.r_[np.linspace(0.0, 0.3, 7), np.linspace(0.36, 0.49, 12), 0.5]),
     "mnist-l2": ("mnist", "l2", np.linspace(0.0, 2.5, 20)),
     "cifar-linf": ("cifar10", "linf", np.linspace(0.0, 0.16, 20)),
     "cifar-l2": ("cifar10", "l2", np.linspace(0.0, 2.0, 20)),

@@ -204,3 +204,20 @@ def test_bad_input_is_one_line(call, message):
     with pytest.raises(SepcheckError, match=message) as e:
         call(X, y)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_torch_tiles_on_every_device(device, norm):
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 3, (70, 40)).astype(np.uint8)  # l2: the int8 GEMM tiles
+    y = rng.integers(0, 3, 70)
+    Q = np.concatenate([X[:5], rng.integers(0, 3, (9, 40)).astype(np.uint8)])
+    yq = rng.integers(0, 3, 14)
+    p = NORMS[norm]
+    for queries, labels in ((None, None), (Q, yq)):
+        D = oracle.pairwise(X if queries is None else queries, X, p) / 255
+        r = float(np.median(D))
+        want = oracle.within(X, y, r, queries, labels, p=p, scale=255.0)
+        res = neighbors_within(X, y, r, queries, labels, norm=norm, backend="torch",
+                               device=device, block_size=16)
+        _check(res, want, exact=True)

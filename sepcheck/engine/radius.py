@@ -276,9 +276,13 @@ def neighbors_within(
     block_size
         Rows per block (queries and references), overriding the memory budget.
     memory_budget
-        Bytes (or a size such as '512MiB') the search may use besides its input: a quarter
-        for the tiles, a quarter for one query block's pairs, a quarter for the pairs kept
-        in memory (beyond it they are spilled to disk), a quarter for temporaries.
+        Bytes (or a size such as '512MiB') the search may use besides its input and the
+        result (default 512 MiB): a quarter for the pairs kept in memory (beyond it they
+        are spilled to disk), a quarter for the torch tiles, a quarter for one query
+        block's candidate pairs (torch: query blocks are made small enough; numba: the
+        kernel's pair buffers, a block of 64 queries that finds more is rerun with room
+        for all its pairs). The numba kernels' copy of the reference must fit half of an
+        explicit budget ('auto' takes torch otherwise).
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info

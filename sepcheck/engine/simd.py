@@ -183,14 +183,15 @@ def _stage1(Qs, q0, q1, blk, acc, linf):
 
 
 @njit(inline="always", error_model="numpy")
-def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, qa, ra, shrink):
-    """The first lower bound of a pair (lane ``ln`` of query ``g``'s accumulators of
-    :func:`_stage1`); float l1 bounds shrunk by their rounding margin."""
+def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, shrink):
+    """The first lower bound of the pair (query i, row j) (lane ``ln`` of query ``g``'s
+    accumulators of :func:`_stage1`); float l1 bounds shrunk by their rounding margin
+    (``Qa``/``Ra``: the l1 norms, read only there: placeholders for linf)."""
     if linf:
         return np.float64(acc_lin[g, ln])
     if integer:
         return np.float64(acc_int[g, ln])
-    return (acc_l1[g, ln] - 64.0 * _EPS * (qa + ra)) * shrink
+    return (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
 
 
 @njit(inline="always", error_model="numpy")
@@ -297,7 +298,7 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                 thr0 = stop if fixed else out_d[i, 0, k - 1]
                 for j in range(j0, j1):
                     ln = j - j0
-                    lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa[i], Ra[j], shrink)
+                    lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, shrink)
                     if by_slot:
                         s = slot[j]
                         thr = out_d[i, s, k - 1]

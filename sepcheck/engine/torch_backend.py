@@ -80,13 +80,14 @@ def float32_matmul_is_exact(device: torch.device) -> bool:
 
 
 def block_sizes(
-    problem: Problem, budget: int, block_size: int | None, elem: int
+    problem: Problem, budget: int, block_size: int | None, elem: int, max_query_rows: int = 1024
 ) -> tuple[int, int]:
-    """(query rows, reference rows) per tile so that the tile and converted blocks fit ``budget``."""
+    """(query rows, reference rows) per tile so that the tile and converted blocks fit
+    ``budget``; at most ``max_query_rows`` query rows."""
     if block_size is not None:
         return min(block_size, problem.n_query), min(block_size, problem.n_ref)
     d = problem.dim
-    bq = min(problem.n_query, 1024)
+    bq = max(1, min(problem.n_query, max_query_rows, 1024))
     # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
     per_entry = 48 if problem.k > 1 else 24
     # a reference row: its converted copy, plus the gathered uint8/float copy per class;
@@ -485,34 +486,40 @@ def radius_pairs(
     rows, reference rows and float64 distances in raw units where the tiles are exact
     (uint8), else None.
     """
-    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
-        elem = 1
-        driven, dt, tile_of, _ = int8_setup(problem, device, budget, full=True)
-        t2 = threshold * threshold
-        limit: float | int = math.inf if t2 >= 2**31 - 2 else math.floor(t2)
-        exact, squared = True, True
-        row_limit = None
-    elif problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
-        driven, exact, squared, limit = problem, False, False, math.inf
+    # a hit: tile value <= limit (a number, or per query row); ``row_add`` (per query row,
+    # or None) is added to a hit's value to give its distance (squared with ``squared``)
+    row_add = None
+    squared = problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM
+    if squared and int8_gemm_exact(problem, device):
+        # exact integers ||r||^2 - 2 q.r (shifted rows) <= floor(threshold^2) - ||q||^2
+        driven, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=False)
+        t2 = min(threshold * threshold, 2.0**62)
+        room = np.clip(math.floor(t2) - sq_q.astype(np.int64), -(2**31), 2**31 - 2)
+        limit: Any = as_tensor(room.astype(np.int32)).to(device)
+        limit = None if t2 >= 2**31 + 255**2 * problem.dim else limit  # every pair
+        row_add, exact, elem = sq_q.astype(np.float64), True, 1
+    elif squared:
+        driven, exact = problem, False
         dt, tile_of, err = gemm_setup(problem, device)
         elem = torch.finfo(dt).bits // 8
-        row_limit = as_tensor(threshold * threshold + err).to(device)
+        limit = None if math.isinf(threshold) else as_tensor(threshold * threshold + err).to(device)
     else:
-        row_limit = None
         dt = direct_dtype(problem)
         elem = torch.finfo(dt).bits // 8
         p = problem.p
         exact = problem.integer and (math.isinf(p) or p == 1)  # cdist of integers
-        driven, limit, squared = problem, threshold, False
+        driven, limit = problem, None if math.isinf(threshold) else threshold
 
         def tile_of(q, qs, r, rows):
             return torch.cdist(
                 q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
             )[0]
 
-    bq, br = block_sizes(problem, budget, block_size, elem)
     if block_size is None:
-        bq = max(1, min(bq, max_query_rows))
+        bq, br = block_sizes(problem, budget, None, elem, max_query_rows)
+        br = br - br % 8 if br > 8 else br  # the int8 GEMM's operands need no padding
+    else:
+        bq, br = block_sizes(problem, budget, block_size, elem)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     start = [0]
 
@@ -521,13 +528,17 @@ def radius_pairs(
         return tile_of(q, qs, r, rows)
 
     def collect(run_v, run_i, block, ids):
-        hit = block != far_value(block.dtype)
-        if not math.isinf(limit):
-            hit &= block <= limit
-        if row_limit is not None:  # per query: threshold**2 + the GEMM's error bound
-            hit &= block <= row_limit[start[0] : start[0] + block.shape[0], None]
-        r, c = torch.nonzero(hit, as_tuple=True)
-        found.append((r, ids[c], block[r, c]))
+        if limit is None:  # every pair but the excluded ones
+            hit = block != far_value(block.dtype)
+        elif isinstance(limit, torch.Tensor):  # excluded entries are beyond any limit
+            hit = block <= limit[start[0] : start[0] + block.shape[0], None]
+        else:
+            hit = block <= limit
+        some = torch.nonzero(hit.any(dim=1)).reshape(-1)  # few rows hold hits
+        if some.numel():
+            r, c = torch.nonzero(hit[some], as_tuple=True)
+            r = some[r]
+            found.append((r, ids[c], block[r, c]))
         return run_v, run_i
 
     def finish_block(qs, vals, inds):
@@ -540,6 +551,8 @@ def radius_pairs(
             rows = cols = np.empty(0, dtype=np.int64)
             values = np.empty(0)
         found.clear()
+        if row_add is not None:
+            values += row_add[rows]  # exact: integers below 2**53
         on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
 
     _drive(driven, device, bq, br, dt, tile_rows, 1, collect, finish_block, progress)

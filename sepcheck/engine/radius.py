@@ -286,8 +286,9 @@ def neighbors_within(
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
-        Optional dict that receives details: backend, device, candidates checked, pairs,
-        whether the pairs were spilled.
+        Optional dict that receives details: backend, device, candidates checked exactly,
+        pairs found, whether they were spilled; numba: its pruning counters and the bytes
+        of its copies.
     spill_dir
         Folder for the spill files (``indices.npy``, ``distances.npy`` with a unique prefix)
         when the pairs outgrow the memory budget. None: a temporary folder, removed when the
@@ -371,7 +372,8 @@ def _run(problem, name, device, budget, block_size, max_rows, threshold, on_bloc
         from . import numba_backend
 
         max_pairs = max(1, budget // CANDIDATE_BYTES)
-        return numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
+        out = numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
+        return {"pruning": out["pairs"], "extra_bytes": out["extra_bytes"]}
     import torch
 
     from . import torch_backend

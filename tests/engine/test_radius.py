@@ -221,3 +221,16 @@ def test_torch_tiles_on_every_device(device, norm):
         res = neighbors_within(X, y, r, queries, labels, norm=norm, backend="torch",
                                device=device, block_size=16)
         _check(res, want, exact=True)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_progress_counts_every_query_and_info_says_how(backend):
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 4, (90, 5)).astype(np.uint8)
+    y = rng.integers(0, 2, 90)
+    done: list[int] = []
+    info: dict = {}
+    res = neighbors_within(X, y, 2 / 255, norm="l1", backend=backend, progress=done.append,
+                           info=info, block_size=32 if backend == "torch" else None)
+    assert sum(done) == 90 and info["backend"] == backend and info["pairs"] == res.nnz
+    assert not info["spilled"] and info["candidates"] >= res.nnz

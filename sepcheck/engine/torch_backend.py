@@ -80,14 +80,13 @@ def float32_matmul_is_exact(device: torch.device) -> bool:
 
 
 def block_sizes(
-    problem: Problem, budget: int, block_size: int | None, elem: int, max_query_rows: int = 1024
+    problem: Problem, budget: int, block_size: int | None, elem: int
 ) -> tuple[int, int]:
-    """(query rows, reference rows) per tile so that the tile and converted blocks fit
-    ``budget``; at most ``max_query_rows`` query rows."""
+    """(query rows, reference rows) per tile so that the tile and converted blocks fit ``budget``."""
     if block_size is not None:
         return min(block_size, problem.n_query), min(block_size, problem.n_ref)
     d = problem.dim
-    bq = max(1, min(problem.n_query, max_query_rows, 1024))
+    bq = min(problem.n_query, 1024)
     # bytes per tile entry: the tile, its mask and merge temporaries (k > 1 sorts)
     per_entry = 48 if problem.k > 1 else 24
     # a reference row: its converted copy, plus the gathered uint8/float copy per class;
@@ -465,7 +464,7 @@ def radius_pairs(
     device: torch.device,
     budget: int,
     block_size: int | None,
-    max_query_rows: int,
+    max_pairs: int,
     threshold: float,
     on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
     progress: Callable[[int], None] | None = None,
@@ -480,8 +479,9 @@ def radius_pairs(
     integer <= ``threshold ** 2``); float l2 tiles are GEMM squared distances (compared with
     ``threshold ** 2`` plus their proven error bound, :func:`gemm_setup`); other tiles are
     ``torch.cdist`` tiles (:func:`brute_force`'s).
-    Query blocks hold at most ``max_query_rows`` rows (unless ``block_size`` says otherwise),
-    so that one block's pairs stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
+    A query block that collects more than ``max_pairs`` candidate pairs is searched again
+    in halves (down to single queries, whose pairs are at most the reference's rows), so
+    that the pairs held stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
     each query block (rows ``qs .. qs + n``) once, its pairs in any order: absolute query
     rows, reference rows and float64 distances in raw units where the tiles are exact
     (uint8), else None.
@@ -515,17 +515,17 @@ def radius_pairs(
                 q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
             )[0]
 
-    if block_size is None:
-        bq, br = block_sizes(problem, budget, None, elem, max_query_rows)
-        br = br - br % 8 if br > 8 else br  # the int8 GEMM's operands need no padding
-    else:
-        bq, br = block_sizes(problem, budget, block_size, elem)
+    bq, br = block_sizes(problem, budget, block_size, elem)
+    if block_size is None and br > 8:
+        br -= br % 8  # the int8 GEMM's operands need no padding
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    start = [0]
+    held = [0]
+    start = [0]  # absolute first query row of the current tile
+    offset = [0]  # absolute first query row of the (sub)problem being driven
 
     def tile_rows(q, qs, r, rows):
-        start[0] = qs
-        return tile_of(q, qs, r, rows)
+        start[0] = qs + offset[0]
+        return tile_of(q, start[0], r, rows)
 
     def collect(run_v, run_i, block, ids):
         if limit is None:  # every pair but the excluded ones
@@ -539,10 +539,15 @@ def radius_pairs(
             r, c = torch.nonzero(hit[some], as_tuple=True)
             r = some[r]
             found.append((r, ids[c], block[r, c]))
+            held[0] += r.numel()
+            if held[0] > max_pairs and block.shape[0] > 1:
+                raise _TooManyPairs(start[0])
         return run_v, run_i
 
     def finish_block(qs, vals, inds):
         n = vals.shape[0]
+        qs += offset[0]
+        held[0] = 0
         if found:
             rows = torch.cat([f[0] for f in found]).cpu().numpy() + qs
             cols = torch.cat([f[1] for f in found]).cpu().numpy()
@@ -555,4 +560,29 @@ def radius_pairs(
             values += row_add[rows]  # exact: integers below 2**53
         on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
 
-    _drive(driven, device, bq, br, dt, tile_rows, 1, collect, finish_block, progress)
+    def run(lo: int, hi: int, rows_per_block: int) -> None:
+        """Query rows lo..hi in blocks of ``rows_per_block``; a block with too many pairs
+        again in halves."""
+        while lo < hi:
+            sub = driven if (lo, hi) == (0, problem.n_query) else driven.subset(slice(lo, hi))
+            offset[0] = lo
+            try:
+                _drive(sub, device, rows_per_block, br, dt, tile_rows, 1, collect,
+                       finish_block, progress)
+                return
+            except _TooManyPairs as e:
+                found.clear()
+                held[0] = 0
+                end = min(e.row + rows_per_block, hi)
+                run(e.row, end, max(1, rows_per_block // 2))
+                lo = end
+
+    run(0, problem.n_query, bq)
+
+
+class _TooManyPairs(Exception):
+    """A query block (from query row ``row``) collected more pairs than it may hold."""
+
+    def __init__(self, row: int):
+        super().__init__(row)
+        self.row = row

@@ -136,12 +136,16 @@ def test_distances_are_those_nearest_other_reports():
             assert idx[0] == i[q, 0] and dist[0] == d[q, 0]  # bit-identical
 
 
-def test_spills_to_disk_under_a_small_budget(tmp_path):
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_spills_to_disk_under_a_small_budget(tmp_path, backend):
+    # every pair: more than a query block may hold (torch halves its blocks, numba reruns
+    # them with room for all) and more than the memory share (spilled)
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, (760, 2)).astype(np.uint8)
     info: dict = {}
     res = neighbors_within(
-        X, None, math.inf, other_label=False, memory_budget="16MiB", info=info, norm="l1"
+        X, None, math.inf, other_label=False, memory_budget="16MiB", info=info, norm="l1",
+        backend=backend,
     )
     assert info["spilled"] and isinstance(res.indices, np.memmap)
     assert res.nnz == 760 * 759
@@ -158,7 +162,7 @@ def test_spills_to_disk_under_a_small_budget(tmp_path):
     assert not os.path.exists(folder)  # the temporary folder goes with the result
     kept = neighbors_within(
         X, None, math.inf, other_label=False, memory_budget="16MiB", spill_dir=tmp_path,
-        norm="l1",
+        norm="l1", backend=backend,
     )
     assert kept.spill_path == str(tmp_path) and len(list(tmp_path.iterdir())) == 2
     np.testing.assert_array_equal(kept.within(0.1).indices, within.indices)

@@ -10,6 +10,9 @@ SepcheckError       the one error type for bad input
 datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
 open_source         rows of an array, .npy or HDF5 file, read in blocks (streamed searches)
+neighbors_within    exact radius search: every pair within a distance (RadiusNeighbors)
+class_pair_separation   minimum distance between every two classes (ClassPairs)
+robust_ceiling      best robust accuracy any classifier can reach, per eps (CeilingResult)
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 train               the five training methods, models, trainer and evaluation
@@ -44,6 +47,18 @@ def __getattr__(name: str):
         from . import shards
 
         return getattr(shards, name)
+    if name in ("neighbors_within", "RadiusNeighbors"):
+        from .engine import radius
+
+        return getattr(radius, name)
+    if name in ("robust_ceiling", "CeilingResult"):
+        from . import ceiling
+
+        return getattr(ceiling, name)
+    if name in ("class_pair_separation", "ClassPairs"):
+        from . import classpairs
+
+        return getattr(classpairs, name)
     if name in _TRAIN_NAMES:
         import importlib
 
@@ -60,6 +75,12 @@ __all__ = [
     "datasets",
     "nearest_by_class",
     "open_source",
+    "neighbors_within",
+    "RadiusNeighbors",
+    "class_pair_separation",
+    "ClassPairs",
+    "robust_ceiling",
+    "CeilingResult",
     "LipschitzNNClassifier",
     "CertificationResult",
     "TrainConfig",

@@ -16,6 +16,7 @@ from ._validation import as_features, as_labels, check_same_dim
 from ._version import __version__
 from .conflicts import find_conflicts
 from .engine import nearest_other
+from .engine.problem import units_of
 from .engine.sources import is_source, open_source
 from .errors import SepcheckError
 from .hashing import array_digest
@@ -261,13 +262,6 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     if np.unique(yv[keep]).size < 2:
         raise SepcheckError(f"dropping {drop} points leaves a single class: drop fewer")
     return separation(Xf[keep], yv[keep], norm=norm, raw=raw, **engine_options), dropped
-
-
-def units_of(X: np.ndarray, raw: bool) -> str:
-    """'pixel' ([0, 1] scale of uint8 data), 'raw' (0-255) or 'data' (floats as given)."""
-    if X.dtype != np.uint8:
-        return "data"
-    return "raw" if raw else "pixel"
 
 
 def ratio_to_eps(sep: float, eps: float | None) -> float | None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..fileio import json_text
+from ..fileio import atomic_write, json_text
 from ..paths import results_dir
 
 
@@ -87,3 +88,26 @@ def echo_shards(rep: dict) -> None:
     where = f" (group {s['group']})" if "group" in s else ""
     click.echo(f"shards      {s['in_group']} of {s['total']}{where}: {s['computed']} computed, {s['reused']} "
                f"reused, {s['ranks']} process{'es' if s['ranks'] > 1 else ''}, {s['seconds']:.1f} s")
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, then close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def check_engine(backend: str, device: str, backends: tuple[str, ...], what: str = "") -> None:
+    """``--backend`` among ``backends`` (those of the command's search; ``what`` names it in
+    the message) and ``--device`` among auto, cpu, cuda, cuda:N: a one-line error otherwise."""
+    from ..devices import DEVICES
+    from ..errors import SepcheckError
+
+    if backend.lower() not in backends:
+        names = ", ".join(backends[:-1]) + " or " + backends[-1]
+        raise SepcheckError(f"unknown backend {backend!r}{' for ' + what if what else ''}: use {names}")
+    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
+        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import SepcheckError
-from ..fileio import atomic_write, check_writable
+from ..fileio import check_writable
 from ..norms import parse_norm
 from ._common import (
+    check_engine,
     cli_cache,
     data_options,
     echo_shards,
@@ -18,6 +18,7 @@ from ._common import (
     fmt,
     json_option,
     memory_budget_option,
+    save_figure,
     shard_options,
     shard_report,
 )
@@ -85,16 +86,13 @@ def separation(
     from .._validation import as_memory_budget
     from ..cache import cached_separation
     from ..datasets import open_dataset
-    from ..engine import BACKENDS, DEVICES
+    from ..engine import BACKENDS
 
     parse_norm(norm)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     if eps is not None and not eps > 0:
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
-    if backend.lower() not in BACKENDS:
-        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
-        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    check_engine(backend, device, BACKENDS)
     from ..distributed import env_world_size
     from ..shards import check_run_options, parse_shard
 
@@ -156,7 +154,7 @@ def separation(
     if out_p is not None:
         report["out"] = str(out_p)
     if fig is not None:
-        _save_plot(fig, plot_p)
+        save_figure(fig, plot_p)
         report["plot"] = str(plot_p)
     if as_json:
         emit_json(report)
@@ -262,11 +260,3 @@ def _draw_plot(res: Any, eps: float | None) -> Any:
         raise
     return fig
 
-
-def _save_plot(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)

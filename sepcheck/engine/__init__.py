@@ -319,14 +319,8 @@ def plan_backend(
     'auto' takes torch instead, 'numba' is a one-line error); triton without an explicit
     budget sizes itself from free GPU memory (budget None)."""
     name, dev = choose(problem, backend, device)
-    if name == "numba" and explicit and numba_copy_bytes(problem) > budget:
-        if str(backend).lower() != "auto":
-            raise SepcheckError(
-                f"backend 'numba' keeps a copy of the reference "
-                f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond memory_budget="
-                f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
-            )
-        name = "torch"  # 'auto' keeps the budget with the blocked backend
+    if explicit:
+        name = within_budget(problem, name, backend, budget, budget)
     if name == "triton" and not explicit:
         return name, dev, None  # the GPU kernels size themselves from torch.cuda.mem_get_info
     return name, dev, budget
@@ -338,6 +332,22 @@ def numba_copy_bytes(problem: Problem) -> int:
     so under an explicit memory budget that is too small 'auto' takes torch instead."""
     share = 1.1 if np.isinf(problem.p) else 0.25
     return int(share * problem.reference.nbytes) + 4 * 2**20
+
+
+def within_budget(problem: Problem, name: str, backend: str, share: int, budget: int) -> str:
+    """``name``, or 'torch' for 'numba' chosen by 'auto' when the compiled kernels' copy of
+    the reference (:func:`numba_copy_bytes`) exceeds ``share`` of an explicit ``budget``;
+    'numba' asked for by name is then a one-line error."""
+    if name != "numba" or numba_copy_bytes(problem) <= share:
+        return name
+    if str(backend).lower() != "auto":
+        raise SepcheckError(
+            f"backend 'numba' keeps a copy of the reference "
+            f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond its share "
+            f"({share / 2**20:.0f}MiB) of memory_budget={budget / 2**20:.0f}MiB: raise "
+            "memory_budget or use backend='torch'"
+        )
+    return "torch"  # 'auto' keeps the budget with the blocked backend
 
 
 #: bytes of a search's fixed temporaries outside its blocks (exact rerank chunks, norms)
@@ -452,8 +462,19 @@ def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.n
     ).reshape(m, S, k)
 
 
+def __getattr__(name: str):
+    """The radius search is loaded on first use (its module imports this one)."""
+    if name in ("neighbors_within", "RadiusNeighbors"):
+        from . import radius
+
+        return getattr(radius, name)
+    raise AttributeError(f"module 'sepcheck.engine' has no attribute {name!r}")
+
+
 __all__ = [
     "nearest_other",
+    "neighbors_within",
+    "RadiusNeighbors",
     "nearest_by_class",
     "choose",
     "BACKENDS",

@@ -259,6 +259,20 @@ def l2_int8(
     The rows are shifted once (one int8 copy of the data, at most half of ``budget``;
     otherwise block by block). Results (m, S, k): squared distances in raw units."""
     bq, br = block_sizes(problem, budget, block_size, 1)
+    # self mode: full squared distances (symmetric tiles, each pair computed once)
+    shifted, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=problem.self_mode)
+    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
+    return (d if problem.self_mode else d + sq_q[:, None, None]), i
+
+
+def int8_setup(
+    problem: Problem, device: torch.device, budget: int, full: bool
+) -> tuple[Problem, torch.dtype, Callable, np.ndarray]:
+    """What the exact uint8 l2 tiles need: (the problem whose rows the driver converts,
+    the dtype it converts them to, ``tile_of`` for :func:`_drive`, the int32 squared norms
+    of the shifted query rows). The rows are shifted to int8 once when the copy takes at
+    most half of ``budget`` (otherwise block by block). A tile holds ``||r||^2 - 2 q.r`` of
+    the shifted rows, or with ``full`` the exact squared distance (``||q||^2`` added)."""
     shifted = problem
     if problem.reference.nbytes + (0 if problem.self_mode else problem.queries.nbytes) <= budget // 2:
         ref = shifted_int8(problem.reference)
@@ -267,16 +281,14 @@ def l2_int8(
     sq_q = shifted_sq_norms(problem.queries)
     sq_r = sq_q if problem.self_mode else shifted_sq_norms(problem.reference)
     sq_rt = as_tensor(sq_r).to(device)
-    # self mode: full squared distances (symmetric tiles, each pair computed once)
-    sq_qt = as_tensor(sq_q).to(device) if problem.self_mode else None
+    sq_qt = as_tensor(sq_q).to(device) if full else None
 
     def tile_of(q, qs, r, rows):
         tile = int8_tile(q, r, _take(sq_rt, rows))
         return tile if sq_qt is None else tile.add_(sq_qt[qs : qs + q.shape[0], None])
 
     dt = torch.int8 if shifted is not problem else torch.uint8
-    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
-    return (d if sq_qt is not None else d + sq_q[:, None, None]), i
+    return shifted, dt, tile_of, sq_q
 
 
 def l2_candidates(
@@ -291,24 +303,12 @@ def l2_candidates(
     Returns (candidate indices (m, S, c), pruned; bound (m, S)) where every row of a slot
     not among its candidates has exact squared distance >= bound.
     """
-    full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
-    dt = torch.float32 if full32 else torch.float64
-    unit = U32 if full32 else U64
+    dt, tile_of, err = gemm_setup(problem, device)
     bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
     c = problem.k + EXTRA_CANDIDATES
-    sq_q = sq_norms(problem.queries)
-    sq_r = sq_norms(problem.reference)
-    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
-    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
-    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
     m, S = problem.n_query, problem.n_slots
     cand = np.empty((m, S, c), dtype=np.int64)
     bound = np.empty((m, S))
-
-    def tile_of(q, qs, r, rows):
-        return torch.addmm(
-            sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
-        )
 
     def merge(run_v, run_i, block, ids):
         return merge_candidates(run_v, run_i, block, ids, c)
@@ -326,6 +326,27 @@ def l2_candidates(
 
     _drive(problem, device, bq, br, dt, tile_of, c, merge, on_block, progress)
     return cand, bound
+
+
+def gemm_setup(problem: Problem, device: torch.device) -> tuple[torch.dtype, Callable, np.ndarray]:
+    """The approximate l2 tiles: (dtype, ``tile_of`` for :func:`_drive` giving
+    ``||q||^2 + ||r||^2 - 2 q.r`` by a GEMM, per query the bound ``err`` (m,) on its error
+    (:func:`gemm_sqdist_error`)). float32 where the device's float32 matmul is full
+    precision and the data is not float64; float64 otherwise."""
+    full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
+    dt = torch.float32 if full32 else torch.float64
+    sq_q = sq_norms(problem.queries)
+    sq_r = sq_norms(problem.reference)
+    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), U32 if full32 else U64)
+    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
+    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
+
+    def tile_of(q, qs, r, rows):
+        return torch.addmm(
+            sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
+        )
+
+    return dt, tile_of, err
 
 
 #: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
@@ -436,3 +457,132 @@ def search(
         return d, i, {"recomputed": n_fb}
     d, i = brute_force(problem, device, budget, block_size, progress)
     return d, i, {}
+
+
+def radius_pairs(
+    problem: Problem,
+    device: torch.device,
+    budget: int,
+    block_size: int | None,
+    max_pairs: int,
+    threshold: float,
+    on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Every (query, reference row) pair whose tile value is at most ``threshold`` (raw
+    units), rows of the query's own label never: tiles of the one driver :func:`_drive`,
+    whose merge step collects the pairs instead of keeping the k best. A superset of the
+    pairs within ``threshold`` when the tile values are approximate (float data: the caller
+    checks each pair's exact distance).
+
+    uint8 l2 tiles are exact squared integers of the int8 GEMM (compared with the largest
+    integer <= ``threshold ** 2``); float l2 tiles are GEMM squared distances (compared with
+    ``threshold ** 2`` plus their proven error bound, :func:`gemm_setup`); other tiles are
+    ``torch.cdist`` tiles (:func:`brute_force`'s).
+    A query block that collects more than ``max_pairs`` candidate pairs is searched again
+    in halves (down to single queries, whose pairs are at most the reference's rows), so
+    that the pairs held stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
+    each query block (rows ``qs .. qs + n``) once, its pairs in any order: absolute query
+    rows, reference rows and float64 distances in raw units where the tiles are exact
+    (uint8), else None.
+    """
+    # a hit: tile value <= limit (a number, or per query row); ``row_add`` (per query row,
+    # or None) is added to a hit's value to give its distance (squared with ``squared``)
+    row_add = None
+    squared = problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM
+    if squared and int8_gemm_exact(problem, device):
+        # exact integers ||r||^2 - 2 q.r (shifted rows) <= floor(threshold^2) - ||q||^2
+        driven, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=False)
+        t2 = min(threshold * threshold, 2.0**62)
+        room = np.clip(math.floor(t2) - sq_q.astype(np.int64), -(2**31), 2**31 - 2)
+        limit: Any = as_tensor(room.astype(np.int32)).to(device)
+        limit = None if t2 >= 2**31 + 255**2 * problem.dim else limit  # every pair
+        row_add, exact, elem = sq_q.astype(np.float64), True, 1
+    elif squared:
+        driven, exact = problem, False
+        dt, tile_of, err = gemm_setup(problem, device)
+        elem = torch.finfo(dt).bits // 8
+        limit = None if math.isinf(threshold) else as_tensor(threshold * threshold + err).to(device)
+    else:
+        dt = direct_dtype(problem)
+        elem = torch.finfo(dt).bits // 8
+        p = problem.p
+        exact = problem.integer and (math.isinf(p) or p == 1)  # cdist of integers
+        driven, limit = problem, None if math.isinf(threshold) else threshold
+
+        def tile_of(q, qs, r, rows):
+            return torch.cdist(
+                q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
+            )[0]
+
+    bq, br = block_sizes(problem, budget, block_size, elem)
+    if block_size is None and br > 8:
+        br -= br % 8  # the int8 GEMM's operands need no padding
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    held = [0]
+    start = [0]  # absolute first query row of the current tile
+    offset = [0]  # absolute first query row of the (sub)problem being driven
+
+    def tile_rows(q, qs, r, rows):
+        start[0] = qs + offset[0]
+        return tile_of(q, start[0], r, rows)
+
+    def collect(run_v, run_i, block, ids):
+        if limit is None:  # every pair but the excluded ones
+            hit = block != far_value(block.dtype)
+        elif isinstance(limit, torch.Tensor):  # excluded entries are beyond any limit
+            hit = block <= limit[start[0] : start[0] + block.shape[0], None]
+        else:
+            hit = block <= limit
+        some = torch.nonzero(hit.any(dim=1)).reshape(-1)  # few rows hold hits
+        if some.numel():
+            r, c = torch.nonzero(hit[some], as_tuple=True)
+            r = some[r]
+            found.append((r, ids[c], block[r, c]))
+            held[0] += r.numel()
+            if held[0] > max_pairs and block.shape[0] > 1:
+                raise _TooManyPairs(start[0])
+        return run_v, run_i
+
+    def finish_block(qs, vals, inds):
+        n = vals.shape[0]
+        qs += offset[0]
+        held[0] = 0
+        if found:
+            rows = torch.cat([f[0] for f in found]).cpu().numpy() + qs
+            cols = torch.cat([f[1] for f in found]).cpu().numpy()
+            values = torch.cat([f[2].to(torch.float64) for f in found]).cpu().numpy()
+        else:
+            rows = cols = np.empty(0, dtype=np.int64)
+            values = np.empty(0)
+        found.clear()
+        if row_add is not None:
+            values += row_add[rows]  # exact: integers below 2**53
+        on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
+
+    def run(lo: int, hi: int, rows_per_block: int) -> None:
+        """Query rows lo..hi in blocks of ``rows_per_block``; a block with too many pairs
+        again in halves."""
+        while lo < hi:
+            sub = driven if (lo, hi) == (0, problem.n_query) else driven.subset(slice(lo, hi))
+            offset[0] = lo
+            try:
+                _drive(sub, device, rows_per_block, br, dt, tile_rows, 1, collect,
+                       finish_block, progress)
+                return
+            except _TooManyPairs as e:
+                found.clear()
+                held[0] = 0
+                end = min(e.row + rows_per_block, hi)
+                run(e.row, end, max(1, rows_per_block // 2))
+                lo = end
+
+    run(0, problem.n_query, bq)
+
+
+class _TooManyPairs(Exception):
+    """A query block (from query row ``row``) collected more pairs than it may hold."""
+
+    def __init__(self, row: int):
+        super().__init__(row)
+        self.row = row

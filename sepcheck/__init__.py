@@ -11,6 +11,7 @@ datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
+hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
 train               the five training methods, models, trainer and evaluation
 TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
 """
@@ -23,6 +24,7 @@ from .certify import CertificationResult
 from .classifier import LipschitzNNClassifier
 from .engine import nearest_other
 from .errors import SepcheckError
+from .hygiene import HygieneReport, hygiene
 from .separation import SeparationResult, separation
 
 _TRAIN_NAMES = {"TrainConfig", "train_model", "evaluate_runs", "lipschitz_estimate"}
@@ -51,6 +53,8 @@ __all__ = [
     "nearest_by_class",
     "LipschitzNNClassifier",
     "CertificationResult",
+    "hygiene",
+    "HygieneReport",
     "TrainConfig",
     "train_model",
     "evaluate_runs",

@@ -32,6 +32,8 @@ COMMANDS = {
     "plot-classifier": "sepcheck.cli.certify:plot_classifier",
     "train": "sepcheck.cli.train:train",
     "eval": "sepcheck.cli.train:evaluate",
+    "hygiene": "sepcheck.cli.hygiene:hygiene",
+    "report": "sepcheck.cli.report:report",
 }
 
 

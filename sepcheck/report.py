@@ -1,0 +1,523 @@
+"""One report of a labelled data set: separation, class pairs, robust-accuracy ceiling,
+certified accuracy of the 1/r classifier and data hygiene, as HTML, Markdown, JSON and figures.
+
+:func:`build_report` computes everything (exact, through the engine; cached in ``cache``
+when given) and draws the figures; :meth:`Report.write` writes ``report.html`` (opens from
+disk: the figures are files next to it, referenced relatively), ``report.md``,
+``report.json`` and ``figures/`` (each figure as PNG and PDF) into a temporary folder that is
+renamed onto the output folder at the end, so nothing half-written is ever left.
+
+Conventions: distances on the scale of :func:`sepcheck.separation` (the [0, 1] pixel scale
+for uint8 data), the primary norm is linf (histograms, class pairs, image grids, hygiene),
+the separation, ceiling and certified curves are given for linf and l2. The typical eps of
+a data set is the registry's linf radius (``--eps`` overrides it); for l2 the registry has
+none: ``eps_l2`` (``--eps-l2``) marks one when given, nothing is marked otherwise.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import cached_separation
+from .certify import build_result
+from .engine import nearest_by_class
+from .errors import SepcheckError
+from .fileio import default_file_mode, json_text, to_jsonable
+from .hygiene import check_tau, cross_label_table, label_noise_table, nearest_any, test_train_table
+from .separation import SeparationResult, separation_after_drop
+
+#: the norms whose separation, ceiling and certified curve the report shows (primary first)
+NORMS = ("linf", "l2")
+#: number of eps values of a default ceiling grid
+GRID_SIZE = 20
+#: default grid: from 0 to half the per-point distance quantile below (few conflict edges)
+GRID_QUANTILE = 0.05
+
+
+@dataclass
+class Figure:
+    """One drawn figure: a file stem under figures/, a title and a caption."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Any
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` returns: the JSON-able results and the drawn figures.
+
+    Attributes
+    ----------
+    data
+        Everything the report says, as plain JSON-able values (``report.json``): keys
+        ``dataset``, ``summary`` (norm -> numbers), ``class_pairs``, ``ceiling`` (norm ->
+        curve), ``certified`` (norm -> curve), ``hygiene``, ``runs``, ``timing``.
+    figures
+        The figures in report order.
+    """
+
+    data: dict[str, Any]
+    figures: list[Figure] = field(default_factory=list)
+
+    def write(self, out: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write the report folder ``out`` (see the module docstring). An existing ``out``
+        is a one-line error unless ``force`` (then it is replaced, only once the new report
+        is complete)."""
+        target = check_out(out, force)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        try:
+            figs = tmp / "figures"
+            figs.mkdir()
+            for f in self.figures:
+                f.figure.savefig(figs / f"{f.name}.png", format="png", dpi=110)
+                f.figure.savefig(figs / f"{f.name}.pdf", format="pdf")
+            (tmp / "report.json").write_text(json_text(self.data), encoding="utf-8")
+            (tmp / "report.md").write_text(to_markdown(self), encoding="utf-8")
+            (tmp / "report.html").write_text(to_html(self), encoding="utf-8")
+            mode = default_file_mode()
+            os.chmod(tmp, mode | ((mode & 0o444) >> 2))  # mkdtemp makes 0700: a folder's usual mode
+            if target.exists():  # --force: the old folder goes only once the new one is complete
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    def close(self) -> None:
+        """Close the matplotlib figures."""
+        import matplotlib.pyplot as plt
+
+        for f in self.figures:
+            plt.close(f.figure)
+
+
+def check_out(out: str | os.PathLike, force: bool) -> Path:
+    """The output folder: new, or existing and replaced with ``force``; a one-line error
+    otherwise (before anything is computed)."""
+    target = Path(out)
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise SepcheckError(f"output folder {target} exists: choose another --out or pass --force to replace it")
+        if not target.is_dir() or target.is_symlink():
+            raise SepcheckError(f"output {target} is not a folder: remove it or choose another --out")
+    parent = target.parent if str(target.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise SepcheckError(f"cannot write into {parent}: choose a writable --out")
+    return target
+
+
+def default_grid(distances: np.ndarray, typical: float | None = None, size: int = GRID_SIZE) -> np.ndarray:
+    """``size`` radii from 0 to half the :data:`GRID_QUANTILE` quantile of the per-point
+    distances (there the conflict graph still has few edges), extended to 1.25 x the
+    typical eps when that is larger."""
+    top = float(np.quantile(distances, GRID_QUANTILE)) / 2.0
+    if typical is not None and typical > 0:
+        top = max(top, 1.25 * typical)
+    if not top > 0:
+        top = 1.0
+    return np.linspace(0.0, top, size)
+
+
+def closest_pairs(res: SeparationResult, count: int) -> np.ndarray:
+    """The ``count`` closest cross-label training pairs (i, j), i < j, each once, from the
+    per-point nearest other-label neighbours (ascending distance, ties to the lowest i, j)."""
+    i = np.arange(res.n)
+    j = res.neighbors
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    order = np.lexsort((b, a, res.distances))
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for k in order:
+        key = (int(a[k]), int(b[k]))
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+            if len(out) == count:
+                break
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def image_array(X: np.ndarray) -> np.ndarray | None:
+    """(n, H, W) or (n, H, W, 3) images from (n, C, H, W) or (n, H, W) arrays; None when
+    the rows are not images."""
+    if X.ndim == 4 and X.shape[1] in (1, 3):
+        return X[:, 0] if X.shape[1] == 1 else np.moveaxis(X, 1, -1)
+    if X.ndim == 3:
+        return X
+    if X.ndim == 4 and X.shape[-1] in (1, 3):
+        return X[..., 0] if X.shape[-1] == 1 else X
+    return None
+
+
+def certified_curve(radius: np.ndarray, correct: np.ndarray, size: int = 101) -> dict[str, list[float]]:
+    """Certified accuracy (correct and radius > eps) on ``size`` radii from 0 to the
+    largest certified radius."""
+    top = float(np.max(radius[correct])) if correct.any() else 0.0
+    grid = np.linspace(0.0, top if top > 0 else 1.0, size)
+    ok = np.sort(radius[correct])
+    n = max(1, radius.shape[0])
+    acc = (ok.size - np.searchsorted(ok, grid, side="right")) / n
+    return {"eps": grid.tolist(), "certified_accuracy": acc.tolist()}
+
+
+def build_report(
+    dataset: Any,
+    *,
+    eps: float | None = None,
+    eps_l2: float | None = None,
+    eps_grid: dict[str, Sequence[float]] | None = None,
+    tau: float | None = None,
+    drop: int = 10,
+    runs: Sequence[str | os.PathLike] = (),
+    pairs: int = 8,
+    time_limit: float = 10.0,
+    cache: str | os.PathLike | None = None,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    **engine_options: Any,
+) -> Report:
+    """Compute and draw the report of a data set.
+
+    Parameters
+    ----------
+    dataset
+        A :class:`sepcheck.datasets.Dataset` (``open_dataset``): train split, optional
+        test split, typical eps and name.
+    eps
+        The linf radius to mark (default: the data set's typical eps).
+    eps_l2
+        An l2 radius to mark on the l2 figures (none by default: the registry has none).
+    eps_grid
+        norm -> radii of the ceiling curve (default :func:`default_grid`).
+    tau
+        Near-duplicate radius (linf) of the hygiene lists (default: ``eps``, else 0:
+        exact duplicates only).
+    drop
+        Robust separation after dropping this many closest training points (0: none).
+    runs
+        Run folders of ``sepcheck train`` / ``sepcheck eval`` to place against the ceiling.
+    pairs
+        Image pairs per grid.
+    time_limit
+        Seconds per conflict-graph component (:func:`sepcheck.ceiling.robust_ceiling`).
+    cache
+        Results cache folder (None: compute everything).
+    progress
+        Engine progress bars on stderr.
+    say
+        Receives one line per step (the CLI prints them on stderr).
+    engine_options
+        backend, device, memory_budget.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from . import plots
+
+    log = say or (lambda s: None)
+    t_start = time.perf_counter()
+    timing: dict[str, float] = {}
+    ds = dataset
+    X, y = ds.X, ds.y
+    Xt, yt = (None, None) if ds.test_only else (ds.X_test, ds.y_test)
+    typical = {"linf": eps if eps is not None else ds.eps, "l2": eps_l2}
+    for name, v in typical.items():
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise SepcheckError(f"eps {v!r} ({name}) is invalid: give an attack radius > 0")
+    t = check_tau(tau if tau is not None else (typical["linf"] or 0.0))
+    if isinstance(drop, bool) or not isinstance(drop, (int, np.integer)) or not 0 <= drop < X.shape[0]:
+        raise SepcheckError(f"drop={drop!r} is invalid: give a number of training points from 0 to {X.shape[0] - 1}")
+    opts = {"progress": progress, **engine_options}
+
+    def step(name: str) -> Callable[[], None]:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+
+        def done() -> None:
+            timing[name] = time.perf_counter() - t0
+
+        return done
+
+    data: dict[str, Any] = {"dataset": ds.name, "source": ds.source, "notes": list(ds.notes),
+                            "n": int(X.shape[0]), "n_test": 0 if Xt is None else int(Xt.shape[0]),
+                            "dim": int(np.prod(X.shape[1:])), "n_classes": int(np.unique(y).size),
+                            "typical_eps": typical, "tau": t}
+    seps: dict[str, SeparationResult] = {}
+    summary: dict[str, Any] = {}
+    for norm in NORMS:
+        done = step(f"separation {norm}")
+        res, cached = cached_separation(X, y, Xt, yt, norm=norm, dataset=ds.name, cache=cache, **opts)
+        seps[norm] = res
+        s = res.summary()
+        s["cached"] = cached
+        if drop:
+            kept, dropped = separation_after_drop(X, y, drop, norm=norm, result=res, **opts)
+            s["drop"] = {"k": int(drop), "separation": kept.separation, "r": kept.r,
+                         "dropped": dropped.tolist()}
+        summary[norm] = s
+        done()
+    data["summary"] = summary
+
+    figures: list[Figure] = []
+    # histograms
+    for norm in NORMS:
+        res = seps[norm]
+        mark = typical[norm]
+        fig, axes = _subplots(2 if res.test_distances is not None else 1)
+        res.plot(ax=axes[0], eps=mark)
+        if res.test_distances is not None:
+            res.plot(ax=axes[1], eps=mark, test=True)
+        figures.append(Figure(f"histogram_{norm}", f"Separation histogram ({norm})",
+                              f"Distance from each point to the nearest training point of another label ({norm}); "
+                              "dashed: the minimum (the separation) and 2ε"
+                              + ("" if mark is not None else " (no ε to mark)") + ".", fig.figure))
+
+    # class pairs
+    done = step("class pairs linf")
+    from .engine.radius import class_pair_separation
+
+    cp = class_pair_separation(X, y, norm="linf", **engine_options)
+    data["class_pairs"] = to_jsonable(cp.to_dict())
+    fig, ax = _subplots(1, width=5.2, height=4.4)
+    plots.plot_class_pairs(cp.classes, cp.distances, ax=ax[0], names=ds.classes, title=f"{ds.name}: class pairs (linf)")
+    figures.append(Figure("class_pairs_linf", "Class-pair separation (linf)",
+                          "Minimum linf distance between the training points of each pair of classes.", fig))
+    done()
+
+    # ceiling
+    from .ceiling import robust_ceiling
+
+    ceilings: dict[str, Any] = {}
+    run_points = read_runs(runs) if runs else []
+    data["runs"] = run_points
+    for norm in NORMS:
+        done = step(f"ceiling {norm}")
+        grid = np.asarray(eps_grid[norm], dtype=np.float64) if eps_grid and norm in eps_grid else default_grid(
+            seps[norm].distances, typical[norm])
+        c = robust_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, **opts)
+        ceilings[norm] = c
+        fig, ax = _subplots(1)
+        mine = [r for r in run_points if r["norm"] == norm]
+        c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)
+        what = ("the data set's typical linf ε" if norm == "linf" else "the given l2 ε") if typical[norm] else ""
+        figures.append(Figure(f"ceiling_{norm}", f"Robust-accuracy ceiling ({norm})",
+                              f"Best robust accuracy any classifier can reach on the training sample at radius ε "
+                              f"({norm}; exact where marked)" + (f"; dotted: {what}" if what else
+                                                                  "; no typical l2 ε is known: none marked")
+                              + ("; points: trained runs" if mine else "") + ".", fig))
+        done()
+    data["ceiling"] = {n: c.to_dict(sacrificed=False) for n, c in ceilings.items()}
+
+    # certified accuracy of the 1/r classifier and the test-train lists (one by-class search per norm)
+    certified: dict[str, Any] = {}
+    nearest: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if Xt is not None:
+        fig, ax = _subplots(1)
+        for norm in NORMS:
+            done = step(f"certified accuracy {norm}")
+            d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
+            nearest[norm] = nearest_any(d, i)
+            res = seps[norm]
+            cr = build_result(d, i, classes, yt, (0.0,), r=res.r, separation=res.separation, norm=norm,
+                              units=res.units, dataset=ds.name)
+            curve = certified_curve(cr.radius, cr.correct)
+            certified[norm] = {"accuracy": cr.accuracy, "r": cr.r, "within_r": cr.within_r, **curve}
+            if typical[norm] is not None:
+                certified[norm]["at_typical_eps"] = float(np.count_nonzero(cr.correct & (cr.radius > typical[norm]))
+                                                          / max(1, cr.n))
+            done()
+        plots.plot_certified(certified, ax=ax[0], typical_eps=typical, title=f"{ds.name}: 1/r classifier")
+        figures.append(Figure("certified", "Certified accuracy of the 1/r-Lipschitz 1-NN classifier",
+                              "Fraction of test points classified correctly with certified radius "
+                              "(d_other − d_own)/2 > ε, per norm (each on its own scale).", fig))
+    data["certified"] = certified
+
+    # hygiene (linf)
+    done = step("hygiene linf")
+    noise, _ = label_noise_table(X, y, p=math.inf, raw=False, k=None, result=seps["linf"], **opts)
+    cross = cross_label_table(X, y, t, p=math.inf, raw=False, **opts)
+    hyg: dict[str, Any] = {"tau": t, "norm": "linf", "cross_label_pairs": len(cross),
+                           "label_noise_candidates": len(noise), "cross_label": cross.head(50).to_dict(),
+                           "label_noise": noise.head(50).to_dict()}
+    if "linf" in nearest:
+        dn, jn = nearest["linf"]
+        tt = test_train_table(dn, jn, yt, y, t)
+        hyg["test_train_duplicates"] = len(tt)
+        hyg["test_train_fraction"] = {f"{m:g}tau": float(np.count_nonzero(dn <= m * t) / dn.size) for m in (1, 2, 4)}
+        hyg["test_train_nearest_quantiles"] = {str(q): float(v) for q, v in
+                                               zip((0.01, 0.033, 0.1, 0.5), np.quantile(dn, [0.01, 0.033, 0.1, 0.5]),
+                                                   strict=True)}
+        hyg["test_train"] = tt.head(50).to_dict()
+    data["hygiene"] = to_jsonable(hyg)
+    done()
+
+    images = image_array(np.asarray(X))
+    if images is not None and pairs > 0:
+        cp_pairs = closest_pairs(seps["linf"], pairs)
+        a, b = cp_pairs[:, 0], cp_pairs[:, 1]
+        caps = [f"{y[i]} | {y[j]}\n{seps['linf'].distances[i]:.3f}" for i, j in zip(a, b, strict=True)]
+        fig = plots.plot_image_pairs(images[a], images[b], caps, row_labels=("train", "train"),
+                                     title="Closest training pairs with different labels (linf)")
+        figures.append(Figure("closest_pairs_linf", "Closest cross-label training pairs (linf)",
+                              "Top and bottom: the two training images of a pair; labels and linf distance below.",
+                              fig))
+        if "linf" in nearest:
+            timages = image_array(np.asarray(Xt))
+            dn, jn = nearest["linf"]
+            q = np.lexsort((np.arange(dn.size), dn))[:pairs]
+            caps = [f"{yt[k]} | {y[jn[k]]}\n{dn[k]:.3f}" for k in q]
+            fig = plots.plot_image_pairs(timages[q], images[jn[q]], caps, row_labels=("test", "train"),
+                                         title="Test images and their nearest training image (linf)")
+            figures.append(Figure("test_train_linf", "Test-train near-duplicates (linf)",
+                                  "Top: the test images closest to the training set; bottom: their nearest "
+                                  "training image (any label); labels (test | train) and linf distance below.", fig))
+    timing["total"] = time.perf_counter() - t_start
+    data["timing"] = timing
+    return Report(data=to_jsonable(data), figures=figures)
+
+
+def _subplots(panels: int, width: float = 4.5, height: float = 3.2) -> tuple[Any, list[Any]]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), dpi=110, squeeze=False)
+    return fig, list(axes[0])
+
+
+def read_runs(runs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Each run's evaluated point: label, norm, eps and adversarial test accuracy, from its
+    eval.json (written by ``sepcheck eval``)."""
+    from .ceiling import read_run_points
+
+    return read_run_points(runs)
+
+
+# ----- text -------------------------------------------------------------------------------
+def _f(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if math.isinf(x):
+            return "inf"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(quantity, value) rows of the summary table."""
+    s = data["summary"]
+    rows = [("data set", str(data["dataset"])), ("n (train)", str(data["n"])), ("n (test)", str(data["n_test"])),
+            ("dimension", str(data["dim"])), ("classes", str(data["n_classes"]))]
+    for norm in NORMS:
+        if norm not in s:
+            continue
+        v = s[norm]
+        rows.append((f"{norm} separation (train-train)", _f(v["separation"])))
+        rows.append((f"{norm} r = separation / 2", _f(v["r"])))
+        if "test_separation" in v:
+            rows.append((f"{norm} test-train separation", _f(v["test_separation"])))
+        if "drop" in v:
+            rows.append((f"{norm} separation after dropping the {v['drop']['k']} closest points",
+                         _f(v["drop"]["separation"])))
+    lin = s.get("linf", {})
+    conf = f"{lin.get('conflicts', 0)} pairs ({lin.get('conflict_points', 0)} points)"
+    if "test_conflicts" in lin:
+        conf += f"; test-train {lin['test_conflicts']} pairs"
+    rows.append(("conflicts (identical inputs, different labels)", conf))
+    for norm, e in data["typical_eps"].items():
+        if e is not None:
+            rows.append((f"typical ε ({norm})", _f(e)))
+            c = data.get("ceiling", {}).get(norm)
+            if c:
+                rows.append((f"ceiling at the largest grid ε ≤ {_f(e)} ({norm})", _f(_ceiling_at(c, e))))
+    h = data.get("hygiene", {})
+    if "test_train_duplicates" in h:
+        rows.append((f"test points with a training point within τ = {_f(h['tau'])} (linf)",
+                     f"{h['test_train_duplicates']} ({100 * h['test_train_fraction']['1tau']:.2f} %)"))
+    if h:
+        rows.append((f"cross-label training pairs within τ = {_f(h['tau'])} (linf)", str(h["cross_label_pairs"])))
+        rows.append(("label-noise candidates (closer to another class, linf)", str(h["label_noise_candidates"])))
+    return rows
+
+
+def _ceiling_at(c: dict[str, Any], e: float) -> float | None:
+    eps = np.asarray(c["eps"], dtype=np.float64)
+    ok = np.flatnonzero(eps <= e + 1e-12)
+    return None if ok.size == 0 else float(c["accuracy"][ok[-1]])
+
+
+def to_markdown(report: Report) -> str:
+    d = report.data
+    lines = [f"# sepcheck report: {d['dataset']}", ""]
+    lines += [f"> note: {n}" for n in d.get("notes", [])]
+    lines += ["| quantity | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(d)]
+    lines.append("")
+    for f in report.figures:
+        lines += [f"## {f.title}", "", f"![{f.title}](figures/{f.name}.png)", "", f.caption,
+                  f"([PDF](figures/{f.name}.pdf))", ""]
+    if d.get("runs"):
+        lines += ["## Trained runs", "", "| run | norm | ε | adversarial test accuracy |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r.get('label') or r.get('run')} | {r['norm']} | {_f(r['eps'])} | {_f(r['accuracy'])} |"
+                  for r in d["runs"]]
+        lines.append("")
+    t = d.get("timing", {})
+    if "total" in t:
+        lines.append(f"Computed in {t['total']:.1f} s. All numbers: report.json.")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(report: Report) -> str:
+    d = report.data
+    e = html.escape
+    rows = "\n".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in summary_rows(d))
+    notes = "".join(f"<p class='note'>note: {e(n)}</p>" for n in d.get("notes", []))
+    figs = "\n".join(
+        f"<section><h2>{e(f.title)}</h2><img src='figures/{e(f.name)}.png' alt='{e(f.title)}'>"
+        f"<p>{e(f.caption)} <a href='figures/{e(f.name)}.pdf'>PDF</a></p></section>"
+        for f in report.figures
+    )
+    runs = ""
+    if d.get("runs"):
+        body = "".join(f"<tr><td>{e(str(r.get('label') or r.get('run')))}</td><td>{e(r['norm'])}</td>"
+                       f"<td>{e(_f(r['eps']))}</td><td>{e(_f(r['accuracy']))}</td></tr>" for r in d["runs"])
+        runs = ("<section><h2>Trained runs</h2><table><tr><th>run</th><th>norm</th><th>ε</th>"
+                f"<th>adversarial test accuracy</th></tr>{body}</table></section>")
+    total = d.get("timing", {}).get("total")
+    foot = f"<p class='foot'>Computed in {total:.1f} s. All numbers: <a href='report.json'>report.json</a>.</p>" \
+        if total is not None else ""
+    style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "img{max-width:100%}.note{color:#955}.foot{color:#777}")
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>sepcheck report: "
+            f"{e(str(d['dataset']))}</title><style>{style}</style></head><body>\n"
+            f"<h1>sepcheck report: {e(str(d['dataset']))}</h1>{notes}\n<table>{rows}</table>\n{figs}\n{runs}\n"
+            f"{foot}\n</body></html>\n")
+
+
+def progress_line(text: str) -> None:
+    """Print one progress line on stderr."""
+    print(text, file=sys.stderr, flush=True)
+
+
+__all__ = ["Figure", "Report", "build_report", "certified_curve", "check_out", "closest_pairs", "default_grid",
+           "image_array", "read_runs", "summary_rows", "to_html", "to_markdown"]

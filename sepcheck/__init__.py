@@ -9,6 +9,8 @@ SeparationResult    the result of :func:`separation` (save/load in HDF5, plot)
 SepcheckError       the one error type for bad input
 datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
+neighbors_within    exact radius search: every pair within a distance (RadiusNeighbors)
+class_pair_separation   minimum distance between every two classes (ClassPairs)
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
@@ -36,6 +38,14 @@ def __getattr__(name: str):
         from .engine.by_class import nearest_by_class
 
         return nearest_by_class
+    if name in ("neighbors_within", "RadiusNeighbors"):
+        from .engine import radius
+
+        return getattr(radius, name)
+    if name in ("class_pair_separation", "ClassPairs"):
+        from . import classpairs
+
+        return getattr(classpairs, name)
     if name in _TRAIN_NAMES:
         import importlib
 
@@ -51,6 +61,10 @@ __all__ = [
     "SepcheckError",
     "datasets",
     "nearest_by_class",
+    "neighbors_within",
+    "RadiusNeighbors",
+    "class_pair_separation",
+    "ClassPairs",
     "LipschitzNNClassifier",
     "CertificationResult",
     "hygiene",

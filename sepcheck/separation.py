@@ -16,6 +16,7 @@ from ._validation import as_features, as_labels, check_same_dim
 from ._version import __version__
 from .conflicts import find_conflicts
 from .engine import nearest_other
+from .engine.problem import units_of
 from .errors import SepcheckError
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
@@ -259,13 +260,6 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     )
     res.conflicts = find_conflicts(Xk, yk, np.flatnonzero(dist == 0))
     return res, dropped
-
-
-def units_of(X: np.ndarray, raw: bool) -> str:
-    """'pixel' ([0, 1] scale of uint8 data), 'raw' (0-255) or 'data' (floats as given)."""
-    if X.dtype != np.uint8:
-        return "data"
-    return "raw" if raw else "pixel"
 
 
 def ratio_to_eps(sep: float, eps: float | None) -> float | None:

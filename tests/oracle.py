@@ -65,3 +65,23 @@ def class_distances(X, y, Xq, p=math.inf, scale=1.0):
         dist[:, c] = sub[np.arange(sub.shape[0]), j]
         idx[:, c] = rows[j]
     return dist, idx, classes
+
+
+def within(X, y, radius, Xq=None, yq=None, p=math.inf, scale=1.0, other_label=True):
+    """Per query, the (index, distance) pairs with distance <= radius, sorted by (distance,
+    index): rows of another label only with ``other_label``; never (i, i) in self mode."""
+    self_mode = Xq is None
+    if self_mode:
+        Xq, yq = X, y
+    D = pairwise(Xq, X, p) / scale
+    out = []
+    for i in range(D.shape[0]):
+        ok = D[i] <= radius
+        if other_label:
+            ok &= np.asarray(y) != np.asarray(yq)[i]
+        if self_mode:
+            ok[i] = False
+        cand = np.flatnonzero(ok)
+        order = cand[np.lexsort((cand, D[i, cand]))]
+        out.append((order, D[i, order]))
+    return out

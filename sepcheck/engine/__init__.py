@@ -396,8 +396,19 @@ def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.n
     ).reshape(m, S, k)
 
 
+def __getattr__(name: str):
+    """The radius search is loaded on first use (its module imports this one)."""
+    if name in ("neighbors_within", "RadiusNeighbors"):
+        from . import radius
+
+        return getattr(radius, name)
+    raise AttributeError(f"module 'sepcheck.engine' has no attribute {name!r}")
+
+
 __all__ = [
     "nearest_other",
+    "neighbors_within",
+    "RadiusNeighbors",
     "nearest_by_class",
     "choose",
     "BACKENDS",

@@ -263,6 +263,13 @@ def scale_of(problem: Problem, raw: bool) -> float:
     return problem.scale
 
 
+def units_of(X: np.ndarray, raw: bool) -> str:
+    """'pixel' ([0, 1] scale of uint8 data), 'raw' (0-255) or 'data' (floats as given)."""
+    if X.dtype != np.uint8:
+        return "data"
+    return "raw" if raw else "pixel"
+
+
 def is_linf_or_l1(p: float) -> bool:
     """The norms of the compiled early-abandon kernels."""
     return math.isinf(p) or p == 1

@@ -259,6 +259,20 @@ def l2_int8(
     The rows are shifted once (one int8 copy of the data, at most half of ``budget``;
     otherwise block by block). Results (m, S, k): squared distances in raw units."""
     bq, br = block_sizes(problem, budget, block_size, 1)
+    # self mode: full squared distances (symmetric tiles, each pair computed once)
+    shifted, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=problem.self_mode)
+    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
+    return (d if problem.self_mode else d + sq_q[:, None, None]), i
+
+
+def int8_setup(
+    problem: Problem, device: torch.device, budget: int, full: bool
+) -> tuple[Problem, torch.dtype, Callable, np.ndarray]:
+    """What the exact uint8 l2 tiles need: (the problem whose rows the driver converts,
+    the dtype it converts them to, ``tile_of`` for :func:`_drive`, the int32 squared norms
+    of the shifted query rows). The rows are shifted to int8 once when the copy takes at
+    most half of ``budget`` (otherwise block by block). A tile holds ``||r||^2 - 2 q.r`` of
+    the shifted rows, or with ``full`` the exact squared distance (``||q||^2`` added)."""
     shifted = problem
     if problem.reference.nbytes + (0 if problem.self_mode else problem.queries.nbytes) <= budget // 2:
         ref = shifted_int8(problem.reference)
@@ -267,16 +281,14 @@ def l2_int8(
     sq_q = shifted_sq_norms(problem.queries)
     sq_r = sq_q if problem.self_mode else shifted_sq_norms(problem.reference)
     sq_rt = as_tensor(sq_r).to(device)
-    # self mode: full squared distances (symmetric tiles, each pair computed once)
-    sq_qt = as_tensor(sq_q).to(device) if problem.self_mode else None
+    sq_qt = as_tensor(sq_q).to(device) if full else None
 
     def tile_of(q, qs, r, rows):
         tile = int8_tile(q, r, _take(sq_rt, rows))
         return tile if sq_qt is None else tile.add_(sq_qt[qs : qs + q.shape[0], None])
 
     dt = torch.int8 if shifted is not problem else torch.uint8
-    d, i = _exact_tiles(shifted, device, bq, br, dt, tile_of, progress, symmetric=True)
-    return (d if sq_qt is not None else d + sq_q[:, None, None]), i
+    return shifted, dt, tile_of, sq_q
 
 
 def l2_candidates(
@@ -436,3 +448,73 @@ def search(
         return d, i, {"recomputed": n_fb}
     d, i = brute_force(problem, device, budget, block_size, progress)
     return d, i, {}
+
+
+def radius_pairs(
+    problem: Problem,
+    device: torch.device,
+    budget: int,
+    block_size: int | None,
+    max_query_rows: int,
+    threshold: float,
+    on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Every (query, reference row) pair whose tile value is at most ``threshold`` (raw
+    units), rows of the query's own label never: tiles of the one driver :func:`_drive`,
+    whose merge step collects the pairs instead of keeping the k best. A superset of the
+    pairs within ``threshold`` when the tile values are approximate (float data: the caller
+    checks each pair's exact distance).
+
+    uint8 l2 tiles are exact squared integers of the int8 GEMM (compared with the largest
+    integer <= ``threshold ** 2``); other tiles are ``torch.cdist`` tiles (:func:`brute_force`'s).
+    Query blocks hold at most ``max_query_rows`` rows (unless ``block_size`` says otherwise),
+    so that one block's pairs stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
+    each query block (rows ``qs .. qs + n``) once, its pairs in any order: absolute query
+    rows, reference rows and float64 distances in raw units where the tiles are exact
+    (uint8), else None.
+    """
+    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
+        elem = 1
+        driven, dt, tile_of, _ = int8_setup(problem, device, budget, full=True)
+        t2 = threshold * threshold
+        limit: float | int = math.inf if t2 >= 2**31 - 2 else math.floor(t2)
+        exact, squared = True, True
+    else:
+        dt = direct_dtype(problem)
+        elem = torch.finfo(dt).bits // 8
+        p = problem.p
+        exact = problem.integer and (math.isinf(p) or p == 1)  # cdist of integers
+        driven, limit, squared = problem, threshold, False
+
+        def tile_of(q, qs, r, rows):
+            return torch.cdist(
+                q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
+            )[0]
+
+    bq, br = block_sizes(problem, budget, block_size, elem)
+    if block_size is None:
+        bq = max(1, min(bq, max_query_rows))
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def collect(run_v, run_i, block, ids):
+        hit = block != far_value(block.dtype)
+        if not math.isinf(limit):
+            hit &= block <= limit
+        r, c = torch.nonzero(hit, as_tuple=True)
+        found.append((r, ids[c], block[r, c]))
+        return run_v, run_i
+
+    def finish_block(qs, vals, inds):
+        n = vals.shape[0]
+        if found:
+            rows = torch.cat([f[0] for f in found]).cpu().numpy() + qs
+            cols = torch.cat([f[1] for f in found]).cpu().numpy()
+            values = torch.cat([f[2].to(torch.float64) for f in found]).cpu().numpy()
+        else:
+            rows = cols = np.empty(0, dtype=np.int64)
+            values = np.empty(0)
+        found.clear()
+        on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
+
+    _drive(driven, device, bq, br, dt, tile_of, 1, collect, finish_block, progress)

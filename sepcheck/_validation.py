@@ -144,11 +144,11 @@ def check_same_dim(a: np.ndarray, b: np.ndarray, a_name: str = "X", b_name: str 
         )
 
 
-def check_two_classes(y: np.ndarray, name: str = "y") -> None:
-    """A nearest-different-label search needs at least two classes."""
+def check_two_classes(y: np.ndarray, name: str = "y", what: str = "separation") -> None:
+    """A nearest-different-label search (``what`` names the caller's task) needs at least two classes."""
     if np.unique(y).size < 2:
         raise SepcheckError(
-            f"{name} has a single class ({int(y[0])}): separation needs at least two labels"
+            f"{name} has a single class ({int(y[0])}): {what} needs at least two labels"
         )
 
 

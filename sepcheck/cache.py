@@ -1,26 +1,80 @@
-"""Cached separation results: keyed by the content hash of the arrays and the options
-that change the answer (norm, units). The backend and block size do not: every backend
-gives the same exact answer."""
+"""The results cache: one keyed mechanism (:func:`cached`) for every kind of result, and its
+uses for separation results and robust-accuracy ceilings.
+
+A key is built from the content hash of the arrays and the options that change the answer
+(norm, units, radii, ...). The backend, device and block size are never part of it: every
+backend gives the same exact answer.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from ._validation import as_features, as_labels
+from .ceiling import CeilingResult, as_eps_grid, check_time_limit, robust_ceiling
 from .errors import SepcheckError
 from .fileio import writable_dir
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
 from .separation import SeparationResult, separation
 
+T = TypeVar("T")
+
+
+def key_of(parts: Iterable[Any]) -> str:
+    """blake2b hex digest (32 characters) of the parts joined with ``|``."""
+    text = "|".join(str(part) for part in parts)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def cached(
+    kind: str,
+    key_parts: Iterable[Any],
+    compute: Callable[[], T],
+    load: Callable[[Path], T | None],
+    save: Callable[[T, Path], Any],
+    cache: str | os.PathLike | None = None,
+    suffix: str = ".h5",
+) -> tuple[T, bool]:
+    """``compute()`` with an optional results cache; returns (result, came_from_cache).
+
+    ``cache`` is a folder: the result lives in ``<cache>/<kind>-<key><suffix>``, the key made
+    by :func:`key_of` from ``key_parts`` (everything that changes the answer, and a format
+    version). ``load(path)`` returns the cached result, or None when it does not belong to
+    the request (e.g. its content hash differs); a file it cannot read (a
+    :class:`SepcheckError`: corrupted, edited) is recomputed, a cache entry that is not a
+    regular file is skipped, never opened, and a read-only cache folder is read but never
+    written; ``save(result, path)`` writes atomically. ``None`` (the default) reads and
+    writes nothing: a library call has no hidden side effects. The CLI passes
+    :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
+    """
+    path = None if cache is None else Path(cache) / f"{kind}-{key_of(key_parts)}{suffix}"
+    if path is not None and path.is_file():  # a FIFO or folder at the cache path is skipped
+        with contextlib.suppress(SepcheckError):
+            res = load(path)
+            if res is not None:
+                return res, True
+    res = compute()
+    if path is not None and writable_dir(path.parent):  # a read-only cache folder is left alone
+        with contextlib.suppress(OSError, SepcheckError):  # a special file at the cache path: no cache
+            save(res, path)
+    return res, False
+
 
 def cache_key(content_hash: str, norm: str, raw: bool) -> str:
-    text = f"{content_hash}|{norm}|raw={bool(raw)}|v1"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """The key of a separation result (:func:`cached_separation`)."""
+    return key_of(_separation_parts(content_hash, norm, raw))
+
+
+def _separation_parts(content_hash: str, norm: str, raw: bool) -> tuple[Any, ...]:
+    return (content_hash, norm, f"raw={bool(raw)}", "v1")
 
 
 def cached_separation(
@@ -35,39 +89,65 @@ def cached_separation(
     cache: str | os.PathLike | None = None,
     **engine_options: Any,
 ) -> tuple[SeparationResult, bool]:
-    """:func:`~sepcheck.separation` with an optional results cache. Returns
-    (result, came_from_cache).
-
-    ``cache`` is a folder: the result is read from and written to
-    ``<cache>/separation-<key>.h5``; a corrupted or edited cache file (its checksum does not
-    match) is recomputed, a cache entry that is not a regular file is skipped, and a
-    read-only cache folder is read but never written. ``None`` (the
-    default) reads and writes nothing: a library call has no hidden side effects. The CLI
-    passes :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
-    """
+    """:func:`~sepcheck.separation` with an optional results cache (:func:`cached`, kind
+    ``separation``, HDF5). Returns (result, came_from_cache)."""
     p = parse_norm(norm)
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
     Xt = as_features(X_test, "X_test") if X_test is not None else None
     yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test") if Xt is not None else None
     digest = array_digest(Xf, yv, Xt, yt)
-    path = None
-    if cache is not None:
-        path = Path(cache) / f"separation-{cache_key(digest, norm_name(p), raw)}.h5"
-    if path is not None and path.is_file():  # a FIFO or folder at the cache path is skipped, never opened
-        try:
-            res = SeparationResult.load(path)
-            if res.content_hash == digest:
-                if dataset:
-                    res.dataset = dataset
-                return res, True
-        except SepcheckError:
-            pass
-    res = separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options)
-    if path is not None and writable_dir(path.parent):  # a read-only cache folder is left alone
-        with contextlib.suppress(OSError, SepcheckError):  # a special file at the cache path: no cache
-            res.save(path)
-    return res, False
+
+    def load(path: Path) -> SeparationResult | None:
+        res = SeparationResult.load(path)
+        if res.content_hash != digest:
+            return None
+        if dataset:
+            res.dataset = dataset
+        return res
+
+    return cached(
+        "separation", _separation_parts(digest, norm_name(p), raw),
+        lambda: separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options),
+        load, lambda res, path: res.save(path), cache,
+    )
 
 
-__all__ = ["cached_separation", "cache_key"]
+def cached_ceiling(
+    X: Any,
+    y: Any,
+    eps: Any,
+    *,
+    norm: str | float = "linf",
+    raw: bool = False,
+    time_limit: float = 10.0,
+    dataset: str = "",
+    cache: str | os.PathLike | None = None,
+    **engine_options: Any,
+) -> tuple[CeilingResult, bool]:
+    """:func:`~sepcheck.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
+    kind ``ceiling``, JSON), keyed by the data, norm, units, the eps grid and the time limit.
+    Returns (result, came_from_cache)."""
+    p = parse_norm(norm)
+    Xf = as_features(X, "X")
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    grid = as_eps_grid(eps)
+    limit = check_time_limit(time_limit)
+    digest = array_digest(Xf, yv)
+
+    def load(path: Path) -> CeilingResult | None:
+        res = CeilingResult.load(path)
+        if res.content_hash != digest or not np.array_equal(res.eps, grid):
+            return None
+        res.dataset = dataset or res.dataset
+        return res
+
+    parts = (digest, norm_name(p), f"raw={bool(raw)}", grid.tobytes().hex(), repr(limit), "ceiling-v1")
+    return cached(
+        "ceiling", parts,
+        lambda: robust_ceiling(Xf, yv, grid, norm=p, raw=raw, time_limit=limit, dataset=dataset, **engine_options),
+        load, lambda res, path: res.save(path), cache, suffix=".json",
+    )
+
+
+__all__ = ["cached", "cached_ceiling", "cached_separation", "cache_key", "key_of"]

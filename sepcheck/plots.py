@@ -1,4 +1,5 @@
-"""Matplotlib figures a paper could use: the separation histogram and the classifier picture."""
+"""Matplotlib figures a paper could use: the separation histogram, the classifier picture and
+the robust-accuracy ceiling curve."""
 
 from __future__ import annotations
 
@@ -275,5 +276,60 @@ def _draw_ball(ax: Any, X: np.ndarray, p: float, r: float, lo: np.ndarray, hi: n
     )
 
 
-__all__ = ["CLASS_COLORS", "plot_certified", "plot_class_pairs", "plot_classifier", "plot_image_pairs",
-           "plot_separation"]
+def plot_ceiling(
+    result: Any,
+    ax: Any = None,
+    *,
+    typical_eps: float | None = None,
+    runs: Any = None,
+    label: str | None = None,
+    color: str = "#0072B2",
+) -> Any:
+    """The robust-accuracy ceiling against eps (a :class:`~sepcheck.ceiling.CeilingResult`).
+
+    A line with markers through the ceiling (hollow markers where only a lower bound is
+    known, with a shaded band up to the upper bound), a dotted line at the largest class
+    share (the ceiling once every pair conflicts), a dashed line at ``typical_eps``, and
+    ``runs`` -- dicts with ``eps``, ``accuracy`` and ``label`` -- as points (red crosses for
+    runs above the ceiling). Call it again on the same ``ax`` for another norm or data set.
+    """
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(4.5, 3.2), dpi=150)
+    order = np.argsort(result.eps, kind="stable")
+    e, acc, up, ex = result.eps[order], result.accuracy[order], result.upper[order], result.exact[order]
+    name = label if label is not None else (f"{result.dataset} {result.norm}".strip() or "ceiling")
+    ax.plot(e, acc, color=color, linewidth=1.4, label=name, zorder=3)
+    ax.scatter(e[ex], acc[ex], s=14, color=color, zorder=4)
+    if (~ex).any():
+        ax.scatter(e[~ex], acc[~ex], s=14, facecolors="white", edgecolors=color, zorder=4,
+                   label="lower bound (time limit)")
+        ax.fill_between(e, acc, up, where=~ex | np.r_[~ex[1:], False] | np.r_[False, ~ex[:-1]],
+                        color=color, alpha=0.18, linewidth=0, label="upper bound", zorder=2)
+    ax.axhline(result.class_share, color="0.4", linestyle=":", linewidth=1.0,
+               label=f"largest class {result.class_share:.2f}")
+    if typical_eps is not None:
+        ax.axvline(typical_eps, color="#C44E52", linestyle="--", linewidth=1.0, label=f"typical ε = {typical_eps:g}")
+    for run in runs or []:
+        i = int(np.argmin(np.abs(e - float(run["eps"]))))
+        above = float(run["accuracy"]) > float(run.get("ceiling", up[i])) + 1e-12
+        ax.scatter([run["eps"]], [run["accuracy"]], marker="X" if above else "o", s=36,
+                   color="#D55E00" if above else "#009E73", edgecolors="black", linewidths=0.4, zorder=5)
+        ax.annotate(str(run.get("label", "")), (run["eps"], run["accuracy"]), xytext=(4, 3),
+                    textcoords="offset points", fontsize=7)
+    unit = {"pixel": " (pixel scale [0, 1])", "raw": " (raw 0-255)"}.get(result.units, "")
+    ax.set_xlabel(f"ε, {result.norm}{unit}")
+    ax.set_ylabel("max robust accuracy")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(f"{result.dataset + ': ' if result.dataset else ''}robust-accuracy ceiling", fontsize=10)
+    ax.legend(frameon=False, fontsize=7)
+    ax.figure.tight_layout()
+    return ax
+
+
+__all__ = ["CLASS_COLORS", "plot_ceiling", "plot_certified", "plot_class_pairs", "plot_classifier",
+           "plot_image_pairs", "plot_separation"]

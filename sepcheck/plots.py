@@ -92,7 +92,7 @@ def plot_certified(curves: dict[str, dict[str, Any]], ax: Any = None, *, typical
         e = (typical_eps or {}).get(norm)
         if e is not None:
             ax.axvline(e, color=color, linestyle=":", linewidth=1.0, label=f"typical ε ({norm}) = {e:.3g}")
-    ax.set_xlabel("ε (each norm on its own scale)")
+    ax.set_xlabel("ε" if len(curves) == 1 else "ε (each norm on its own scale)")
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title or "certified accuracy", fontsize=10)

@@ -30,13 +30,23 @@ from typing import Any
 
 import numpy as np
 
-from .cache import cached_separation
+from ._validation import as_features, as_labels
+from .cache import cached, cached_ceiling, cached_separation
 from .certify import build_result
+from .classpairs import ClassPairs, class_pair_separation
 from .engine import nearest_by_class
 from .errors import SepcheckError
-from .fileio import default_file_mode, json_text, to_jsonable
-from .hygiene import check_tau, cross_label_table, label_noise_table, nearest_any, test_train_table
-from .separation import SeparationResult, separation_after_drop
+from .fileio import atomic_write, default_file_mode, input_file, json_text, to_jsonable
+from .hashing import array_digest
+from .hygiene import (
+    HygieneTable,
+    check_tau,
+    cross_label_table,
+    label_noise_table,
+    nearest_any,
+    test_train_table,
+)
+from .separation import SeparationResult, separation_after_drop, units_of
 
 #: the norms whose separation, ceiling and certified curve the report shows (primary first)
 NORMS = ("linf", "l2")
@@ -238,8 +248,11 @@ def build_report(
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     ds = dataset
-    X, y = ds.X, ds.y
-    Xt, yt = (None, None) if ds.test_only else (ds.X_test, ds.y_test)
+    X = as_features(ds.X, "X")
+    y = as_labels(ds.y, X.shape[0], "y", "X")
+    has_test = not ds.test_only and ds.X_test is not None
+    Xt = as_features(ds.X_test, "X_test") if has_test else None
+    yt = as_labels(ds.y_test, Xt.shape[0], "y_test", "X_test") if has_test else None
     typical = {"linf": eps if eps is not None else ds.eps, "l2": eps_l2}
     for name, v in typical.items():
         if v is not None and not (math.isfinite(v) and v > 0):
@@ -247,7 +260,11 @@ def build_report(
     t = check_tau(tau if tau is not None else (typical["linf"] or 0.0))
     if isinstance(drop, bool) or not isinstance(drop, (int, np.integer)) or not 0 <= drop < X.shape[0]:
         raise SepcheckError(f"drop={drop!r} is invalid: give a number of training points from 0 to {X.shape[0] - 1}")
+    run_points = read_runs(runs) if runs else []
     opts = {"progress": progress, **engine_options}
+    units = units_of(X, False)
+    digest = array_digest(X, y)
+    test_digest = array_digest(X, y, Xt, yt)
 
     def step(name: str) -> Callable[[], None]:
         log(f"{name} ...")
@@ -260,26 +277,29 @@ def build_report(
 
     data: dict[str, Any] = {"dataset": ds.name, "source": ds.source, "notes": list(ds.notes),
                             "n": int(X.shape[0]), "n_test": 0 if Xt is None else int(Xt.shape[0]),
-                            "dim": int(np.prod(X.shape[1:])), "n_classes": int(np.unique(y).size),
-                            "typical_eps": typical, "tau": t}
+                            "dim": int(X.shape[1]), "n_classes": int(np.unique(y).size), "units": units,
+                            "typical_eps": typical, "tau": t, "runs": run_points}
     seps: dict[str, SeparationResult] = {}
     summary: dict[str, Any] = {}
     for norm in NORMS:
         done = step(f"separation {norm}")
-        res, cached = cached_separation(X, y, Xt, yt, norm=norm, dataset=ds.name, cache=cache, **opts)
+        res, from_cache = cached_separation(X, y, Xt, yt, norm=norm, dataset=ds.name, cache=cache, **opts)
         seps[norm] = res
         s = res.summary()
-        s["cached"] = cached
+        s["cached"] = from_cache
         if drop:
-            kept, dropped = separation_after_drop(X, y, drop, norm=norm, result=res, **opts)
-            s["drop"] = {"k": int(drop), "separation": kept.separation, "r": kept.r,
-                         "dropped": dropped.tolist()}
+            def after_drop(res: SeparationResult = res, norm: str = norm) -> dict[str, np.ndarray]:
+                kept, dropped = separation_after_drop(X, y, drop, norm=norm, result=res, **opts)
+                return {"separation": np.float64(kept.separation), "dropped": dropped}
+
+            kd, _ = cached_arrays("drop", (digest, norm, drop), after_drop, cache)
+            sep_k = float(kd["separation"])
+            s["drop"] = {"k": int(drop), "separation": sep_k, "r": sep_k / 2, "dropped": kd["dropped"].tolist()}
         summary[norm] = s
         done()
     data["summary"] = summary
 
     figures: list[Figure] = []
-    # histograms
     for norm in NORMS:
         res = seps[norm]
         mark = typical[norm]
@@ -287,113 +307,125 @@ def build_report(
         res.plot(ax=axes[0], eps=mark)
         if res.test_distances is not None:
             res.plot(ax=axes[1], eps=mark, test=True)
-        figures.append(Figure(f"histogram_{norm}", f"Separation histogram ({norm})",
-                              f"Distance from each point to the nearest training point of another label ({norm}); "
-                              "dashed: the minimum (the separation) and 2ε"
-                              + ("" if mark is not None else " (no ε to mark)") + ".", fig.figure))
+        figures.append(Figure(f"histogram_{norm}", f"Separation histograms ({norm})",
+                              f"Distance from each training point (left) and test point (right) to the nearest "
+                              f"training point of another label ({norm}); dashed: the minimum and 2ε"
+                              + ("" if mark is not None else " (no ε to mark)") + ".", fig))
 
-    # class pairs
     done = step("class pairs linf")
-    from .engine.radius import class_pair_separation
-
-    cp = class_pair_separation(X, y, norm="linf", **engine_options)
-    data["class_pairs"] = to_jsonable(cp.to_dict())
+    cpa, _ = cached_arrays(
+        "classpairs", (digest, "linf"),
+        lambda: dict(vars(class_pair_separation(X, y, norm="linf", **opts))), cache)
+    cp = ClassPairs(cpa["classes"], cpa["distances"], cpa["pairs"], str(cpa["norm"]), str(cpa["units"]))
+    data["class_pairs"] = cp.to_dict()
     fig, ax = _subplots(1, width=5.2, height=4.4)
-    plots.plot_class_pairs(cp.classes, cp.distances, ax=ax[0], names=ds.classes, title=f"{ds.name}: class pairs (linf)")
+    plots.plot_class_pairs(cp.classes, cp.distances, ax=ax[0], names=ds.classes,
+                           title=f"{ds.name}: class-pair separation (linf)")
     figures.append(Figure("class_pairs_linf", "Class-pair separation (linf)",
                           "Minimum linf distance between the training points of each pair of classes.", fig))
     done()
 
-    # ceiling
-    from .ceiling import robust_ceiling
-
     ceilings: dict[str, Any] = {}
-    run_points = read_runs(runs) if runs else []
-    data["runs"] = run_points
     for norm in NORMS:
         done = step(f"ceiling {norm}")
         grid = np.asarray(eps_grid[norm], dtype=np.float64) if eps_grid and norm in eps_grid else default_grid(
             seps[norm].distances, typical[norm])
-        c = robust_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, **opts)
-        ceilings[norm] = c
-        fig, ax = _subplots(1)
         mine = [r for r in run_points if r["norm"] == norm]
+        grid = np.union1d(grid, [r["eps"] for r in mine])  # each run's eps is on the curve
+        c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache, **opts)
+        ceilings[norm] = c
+        for r in mine:
+            r["ceiling"] = float(c.upper[c.at(r["eps"])])
+        fig, ax = _subplots(1)
         c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)
-        what = ("the data set's typical linf ε" if norm == "linf" else "the given l2 ε") if typical[norm] else ""
+        marked = {"linf": "dashed: the typical linf ε", "l2": "dashed: the given l2 ε"}[norm] if typical[norm] else (
+            "no typical ε is known for l2 (--eps-l2 marks one)" if norm == "l2" else "no typical ε known")
         figures.append(Figure(f"ceiling_{norm}", f"Robust-accuracy ceiling ({norm})",
                               f"Best robust accuracy any classifier can reach on the training sample at radius ε "
-                              f"({norm}; exact where marked)" + (f"; dotted: {what}" if what else
-                                                                  "; no typical l2 ε is known: none marked")
-                              + ("; points: trained runs" if mine else "") + ".", fig))
+                              f"({norm}; hollow markers: lower bounds after the time limit); {marked}"
+                              + ("; points: trained runs (crosses: above the ceiling)" if mine else "") + ".", fig))
         done()
     data["ceiling"] = {n: c.to_dict(sacrificed=False) for n, c in ceilings.items()}
 
-    # certified accuracy of the 1/r classifier and the test-train lists (one by-class search per norm)
     certified: dict[str, Any] = {}
     nearest: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if Xt is not None:
-        fig, ax = _subplots(1)
         for norm in NORMS:
             done = step(f"certified accuracy {norm}")
-            d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
-            nearest[norm] = nearest_any(d, i)
+
+            def by_class(norm: str = norm) -> dict[str, np.ndarray]:
+                d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
+                return {"d": d, "i": i, "classes": classes}
+
+            bc, _ = cached_arrays("byclass", (test_digest, norm), by_class, cache)
+            nearest[norm] = nearest_any(bc["d"], bc["i"])
             res = seps[norm]
-            cr = build_result(d, i, classes, yt, (0.0,), r=res.r, separation=res.separation, norm=norm,
-                              units=res.units, dataset=ds.name)
-            curve = certified_curve(cr.radius, cr.correct)
-            certified[norm] = {"accuracy": cr.accuracy, "r": cr.r, "within_r": cr.within_r, **curve}
+            cr = build_result(bc["d"], bc["i"], bc["classes"], yt, (0.0,), r=res.r, separation=res.separation,
+                              norm=norm, units=res.units, dataset=ds.name)
+            certified[norm] = {"accuracy": cr.accuracy, "r": cr.r, "within_r": cr.within_r,
+                               **certified_curve(cr.radius, cr.correct)}
             if typical[norm] is not None:
-                certified[norm]["at_typical_eps"] = float(np.count_nonzero(cr.correct & (cr.radius > typical[norm]))
-                                                          / max(1, cr.n))
+                certified[norm]["at_typical_eps"] = float(
+                    np.count_nonzero(cr.correct & (cr.radius > typical[norm])) / max(1, cr.n))
             done()
-        plots.plot_certified(certified, ax=ax[0], typical_eps=typical, title=f"{ds.name}: 1/r classifier")
+        fig, ax = _subplots(len(certified))
+        for k, (norm, curve) in enumerate(certified.items()):
+            plots.plot_certified({norm: curve}, ax=ax[k], typical_eps=typical,
+                                 title=f"{ds.name}: 1/r-Lipschitz 1-NN ({norm})")
         figures.append(Figure("certified", "Certified accuracy of the 1/r-Lipschitz 1-NN classifier",
                               "Fraction of test points classified correctly with certified radius "
-                              "(d_other − d_own)/2 > ε, per norm (each on its own scale).", fig))
+                              "(d_other − d_own)/2 > ε (left linf, right l2); dotted: the marked ε.", fig))
     data["certified"] = certified
 
-    # hygiene (linf)
     done = step("hygiene linf")
-    noise, _ = label_noise_table(X, y, p=math.inf, raw=False, k=None, result=seps["linf"], **opts)
-    cross = cross_label_table(X, y, t, p=math.inf, raw=False, **opts)
+    na, _ = cached_arrays("noise", (digest, "linf"), lambda: _noise_arrays(X, y, seps["linf"], opts), cache)
+    noise = _table("label_noise", na)
+    ca, _ = cached_arrays("crosslabel", (digest, "linf", repr(t)),
+                          lambda: _columns(cross_label_table(X, y, t, p=math.inf, raw=False, **opts)), cache)
+    cross = _table("cross_label", ca)
     hyg: dict[str, Any] = {"tau": t, "norm": "linf", "cross_label_pairs": len(cross),
-                           "label_noise_candidates": len(noise), "cross_label": cross.head(50).to_dict(),
+                           "label_noise_candidates": len(noise), "negative_margin": int(np.count_nonzero(
+                               na["margin"] < 0)), "cross_label": cross.head(50).to_dict(),
                            "label_noise": noise.head(50).to_dict()}
     if "linf" in nearest:
         dn, jn = nearest["linf"]
         tt = test_train_table(dn, jn, yt, y, t)
         hyg["test_train_duplicates"] = len(tt)
         hyg["test_train_fraction"] = {f"{m:g}tau": float(np.count_nonzero(dn <= m * t) / dn.size) for m in (1, 2, 4)}
-        hyg["test_train_nearest_quantiles"] = {str(q): float(v) for q, v in
-                                               zip((0.01, 0.033, 0.1, 0.5), np.quantile(dn, [0.01, 0.033, 0.1, 0.5]),
-                                                   strict=True)}
+        qs = (0.01, 0.033, 0.1, 0.5)
+        hyg["test_train_nearest_quantiles"] = dict(zip(map(str, qs), np.quantile(dn, qs).tolist(), strict=True))
         hyg["test_train"] = tt.head(50).to_dict()
     data["hygiene"] = to_jsonable(hyg)
     done()
 
-    images = image_array(np.asarray(X))
+    images = image_array(np.asarray(ds.X))
     if images is not None and pairs > 0:
-        cp_pairs = closest_pairs(seps["linf"], pairs)
-        a, b = cp_pairs[:, 0], cp_pairs[:, 1]
+        cpairs = closest_pairs(seps["linf"], pairs)
+        a, b = cpairs[:, 0], cpairs[:, 1]
         caps = [f"{y[i]} | {y[j]}\n{seps['linf'].distances[i]:.3f}" for i, j in zip(a, b, strict=True)]
         fig = plots.plot_image_pairs(images[a], images[b], caps, row_labels=("train", "train"),
-                                     title="Closest training pairs with different labels (linf)")
+                                     title=f"{ds.name}: closest training pairs with different labels (linf)")
         figures.append(Figure("closest_pairs_linf", "Closest cross-label training pairs (linf)",
                               "Top and bottom: the two training images of a pair; labels and linf distance below.",
                               fig))
         if "linf" in nearest:
-            timages = image_array(np.asarray(Xt))
+            timages = image_array(np.asarray(ds.X_test))
             dn, jn = nearest["linf"]
             q = np.lexsort((np.arange(dn.size), dn))[:pairs]
             caps = [f"{yt[k]} | {y[jn[k]]}\n{dn[k]:.3f}" for k in q]
             fig = plots.plot_image_pairs(timages[q], images[jn[q]], caps, row_labels=("test", "train"),
-                                         title="Test images and their nearest training image (linf)")
+                                         title=f"{ds.name}: test images and their nearest training image (linf)")
             figures.append(Figure("test_train_linf", "Test-train near-duplicates (linf)",
                                   "Top: the test images closest to the training set; bottom: their nearest "
                                   "training image (any label); labels (test | train) and linf distance below.", fig))
     timing["total"] = time.perf_counter() - t_start
     data["timing"] = timing
     return Report(data=to_jsonable(data), figures=figures)
+
+
+def _noise_arrays(X: np.ndarray, y: np.ndarray, res: SeparationResult, opts: dict[str, Any]) -> dict[str, np.ndarray]:
+    table, margin = label_noise_table(X, y, p=math.inf, raw=False, k=None, result=res, **opts)
+    return {**_columns(table), "margin": margin}
 
 
 def _subplots(panels: int, width: float = 4.5, height: float = 3.2) -> tuple[Any, list[Any]]:
@@ -404,11 +436,57 @@ def _subplots(panels: int, width: float = 4.5, height: float = 3.2) -> tuple[Any
 
 
 def read_runs(runs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Each run's evaluated point: label, norm, eps and adversarial test accuracy, from its
-    eval.json (written by ``sepcheck eval``)."""
-    from .ceiling import read_run_points
+    """Each run's evaluated point from its eval.json (written by ``sepcheck eval``): run,
+    label, norm, eps, PGD and (when evaluated) AutoAttack accuracy, and ``accuracy`` = the
+    lower of the two (the stronger attack)."""
+    import json
 
-    return read_run_points(runs)
+    out = []
+    for run in runs:
+        path = input_file(Path(run) / "eval.json", "run evaluation (run `sepcheck eval` on the run first)")
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            pgd = float(row["adv_test_acc"])
+            aa = row.get("adv_test_acc_autoattack")
+            point = {"run": str(run), "label": str(row.get("label") or Path(run).name), "norm": str(row["norm"]),
+                     "eps": float(row["eps"]), "pgd": pgd, "autoattack": None if aa is None else float(aa)}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SepcheckError(f"{path} is not an evaluation of `sepcheck eval` ({exc}): evaluate the run again") from None
+        if point["norm"] not in NORMS or not (math.isfinite(point["eps"]) and point["eps"] > 0):
+            raise SepcheckError(f"{path}: norm {point['norm']!r} / eps {point['eps']!r} cannot be placed on a ceiling")
+        point["accuracy"] = min(v for v in (pgd, point["autoattack"]) if v is not None)
+        out.append(point)
+    return out
+
+
+def cached_arrays(kind: str, key_parts: Sequence[Any], compute: Callable[[], dict[str, np.ndarray]],
+                  cache: str | os.PathLike | None) -> tuple[dict[str, np.ndarray], bool]:
+    """A dict of numpy arrays through the results cache (:func:`sepcheck.cache.cached`, .npz
+    without pickles)."""
+
+    def load(path: Path) -> dict[str, np.ndarray] | None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise SepcheckError(f"unreadable cache file {path}: {exc}") from None
+
+    def save(arrays: dict[str, np.ndarray], path: Path) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        atomic_write(path, write, "cache file")
+
+    return cached(kind, [*key_parts, "report-v1"], compute, load, save, cache, suffix=".npz")
+
+
+def _table(name: str, arrays: dict[str, np.ndarray], description: str = "") -> HygieneTable:
+    return HygieneTable(name, {k[len("col_"):]: v for k, v in arrays.items() if k.startswith("col_")}, description)
+
+
+def _columns(table: HygieneTable) -> dict[str, np.ndarray]:
+    return {f"col_{k}": v for k, v in table.columns.items()}
 
 
 # ----- text -------------------------------------------------------------------------------

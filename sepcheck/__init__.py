@@ -11,6 +11,7 @@ datasets            loaders for named data sets and the user's own files
 nearest_by_class    exact distance from each query to the nearest row of every class
 neighbors_within    exact radius search: every pair within a distance (RadiusNeighbors)
 class_pair_separation   minimum distance between every two classes (ClassPairs)
+robust_ceiling      best robust accuracy any classifier can reach, per eps (CeilingResult)
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
@@ -42,6 +43,10 @@ def __getattr__(name: str):
         from .engine import radius
 
         return getattr(radius, name)
+    if name in ("robust_ceiling", "CeilingResult"):
+        from . import ceiling
+
+        return getattr(ceiling, name)
     if name in ("class_pair_separation", "ClassPairs"):
         from . import classpairs
 
@@ -65,6 +70,8 @@ __all__ = [
     "RadiusNeighbors",
     "class_pair_separation",
     "ClassPairs",
+    "robust_ceiling",
+    "CeilingResult",
     "LipschitzNNClassifier",
     "CertificationResult",
     "hygiene",

@@ -126,8 +126,9 @@ def cached_ceiling(
     **engine_options: Any,
 ) -> tuple[CeilingResult, bool]:
     """:func:`~sepcheck.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
-    kind ``ceiling``, JSON), keyed by the data, norm, units, the eps grid and the time limit.
-    Returns (result, came_from_cache)."""
+    kind ``ceiling``, JSON), keyed by the data, norm, units, the eps grid and the time limit;
+    the nearest-other distances it needs come from :func:`cached_separation` in the same
+    cache. Returns (result, came_from_cache)."""
     p = parse_norm(norm)
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
@@ -142,12 +143,15 @@ def cached_ceiling(
         res.dataset = dataset or res.dataset
         return res
 
+    def compute() -> CeilingResult:
+        nearest = None
+        if cache is not None:  # the nearest-other distances come from (and go to) the separation cache
+            nearest = cached_separation(Xf, yv, norm=p, raw=raw, cache=cache, **engine_options)[0].distances
+        return robust_ceiling(Xf, yv, grid, norm=p, raw=raw, time_limit=limit, dataset=dataset,
+                              nearest_distances=nearest, **engine_options)
+
     parts = (digest, norm_name(p), f"raw={bool(raw)}", grid.tobytes().hex(), repr(limit), "ceiling-v1")
-    return cached(
-        "ceiling", parts,
-        lambda: robust_ceiling(Xf, yv, grid, norm=p, raw=raw, time_limit=limit, dataset=dataset, **engine_options),
-        load, lambda res, path: res.save(path), cache, suffix=".json",
-    )
+    return cached("ceiling", parts, compute, load, lambda res, path: res.save(path), cache, suffix=".json")
 
 
 __all__ = ["cached", "cached_ceiling", "cached_separation", "cache_key", "key_of"]

@@ -30,11 +30,11 @@ import numpy as np
 
 from ._validation import as_features, as_labels, check_two_classes
 from ._version import __version__
+from .engine.problem import units_of
 from .errors import SepcheckError
 from .fileio import atomic_write, input_file, json_text
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
-from .separation import units_of
 
 FORMAT = "sepcheck.ceiling/1"
 #: how each component with an edge was solved (the keys of ``details[i]["components"]``)
@@ -195,6 +195,7 @@ def robust_ceiling(
     memory_budget: Any = None,
     progress: bool = False,
     dataset: str = "",
+    nearest_distances: Any = None,
 ) -> CeilingResult:
     """Maximum robust accuracy of any deterministic classifier on the sample ``(X, y)`` at each
     radius in ``eps`` (module docstring).
@@ -209,13 +210,26 @@ def robust_ceiling(
     time_limit : float
         Seconds HiGHS may spend on one component with three or more labels.
     backend, device, memory_budget, progress
-        For the one exact radius search (:func:`sepcheck.engine.radius.neighbors_within`) at
-        2 max(eps); each eps then filters its pairs.
+        For the exact searches (:func:`~sepcheck.nearest_other`, then one
+        :func:`~sepcheck.engine.radius.neighbors_within` at 2 max(eps); each eps then
+        filters its pairs).
+    nearest_distances : array, shape (n,), optional
+        Each point's distance to the nearest differently labelled point
+        (:attr:`SeparationResult.distances <sepcheck.SeparationResult>` of the same data,
+        norm and units), to skip that search. Only the points within 2 max(eps) of another
+        label can conflict: the radius search runs on them alone.
 
     Returns
     -------
     CeilingResult
+
+    Notes
+    -----
+    Radii with 2 eps beyond a bound of the diameter (the norm of the per-feature ranges)
+    make every different-label pair conflict: their ceiling is the largest class share,
+    without a search.
     """
+    from .engine import nearest_other
     from .engine.radius import neighbors_within
 
     p = parse_norm(norm)
@@ -227,17 +241,41 @@ def robust_ceiling(
     n = int(Xf.shape[0])
     _, yidx = np.unique(yv, return_inverse=True)
     yidx = yidx.astype(np.int64)
-    share = float(np.bincount(yidx).max() / n)
+    sizes = np.bincount(yidx)
+    share = float(sizes.max() / n)
+    whole = 2.0 * grid >= _diameter_bound(Xf, p, raw)  # complete multipartite graphs
+    rmax = float(2.0 * grid[~whole].max()) if (~whole).any() else None
+    engine = {"backend": backend, "device": device, "memory_budget": memory_budget, "progress": progress}
     t0 = time.perf_counter()
-    nb = neighbors_within(Xf, yv, 2.0 * float(grid.max()), norm=p, other_label=True, raw=raw,
-                          backend=backend, device=device, memory_budget=memory_budget, progress=progress)
+    nb, close = None, np.empty(0, np.int64)
+    if rmax is not None:
+        if nearest_distances is None:
+            d1 = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine)[0][:, 0]
+        else:
+            d1 = np.asarray(nearest_distances, dtype=np.float64).reshape(-1)
+            if d1.shape != (n,) or np.isnan(d1).any() or (d1 < 0).any():
+                raise SepcheckError(f"nearest_distances has shape {d1.shape} or holds NaN or negative values: "
+                                    f"give the {n} distances of SeparationResult.distances")
+        close = np.flatnonzero(d1 <= rmax)  # only they can conflict at any eps of the grid
+        if close.size >= 2 and np.unique(yv[close]).size >= 2:
+            nb = neighbors_within(Xf[close], yv[close], rmax, norm=p, other_label=True, raw=raw, **engine)
     search_s = time.perf_counter() - t0
     acc, up, ex, ne, nc, sac, det = [], [], [], [], [], [], []
-    for e in grid:
+    cross = (n * n - int((sizes.astype(np.int64) ** 2).sum())) // 2
+    for e, full in zip(grid, whole, strict=True):
         t1 = time.perf_counter()
-        rows, cols, _ = nb.within(2.0 * float(e)).pairs()
-        keep = rows < cols
-        g = solve_conflict_graph(n, yidx, np.asarray(rows[keep], np.int64), np.asarray(cols[keep], np.int64), limit)
+        if full:
+            big = int(np.argmax(sizes))
+            g = {"lower": int(sizes[big]), "upper": int(sizes[big]), "exact": True, "n_edges": cross,
+                 "n_components": 1, "sacrificed": np.flatnonzero(yidx != big).astype(np.int64),
+                 "details": {"components": dict.fromkeys(METHODS, 0), "largest_component": n, "bounds": "exact",
+                             "shortcut": "2 eps beyond the diameter: every different-label pair conflicts"}}
+        elif nb is None:
+            g = solve_conflict_graph(n, yidx, np.empty(0, np.int64), np.empty(0, np.int64), limit)
+        else:
+            r, c, _ = nb.within(2.0 * float(e)).pairs()
+            keep = r < c
+            g = solve_conflict_graph(n, yidx, close[r[keep]], close[c[keep]], limit)
         g["details"]["seconds"] = time.perf_counter() - t1
         acc.append(g["lower"] / n)
         up.append(g["upper"] / n)
@@ -251,8 +289,20 @@ def robust_ceiling(
         n_edges=np.array(ne, dtype=np.int64), n_components=np.array(nc, dtype=np.int64), n_points=n,
         class_share=share, sacrificed=sac, details=det, norm=norm_name(p), units=units_of(Xf, raw),
         dataset=dataset, content_hash=array_digest(Xf, yv), time_limit=limit,
-        extra={"search_seconds": search_s, "search_radius": 2.0 * float(grid.max())},
+        extra={"search_seconds": search_s, "search_radius": rmax, "searched_points": int(close.size),
+               "pairs": 0 if nb is None else int(nb.nnz)},
     )
+
+
+def _diameter_bound(X: np.ndarray, p: float, raw: bool) -> float:
+    """An upper bound of every distance in ``X`` (reported units), with a margin for the
+    rounding of computed distances (none for uint8 linf, whose distances are exact)."""
+    rng = X.max(axis=0).astype(np.float64) - X.min(axis=0).astype(np.float64)
+    scale = 255.0 if X.dtype == np.uint8 and not raw else 1.0
+    if math.isinf(p):
+        bound = float(rng.max()) / scale
+        return bound if X.dtype == np.uint8 else bound * (1 + 1e-9)
+    return float(np.sum(rng**p) ** (1.0 / p)) / scale * (1 + 1e-9)
 
 
 # ----- the graph -------------------------------------------------------------------------

@@ -290,8 +290,9 @@ def plot_ceiling(
     A line with markers through the ceiling (hollow markers where only a lower bound is
     known, with a shaded band up to the upper bound), a dotted line at the largest class
     share (the ceiling once every pair conflicts), a dashed line at ``typical_eps``, and
-    ``runs`` -- dicts with ``eps``, ``accuracy`` and ``label`` -- as points (red crosses for
-    runs above the ceiling). Call it again on the same ``ax`` for another norm or data set.
+    ``runs`` -- dicts with ``eps``, ``accuracy``, ``label`` and optionally ``above`` (else
+    compared with this curve's upper bound at the nearest eps) -- as points (red crosses above
+    the ceiling). Call it again on the same ``ax`` for another norm or data set.
     """
     import matplotlib
 
@@ -316,7 +317,7 @@ def plot_ceiling(
         ax.axvline(typical_eps, color="#C44E52", linestyle="--", linewidth=1.0, label=f"typical ε = {typical_eps:g}")
     for run in runs or []:
         i = int(np.argmin(np.abs(e - float(run["eps"]))))
-        above = float(run["accuracy"]) > float(run.get("ceiling", up[i])) + 1e-12
+        above = bool(run["above"]) if "above" in run else float(run["accuracy"]) > up[i] + 1e-12
         ax.scatter([run["eps"]], [run["accuracy"]], marker="X" if above else "o", s=36,
                    color="#D55E00" if above else "#009E73", edgecolors="black", linewidths=0.4, zorder=5)
         ax.annotate(str(run.get("label", "")), (run["eps"], run["accuracy"]), xytext=(4, 3),

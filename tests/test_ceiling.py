@@ -19,40 +19,6 @@ from .oracle import pairwise
 NORMS = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
 
 
-# TEMPORARY brute-force stand-in for sepcheck.engine.radius until the radius branch is merged
-class _Pairs:
-    def __init__(self, r, c, d):
-        self.r, self.c, self.d = r, c, d
-
-    def within(self, radius):
-        keep = self.d <= radius
-        return _Pairs(self.r[keep], self.c[keep], self.d[keep])
-
-    def pairs(self):
-        return self.r, self.c, self.d
-
-
-def _stand_in(reference, reference_labels, radius, *, norm, raw, **_):
-    X = np.asarray(reference)
-    dist = pairwise(X, X, norm) / (255.0 if X.dtype == np.uint8 and not raw else 1.0)
-    y = np.asarray(reference_labels)
-    r, c = np.nonzero((dist <= radius) & (y[:, None] != y[None, :]))
-    return _Pairs(r, c, dist[r, c])
-
-
-@pytest.fixture(autouse=True)
-def _radius_stand_in(monkeypatch):
-    import sys
-    import types
-
-    try:
-        import sepcheck.engine.radius  # noqa: F401
-    except ImportError:
-        mod = types.ModuleType("sepcheck.engine.radius")
-        mod.neighbors_within = _stand_in
-        monkeypatch.setitem(sys.modules, "sepcheck.engine.radius", mod)
-
-
 # ----- independent oracles ---------------------------------------------------------------
 def conflict_edges(X, y, eps, p, scale=1.0):
     """Unordered different-label pairs at float64 distance / scale <= 2 eps (closed balls)."""
@@ -163,10 +129,13 @@ def test_beyond_the_diameter_is_the_largest_class_share(norm):
     rng = np.random.default_rng(2)
     X = rng.random((40, 3))
     y = rng.choice(4, size=40, p=[0.4, 0.3, 0.2, 0.1])
-    res = robust_ceiling(X, y, [10.0])
+    dist = pairwise(X, X, NORMS[norm])
+    widest = float(dist[y[:, None] != y[None, :]].max())  # every pair conflicts, inside the diameter bound
+    res = robust_ceiling(X, y, [widest / 2, 10.0], norm=norm)
     share = np.bincount(y).max() / 40
-    assert res.class_share == share and res.accuracy[0] == share and res.exact[0]
-    assert res.n_components[0] == 1
+    assert res.class_share == share and res.accuracy.tolist() == [share, share] and res.exact.all()
+    assert res.n_components.tolist() == [1, 1] and res.n_edges[0] == res.n_edges[1] == (1600 - (np.bincount(y) ** 2).sum()) // 2
+    assert res.sacrificed[0].size == res.sacrificed[1].size == 40 - np.bincount(y).max()
 
 
 def test_time_limit_gives_bounds_around_the_truth():
@@ -182,6 +151,19 @@ def test_time_limit_gives_bounds_around_the_truth():
     assert res.accuracy[0] <= truth <= res.upper[0]
     assert res.accuracy[0] < res.upper[0]
     check_solution(res, 0, n, conflict_edges(X, y, eps, math.inf))
+
+
+def test_given_nearest_distances_give_the_same_answer():
+    from .oracle import nearest_other
+
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 256, size=(60, 4), dtype=np.uint8)
+    y = np.arange(60) % 3
+    d1 = nearest_other(X, y, p=2.0, scale=255.0)[0][:, 0]
+    eps = [0.05, 0.1, 0.2]
+    assert same_answer(robust_ceiling(X, y, eps, norm="l2", nearest_distances=d1), robust_ceiling(X, y, eps, norm="l2"))
+    with pytest.raises(SepcheckError, match="nearest_distances"):
+        robust_ceiling(X, y, eps, nearest_distances=d1[:-1])
 
 
 # ----- result, plot ----------------------------------------------------------------------

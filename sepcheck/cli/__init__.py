@@ -27,6 +27,7 @@ from ..errors import SepcheckError, SepcheckRuntimeError
 #: command name -> "module:attribute" (loaded lazily so that `sepcheck --help` is quick)
 COMMANDS = {
     "separation": "sepcheck.cli.separation:separation",
+    "ceiling": "sepcheck.cli.ceiling:ceiling",
     "datasets": "sepcheck.cli.datasets:datasets",
     "certify": "sepcheck.cli.certify:certify",
     "plot-classifier": "sepcheck.cli.certify:plot_classifier",

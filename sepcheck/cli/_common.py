@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..fileio import json_text
+from ..fileio import atomic_write, json_text
 from ..paths import results_dir
 
 
@@ -56,3 +57,13 @@ def cli_cache(no_cache: bool) -> Path | None:
     """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
     ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""
     return None if no_cache else results_dir()
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, then close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import SepcheckError
-from ..fileio import atomic_write, check_writable
+from ..fileio import check_writable
 from ..norms import parse_norm
-from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
+from ._common import (
+    cli_cache,
+    data_options,
+    emit_json,
+    fmt,
+    json_option,
+    memory_budget_option,
+    save_figure,
+)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 
@@ -106,7 +113,7 @@ def separation(
         res.save(out_p)
         report["out"] = str(out_p)
     if fig is not None:
-        _save_plot(fig, plot_p)
+        save_figure(fig, plot_p)
         report["plot"] = str(plot_p)
     if as_json:
         emit_json(report)
@@ -198,11 +205,3 @@ def _draw_plot(res: Any, eps: float | None) -> Any:
         raise
     return fig
 
-
-def _save_plot(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)

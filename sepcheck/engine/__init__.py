@@ -266,14 +266,8 @@ def _search(
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
     block_size, budget = search_limits(block_size, memory_budget)
     name, dev = choose(problem, backend, device)
-    if name == "numba" and memory_budget is not None and numba_copy_bytes(problem) > budget:
-        if str(backend).lower() != "auto":
-            raise SepcheckError(
-                f"backend 'numba' keeps a copy of the reference "
-                f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond memory_budget="
-                f"{budget / 2**20:.0f}MiB: raise memory_budget or use backend='torch'"
-            )
-        name = "torch"  # 'auto' keeps the budget with the blocked backend
+    if memory_budget is not None:
+        name = within_budget(problem, name, backend, budget, budget)
     if name == "triton" and memory_budget is None:
         budget = None  # the GPU kernels size themselves from torch.cuda.mem_get_info
     dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
@@ -289,6 +283,22 @@ def numba_copy_bytes(problem: Problem) -> int:
     so under an explicit memory budget that is too small 'auto' takes torch instead."""
     share = 1.1 if np.isinf(problem.p) else 0.25
     return int(share * problem.reference.nbytes) + 4 * 2**20
+
+
+def within_budget(problem: Problem, name: str, backend: str, share: int, budget: int) -> str:
+    """``name``, or 'torch' for 'numba' chosen by 'auto' when the compiled kernels' copy of
+    the reference (:func:`numba_copy_bytes`) exceeds ``share`` of an explicit ``budget``;
+    'numba' asked for by name is then a one-line error."""
+    if name != "numba" or numba_copy_bytes(problem) <= share:
+        return name
+    if str(backend).lower() != "auto":
+        raise SepcheckError(
+            f"backend 'numba' keeps a copy of the reference "
+            f"({numba_copy_bytes(problem) / 2**20:.0f}MiB) beyond its share "
+            f"({share / 2**20:.0f}MiB) of memory_budget={budget / 2**20:.0f}MiB: raise "
+            "memory_budget or use backend='torch'"
+        )
+    return "torch"  # 'auto' keeps the budget with the blocked backend
 
 
 #: bytes of a search's fixed temporaries outside its blocks (exact rerank chunks, norms)

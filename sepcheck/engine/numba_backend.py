@@ -9,6 +9,7 @@ index, uint8 is computed in integers. Threads: ``SEPCHECK_THREADS`` (default: nu
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 
@@ -37,6 +38,32 @@ def search(
             k=problem.k,
             slot_of_row=problem.codes if problem.by_class else None,
             n_slots=problem.n_slots,
+            progress=progress,
+        )
+
+
+def radius_search(
+    problem: Problem,
+    threshold: float,
+    on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    max_pairs: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Every pair of an ``OTHER_LABEL`` problem within ``threshold`` (raw units, closed)
+    with the compiled kernels (:func:`sepcheck.engine.simd.radius_simd`);
+    ``on_block(qs, n, rows, cols, values)`` per batch of queries, values None where they are
+    not exact (float l1: the caller recomputes them). Returns the pruning counters."""
+    from .simd import radius_simd
+
+    exact = problem.integer or math.isinf(problem.p)
+
+    def on_batch(qs, n, rows, cols, values):
+        on_block(qs, n, rows, cols, values if exact else None)
+
+    with numba_threads():
+        return radius_simd(
+            problem.queries, problem.query_labels, problem.reference, problem.reference_labels,
+            p=problem.p, threshold=threshold, on_batch=on_batch, max_pairs=max_pairs,
             progress=progress,
         )
 

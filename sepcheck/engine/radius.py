@@ -301,7 +301,7 @@ def neighbors_within(
         reference, reference_labels, queries, query_labels, norm, bool(other_label)
     )
     block_size, budget = search_limits(block_size, memory_budget)
-    name, dev = choose_radius(problem, backend, device)
+    name, dev = choose_radius(problem, backend, device, memory_budget is not None, budget)
     s = scale_of(problem, raw)
     # candidates: a threshold in computed units a hair above the radius (tile rounding)
     slack = 1.0 + 1e-9 + 8.0 * problem.dim * 2.0**-53
@@ -323,7 +323,9 @@ def neighbors_within(
     max_rows = max(1, (budget // 4) // max(1, problem.n_ref * CANDIDATE_BYTES))
     try:
         with progress_callback(progress, problem.n_query, f"neighbors within ({name})") as tick:
-            _run(problem, name, dev, budget // 4, block_size, max_rows, threshold, on_block, tick)
+            extra = _run(
+                problem, name, dev, budget // 4, block_size, max_rows, threshold, on_block, tick
+            )
         result = sink.result(
             shape=(problem.n_query, problem.n_ref), radius=r, norm=norm_name(problem.p),
             units=units_of(problem.reference, raw),
@@ -334,15 +336,19 @@ def neighbors_within(
     if info is not None:
         info.update(
             {"backend": name, "device": dev, "candidates": checked, "pairs": result.nnz,
-             "spilled": result.spill_path is not None}
+             "spilled": result.spill_path is not None, **extra}
         )
     return result
 
 
-def choose_radius(problem: Problem, backend: str, device: str) -> tuple[str, str]:
+def choose_radius(
+    problem: Problem, backend: str, device: str, explicit_budget: bool, budget: int
+) -> tuple[str, str]:
     """(backend that runs, device) of a radius search: :func:`sepcheck.engine.choose`'s
-    rules over :data:`RADIUS_BACKENDS` (the GPU kernels' slot of 'auto' runs torch)."""
-    from . import choose
+    rules over :data:`RADIUS_BACKENDS` (the GPU kernels' slot of 'auto' runs torch), and
+    the compiled kernels' copy of the reference within half of an explicit budget (see
+    :func:`sepcheck.engine.within_budget`)."""
+    from . import choose, within_budget
 
     b = str(backend).lower()
     if b not in RADIUS_BACKENDS:
@@ -350,10 +356,18 @@ def choose_radius(problem: Problem, backend: str, device: str) -> tuple[str, str
             f"backend {backend!r} has no radius search: use one of {', '.join(RADIUS_BACKENDS)}"
         )
     name, dev = choose(problem, b, device)
+    if explicit_budget:
+        name = within_budget(problem, name, b, budget // 2, budget)
     return ("torch" if name == "triton" else name), dev
 
 
-def _run(problem, name, device, budget, block_size, max_rows, threshold, on_block, tick):
+def _run(problem, name, device, budget, block_size, max_rows, threshold, on_block, tick) -> dict:
+    """One backend's candidate pairs to ``on_block``; its details for ``info``."""
+    if name == "numba":
+        from . import numba_backend
+
+        max_pairs = max(1, budget // CANDIDATE_BYTES)
+        return numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
     import torch
 
     from . import torch_backend
@@ -361,6 +375,7 @@ def _run(problem, name, device, budget, block_size, max_rows, threshold, on_bloc
     torch_backend.radius_pairs(
         problem, torch.device(device), budget, block_size, max_rows, threshold, on_block, tick
     )
+    return {}
 
 
 def _exact(problem: Problem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

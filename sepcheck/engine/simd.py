@@ -41,8 +41,10 @@ the selected rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -180,6 +182,83 @@ def _stage1(Qs, q0, q1, blk, acc, linf):
                     a[lane] = _gsum_add(a[lane], _gdiff(qt, row[lane]))
 
 
+@njit(inline="always", error_model="numpy")
+def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, qa, ra, shrink):
+    """The first lower bound of a pair (lane ``ln`` of query ``g``'s accumulators of
+    :func:`_stage1`); float l1 bounds shrunk by their rounding margin."""
+    if linf:
+        return np.float64(acc_lin[g, ln])
+    if integer:
+        return np.float64(acc_int[g, ln])
+    return (acc_l1[g, ln] - 64.0 * _EPS * (qa + ra)) * shrink
+
+
+@njit(inline="always", error_model="numpy")
+def _linf_scan(q, r, mx, e, thr):
+    """linf of a pair continued from feature ``e`` with the running max ``mx``,
+    :data:`LINF_CHUNK` features at a time, stopping once it reaches ``thr``: (value,
+    features scanned); a value >= ``thr`` may be partial."""
+    d = q.shape[0]
+    e_start = e
+    while e < d:
+        e2 = min(e + LINF_CHUNK, d)
+        mx = _linf_part(q[e:e2], r[e:e2], mx)
+        e = e2
+        if mx >= thr:
+            break
+    return np.float64(mx), e - e_start
+
+
+@njit(inline="always", error_model="numpy")
+def _l1_scan(q, r, gq, gr, rest, err, shrink, thr):
+    """l1 of a pair by chunks of :data:`CHUNK` features, abandoned once the exact sum of the
+    chunks scanned plus the group bound of the rest (``rest``: the bound of all groups)
+    reaches ``thr``: (value, or ``max(partial, thr)`` when abandoned; features scanned).
+    The bound of a chunk is computed only when the chunk is scanned (most pairs are
+    abandoned after a third of the chunks)."""
+    d = q.shape[0]
+    v = 0.0
+    e = 0
+    c = 0
+    while e < d:
+        e2 = min(e + CHUNK, d)
+        v += _l1_part(q[e:e2], r[e:e2])
+        rest -= _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
+        e = e2
+        c += 1
+        if (v + rest - err) * shrink >= thr:
+            v = max(v, thr)  # abandoned
+            break
+    return v, e
+
+
+@njit(inline="always")
+def _accumulators(linf, integer, Rs):
+    """(linf, integer l1, float l1) accumulators of :func:`_stage1` for one query block
+    (the unused ones 1 x 1)."""
+    if linf:
+        acc_lin = np.empty((QUERY_BLOCK, LANES), dtype=Rs.dtype)
+        acc_l1 = np.empty((1, 1), dtype=np.float64)
+    else:
+        acc_lin = np.empty((1, 1), dtype=Rs.dtype)
+        acc_l1 = np.empty((QUERY_BLOCK, LANES), dtype=np.float64)
+    if integer and not linf:
+        acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
+    else:
+        acc_int = np.empty((1, 1), dtype=np.uint32)
+    return acc_lin, acc_int, acc_l1
+
+
+@njit(inline="always", error_model="numpy")
+def _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer):
+    if linf:
+        _stage1(Qs, q0, q1, blk, acc_lin, True)
+    elif integer:
+        _stage1(Qs, q0, q1, blk, acc_int, False)
+    else:
+        _stage1(Qs, q0, q1, blk, acc_l1, False)
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, integer, out_d, out_i,
                    counts):
@@ -198,26 +277,12 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
         n_abandon = 0
         n_full = 0
         n_scanned = 0
-        if linf:
-            acc_lin = np.empty((QUERY_BLOCK, LANES), dtype=Rs.dtype)
-            acc_l1 = np.empty((1, 1), dtype=np.float64)
-        else:
-            acc_lin = np.empty((1, 1), dtype=Rs.dtype)
-            acc_l1 = np.empty((QUERY_BLOCK, LANES), dtype=np.float64)
-        if integer and not linf:
-            acc_int = np.empty((QUERY_BLOCK, LANES), dtype=np.uint32)
-        else:
-            acc_int = np.empty((1, 1), dtype=np.uint32)
+        acc_lin, acc_int, acc_l1 = _accumulators(linf, integer, Rs)
         for jb in range(Rs.shape[0]):
             blk = Rs[jb]
             j0 = jb * LANES
             j1 = min(j0 + LANES, n)
-            if linf:
-                _stage1(Qs, q0, q1, blk, acc_lin, True)
-            elif integer:
-                _stage1(Qs, q0, q1, blk, acc_int, False)
-            else:
-                _stage1(Qs, q0, q1, blk, acc_l1, False)
+            _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer)
             for i in range(q0, q1):
                 g = i - q0
                 q = Q[i]
@@ -225,12 +290,7 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                 thr0 = out_d[i, 0, k - 1]
                 for j in range(j0, j1):
                     ln = j - j0
-                    if linf:
-                        lb1 = np.float64(acc_lin[g, ln])
-                    elif integer:
-                        lb1 = np.float64(acc_int[g, ln])
-                    else:
-                        lb1 = (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
+                    lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa[i], Ra[j], shrink)
                     if by_slot:
                         s = slot[j]
                         thr = out_d[i, s, k - 1]
@@ -245,17 +305,9 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         continue
                     r = R[j]
                     if linf:
-                        mx = acc_lin[g, ln]
-                        e = Qs.shape[1]  # the first features are in the bound already
-                        e_start = e
-                        while e < d:
-                            e2 = min(e + LINF_CHUNK, d)
-                            mx = _linf_part(q[e:e2], r[e:e2], mx)
-                            e = e2
-                            if mx >= thr:
-                                break
-                        v = np.float64(mx)
-                        n_scanned += e - e_start
+                        # the first features are in the bound already
+                        v, scanned = _linf_scan(q, r, acc_lin[g, ln], Qs.shape[1], thr)
+                        n_scanned += scanned
                     else:
                         # l1 >= sum of |group sum differences| (triangle inequality), kept
                         # per chunk: exact sum of the chunks scanned + the bound of the rest
@@ -266,27 +318,87 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         if (rest - err) * shrink >= thr:
                             n_group += 1
                             continue
-                        # the bound of a chunk is computed only when the chunk is scanned
-                        # (most pairs are abandoned after a third of the chunks)
-                        v = 0.0
-                        e = 0
-                        c = 0
-                        while e < d:
-                            e2 = min(e + CHUNK, d)
-                            v += _l1_part(q[e:e2], r[e:e2])
-                            rest -= _group_bound(gq[c * GPC : (c + 1) * GPC], gr[c * GPC : (c + 1) * GPC])
-                            e = e2
-                            c += 1
-                            if (v + rest - err) * shrink >= thr:
-                                v = max(v, thr)  # abandoned
-                                break
-                        n_scanned += e
+                        v, scanned = _l1_scan(q, r, gq, gr, rest, err, shrink, thr)
+                        n_scanned += scanned
                     if v >= thr:
                         n_abandon += 1
                         continue
                     n_full += 1
                     _insert(out_d[i, s], out_i[i, s], v, j)
                     thr0 = out_d[i, 0, k - 1]
+        counts[b, _LABEL] = n_label
+        counts[b, _PREFIX] = n_stage1
+        counts[b, _GROUP] = n_group
+        counts[b, _ABANDON] = n_abandon
+        counts[b, _FULL] = n_full
+        counts[b, _SCANNED] = n_scanned
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _radius_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, linf, integer, stop, out_q, out_j, out_v,
+                   out_n, counts):
+    """Every pair (query i, row j) with rl[j] != ql[i] and distance < ``stop`` (a float
+    threshold: pass the next float above a closed radius). Query block b writes its pairs
+    to ``out_*[b, :cap]`` and their number to ``out_n[b]`` (beyond ``cap`` only counted:
+    the caller reruns the block with room for all). The same bounds as
+    :func:`_search_kernel`, with the fixed threshold from the start."""
+    m, d = Q.shape
+    n = R.shape[0]
+    cap = out_j.shape[1]
+    nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
+    shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
+    for b in prange(nblocks):
+        q0 = b * QUERY_BLOCK
+        q1 = min(q0 + QUERY_BLOCK, m)
+        found = 0
+        n_label = 0
+        n_stage1 = 0
+        n_group = 0
+        n_abandon = 0
+        n_full = 0
+        n_scanned = 0
+        acc_lin, acc_int, acc_l1 = _accumulators(linf, integer, Rs)
+        for jb in range(Rs.shape[0]):
+            blk = Rs[jb]
+            j0 = jb * LANES
+            j1 = min(j0 + LANES, n)
+            _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer)
+            for i in range(q0, q1):
+                g = i - q0
+                q = Q[i]
+                lab = ql[i]
+                for j in range(j0, j1):
+                    ln = j - j0
+                    if _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa[i], Ra[j], shrink) >= stop:
+                        n_stage1 += 1
+                        continue
+                    if rl[j] == lab:
+                        n_label += 1
+                        continue
+                    r = R[j]
+                    if linf:
+                        v, scanned = _linf_scan(q, r, acc_lin[g, ln], Qs.shape[1], stop)
+                        n_scanned += scanned
+                    else:
+                        gq = Qg[i]
+                        gr = Rg[j]
+                        rest = _group_bound(gq, gr)
+                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
+                        if (rest - err) * shrink >= stop:
+                            n_group += 1
+                            continue
+                        v, scanned = _l1_scan(q, r, gq, gr, rest, err, shrink, stop)
+                        n_scanned += scanned
+                    if v >= stop:
+                        n_abandon += 1
+                        continue
+                    n_full += 1
+                    if found < cap:
+                        out_q[b, found] = i
+                        out_j[b, found] = j
+                        out_v[b, found] = v
+                    found += 1
+        out_n[b] = found
         counts[b, _LABEL] = n_label
         counts[b, _PREFIX] = n_stage1
         counts[b, _GROUP] = n_group
@@ -450,31 +562,8 @@ def search_simd(
     if m == 0 or reference.shape[0] == 0 or S == 0:
         info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
         return out_d, out_i, info
-    if queries.shape[1] == 0:
-        # every distance is 0: the first k eligible rows in index order
-        queries = np.zeros((m, 1), dtype=queries.dtype)
-        reference = np.zeros((reference.shape[0], 1), dtype=reference.dtype)
-    linf = math.isinf(p)
-    integer = queries.dtype == np.uint8
-    if linf:
-        # unused; the dtype of the l1 group sums, so both norms share one compiled kernel
-        Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
-    else:
-        Rg, Ra = group_sums(reference)
-    if linf:
-        # a fixed random feature order: differences of natural images cluster in space, so
-        # a spread-out order reaches the threshold after a few features, not hundreds
-        perm = feature_order(reference)
-        reference = permuted_columns(reference, perm)
-        info["extra_bytes"] += reference.nbytes
-
-    def first_bound_values(x):  # first PREFIX features (linf) or coarse group sums (l1)
-        if linf:
-            return np.ascontiguousarray(x[:, :PREFIX], dtype=np.uint8 if integer else np.float64)
-        return group_sums(x, COARSE)[0]
-
-    Rs = transposed_blocks(first_bound_values(reference))
-    info["extra_bytes"] += Rs.nbytes + Rg.nbytes + Ra.nbytes
+    queries, prep = _prepared(queries, reference, p)
+    info["extra_bytes"] += prep.extra_bytes
     if ql is None:
         ql = np.zeros(m, dtype=np.int64)
     if slot is None:
@@ -485,11 +574,10 @@ def search_simd(
     try:
         for s in range(0, m, QUERY_BATCH):
             sl = slice(s, min(s + QUERY_BATCH, m))
-            Q = permuted_columns(queries[sl], perm) if linf else queries[sl]
-            Qg, Qa = (Rg, Ra) if linf else group_sums(Q)
+            Q, Qs, Qg, Qa = prep.query_values(queries[sl])
             counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
-            _search_kernel(Q, first_bound_values(Q), Qg, Qa, ql[sl], reference, Rs, Rg, Ra, rl, slot,
-                           by_slot, linf, integer, out_d[sl], out_i[sl], counts)
+            _search_kernel(Q, Qs, Qg, Qa, ql[sl], prep.R, prep.Rs, prep.Rg, prep.Ra, rl, slot,
+                           by_slot, prep.linf, prep.integer, out_d[sl], out_i[sl], counts)
             pairs += counts.sum(axis=0)
             if progress is not None:
                 progress(Q.shape[0])
@@ -497,3 +585,133 @@ def search_simd(
         numba.set_num_threads(prev)
     info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
     return out_d, out_i, info
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The reference as the kernels read it: ``R`` (linf: columns in :func:`feature_order`),
+    ``Rs`` the transposed first-bound values, ``Rg``/``Ra`` the l1 group sums and norms
+    (placeholders for linf, so both norms share one compiled kernel)."""
+
+    R: np.ndarray
+    Rs: np.ndarray
+    Rg: np.ndarray
+    Ra: np.ndarray
+    perm: np.ndarray | None
+    linf: bool
+    integer: bool
+
+    @property
+    def extra_bytes(self) -> int:
+        return (self.R.nbytes if self.linf else 0) + self.Rs.nbytes + self.Rg.nbytes + self.Ra.nbytes
+
+    def first_bound_values(self, x: np.ndarray) -> np.ndarray:
+        """First PREFIX features (linf, already permuted) or coarse group sums (l1)."""
+        if self.linf:
+            return np.ascontiguousarray(x[:, :PREFIX], dtype=np.uint8 if self.integer else np.float64)
+        return group_sums(x, COARSE)[0]
+
+    def query_values(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(Q, Qs, Qg, Qa) of a batch of queries, as the kernels read them."""
+        Q = permuted_columns(queries, self.perm) if self.linf else queries
+        Qg, Qa = (self.Rg, self.Ra) if self.linf else group_sums(Q)
+        return Q, self.first_bound_values(Q), Qg, Qa
+
+
+def _prepared(queries: np.ndarray, reference: np.ndarray, p: float) -> tuple[np.ndarray, _Prepared]:
+    """(queries, the prepared reference) for the kernels; rows without features become one
+    zero feature (every distance is 0)."""
+    if queries.shape[1] == 0:
+        queries = np.zeros((queries.shape[0], 1), dtype=queries.dtype)
+        reference = np.zeros((reference.shape[0], 1), dtype=reference.dtype)
+    linf = math.isinf(p)
+    integer = queries.dtype == np.uint8
+    perm = None
+    if linf:
+        # unused; the dtype of the l1 group sums, so both norms share one compiled kernel
+        Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
+        # a fixed random feature order: differences of natural images cluster in space, so
+        # a spread-out order reaches the threshold after a few features, not hundreds
+        perm = feature_order(reference)
+        reference = permuted_columns(reference, perm)
+    else:
+        Rg, Ra = group_sums(reference)
+    prep = _Prepared(reference, np.empty(0), Rg, Ra, perm, linf, integer)
+    return queries, dataclasses.replace(prep, Rs=transposed_blocks(prep.first_bound_values(reference)))
+
+
+def radius_simd(
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    p: float,
+    threshold: float,
+    on_batch: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], None],
+    max_pairs: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Every (query, reference row) pair of different labels at linf or l1 distance <=
+    ``threshold`` (raw units; closed), with the bounds of :func:`search_simd` pruning
+    against the fixed threshold from the first row on.
+
+    ``on_batch(qs, n, rows, cols, values)`` receives each batch of :data:`QUERY_BATCH`
+    queries (rows ``qs .. qs + n``) once, its pairs in any order: absolute query rows,
+    reference rows and the distances in raw units, exact for uint8 and for linf (float l1
+    sums may differ from another summation order in the last bits). ``max_pairs``: pairs a
+    batch may buffer at first (a query block that finds more is rerun with room for all).
+    Returns ``{"pairs": counters, "extra_bytes": bytes of the copies kept}``.
+    """
+    rl = np.ascontiguousarray(reference_labels, dtype=np.int64)
+    ql = np.ascontiguousarray(query_labels, dtype=np.int64)
+    _check(queries, ql, reference, rl, p, 1, None, 1)
+    m = queries.shape[0]
+    pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
+    info = {"pairs": {}, "extra_bytes": 0}
+    if m and reference.shape[0]:
+        queries, prep = _prepared(queries, reference, p)
+        info["extra_bytes"] = prep.extra_bytes
+        stop = math.inf if math.isinf(threshold) else float(np.nextafter(threshold, math.inf))
+        for s in range(0, m, QUERY_BATCH):
+            n = min(QUERY_BATCH, m - s)
+            rows, cols, vals = _radius_batch(prep, queries[s : s + n], ql[s : s + n], rl, stop,
+                                             max_pairs, pairs)
+            on_batch(s, n, rows + s, cols, vals)
+            if progress is not None:
+                progress(n)
+    info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
+    return info
+
+
+def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
+    """The pairs of one batch: (rows within the batch, cols, values); blocks that overflow
+    their share of ``max_pairs`` are rerun alone with room for all their pairs."""
+    Q, Qs, Qg, Qa = prep.query_values(queries)
+    nb = -(-Q.shape[0] // QUERY_BLOCK)
+    cap = max(1, max_pairs // nb)
+    out_q = np.empty((nb, cap), dtype=np.int64)
+    out_j = np.empty((nb, cap), dtype=np.int64)
+    out_v = np.empty((nb, cap))
+    out_n = np.zeros(nb, dtype=np.int64)
+    counts = np.zeros((nb, len(_PAIR_NAMES)), dtype=np.int64)
+    _radius_kernel(Q, Qs, Qg, Qa, ql, prep.R, prep.Rs, prep.Rg, prep.Ra, rl, prep.linf, prep.integer,
+                   stop, out_q, out_j, out_v, out_n, counts)
+    pairs += counts.sum(axis=0)
+    parts = []
+    for b in range(nb):
+        k = int(out_n[b])
+        if k <= cap:
+            parts.append((out_q[b, :k], out_j[b, :k], out_v[b, :k]))
+            continue
+        sl = slice(b * QUERY_BLOCK, (b + 1) * QUERY_BLOCK)
+        bq = np.empty((1, k), dtype=np.int64)
+        bj = np.empty((1, k), dtype=np.int64)
+        bv = np.empty((1, k))
+        _radius_kernel(Q[sl], Qs[sl], Qg if prep.linf else Qg[sl], Qa if prep.linf else Qa[sl],
+                       ql[sl], prep.R, prep.Rs, prep.Rg, prep.Ra, rl, prep.linf, prep.integer,
+                       stop, bq, bj, bv, np.zeros(1, dtype=np.int64), np.zeros_like(counts[:1]))
+        parts.append((bq[0] + b * QUERY_BLOCK, bj[0], bv[0]))
+    if not parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))

@@ -34,9 +34,10 @@ from ._validation import as_features, as_labels
 from .cache import cached, cached_ceiling, cached_separation
 from .certify import build_result
 from .classpairs import ClassPairs, class_pair_separation
-from .engine import nearest_by_class
+from .conflicts import find_conflicts
+from .engine import nearest_by_class, nearest_other
 from .errors import SepcheckError
-from .fileio import atomic_write, default_file_mode, input_file, json_text, to_jsonable
+from .fileio import atomic_write, default_file_mode, json_text, to_jsonable
 from .hashing import array_digest
 from .hygiene import (
     HygieneTable,
@@ -225,7 +226,8 @@ def build_report(
     drop
         Robust separation after dropping this many closest training points (0: none).
     runs
-        Run folders of ``sepcheck train`` / ``sepcheck eval`` to place against the ceiling.
+        Run folders of ``sepcheck train`` / ``sepcheck eval`` to place against the ceiling
+        (:func:`sepcheck.train.ceiling_points.run_points`).
     pairs
         Image pairs per grid.
     time_limit
@@ -260,7 +262,11 @@ def build_report(
     t = check_tau(tau if tau is not None else (typical["linf"] or 0.0))
     if isinstance(drop, bool) or not isinstance(drop, (int, np.integer)) or not 0 <= drop < X.shape[0]:
         raise SepcheckError(f"drop={drop!r} is invalid: give a number of training points from 0 to {X.shape[0] - 1}")
-    run_points = read_runs(runs) if runs else []
+    run_points: list[dict[str, Any]] = []
+    if runs:
+        from .train.ceiling_points import run_points as measured_points
+
+        run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, **engine_options)
     opts = {"progress": progress, **engine_options}
     units = units_of(X, False)
     digest = array_digest(X, y)
@@ -283,7 +289,16 @@ def build_report(
     summary: dict[str, Any] = {}
     for norm in NORMS:
         done = step(f"separation {norm}")
-        res, from_cache = cached_separation(X, y, Xt, yt, norm=norm, dataset=ds.name, cache=cache, **opts)
+        # train-train under the same cache key as `sepcheck separation`, the ceiling and the classifier
+        res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, **opts)
+        if Xt is not None:
+            def test_train(norm: str = norm) -> dict[str, np.ndarray]:
+                d, i = nearest_other(X, y, Xt, yt, norm=norm, k=1, **opts)
+                return {"d": d[:, 0], "i": i[:, 0]}
+
+            tt, _ = cached_arrays("testtrain", (test_digest, norm), test_train, cache)
+            res.test_distances, res.test_neighbors = tt["d"], tt["i"]
+            res.test_conflicts = find_conflicts(X, y, np.flatnonzero(tt["d"] == 0), Xt, yt)
         seps[norm] = res
         s = res.summary()
         s["cached"] = from_cache
@@ -331,11 +346,8 @@ def build_report(
         grid = np.asarray(eps_grid[norm], dtype=np.float64) if eps_grid and norm in eps_grid else default_grid(
             seps[norm].distances, typical[norm])
         mine = [r for r in run_points if r["norm"] == norm]
-        grid = np.union1d(grid, [r["eps"] for r in mine])  # each run's eps is on the curve
         c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache, **opts)
         ceilings[norm] = c
-        for r in mine:
-            r["ceiling"] = float(c.upper[c.at(r["eps"])])
         fig, ax = _subplots(1)
         c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)
         marked = {"linf": "dashed: the typical linf ε", "l2": "dashed: the given l2 ε"}[norm] if typical[norm] else (
@@ -343,7 +355,8 @@ def build_report(
         figures.append(Figure(f"ceiling_{norm}", f"Robust-accuracy ceiling ({norm})",
                               f"Best robust accuracy any classifier can reach on the training sample at radius ε "
                               f"({norm}; hollow markers: lower bounds after the time limit); {marked}"
-                              + ("; points: trained runs (crosses: above the ceiling)" if mine else "") + ".", fig))
+                              + ("; points: trained runs, their PGD and AutoAttack accuracy on their test points (crosses: above "
+                                 "the ceiling of those test points)" if mine else "") + ".", fig))
         done()
     data["ceiling"] = {n: c.to_dict(sacrificed=False) for n, c in ceilings.items()}
 
@@ -433,30 +446,6 @@ def _subplots(panels: int, width: float = 4.5, height: float = 3.2) -> tuple[Any
 
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), dpi=110, squeeze=False)
     return fig, list(axes[0])
-
-
-def read_runs(runs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Each run's evaluated point from its eval.json (written by ``sepcheck eval``): run,
-    label, norm, eps, PGD and (when evaluated) AutoAttack accuracy, and ``accuracy`` = the
-    lower of the two (the stronger attack)."""
-    import json
-
-    out = []
-    for run in runs:
-        path = input_file(Path(run) / "eval.json", "run evaluation (run `sepcheck eval` on the run first)")
-        try:
-            row = json.loads(path.read_text(encoding="utf-8"))
-            pgd = float(row["adv_test_acc"])
-            aa = row.get("adv_test_acc_autoattack")
-            point = {"run": str(run), "label": str(row.get("label") or Path(run).name), "norm": str(row["norm"]),
-                     "eps": float(row["eps"]), "pgd": pgd, "autoattack": None if aa is None else float(aa)}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SepcheckError(f"{path} is not an evaluation of `sepcheck eval` ({exc}): evaluate the run again") from None
-        if point["norm"] not in NORMS or not (math.isfinite(point["eps"]) and point["eps"] > 0):
-            raise SepcheckError(f"{path}: norm {point['norm']!r} / eps {point['eps']!r} cannot be placed on a ceiling")
-        point["accuracy"] = min(v for v in (pgd, point["autoattack"]) if v is not None)
-        out.append(point)
-    return out
 
 
 def cached_arrays(kind: str, key_parts: Sequence[Any], compute: Callable[[], dict[str, np.ndarray]],
@@ -554,9 +543,10 @@ def to_markdown(report: Report) -> str:
         lines += [f"## {f.title}", "", f"![{f.title}](figures/{f.name}.png)", "", f.caption,
                   f"([PDF](figures/{f.name}.pdf))", ""]
     if d.get("runs"):
-        lines += ["## Trained runs", "", "| run | norm | ε | adversarial test accuracy |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r.get('label') or r.get('run')} | {r['norm']} | {_f(r['eps'])} | {_f(r['accuracy'])} |"
-                  for r in d["runs"]]
+        lines += ["## Trained runs", "", "| run | norm | ε | attack | robust accuracy | ceiling (its test points) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['label']} | {r['norm']} | {_f(r['eps'])} | {r['attack']} | {_f(r['accuracy'])} | "
+                  f"{_f(r['ceiling'])}{' **above**' if r['above'] else ''} |" for r in d["runs"]]
         lines.append("")
     t = d.get("timing", {})
     if "total" in t:
@@ -576,10 +566,12 @@ def to_html(report: Report) -> str:
     )
     runs = ""
     if d.get("runs"):
-        body = "".join(f"<tr><td>{e(str(r.get('label') or r.get('run')))}</td><td>{e(r['norm'])}</td>"
-                       f"<td>{e(_f(r['eps']))}</td><td>{e(_f(r['accuracy']))}</td></tr>" for r in d["runs"])
-        runs = ("<section><h2>Trained runs</h2><table><tr><th>run</th><th>norm</th><th>ε</th>"
-                f"<th>adversarial test accuracy</th></tr>{body}</table></section>")
+        body = "".join(f"<tr><td>{e(str(r['label']))}</td><td>{e(r['norm'])}</td><td>{e(_f(r['eps']))}</td>"
+                       f"<td>{e(r['attack'])}</td><td>{e(_f(r['accuracy']))}</td>"
+                       f"<td>{e(_f(r['ceiling']))}{' <b>above</b>' if r['above'] else ''}</td></tr>"
+                       for r in d["runs"])
+        runs = ("<section><h2>Trained runs</h2><table><tr><th>run</th><th>norm</th><th>ε</th><th>attack</th>"
+                f"<th>robust accuracy</th><th>ceiling (its test points)</th></tr>{body}</table></section>")
     total = d.get("timing", {}).get("total")
     foot = f"<p class='foot'>Computed in {total:.1f} s. All numbers: <a href='report.json'>report.json</a>.</p>" \
         if total is not None else ""
@@ -598,4 +590,4 @@ def progress_line(text: str) -> None:
 
 
 __all__ = ["Figure", "Report", "build_report", "certified_curve", "check_out", "closest_pairs", "default_grid",
-           "image_array", "read_runs", "summary_rows", "to_html", "to_markdown"]
+           "image_array", "summary_rows", "to_html", "to_markdown"]

@@ -54,7 +54,7 @@ def _oracle(X, y, Xt, yt, tau, p, k, scale):
     return tt, cross, margin, cand
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     seed=st.integers(0, 10_000), n=st.integers(4, 25), m=st.integers(1, 12),
     p=st.sampled_from([math.inf, 2.0, 1.0]), tau=st.sampled_from([0.0, 0.5, 1.0, 2.0]),

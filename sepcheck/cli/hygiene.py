@@ -10,7 +10,7 @@ import click
 
 from ..errors import SepcheckError
 from ..fileio import check_writable
-from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
+from ._common import cli_cache, data_options, emit_json, engine_options, fmt, json_option
 
 
 @click.command()
@@ -23,10 +23,8 @@ from ._common import cli_cache, data_options, emit_json, fmt, json_option, memor
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of each list to print (and in --json).")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
               help="Write every list in full as CSV files into this folder.")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances and tau in raw 0-255 units, not [0, 1].")
-@memory_budget_option
+@engine_options
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
 @data_options
 @json_option

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ._common import cli_cache, data_options, emit_json, json_option, memory_budget_option
+from ._common import cli_cache, data_options, emit_json, engine_options, json_option
 
 
 @click.command()
@@ -24,9 +24,7 @@ from ._common import cli_cache, data_options, emit_json, json_option, memory_bud
               help="Also give the separation after dropping the K closest training points.")
 @click.option("--time-limit", type=float, default=10.0, show_default=True,
               help="Seconds per conflict-graph component of the ceiling.")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@memory_budget_option
+@engine_options
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is neither read nor written).")
 @data_options
 @json_option

@@ -535,16 +535,40 @@ def _ceiling_at(c: dict[str, Any], e: float) -> float | None:
     return None if ok.size == 0 else float(c["accuracy"][ok[-1]])
 
 
+#: rows of each hygiene list shown in report.html / report.md (report.json keeps 50)
+HYGIENE_ROWS = 10
+
+
+def hygiene_tables(data: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, first rows) of each non-empty hygiene list, for the HTML and Markdown."""
+    h = data.get("hygiene", {})
+    tau = _f(h.get("tau"))
+    out = []
+    for key, title in (("test_train", f"Test-train near-duplicates within τ = {tau} (linf)"),
+                       ("cross_label", f"Cross-label training pairs within τ = {tau} (linf)"),
+                       ("label_noise", "Label-noise candidates: margin = d(other label) − d(own label) < 0 (linf)")):
+        rows = (h.get(key) or {}).get("rows") or []
+        if rows:
+            out.append((title, rows[:HYGIENE_ROWS]))
+    return out
+
+
 def to_markdown(report: Report) -> str:
     d = report.data
     lines = [f"# sepcheck report: {d['dataset']}", ""]
-    lines += [f"> note: {n}" for n in d.get("notes", [])]
+    for n in d.get("notes", []):
+        lines += [f"> note: {n}", ""]
     lines += ["| quantity | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in summary_rows(d)]
     lines.append("")
     for f in report.figures:
         lines += [f"## {f.title}", "", f"![{f.title}](figures/{f.name}.png)", "", f.caption,
                   f"([PDF](figures/{f.name}.pdf))", ""]
+    for title, rows in hygiene_tables(d):
+        cols = list(rows[0])
+        lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+        lines += ["| " + " | ".join(_f(r[c]) for c in cols) + " |" for r in rows]
+        lines.append("")
     if d.get("runs"):
         lines += ["## Trained runs", "", "| run | norm | ε | attack | robust accuracy | ceiling (its test points) |",
                   "| --- | --- | --- | --- | --- | --- |"]
@@ -567,6 +591,11 @@ def to_html(report: Report) -> str:
         f"<p>{e(f.caption)} <a href='figures/{e(f.name)}.pdf'>PDF</a></p></section>"
         for f in report.figures
     )
+    for title, hrows in hygiene_tables(d):
+        cols = list(hrows[0])
+        head = "".join(f"<th>{e(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{e(_f(r[c]))}</td>" for c in cols) + "</tr>" for r in hrows)
+        figs += f"\n<section><h2>{e(title)}</h2><table><tr>{head}</tr>{body}</table></section>"
     runs = ""
     if d.get("runs"):
         body = "".join(f"<tr><td>{e(str(r['label']))}</td><td>{e(r['norm'])}</td><td>{e(_f(r['eps']))}</td>"

@@ -22,7 +22,12 @@ lowest index):
   Also ``knn_other``: how many of x's ``k`` nearest other points (any label, x itself
   excluded, ties to the lowest index) carry another label; ``all_other`` when all ``k`` do.
   The candidates are the points with ``margin < 0`` or ``all_other``, ranked by margin
-  ascending (ties: lowest index).
+  ascending (ties: lowest index). ``k=None`` skips the k-NN flag (one search fewer).
+
+How: the nearest point of another label is the separation's nearest_other; the nearest
+other point of the same label is, per class, :func:`sepcheck.nearest_other` over that
+class's rows with one label per row (so only the row itself is excluded); the k nearest
+points of any label are :func:`sepcheck.nearest_other` with one label per row.
 """
 
 from __future__ import annotations

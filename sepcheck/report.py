@@ -32,6 +32,7 @@ import numpy as np
 
 from ._validation import as_features, as_labels
 from .cache import cached, cached_ceiling, cached_separation
+from .ceiling import check_time_limit
 from .certify import build_result
 from .classpairs import ClassPairs, class_pair_separation
 from .conflicts import find_conflicts
@@ -262,6 +263,7 @@ def build_report(
     t = check_tau(tau if tau is not None else (typical["linf"] or 0.0))
     if isinstance(drop, bool) or not isinstance(drop, (int, np.integer)) or not 0 <= drop < X.shape[0]:
         raise SepcheckError(f"drop={drop!r} is invalid: give a number of training points from 0 to {X.shape[0] - 1}")
+    time_limit = check_time_limit(time_limit)
     run_points: list[dict[str, Any]] = []
     if runs:
         from .train.ceiling_points import run_points as measured_points

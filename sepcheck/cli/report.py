@@ -36,7 +36,7 @@ def report(
     """Separation, class pairs, robust-accuracy ceiling, certified accuracy and data hygiene
     of a data set in one self-contained folder (report.html opens from disk).
 
-    Progress goes to stderr; --json prints report.json's summary on stdout.
+    Progress goes to stderr; --json prints report.json (with the folder and seconds) on stdout.
     """
     from .._validation import as_memory_budget
     from ..datasets import open_dataset

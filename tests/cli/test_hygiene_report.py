@@ -56,7 +56,7 @@ def test_report_writes_folder_and_refuses_to_overwrite(npz, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "word"), [(["--tau", "-0.5"], "tau"), (["--eps", "0"], "eps"),
-                                            (["--drop", "30"], "drop")])
+                                            (["--drop", "30"], "drop"), (["--time-limit", "0"], "time")])
 def test_report_bad_input_writes_nothing(npz, tmp_path, args, word):
     out = tmp_path / "rep"
     assert_one_line_error(run("report", npz, "--out", out, "--device", "cpu", *args), word)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._validation import as_features, as_labels
+from ._validation import as_features, as_labels, check_two_classes
 from .ceiling import CeilingResult, as_eps_grid, check_time_limit, robust_ceiling
 from .errors import SepcheckError
 from .fileio import writable_dir
@@ -134,6 +134,7 @@ def cached_ceiling(
     yv = as_labels(y, Xf.shape[0], "y", "X")
     grid = as_eps_grid(eps)
     limit = check_time_limit(time_limit)
+    check_two_classes(yv, "y", what="the robust-accuracy ceiling")
     digest = array_digest(Xf, yv)
 
     def load(path: Path) -> CeilingResult | None:

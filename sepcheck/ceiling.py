@@ -247,7 +247,7 @@ def robust_ceiling(
     rmax = float(2.0 * grid[~whole].max()) if (~whole).any() else None
     engine = {"backend": backend, "device": device, "memory_budget": memory_budget, "progress": progress}
     t0 = time.perf_counter()
-    nb, close = None, np.empty(0, np.int64)
+    nb, close, nearest_s, radius_s = None, np.empty(0, np.int64), 0.0, 0.0
     if rmax is not None:
         if nearest_distances is None:
             d1 = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine)[0][:, 0]
@@ -257,9 +257,10 @@ def robust_ceiling(
                 raise SepcheckError(f"nearest_distances has shape {d1.shape} or holds NaN or negative values: "
                                     f"give the {n} distances of SeparationResult.distances")
         close = np.flatnonzero(d1 <= rmax)  # only they can conflict at any eps of the grid
+        t1 = time.perf_counter()
         if close.size >= 2 and np.unique(yv[close]).size >= 2:
             nb = neighbors_within(Xf[close], yv[close], rmax, norm=p, other_label=True, raw=raw, **engine)
-    search_s = time.perf_counter() - t0
+        nearest_s, radius_s = t1 - t0, time.perf_counter() - t1
     acc, up, ex, ne, nc, sac, det = [], [], [], [], [], [], []
     cross = (n * n - int((sizes.astype(np.int64) ** 2).sum())) // 2
     for e, full in zip(grid, whole, strict=True):
@@ -289,8 +290,8 @@ def robust_ceiling(
         n_edges=np.array(ne, dtype=np.int64), n_components=np.array(nc, dtype=np.int64), n_points=n,
         class_share=share, sacrificed=sac, details=det, norm=norm_name(p), units=units_of(Xf, raw),
         dataset=dataset, content_hash=array_digest(Xf, yv), time_limit=limit,
-        extra={"search_seconds": search_s, "search_radius": rmax, "searched_points": int(close.size),
-               "pairs": 0 if nb is None else int(nb.nnz)},
+        extra={"nearest_seconds": nearest_s, "radius_seconds": radius_s, "search_radius": rmax,
+               "searched_points": int(close.size), "pairs": 0 if nb is None else int(nb.nnz)},
     )
 
 

@@ -68,6 +68,7 @@ def test_small_random_against_enumeration(n, d, k, norm, seed):
     y[:2] = [0, 1]
     eps = np.array([0.0, 0.125, 0.25, 0.5, 0.75])
     res = robust_ceiling(X, y, eps, norm=norm)
+    assert np.all(np.diff(res.accuracy) <= 0) and np.all(res.accuracy >= res.class_share)
     for i, e in enumerate(eps):
         edges = conflict_edges(X, y, e, NORMS[norm])
         assert res.exact[i]

@@ -74,3 +74,16 @@ def save_figure(fig: Any, path: Path) -> None:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)
+
+
+def check_engine(backend: str, device: str, backends: tuple[str, ...], what: str = "") -> None:
+    """``--backend`` among ``backends`` (those of the command's search; ``what`` names it in
+    the message) and ``--device`` among auto, cpu, cuda, cuda:N: a one-line error otherwise."""
+    from ..devices import DEVICES
+    from ..errors import SepcheckError
+
+    if backend.lower() not in backends:
+        names = ", ".join(backends[:-1]) + " or " + backends[-1]
+        raise SepcheckError(f"unknown backend {backend!r}{' for ' + what if what else ''}: use {names}")
+    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
+        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")

@@ -11,6 +11,7 @@ from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable, json_text
 from ..norms import parse_norm
 from ._common import (
+    check_engine,
     cli_cache,
     data_options,
     emit_json,
@@ -73,7 +74,6 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     from ..cache import cached_ceiling
     from ..ceiling import check_time_limit
     from ..datasets import open_dataset
-    from ..engine import DEVICES
     from ..engine.radius import RADIUS_BACKENDS
 
     if more_runs and not runs:
@@ -91,10 +91,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     except SepcheckError:
         raise SepcheckError(f"--time-limit {time_limit} is invalid: give the seconds per component, > 0") from None
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
-    if backend.lower() not in RADIUS_BACKENDS:
-        raise SepcheckError(f"unknown backend {backend!r}: the radius search runs on {', '.join(RADIUS_BACKENDS)}")
-    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
-        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    check_engine(backend, device, RADIUS_BACKENDS, "the radius search")
     out_p = check_writable(out, "--out") if out else None
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
 

@@ -9,18 +9,21 @@ import click
 
 from ..errors import SepcheckError
 from ..fileio import atomic_write, check_writable
-from ._common import cli_cache, data_options, emit_json, fmt, json_option, memory_budget_option
+from ._common import (
+    check_engine,
+    cli_cache,
+    data_options,
+    emit_json,
+    fmt,
+    json_option,
+    memory_budget_option,
+)
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 
 
 def _check_engine(backend: str, device: str) -> None:
-    from ..engine import DEVICES
-
-    if backend.lower() not in ("auto", "numba", "torch"):
-        raise SepcheckError(f"unknown backend {backend!r} for certify: use auto, numba or torch")
-    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
-        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    check_engine(backend, device, ("auto", "numba", "torch"), "certify")
 
 
 @click.command()

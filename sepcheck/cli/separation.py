@@ -10,6 +10,7 @@ from ..errors import SepcheckError
 from ..fileio import check_writable
 from ..norms import parse_norm
 from ._common import (
+    check_engine,
     cli_cache,
     data_options,
     emit_json,
@@ -75,16 +76,13 @@ def separation(
     from .._validation import as_memory_budget
     from ..cache import cached_separation
     from ..datasets import open_dataset
-    from ..engine import BACKENDS, DEVICES
+    from ..engine import BACKENDS
 
     parse_norm(norm)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     if eps is not None and not eps > 0:
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
-    if backend.lower() not in BACKENDS:
-        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
-        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    check_engine(backend, device, BACKENDS)
     out_p = check_writable(out, "--out") if out else None
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
 

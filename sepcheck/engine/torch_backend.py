@@ -303,24 +303,12 @@ def l2_candidates(
     Returns (candidate indices (m, S, c), pruned; bound (m, S)) where every row of a slot
     not among its candidates has exact squared distance >= bound.
     """
-    full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
-    dt = torch.float32 if full32 else torch.float64
-    unit = U32 if full32 else U64
+    dt, tile_of, err = gemm_setup(problem, device)
     bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
     c = problem.k + EXTRA_CANDIDATES
-    sq_q = sq_norms(problem.queries)
-    sq_r = sq_norms(problem.reference)
-    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), unit)
-    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
-    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
     m, S = problem.n_query, problem.n_slots
     cand = np.empty((m, S, c), dtype=np.int64)
     bound = np.empty((m, S))
-
-    def tile_of(q, qs, r, rows):
-        return torch.addmm(
-            sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
-        )
 
     def merge(run_v, run_i, block, ids):
         return merge_candidates(run_v, run_i, block, ids, c)
@@ -338,6 +326,27 @@ def l2_candidates(
 
     _drive(problem, device, bq, br, dt, tile_of, c, merge, on_block, progress)
     return cand, bound
+
+
+def gemm_setup(problem: Problem, device: torch.device) -> tuple[torch.dtype, Callable, np.ndarray]:
+    """The approximate l2 tiles: (dtype, ``tile_of`` for :func:`_drive` giving
+    ``||q||^2 + ||r||^2 - 2 q.r`` by a GEMM, per query the bound ``err`` (m,) on its error
+    (:func:`gemm_sqdist_error`)). float32 where the device's float32 matmul is full
+    precision and the data is not float64; float64 otherwise."""
+    full32 = problem.queries.dtype != np.float64 and float32_matmul_is_exact(device)
+    dt = torch.float32 if full32 else torch.float64
+    sq_q = sq_norms(problem.queries)
+    sq_r = sq_norms(problem.reference)
+    err = gemm_sqdist_error(problem.dim, sq_q, float(sq_r.max()), U32 if full32 else U64)
+    sq_qt = as_tensor(sq_q).to(device=device, dtype=dt)
+    sq_rt = as_tensor(sq_r).to(device=device, dtype=dt)
+
+    def tile_of(q, qs, r, rows):
+        return torch.addmm(
+            sq_qt[qs : qs + q.shape[0], None] + _take(sq_rt, rows)[None, :], q, r.T, alpha=-2.0
+        )
+
+    return dt, tile_of, err
 
 
 #: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
@@ -467,7 +476,9 @@ def radius_pairs(
     checks each pair's exact distance).
 
     uint8 l2 tiles are exact squared integers of the int8 GEMM (compared with the largest
-    integer <= ``threshold ** 2``); other tiles are ``torch.cdist`` tiles (:func:`brute_force`'s).
+    integer <= ``threshold ** 2``); float l2 tiles are GEMM squared distances (compared with
+    ``threshold ** 2`` plus their proven error bound, :func:`gemm_setup`); other tiles are
+    ``torch.cdist`` tiles (:func:`brute_force`'s).
     Query blocks hold at most ``max_query_rows`` rows (unless ``block_size`` says otherwise),
     so that one block's pairs stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
     each query block (rows ``qs .. qs + n``) once, its pairs in any order: absolute query
@@ -480,7 +491,14 @@ def radius_pairs(
         t2 = threshold * threshold
         limit: float | int = math.inf if t2 >= 2**31 - 2 else math.floor(t2)
         exact, squared = True, True
+        row_limit = None
+    elif problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
+        driven, exact, squared, limit = problem, False, False, math.inf
+        dt, tile_of, err = gemm_setup(problem, device)
+        elem = torch.finfo(dt).bits // 8
+        row_limit = as_tensor(threshold * threshold + err).to(device)
     else:
+        row_limit = None
         dt = direct_dtype(problem)
         elem = torch.finfo(dt).bits // 8
         p = problem.p
@@ -496,11 +514,18 @@ def radius_pairs(
     if block_size is None:
         bq = max(1, min(bq, max_query_rows))
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    start = [0]
+
+    def tile_rows(q, qs, r, rows):
+        start[0] = qs
+        return tile_of(q, qs, r, rows)
 
     def collect(run_v, run_i, block, ids):
         hit = block != far_value(block.dtype)
         if not math.isinf(limit):
             hit &= block <= limit
+        if row_limit is not None:  # per query: threshold**2 + the GEMM's error bound
+            hit &= block <= row_limit[start[0] : start[0] + block.shape[0], None]
         r, c = torch.nonzero(hit, as_tuple=True)
         found.append((r, ids[c], block[r, c]))
         return run_v, run_i
@@ -517,4 +542,4 @@ def radius_pairs(
         found.clear()
         on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
 
-    _drive(driven, device, bq, br, dt, tile_of, 1, collect, finish_block, progress)
+    _drive(driven, device, bq, br, dt, tile_rows, 1, collect, finish_block, progress)

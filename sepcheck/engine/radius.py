@@ -276,14 +276,19 @@ def neighbors_within(
     block_size
         Rows per block (queries and references), overriding the memory budget.
     memory_budget
-        Bytes (or a size such as '512MiB') the search may use besides its input: a quarter
-        for the tiles, a quarter for one query block's pairs, a quarter for the pairs kept
-        in memory (beyond it they are spilled to disk), a quarter for temporaries.
+        Bytes (or a size such as '512MiB') the search may use besides its input and the
+        result (default 512 MiB): a quarter for the pairs kept in memory (beyond it they
+        are spilled to disk), a quarter for the torch tiles, a quarter for one query
+        block's candidate pairs (torch: a block that finds more is searched again in
+        halves, down to single queries; numba: the kernel's pair buffers, a block of 64
+        queries that finds more is rerun with room for all its pairs). The numba kernels' copy of the reference must fit half of an
+        explicit budget ('auto' takes torch otherwise).
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
-        Optional dict that receives details: backend, device, candidates checked, pairs,
-        whether the pairs were spilled.
+        Optional dict that receives details: backend, device, candidates checked exactly,
+        pairs found, whether they were spilled; numba: its pruning counters and the bytes
+        of its copies.
     spill_dir
         Folder for the spill files (``indices.npy``, ``distances.npy`` with a unique prefix)
         when the pairs outgrow the memory budget. None: a temporary folder, removed when the
@@ -320,11 +325,11 @@ def neighbors_within(
 
     from ..progress import progress_callback
 
-    max_rows = max(1, (budget // 4) // max(1, problem.n_ref * CANDIDATE_BYTES))
+    max_pairs = max(1, (budget // 4) // CANDIDATE_BYTES)
     try:
         with progress_callback(progress, problem.n_query, f"neighbors within ({name})") as tick:
             extra = _run(
-                problem, name, dev, budget // 4, block_size, max_rows, threshold, on_block, tick
+                problem, name, dev, budget // 4, block_size, max_pairs, threshold, on_block, tick
             )
         result = sink.result(
             shape=(problem.n_query, problem.n_ref), radius=r, norm=norm_name(problem.p),
@@ -361,19 +366,19 @@ def choose_radius(
     return ("torch" if name == "triton" else name), dev
 
 
-def _run(problem, name, device, budget, block_size, max_rows, threshold, on_block, tick) -> dict:
+def _run(problem, name, device, budget, block_size, max_pairs, threshold, on_block, tick) -> dict:
     """One backend's candidate pairs to ``on_block``; its details for ``info``."""
     if name == "numba":
         from . import numba_backend
 
-        max_pairs = max(1, budget // CANDIDATE_BYTES)
-        return numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
+        out = numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
+        return {"pruning": out["pairs"], "extra_bytes": out["extra_bytes"]}
     import torch
 
     from . import torch_backend
 
     torch_backend.radius_pairs(
-        problem, torch.device(device), budget, block_size, max_rows, threshold, on_block, tick
+        problem, torch.device(device), budget, block_size, max_pairs, threshold, on_block, tick
     )
     return {}
 

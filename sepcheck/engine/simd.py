@@ -183,14 +183,15 @@ def _stage1(Qs, q0, q1, blk, acc, linf):
 
 
 @njit(inline="always", error_model="numpy")
-def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, qa, ra, shrink):
-    """The first lower bound of a pair (lane ``ln`` of query ``g``'s accumulators of
-    :func:`_stage1`); float l1 bounds shrunk by their rounding margin."""
+def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, shrink):
+    """The first lower bound of the pair (query i, row j) (lane ``ln`` of query ``g``'s
+    accumulators of :func:`_stage1`); float l1 bounds shrunk by their rounding margin
+    (``Qa``/``Ra``: the l1 norms, read only there: placeholders for linf)."""
     if linf:
         return np.float64(acc_lin[g, ln])
     if integer:
         return np.float64(acc_int[g, ln])
-    return (acc_l1[g, ln] - 64.0 * _EPS * (qa + ra)) * shrink
+    return (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
 
 
 @njit(inline="always", error_model="numpy")
@@ -261,16 +262,23 @@ def _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer):
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, integer, out_d, out_i,
-                   counts):
+                   counts, fixed, stop, out_q, out_j, out_v, out_n):
+    """k-NN (``fixed`` False): the k best per query and slot into ``out_d``/``out_i``.
+    Radius (``fixed`` True, OTHER_LABEL): every pair at distance < ``stop`` (the threshold
+    from the first row on; pass the next float above a closed radius); query block b writes
+    its pairs to ``out_q/out_j/out_v[b, :cap]`` and their number to ``out_n[b]`` (beyond
+    ``cap`` only counted: the caller reruns the block with room for all)."""
     m, d = Q.shape
     n = R.shape[0]
     k = out_d.shape[2]
+    cap = out_j.shape[1]
     nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
     # float bounds carry rounding: shrink them by a provable relative error
     shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
     for b in prange(nblocks):
         q0 = b * QUERY_BLOCK
         q1 = min(q0 + QUERY_BLOCK, m)
+        found = 0
         n_label = 0
         n_stage1 = 0
         n_group = 0
@@ -287,10 +295,10 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                 g = i - q0
                 q = Q[i]
                 lab = ql[i]
-                thr0 = out_d[i, 0, k - 1]
+                thr0 = stop if fixed else out_d[i, 0, k - 1]
                 for j in range(j0, j1):
                     ln = j - j0
-                    lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa[i], Ra[j], shrink)
+                    lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, shrink)
                     if by_slot:
                         s = slot[j]
                         thr = out_d[i, s, k - 1]
@@ -324,80 +332,15 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                         n_abandon += 1
                         continue
                     n_full += 1
-                    _insert(out_d[i, s], out_i[i, s], v, j)
-                    thr0 = out_d[i, 0, k - 1]
-        counts[b, _LABEL] = n_label
-        counts[b, _PREFIX] = n_stage1
-        counts[b, _GROUP] = n_group
-        counts[b, _ABANDON] = n_abandon
-        counts[b, _FULL] = n_full
-        counts[b, _SCANNED] = n_scanned
-
-
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _radius_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, linf, integer, stop, out_q, out_j, out_v,
-                   out_n, counts):
-    """Every pair (query i, row j) with rl[j] != ql[i] and distance < ``stop`` (a float
-    threshold: pass the next float above a closed radius). Query block b writes its pairs
-    to ``out_*[b, :cap]`` and their number to ``out_n[b]`` (beyond ``cap`` only counted:
-    the caller reruns the block with room for all). The same bounds as
-    :func:`_search_kernel`, with the fixed threshold from the start."""
-    m, d = Q.shape
-    n = R.shape[0]
-    cap = out_j.shape[1]
-    nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
-    shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
-    for b in prange(nblocks):
-        q0 = b * QUERY_BLOCK
-        q1 = min(q0 + QUERY_BLOCK, m)
-        found = 0
-        n_label = 0
-        n_stage1 = 0
-        n_group = 0
-        n_abandon = 0
-        n_full = 0
-        n_scanned = 0
-        acc_lin, acc_int, acc_l1 = _accumulators(linf, integer, Rs)
-        for jb in range(Rs.shape[0]):
-            blk = Rs[jb]
-            j0 = jb * LANES
-            j1 = min(j0 + LANES, n)
-            _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer)
-            for i in range(q0, q1):
-                g = i - q0
-                q = Q[i]
-                lab = ql[i]
-                for j in range(j0, j1):
-                    ln = j - j0
-                    if _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa[i], Ra[j], shrink) >= stop:
-                        n_stage1 += 1
-                        continue
-                    if rl[j] == lab:
-                        n_label += 1
-                        continue
-                    r = R[j]
-                    if linf:
-                        v, scanned = _linf_scan(q, r, acc_lin[g, ln], Qs.shape[1], stop)
-                        n_scanned += scanned
+                    if fixed:
+                        if found < cap:
+                            out_q[b, found] = i
+                            out_j[b, found] = j
+                            out_v[b, found] = v
+                        found += 1
                     else:
-                        gq = Qg[i]
-                        gr = Rg[j]
-                        rest = _group_bound(gq, gr)
-                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
-                        if (rest - err) * shrink >= stop:
-                            n_group += 1
-                            continue
-                        v, scanned = _l1_scan(q, r, gq, gr, rest, err, shrink, stop)
-                        n_scanned += scanned
-                    if v >= stop:
-                        n_abandon += 1
-                        continue
-                    n_full += 1
-                    if found < cap:
-                        out_q[b, found] = i
-                        out_j[b, found] = j
-                        out_v[b, found] = v
-                    found += 1
+                        _insert(out_d[i, s], out_i[i, s], v, j)
+                        thr0 = out_d[i, 0, k - 1]
         out_n[b] = found
         counts[b, _LABEL] = n_label
         counts[b, _PREFIX] = n_stage1
@@ -577,7 +520,8 @@ def search_simd(
             Q, Qs, Qg, Qa = prep.query_values(queries[sl])
             counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
             _search_kernel(Q, Qs, Qg, Qa, ql[sl], prep.R, prep.Rs, prep.Rg, prep.Ra, rl, slot,
-                           by_slot, prep.linf, prep.integer, out_d[sl], out_i[sl], counts)
+                           by_slot, prep.linf, prep.integer, out_d[sl], out_i[sl], counts,
+                           False, math.inf, *_no_pairs(counts.shape[0]))
             pairs += counts.sum(axis=0)
             if progress is not None:
                 progress(Q.shape[0])
@@ -684,6 +628,19 @@ def radius_simd(
     return info
 
 
+def _no_pairs(blocks: int) -> tuple[np.ndarray, ...]:
+    """Placeholder pair buffers of a k-NN call of :func:`_search_kernel` (room for none)."""
+    return (np.empty((blocks, 0), dtype=np.int64), np.empty((blocks, 0), dtype=np.int64),
+            np.empty((blocks, 0)), np.zeros(blocks, dtype=np.int64))
+
+
+def _radius_call(prep, Q, Qs, Qg, Qa, ql, rl, stop, out_q, out_j, out_v, out_n, counts):
+    """:func:`_search_kernel` in radius mode (OTHER_LABEL, no k-best outputs)."""
+    _search_kernel(Q, Qs, Qg, Qa, ql, prep.R, prep.Rs, prep.Rg, prep.Ra, rl, np.zeros(1, dtype=np.int64),
+                   False, prep.linf, prep.integer, np.empty((1, 1, 1)), np.empty((1, 1, 1), dtype=np.int64),
+                   counts, True, stop, out_q, out_j, out_v, out_n)
+
+
 def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
     """The pairs of one batch: (rows within the batch, cols, values); blocks that overflow
     their share of ``max_pairs`` are rerun alone with room for all their pairs."""
@@ -695,8 +652,7 @@ def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
     out_v = np.empty((nb, cap))
     out_n = np.zeros(nb, dtype=np.int64)
     counts = np.zeros((nb, len(_PAIR_NAMES)), dtype=np.int64)
-    _radius_kernel(Q, Qs, Qg, Qa, ql, prep.R, prep.Rs, prep.Rg, prep.Ra, rl, prep.linf, prep.integer,
-                   stop, out_q, out_j, out_v, out_n, counts)
+    _radius_call(prep, Q, Qs, Qg, Qa, ql, rl, stop, out_q, out_j, out_v, out_n, counts)
     pairs += counts.sum(axis=0)
     parts = []
     for b in range(nb):
@@ -708,9 +664,8 @@ def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
         bq = np.empty((1, k), dtype=np.int64)
         bj = np.empty((1, k), dtype=np.int64)
         bv = np.empty((1, k))
-        _radius_kernel(Q[sl], Qs[sl], Qg if prep.linf else Qg[sl], Qa if prep.linf else Qa[sl],
-                       ql[sl], prep.R, prep.Rs, prep.Rg, prep.Ra, rl, prep.linf, prep.integer,
-                       stop, bq, bj, bv, np.zeros(1, dtype=np.int64), np.zeros_like(counts[:1]))
+        _radius_call(prep, Q[sl], Qs[sl], Qg if prep.linf else Qg[sl], Qa if prep.linf else Qa[sl],
+                     ql[sl], rl, stop, bq, bj, bv, np.zeros(1, dtype=np.int64), np.zeros_like(counts[:1]))
         parts.append((bq[0] + b * QUERY_BLOCK, bj[0], bv[0]))
     if not parts:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)

@@ -464,7 +464,7 @@ def radius_pairs(
     device: torch.device,
     budget: int,
     block_size: int | None,
-    max_query_rows: int,
+    max_pairs: int,
     threshold: float,
     on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
     progress: Callable[[int], None] | None = None,
@@ -479,31 +479,36 @@ def radius_pairs(
     integer <= ``threshold ** 2``); float l2 tiles are GEMM squared distances (compared with
     ``threshold ** 2`` plus their proven error bound, :func:`gemm_setup`); other tiles are
     ``torch.cdist`` tiles (:func:`brute_force`'s).
-    Query blocks hold at most ``max_query_rows`` rows (unless ``block_size`` says otherwise),
-    so that one block's pairs stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
+    A query block that collects more than ``max_pairs`` candidate pairs is searched again
+    in halves (down to single queries, whose pairs are at most the reference's rows), so
+    that the pairs held stay bounded. ``on_block(qs, n, rows, cols, values)`` receives
     each query block (rows ``qs .. qs + n``) once, its pairs in any order: absolute query
     rows, reference rows and float64 distances in raw units where the tiles are exact
     (uint8), else None.
     """
-    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
-        elem = 1
-        driven, dt, tile_of, _ = int8_setup(problem, device, budget, full=True)
-        t2 = threshold * threshold
-        limit: float | int = math.inf if t2 >= 2**31 - 2 else math.floor(t2)
-        exact, squared = True, True
-        row_limit = None
-    elif problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
-        driven, exact, squared, limit = problem, False, False, math.inf
+    # a hit: tile value <= limit (a number, or per query row); ``row_add`` (per query row,
+    # or None) is added to a hit's value to give its distance (squared with ``squared``)
+    row_add = None
+    squared = problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM
+    if squared and int8_gemm_exact(problem, device):
+        # exact integers ||r||^2 - 2 q.r (shifted rows) <= floor(threshold^2) - ||q||^2
+        driven, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=False)
+        t2 = min(threshold * threshold, 2.0**62)
+        room = np.clip(math.floor(t2) - sq_q.astype(np.int64), -(2**31), 2**31 - 2)
+        limit: Any = as_tensor(room.astype(np.int32)).to(device)
+        limit = None if t2 >= 2**31 + 255**2 * problem.dim else limit  # every pair
+        row_add, exact, elem = sq_q.astype(np.float64), True, 1
+    elif squared:
+        driven, exact = problem, False
         dt, tile_of, err = gemm_setup(problem, device)
         elem = torch.finfo(dt).bits // 8
-        row_limit = as_tensor(threshold * threshold + err).to(device)
+        limit = None if math.isinf(threshold) else as_tensor(threshold * threshold + err).to(device)
     else:
-        row_limit = None
         dt = direct_dtype(problem)
         elem = torch.finfo(dt).bits // 8
         p = problem.p
         exact = problem.integer and (math.isinf(p) or p == 1)  # cdist of integers
-        driven, limit, squared = problem, threshold, False
+        driven, limit = problem, None if math.isinf(threshold) else threshold
 
         def tile_of(q, qs, r, rows):
             return torch.cdist(
@@ -511,27 +516,38 @@ def radius_pairs(
             )[0]
 
     bq, br = block_sizes(problem, budget, block_size, elem)
-    if block_size is None:
-        bq = max(1, min(bq, max_query_rows))
+    if block_size is None and br > 8:
+        br -= br % 8  # the int8 GEMM's operands need no padding
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    start = [0]
+    held = [0]
+    start = [0]  # absolute first query row of the current tile
+    offset = [0]  # absolute first query row of the (sub)problem being driven
 
     def tile_rows(q, qs, r, rows):
-        start[0] = qs
-        return tile_of(q, qs, r, rows)
+        start[0] = qs + offset[0]
+        return tile_of(q, start[0], r, rows)
 
     def collect(run_v, run_i, block, ids):
-        hit = block != far_value(block.dtype)
-        if not math.isinf(limit):
-            hit &= block <= limit
-        if row_limit is not None:  # per query: threshold**2 + the GEMM's error bound
-            hit &= block <= row_limit[start[0] : start[0] + block.shape[0], None]
-        r, c = torch.nonzero(hit, as_tuple=True)
-        found.append((r, ids[c], block[r, c]))
+        if limit is None:  # every pair but the excluded ones
+            hit = block != far_value(block.dtype)
+        elif isinstance(limit, torch.Tensor):  # excluded entries are beyond any limit
+            hit = block <= limit[start[0] : start[0] + block.shape[0], None]
+        else:
+            hit = block <= limit
+        some = torch.nonzero(hit.any(dim=1)).reshape(-1)  # few rows hold hits
+        if some.numel():
+            r, c = torch.nonzero(hit[some], as_tuple=True)
+            r = some[r]
+            found.append((r, ids[c], block[r, c]))
+            held[0] += r.numel()
+            if held[0] > max_pairs and block.shape[0] > 1:
+                raise _TooManyPairs(start[0])
         return run_v, run_i
 
     def finish_block(qs, vals, inds):
         n = vals.shape[0]
+        qs += offset[0]
+        held[0] = 0
         if found:
             rows = torch.cat([f[0] for f in found]).cpu().numpy() + qs
             cols = torch.cat([f[1] for f in found]).cpu().numpy()
@@ -540,6 +556,33 @@ def radius_pairs(
             rows = cols = np.empty(0, dtype=np.int64)
             values = np.empty(0)
         found.clear()
+        if row_add is not None:
+            values += row_add[rows]  # exact: integers below 2**53
         on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
 
-    _drive(driven, device, bq, br, dt, tile_rows, 1, collect, finish_block, progress)
+    def run(lo: int, hi: int, rows_per_block: int) -> None:
+        """Query rows lo..hi in blocks of ``rows_per_block``; a block with too many pairs
+        again in halves."""
+        while lo < hi:
+            sub = driven if (lo, hi) == (0, problem.n_query) else driven.subset(slice(lo, hi))
+            offset[0] = lo
+            try:
+                _drive(sub, device, rows_per_block, br, dt, tile_rows, 1, collect,
+                       finish_block, progress)
+                return
+            except _TooManyPairs as e:
+                found.clear()
+                held[0] = 0
+                end = min(e.row + rows_per_block, hi)
+                run(e.row, end, max(1, rows_per_block // 2))
+                lo = end
+
+    run(0, problem.n_query, bq)
+
+
+class _TooManyPairs(Exception):
+    """A query block (from query row ``row``) collected more pairs than it may hold."""
+
+    def __init__(self, row: int):
+        super().__init__(row)
+        self.row = row

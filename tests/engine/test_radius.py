@@ -136,12 +136,16 @@ def test_distances_are_those_nearest_other_reports():
             assert idx[0] == i[q, 0] and dist[0] == d[q, 0]  # bit-identical
 
 
-def test_spills_to_disk_under_a_small_budget(tmp_path):
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_spills_to_disk_under_a_small_budget(tmp_path, backend):
+    # every pair: more than a query block may hold (torch halves its blocks, numba reruns
+    # them with room for all) and more than the memory share (spilled)
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, (760, 2)).astype(np.uint8)
     info: dict = {}
     res = neighbors_within(
-        X, None, math.inf, other_label=False, memory_budget="16MiB", info=info, norm="l1"
+        X, None, math.inf, other_label=False, memory_budget="16MiB", info=info, norm="l1",
+        backend=backend,
     )
     assert info["spilled"] and isinstance(res.indices, np.memmap)
     assert res.nnz == 760 * 759
@@ -158,7 +162,7 @@ def test_spills_to_disk_under_a_small_budget(tmp_path):
     assert not os.path.exists(folder)  # the temporary folder goes with the result
     kept = neighbors_within(
         X, None, math.inf, other_label=False, memory_budget="16MiB", spill_dir=tmp_path,
-        norm="l1",
+        norm="l1", backend=backend,
     )
     assert kept.spill_path == str(tmp_path) and len(list(tmp_path.iterdir())) == 2
     np.testing.assert_array_equal(kept.within(0.1).indices, within.indices)
@@ -204,3 +208,33 @@ def test_bad_input_is_one_line(call, message):
     with pytest.raises(SepcheckError, match=message) as e:
         call(X, y)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_torch_tiles_on_every_device(device, norm):
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 3, (70, 40)).astype(np.uint8)  # l2: the int8 GEMM tiles
+    y = rng.integers(0, 3, 70)
+    Q = np.concatenate([X[:5], rng.integers(0, 3, (9, 40)).astype(np.uint8)])
+    yq = rng.integers(0, 3, 14)
+    p = NORMS[norm]
+    for queries, labels in ((None, None), (Q, yq)):
+        D = oracle.pairwise(X if queries is None else queries, X, p) / 255
+        r = float(np.median(D))
+        want = oracle.within(X, y, r, queries, labels, p=p, scale=255.0)
+        res = neighbors_within(X, y, r, queries, labels, norm=norm, backend="torch",
+                               device=device, block_size=16)
+        _check(res, want, exact=True)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_progress_counts_every_query_and_info_says_how(backend):
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 4, (90, 5)).astype(np.uint8)
+    y = rng.integers(0, 2, 90)
+    done: list[int] = []
+    info: dict = {}
+    res = neighbors_within(X, y, 2 / 255, norm="l1", backend=backend, progress=done.append,
+                           info=info, block_size=32 if backend == "torch" else None)
+    assert sum(done) == 90 and info["backend"] == backend and info["pairs"] == res.nnz
+    assert not info["spilled"] and info["candidates"] >= res.nnz

@@ -10,7 +10,15 @@ import click
 
 from ..errors import SepcheckError
 from ..fileio import check_writable
-from ._common import cli_cache, data_options, emit_json, engine_options, fmt, json_option
+from ._common import (
+    check_engine,
+    cli_cache,
+    data_options,
+    emit_json,
+    engine_options,
+    fmt,
+    json_option,
+)
 
 
 @click.command()
@@ -43,11 +51,13 @@ def hygiene(
     from .._validation import as_memory_budget, check_positive_int
     from ..cache import cached_separation
     from ..datasets import open_dataset
+    from ..engine.radius import RADIUS_BACKENDS
     from ..hygiene import check_tau
     from ..hygiene import hygiene as run_hygiene
     from ..norms import parse_norm
 
     t = check_tau(tau)
+    check_engine(backend, device, RADIUS_BACKENDS, "the searches of this command")
     parse_norm(norm)
     check_positive_int(k, "--k")
     if top < 0:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ._common import cli_cache, data_options, emit_json, engine_options, json_option
+from ._common import check_engine, cli_cache, data_options, emit_json, engine_options, json_option
 
 
 @click.command()
@@ -40,11 +40,13 @@ def report(
     """
     from .._validation import as_memory_budget
     from ..datasets import open_dataset
+    from ..engine.radius import RADIUS_BACKENDS
     from ..hygiene import check_tau
     from ..report import build_report, check_out
 
     t0 = time.perf_counter()
     check_out(out, force)
+    check_engine(backend, device, RADIUS_BACKENDS, "the searches of this command")
     if tau is not None:
         check_tau(tau)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None

@@ -37,7 +37,8 @@ def test_hygiene_json_and_csv(npz, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "word"), [(["--tau", "-1"], "tau"), (["--tau", "nan"], "tau"),
-                                            (["--tau", "0.1", "--k", "0"], "k"), (["--tau", "0.1", "--top", "-1"], "top")])
+                                            (["--tau", "0.1", "--k", "0"], "k"), (["--tau", "0.1", "--top", "-1"], "top"),
+                                            (["--tau", "0.1", "--backend", "faiss"], "backend")])
 def test_hygiene_bad_input(npz, args, word):
     assert_one_line_error(run("hygiene", npz, *args), word)
 
@@ -56,7 +57,8 @@ def test_report_writes_folder_and_refuses_to_overwrite(npz, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "word"), [(["--tau", "-0.5"], "tau"), (["--eps", "0"], "eps"),
-                                            (["--drop", "30"], "drop"), (["--time-limit", "0"], "time")])
+                                            (["--drop", "30"], "drop"), (["--time-limit", "0"], "time"),
+                                            (["--device", "tpu"], "device")])
 def test_report_bad_input_writes_nothing(npz, tmp_path, args, word):
     out = tmp_path / "rep"
     assert_one_line_error(run("report", npz, "--out", out, "--device", "cpu", *args), word)

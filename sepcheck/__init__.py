@@ -15,6 +15,7 @@ class_pair_separation   minimum distance between every two classes (ClassPairs)
 robust_ceiling      best robust accuracy any classifier can reach, per eps (CeilingResult)
 LipschitzNNClassifier   the theorem's 1/r-Lipschitz classifier with certified radii
 CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
+hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
 train               the five training methods, models, trainer and evaluation
 TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
 sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.shards)
@@ -28,6 +29,7 @@ from .certify import CertificationResult
 from .classifier import LipschitzNNClassifier
 from .engine import nearest_other
 from .errors import SepcheckError
+from .hygiene import HygieneReport, hygiene
 from .separation import SeparationResult, separation
 
 _TRAIN_NAMES = {"TrainConfig", "train_model", "evaluate_runs", "lipschitz_estimate"}
@@ -83,6 +85,8 @@ __all__ = [
     "CeilingResult",
     "LipschitzNNClassifier",
     "CertificationResult",
+    "hygiene",
+    "HygieneReport",
     "TrainConfig",
     "train_model",
     "evaluate_runs",

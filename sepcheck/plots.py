@@ -41,6 +41,98 @@ def plot_separation(result: Any, ax: Any = None, eps: float | None = None, test:
     return ax
 
 
+def plot_class_pairs(classes: Any, distances: Any, ax: Any = None, *, names: Any = None, title: str | None = None) -> Any:
+    """Heatmap of the (C, C) minimum distances between classes (diagonal blank), each cell
+    annotated when C <= 12."""
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(5.2, 4.4), dpi=150)
+    D = np.array(distances, dtype=np.float64)
+    C = D.shape[0]
+    shown = D.copy()
+    np.fill_diagonal(shown, np.nan)
+    im = ax.imshow(shown, cmap="viridis", interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="minimum distance")
+    labels = [str(n) for n in names] if names is not None and len(names) == C else [str(c) for c in classes]
+    ax.set_xticks(range(C))
+    ax.set_yticks(range(C))
+    ax.set_xticklabels(labels, rotation=90 if max(map(len, labels)) > 2 else 0, fontsize=7)
+    ax.set_yticklabels(labels, fontsize=7)
+    if C <= 12:
+        finite = shown[np.isfinite(shown)]
+        mid = float(np.median(finite)) if finite.size else 0.0
+        for a in range(C):
+            for b in range(C):
+                if a != b and np.isfinite(D[a, b]):
+                    ax.text(b, a, f"{D[a, b]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if D[a, b] < mid else "black")
+    ax.set_title(title or "class-pair separation", fontsize=10)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_certified(curves: dict[str, dict[str, Any]], ax: Any = None, *, typical_eps: dict[str, Any] | None = None,
+                   title: str | None = None) -> Any:
+    """Certified accuracy against eps, one line per norm (``curves[norm]`` has 'eps' and
+    'certified_accuracy'); a dotted line at each norm's typical eps when given."""
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(4.5, 3.2), dpi=150)
+    for k, (norm, c) in enumerate(curves.items()):
+        color = CLASS_COLORS[k % len(CLASS_COLORS)]
+        ax.plot(c["eps"], c["certified_accuracy"], color=color, linewidth=1.4, label=f"{norm}")
+        e = (typical_eps or {}).get(norm)
+        if e is not None:
+            ax.axvline(e, color=color, linestyle=":", linewidth=1.0, label=f"typical ε ({norm}) = {e:.3g}")
+    ax.set_xlabel("ε" if len(curves) == 1 else "ε (each norm on its own scale)")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title or "certified accuracy", fontsize=10)
+    ax.legend(frameon=False, fontsize=7)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_image_pairs(top: Any, bottom: Any, captions: list[str], *, row_labels: tuple[str, str] = ("", ""),
+                     title: str = "") -> Any:
+    """A two-row grid: ``top[i]`` above ``bottom[i]``, caption under each column. Images are
+    (m, H, W) grey or (m, H, W, 3) colour arrays (uint8 or [0, 1] floats). Returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    m = len(captions)
+    fig, axes = plt.subplots(2, max(m, 1), figsize=(1.15 * max(m, 1) + 0.4, 3.0), dpi=110, squeeze=False)
+    for col in range(max(m, 1)):
+        for row, imgs in enumerate((top, bottom)):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= m:
+                ax.axis("off")
+                continue
+            img = np.asarray(imgs[col])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255 if img.dtype == np.uint8 else 1,
+                      interpolation="nearest")
+            if col == 0 and row_labels[row]:
+                ax.set_ylabel(row_labels[row], fontsize=8)
+        if col < m:
+            axes[1, col].set_xlabel(captions[col], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 #: class colours (colour-blind safe: Okabe-Ito), cycled for more classes
 CLASS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
@@ -240,4 +332,5 @@ def plot_ceiling(
     return ax
 
 
-__all__ = ["CLASS_COLORS", "plot_ceiling", "plot_classifier", "plot_separation"]
+__all__ = ["CLASS_COLORS", "plot_ceiling", "plot_certified", "plot_class_pairs", "plot_classifier",
+           "plot_image_pairs", "plot_separation"]

@@ -246,7 +246,9 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     remaining points among themselves, exactly.
 
     Returns ``(result on the kept points, dropped indices into X)``; the kept points' indices
-    are ``np.delete(np.arange(n), dropped)``. ``result``: the full data's result, if known.
+    are ``np.delete(np.arange(n), dropped)``. ``result``: the full data's result, if known
+    (same norm and units). Only the kept points whose nearest other-label point was dropped
+    are searched again.
     """
     if is_source(X):  # the kept rows are searched again: read them into memory
         src = open_source(X, "X")
@@ -259,9 +261,24 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
         return full, dropped
     keep = np.ones(Xf.shape[0], dtype=bool)
     keep[dropped] = False
-    if np.unique(yv[keep]).size < 2:
+    Xk, yk = Xf[keep], yv[keep]
+    if np.unique(yk).size < 2:
         raise SepcheckError(f"dropping {drop} points leaves a single class: drop fewer")
-    return separation(Xf[keep], yv[keep], norm=norm, raw=raw, **engine_options), dropped
+    # exact shortcut: a kept point whose nearest other-label point (lowest index on ties) is
+    # kept has the same nearest point among the kept ones; only the others are searched again
+    position = np.cumsum(keep) - 1
+    dist, nbr = full.distances[keep].copy(), position[full.neighbors[keep]]
+    again = np.flatnonzero(~keep[full.neighbors[keep]])
+    if again.size:
+        p = parse_norm(norm)
+        d, i = nearest_other(Xk, yk, Xk[again], yk[again], norm=p, k=1, raw=raw, **engine_options)
+        dist[again], nbr[again] = d[:, 0], i[:, 0]
+    res = SeparationResult(
+        norm=full.norm, distances=dist, neighbors=nbr, dataset=full.dataset, n_classes=int(np.unique(yk).size),
+        dim=int(Xk.shape[1]), units=full.units, content_hash=array_digest(Xk, yk),
+    )
+    res.conflicts = find_conflicts(Xk, yk, np.flatnonzero(dist == 0))
+    return res, dropped
 
 
 def ratio_to_eps(sep: float, eps: float | None) -> float | None:

@@ -34,6 +34,8 @@ COMMANDS = {
     "train": "sepcheck.cli.train:train",
     "eval": "sepcheck.cli.train:evaluate",
     "merge": "sepcheck.cli.merge:merge",
+    "hygiene": "sepcheck.cli.hygiene:hygiene",
+    "report": "sepcheck.cli.report:report",
 }
 
 

@@ -53,6 +53,13 @@ memory_budget_option = click.option(
 )
 
 
+def engine_options(f: Callable) -> Callable:
+    """--backend, --device and --memory-budget of the commands that search."""
+    f = memory_budget_option(f)
+    f = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")(f)
+    return click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")(f)
+
+
 def cli_cache(no_cache: bool) -> Path | None:
     """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
     ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._validation import as_features, as_labels, check_two_classes
-from .ceiling import CeilingResult, as_eps_grid, check_time_limit, robust_ceiling
+from .ceiling import CeilingResult, ceiling_inputs, robust_ceiling
 from .errors import SepcheckError
 from .fileio import writable_dir
 from .hashing import array_digest
@@ -129,11 +128,7 @@ def cached_ceiling(
     the nearest-other distances it needs come from :func:`cached_separation` in the same
     cache. Returns (result, came_from_cache)."""
     p = parse_norm(norm)
-    Xf = as_features(X, "X")
-    yv = as_labels(y, Xf.shape[0], "y", "X")
-    grid = as_eps_grid(eps)
-    limit = check_time_limit(time_limit)
-    check_two_classes(yv, "y", what="the robust-accuracy ceiling")
+    Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)
     digest = array_digest(Xf, yv)
 
     def load(path: Path) -> CeilingResult | None:

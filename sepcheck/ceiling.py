@@ -182,6 +182,17 @@ def check_time_limit(time_limit: Any) -> float:
     return float(time_limit)
 
 
+def ceiling_inputs(X: Any, y: Any, eps: Any, time_limit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Validated (features (n, d), labels (n,), eps grid (E,), time limit) of a ceiling: at
+    least two classes, radii finite and >= 0, a time limit > 0."""
+    Xf = as_features(X, "X")
+    yv = as_labels(y, Xf.shape[0], "y", "X")
+    grid = as_eps_grid(eps)
+    limit = check_time_limit(time_limit)
+    check_two_classes(yv, "y", what="the robust-accuracy ceiling")
+    return Xf, yv, grid, limit
+
+
 def robust_ceiling(
     X: Any,
     y: Any,
@@ -233,11 +244,7 @@ def robust_ceiling(
     from .engine.radius import neighbors_within
 
     p = parse_norm(norm)
-    Xf = as_features(X, "X")
-    yv = as_labels(y, Xf.shape[0], "y", "X")
-    grid = as_eps_grid(eps)
-    limit = check_time_limit(time_limit)
-    check_two_classes(yv, "y", what="the robust-accuracy ceiling")
+    Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)
     n = int(Xf.shape[0])
     _, yidx = np.unique(yv, return_inverse=True)
     yidx = yidx.astype(np.int64)

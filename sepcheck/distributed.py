@@ -5,7 +5,8 @@
 joins the process group (NCCL on GPUs, one GPU per process from ``LOCAL_RANK``; gloo on the
 CPU). Training (:mod:`sepcheck.train`, DistributedDataParallel) and the sharded searches
 (:mod:`sepcheck.shards`) both use it. Every collective here turns a failure of another
-process (it died, or the group was torn down) into one :class:`SepcheckRuntimeError` line.
+process (it died, or the group was torn down) into one :class:`SepcheckError` line (exit
+code 2, as the issue's bad-input list asks for a rank that dies).
 
 torch is imported on first use: importing this module costs nothing.
 """
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SepcheckRuntimeError, cause
+from .errors import SepcheckError, SepcheckRuntimeError, cause
 
 
 @dataclass
@@ -100,9 +101,9 @@ def share_cores(ctx: DistContext) -> int | None:
     return threads
 
 
-def _lost(ctx: DistContext, exc: BaseException) -> SepcheckRuntimeError:
+def _lost(ctx: DistContext, exc: BaseException) -> SepcheckError:
     why = re.sub(r"^\[[^\]]*\]\s*", "", cause(exc, 300)).split(". ")[0]  # gloo: "[file.cc:537] Read error ..."
-    return SepcheckRuntimeError(
+    return SepcheckError(
         f"rank {ctx.rank} of {ctx.world_size}: another process of the job stopped or did not answer "
         f"({why}); nothing was written: rerun the job (with --resume to "
         "keep the shards already finished)"
@@ -110,7 +111,7 @@ def _lost(ctx: DistContext, exc: BaseException) -> SepcheckRuntimeError:
 
 
 def barrier(ctx: DistContext) -> None:
-    """Wait for every process (no-op with one); a process that died -> SepcheckRuntimeError."""
+    """Wait for every process (no-op with one); a process that died -> SepcheckError."""
     if not ctx.enabled:
         return
     import torch.distributed as dist
@@ -123,7 +124,7 @@ def barrier(ctx: DistContext) -> None:
 
 def gather_object(obj: Any, ctx: DistContext) -> list[Any] | None:
     """Every process's picklable ``obj`` on rank 0 (rank order), None on the others;
-    ``[obj]`` with one process. A process that died -> SepcheckRuntimeError."""
+    ``[obj]`` with one process. A process that died -> SepcheckError."""
     if not ctx.enabled:
         return [obj]
     import torch.distributed as dist

@@ -157,6 +157,6 @@ def test_a_process_that_dies_stops_the_others(tmp_path):
                         text=True, timeout=300)
     assert other.wait(timeout=60) == -signal.SIGKILL
     lines = [ln for ln in r0.stderr.splitlines() if ln.strip()]
-    assert r0.returncode == 1 and len(lines) == 1, r0.stderr
+    assert r0.returncode == 2 and len(lines) == 1, r0.stderr
     assert lines[0].startswith("error: rank 0 of 2: another process of the job stopped")
     assert not out.exists()

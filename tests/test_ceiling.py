@@ -67,7 +67,7 @@ def test_small_random_against_enumeration(n, d, k, norm, seed):
     y = rng.integers(0, k, size=n)
     y[:2] = [0, 1]
     eps = np.array([0.0, 0.125, 0.25, 0.5, 0.75])
-    res = robust_ceiling(X, y, eps, norm=norm)
+    res = robust_ceiling(X, y, eps, norm=norm, device="cpu")
     assert np.all(np.diff(res.accuracy) <= 0) and np.all(res.accuracy >= res.class_share)
     for i, e in enumerate(eps):
         edges = conflict_edges(X, y, e, NORMS[norm])
@@ -85,7 +85,7 @@ def test_two_classes_against_networkx_matching(n, norm, seed):
     y = rng.integers(0, 2, size=n) * 7 + 3  # labels 3 and 10
     y[:2] = [3, 10]
     eps = np.array([0.1, 0.3, 0.5, 0.05])
-    res = robust_ceiling(X, y, eps, norm=norm)
+    res = robust_ceiling(X, y, eps, norm=norm, device="cpu")
     for i, e in enumerate(eps):
         edges = conflict_edges(X, y, e, NORMS[norm], scale=255.0)
         assert res.exact[i] and res.details[i]["components"]["milp"] == 0
@@ -99,7 +99,7 @@ def test_real_mnist_subsets(mnist_test):
     # two classes (4 and 9, the closest pair): bipartite, against networkx
     two = np.flatnonzero((y == 4) | (y == 9))[:150]
     eps = np.array([0.45, 0.4975, 0.5])  # MNIST linf distances crowd just below 1
-    res = robust_ceiling(X[two], y[two], eps, norm="linf")
+    res = robust_ceiling(X[two], y[two], eps, norm="linf", device="cpu")
     for i, e in enumerate(eps):
         edges = conflict_edges(X[two], y[two], e, math.inf, scale=255.0)
         assert round(res.accuracy[i] * two.size) == mis_bipartite(two.size, edges)
@@ -107,7 +107,7 @@ def test_real_mnist_subsets(mnist_test):
     assert res.n_edges[-1] > 0
     # ten classes, 14 points: integer programs, against enumeration
     few = np.arange(14)
-    res = robust_ceiling(X[few], y[few], [4.0, 4.5, 5.0], norm="l2")
+    res = robust_ceiling(X[few], y[few], [4.0, 4.5, 5.0], norm="l2", device="cpu")
     for i, e in enumerate(res.eps):
         edges = conflict_edges(X[few], y[few], e, 2.0, scale=255.0)
         assert res.accuracy[i] == mis_enumerated(14, edges) / 14
@@ -119,9 +119,9 @@ def test_eps_zero_is_one_without_duplicates_and_sees_identical_points():
     rng = np.random.default_rng(1)
     X = rng.random((30, 4))
     y = np.arange(30) % 3
-    assert robust_ceiling(X, y, 0.0).accuracy.tolist() == [1.0]
+    assert robust_ceiling(X, y, 0.0, device="cpu").accuracy.tolist() == [1.0]
     X[5] = X[7]  # same input, labels 2 and 1: a conflict at distance 0 (closed balls)
-    res = robust_ceiling(X, y, [0.0])
+    res = robust_ceiling(X, y, [0.0], device="cpu")
     assert res.accuracy[0] == 29 / 30 and res.n_edges[0] == 1 and res.sacrificed[0].size == 1
 
 
@@ -132,7 +132,7 @@ def test_beyond_the_diameter_is_the_largest_class_share(norm):
     y = rng.choice(4, size=40, p=[0.4, 0.3, 0.2, 0.1])
     dist = pairwise(X, X, NORMS[norm])
     widest = float(dist[y[:, None] != y[None, :]].max())  # every pair conflicts, inside the diameter bound
-    res = robust_ceiling(X, y, [widest / 2, 10.0], norm=norm)
+    res = robust_ceiling(X, y, [widest / 2, 10.0], norm=norm, device="cpu")
     share = np.bincount(y).max() / 40
     assert res.class_share == share and res.accuracy.tolist() == [share, share] and res.exact.all()
     assert res.n_components.tolist() == [1, 1] and res.n_edges[0] == res.n_edges[1] == (1600 - (np.bincount(y) ** 2).sum()) // 2
@@ -146,7 +146,7 @@ def test_time_limit_gives_bounds_around_the_truth():
     y = np.arange(n) % 3
     D = pairwise(X, X, math.inf)
     eps = float(np.quantile(D[np.triu_indices(n, 1)], 0.6)) / 2
-    res = robust_ceiling(X, y, eps, time_limit=1e-9)
+    res = robust_ceiling(X, y, eps, time_limit=1e-9, device="cpu")
     truth = mis_enumerated(n, conflict_edges(X, y, eps, math.inf)) / n
     assert not res.exact[0] and res.details[0]["components"]["milp_inexact"] == 1
     assert res.accuracy[0] <= truth <= res.upper[0]
@@ -162,9 +162,9 @@ def test_given_nearest_distances_give_the_same_answer():
     y = np.arange(60) % 3
     d1 = nearest_other(X, y, p=2.0, scale=255.0)[0][:, 0]
     eps = [0.05, 0.1, 0.2]
-    assert same_answer(robust_ceiling(X, y, eps, norm="l2", nearest_distances=d1), robust_ceiling(X, y, eps, norm="l2"))
+    assert same_answer(robust_ceiling(X, y, eps, norm="l2", nearest_distances=d1, device="cpu"), robust_ceiling(X, y, eps, norm="l2", device="cpu"))
     with pytest.raises(SepcheckError, match="nearest_distances"):
-        robust_ceiling(X, y, eps, nearest_distances=d1[:-1])
+        robust_ceiling(X, y, eps, nearest_distances=d1[:-1], device="cpu")
 
 
 # ----- result, plot ----------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_result_round_trips_through_json(tmp_path):
     rng = np.random.default_rng(4)
     X = rng.integers(0, 256, size=(50, 5), dtype=np.uint8)
     y = np.arange(50) % 3
-    res = robust_ceiling(X, y, [0.0, 0.2, 0.4], norm="l2", dataset="toy")
+    res = robust_ceiling(X, y, [0.0, 0.2, 0.4], norm="l2", dataset="toy", device="cpu")
     back = CeilingResult.load(res.save(tmp_path / "c.json"))
     assert back.to_dict() == res.to_dict() and back.units == "pixel" and back.norm == "l2"
     assert res.accuracy[0] == 1.0 and np.all(np.diff(res.accuracy) <= 0)
@@ -189,7 +189,7 @@ def test_plot_draws_the_curve_and_the_band():
     rng = np.random.default_rng(3)
     X = rng.random((16, 8))
     y = np.arange(16) % 3
-    res = robust_ceiling(X, y, np.linspace(0, 0.5, 6), time_limit=1e-9)
+    res = robust_ceiling(X, y, np.linspace(0, 0.5, 6), time_limit=1e-9, device="cpu")
     ax = res.plot(typical_eps=0.1, runs=[{"eps": 0.1, "accuracy": 0.5, "label": "AT"}])
     assert ax.get_xlabel() and ax.get_ylabel() and ax.lines
     ax.figure.clf()
@@ -220,9 +220,9 @@ def test_bad_input_is_one_line(kwargs, match):
 def test_one_class_and_mismatched_labels():
     X = np.zeros((4, 2))
     with pytest.raises(SepcheckError, match="single class.*ceiling"):
-        robust_ceiling(X, [1, 1, 1, 1], 0.1)
+        robust_ceiling(X, [1, 1, 1, 1], 0.1, device="cpu")
     with pytest.raises(SepcheckError, match="3 labels but X has 4 rows"):
-        robust_ceiling(X, [0, 1, 0], 0.1)
+        robust_ceiling(X, [0, 1, 0], 0.1, device="cpu")
 
 
 def same_answer(a, b):
@@ -238,15 +238,15 @@ def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
     rng = np.random.default_rng(6)
     X = rng.random((40, 3))
     y = np.arange(40) % 4
-    first, hit = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path)
-    again, hit2 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, dataset="named")
+    first, hit = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, device="cpu")
+    again, hit2 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, dataset="named", device="cpu")
     assert (hit, hit2) == (False, True)
     assert same_answer(again, first) and again.dataset == "named"
-    assert not cached_ceiling(X, y, [0.0, 0.3], cache=tmp_path)[1]
-    assert not cached_ceiling(X, y, [0.0, 0.2], time_limit=5.0, cache=tmp_path)[1]
-    assert not cached_ceiling(X[::-1], y, [0.0, 0.2], cache=tmp_path)[1]
+    assert not cached_ceiling(X, y, [0.0, 0.3], cache=tmp_path, device="cpu")[1]
+    assert not cached_ceiling(X, y, [0.0, 0.2], time_limit=5.0, cache=tmp_path, device="cpu")[1]
+    assert not cached_ceiling(X[::-1], y, [0.0, 0.2], cache=tmp_path, device="cpu")[1]
     for f in tmp_path.glob("ceiling-*.json"):
         f.write_text("{not json")
-    res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path)
+    res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, device="cpu")
     assert not hit3 and same_answer(res, first)
-    assert not cached_ceiling(X, y, [0.0, 0.2])[1]  # no cache given: nothing read or written
+    assert not cached_ceiling(X, y, [0.0, 0.2], device="cpu")[1]  # no cache given: nothing read or written

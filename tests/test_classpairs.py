@@ -49,7 +49,7 @@ def test_matches_brute_force(seed, dtype, norm, n_classes):
     y = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, n - n_classes)]) * 3
     scale = 255.0 if dtype == "uint8" else 1.0
     classes, dist, pairs = _brute(X, y, NORMS[norm], scale)
-    got = class_pair_separation(X, y, norm=norm, backend="torch" if norm == "l2" else "auto")
+    got = class_pair_separation(X, y, norm=norm, backend="torch" if norm == "l2" else "auto", device="cpu")
     np.testing.assert_array_equal(got.classes, classes)
     np.testing.assert_array_equal(got.distances, dist)  # NaN diagonal included
     np.testing.assert_array_equal(got.pairs, pairs)
@@ -59,7 +59,7 @@ def test_matches_brute_force(seed, dtype, norm, n_classes):
 def test_to_dict_and_closest():
     X = np.array([[0.0], [1.0], [5.0], [5.5], [9.0]])
     y = np.array([2, 0, 1, 0, 1])
-    got = class_pair_separation(X, y, norm="l2")
+    got = class_pair_separation(X, y, norm="l2", device="cpu")
     d = json.loads(json.dumps(got.to_dict()))
     assert d["classes"] == [0, 1, 2] and d["distances"][0][0] is None
     assert d["distances"][0][1] == 0.5 and d["pairs"][0][1] == [3, 2]
@@ -69,5 +69,5 @@ def test_to_dict_and_closest():
 
 def test_one_class_is_a_one_line_error():
     with pytest.raises(SepcheckError, match="single class") as e:
-        class_pair_separation(np.zeros((3, 2)), [1, 1, 1])
+        class_pair_separation(np.zeros((3, 2)), [1, 1, 1], device="cpu")
     assert "\n" not in str(e.value)

@@ -119,11 +119,11 @@ def test_csv_and_json(tmp_path):
 @pytest.mark.parametrize("tau", [-0.1, math.nan, math.inf, "0.1", None])
 def test_bad_tau(tau):
     with pytest.raises(SepcheckError, match="tau"):
-        hygiene(np.zeros((2, 1)), [0, 1], tau=tau)
+        hygiene(np.zeros((2, 1)), [0, 1], tau=tau, device="cpu")
 
 
 def test_one_class_and_bad_k():
     with pytest.raises(SepcheckError, match="single class"):
-        hygiene(np.zeros((3, 1)), [0, 0, 0], tau=0.1)
+        hygiene(np.zeros((3, 1)), [0, 0, 0], tau=0.1, device="cpu")
     with pytest.raises(SepcheckError, match="k=0"):
-        hygiene(np.zeros((2, 1)), [0, 1], tau=0.1, k=0)
+        hygiene(np.zeros((2, 1)), [0, 1], tau=0.1, k=0, device="cpu")

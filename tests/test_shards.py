@@ -208,9 +208,9 @@ def test_refusals_leave_everything_untouched(tmp_path):
         sharded_separation(X, y, out=tmp_path / "n.h5", device="cpu")
     assert (mine / "notes.txt").read_text() == "mine"
     with pytest.raises(SepcheckError, match="--resume needs --out"):
-        sharded_separation(X, y, resume=True)
+        sharded_separation(X, y, resume=True, device="cpu")
     with pytest.raises(SepcheckError, match="--shard I/N needs --out"):
-        sharded_separation(X, y, shard="0/2")
+        sharded_separation(X, y, shard="0/2", device="cpu")
     # a journal of another run is refused as well, and kept
     sharded_separation(X, y, shard_rows=50, out=tmp_path / "a.h5", shard=(0, 2), device="cpu")
     piece = tmp_path / "b.h5"

@@ -30,13 +30,13 @@ def test_table_json_files_and_cache(tmp_path, npz):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     with np.load(npz) as z:
-        want = robust_ceiling(z["X_test"], z["y_test"], [0, 0.5, 1.0, 1.5, 2.0], norm="l2")
+        want = robust_ceiling(z["X_test"], z["y_test"], [0, 0.5, 1.0, 1.5, 2.0], norm="l2", device="cpu")
     assert rep["eps"] == [0, 0.5, 1.0, 1.5, 2.0] and rep["accuracy"] == want.accuracy.tolist()
     assert rep["n_edges"] == want.n_edges.tolist() and rep["split"] == "test" and not rep["cached"]
     assert rep["accuracy"][0] == 1.0 and rep["accuracy"][-1] < 1.0
     assert CeilingResult.load(out).accuracy.tolist() == rep["accuracy"]
     assert plot.stat().st_size > 1000
-    r = run("ceiling", npz, "--norm", "l2", "--eps", 0, "--eps", 0.5, "--eps", 1, "--eps", 1.5, "--eps", 2,
+    r = run("ceiling", npz, "--device", "cpu", "--norm", "l2", "--eps", 0, "--eps", 0.5, "--eps", 1, "--eps", 1.5, "--eps", 2,
             "--split", "test", "--device", "cpu")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
@@ -57,7 +57,7 @@ def test_runs_against_the_ceiling(tmp_path, npz):
     (point,) = json.loads(r.stdout)["runs"]
     with np.load(npz) as z:
         idx = np.sort(np.random.default_rng(0).choice(30, size=20, replace=False))  # eval's seeded subset
-        want = robust_ceiling(z["X_test"][idx], z["y_test"][idx], 0.4)
+        want = robust_ceiling(z["X_test"][idx], z["y_test"][idx], 0.4, device="cpu")
     assert point["ceiling"] == want.accuracy[0] and point["n_points"] == 20 and point["subset"]
     assert point["attack"] == "PGD" and not point["above"]
     # a robust accuracy above the ceiling is impossible: flagged loudly
@@ -89,7 +89,7 @@ def test_runs_against_the_ceiling(tmp_path, npz):
 )
 def test_bad_input_one_line(tmp_path, npz, args, words):
     out, plot = tmp_path / "o.json", tmp_path / "o.png"
-    r = run("ceiling", npz, *args, "--out", out, "--plot", plot, catch_exceptions=True)
+    r = run("ceiling", npz, *args, "--device", "cpu", "--out", out, "--plot", plot, catch_exceptions=True)
     assert_one_line_error(r, *words)
     assert not out.exists() and not plot.exists()
 

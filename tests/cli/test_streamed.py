@@ -40,13 +40,13 @@ def _npy_dir(tmp_path, arrays):
 @pytest.mark.parametrize("store", [_h5, _npy_dir])
 def test_separation_and_certify_stream(tmp_path, arrays, store):
     data = store(tmp_path, arrays)
-    r = run("separation", data, "--split", "both", "--json", "--no-cache", "--memory-budget", "16MiB")
+    r = run("separation", data, "--split", "both", "--json", "--no-cache", "--memory-budget", "16MiB", "--device", "cpu")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
-    d, _ = nearest_other(arrays["X"], arrays["y"])
-    td, _ = nearest_other(arrays["X"], arrays["y"], arrays["X_test"], arrays["y_test"])
+    d, _ = nearest_other(arrays["X"], arrays["y"], device="cpu")
+    td, _ = nearest_other(arrays["X"], arrays["y"], arrays["X_test"], arrays["y_test"], device="cpu")
     assert rep["streamed"] and rep["separation"] == d.min() and rep["test_separation"] == td.min()
-    r = run("certify", data, "--json", "--no-cache", "--memory-budget", "16MiB")
+    r = run("certify", data, "--json", "--no-cache", "--memory-budget", "16MiB", "--device", "cpu")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["n_train"] == 90 and rep["n"] == 25 and rep["separation"] == d.min()

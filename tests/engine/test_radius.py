@@ -117,10 +117,10 @@ def test_closed_ball_at_twice_eps_on_the_pixel_scale():
     X[1, 0], X[2, 1], X[3, 2] = 51, 52, 50
     y = np.array([0, 1, 1, 1])
     for norm in ("linf", "l1", "l2"):
-        got = neighbors_within(X, y, 2 * 0.1, norm=norm)
+        got = neighbors_within(X, y, 2 * 0.1, norm=norm, device="cpu")
         idx, dist = got.row(0)
         assert idx.tolist() == [3, 1] and dist.tolist() == [50 / 255, 0.2]
-        raw = neighbors_within(X, y, 51, norm=norm, raw=True)
+        raw = neighbors_within(X, y, 51, norm=norm, raw=True, device="cpu")
         assert raw.row(0)[0].tolist() == [3, 1] and raw.units == "raw"
 
 
@@ -129,8 +129,8 @@ def test_distances_are_those_nearest_other_reports():
     X = rng.normal(size=(80, 30)).astype(np.float32)
     y = rng.integers(0, 3, 80)
     for norm in ("l2", "linf", 3.0):
-        d, i = nearest_other(X, y, norm=norm)
-        res = neighbors_within(X, y, float(d.max()), norm=norm)
+        d, i = nearest_other(X, y, norm=norm, device="cpu")
+        res = neighbors_within(X, y, float(d.max()), norm=norm, device="cpu")
         for q in range(80):
             idx, dist = res.row(q)
             assert idx[0] == i[q, 0] and dist[0] == d[q, 0]  # bit-identical
@@ -145,7 +145,7 @@ def test_spills_to_disk_under_a_small_budget(tmp_path, backend):
     info: dict = {}
     res = neighbors_within(
         X, None, math.inf, other_label=False, memory_budget="16MiB", info=info, norm="l1",
-        backend=backend,
+        backend=backend, device="cpu"
     )
     assert info["spilled"] and isinstance(res.indices, np.memmap)
     assert res.nnz == 760 * 759
@@ -162,7 +162,7 @@ def test_spills_to_disk_under_a_small_budget(tmp_path, backend):
     assert not os.path.exists(folder)  # the temporary folder goes with the result
     kept = neighbors_within(
         X, None, math.inf, other_label=False, memory_budget="16MiB", spill_dir=tmp_path,
-        norm="l1", backend=backend,
+        norm="l1", backend=backend, device="cpu"
     )
     assert kept.spill_path == str(tmp_path) and len(list(tmp_path.iterdir())) == 2
     np.testing.assert_array_equal(kept.within(0.1).indices, within.indices)
@@ -171,7 +171,7 @@ def test_spills_to_disk_under_a_small_budget(tmp_path, backend):
 def test_result_methods(tmp_path):
     X = np.array([[0.0], [0.0], [1.0], [3.0]])
     y = np.array([0, 1, 1, 0])
-    res = neighbors_within(X, y, 2.0, norm="l2")
+    res = neighbors_within(X, y, 2.0, norm="l2", device="cpu")
     assert res.units == "data" and res.norm == "l2"
     assert res.row(0)[0].tolist() == [1, 2] and res.row(-1)[0].tolist() == [2]
     csr = res.to_csr()
@@ -189,17 +189,17 @@ def test_result_methods(tmp_path):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda X, y: neighbors_within(X, y, -0.1), "radius"),
-        (lambda X, y: neighbors_within(X, y, float("nan")), "radius"),
-        (lambda X, y: neighbors_within(X, y, "1"), "radius"),
-        (lambda X, y: neighbors_within(X, y, 1.0, backend="faiss"), "auto, numba, torch"),
-        (lambda X, y: neighbors_within(X, y, 1.0, backend="triton"), "auto, numba, torch"),
-        (lambda X, y: neighbors_within(X, None, 1.0), "reference_labels"),
-        (lambda X, y: neighbors_within(X, y, 1.0, X, None), "query_labels"),
-        (lambda X, y: neighbors_within(X, y, 1.0, None, y, other_label=False), "query_labels"),
-        (lambda X, y: neighbors_within(X, y, 1.0, norm="l2", backend="numba"), "numba"),
-        (lambda X, y: neighbors_within(X, y, 1.0).within(2.0), "beyond"),
-        (lambda X, y: neighbors_within(X, y, 1.0).row(9), "row"),
+        (lambda X, y: neighbors_within(X, y, -0.1, device="cpu"), "radius"),
+        (lambda X, y: neighbors_within(X, y, float("nan"), device="cpu"), "radius"),
+        (lambda X, y: neighbors_within(X, y, "1", device="cpu"), "radius"),
+        (lambda X, y: neighbors_within(X, y, 1.0, backend="faiss", device="cpu"), "auto, numba, torch"),
+        (lambda X, y: neighbors_within(X, y, 1.0, backend="triton", device="cpu"), "auto, numba, torch"),
+        (lambda X, y: neighbors_within(X, None, 1.0, device="cpu"), "reference_labels"),
+        (lambda X, y: neighbors_within(X, y, 1.0, X, None, device="cpu"), "query_labels"),
+        (lambda X, y: neighbors_within(X, y, 1.0, None, y, other_label=False, device="cpu"), "query_labels"),
+        (lambda X, y: neighbors_within(X, y, 1.0, norm="l2", backend="numba", device="cpu"), "numba"),
+        (lambda X, y: neighbors_within(X, y, 1.0, device="cpu").within(2.0), "beyond"),
+        (lambda X, y: neighbors_within(X, y, 1.0, device="cpu").row(9), "row"),
     ],
 )
 def test_bad_input_is_one_line(call, message):
@@ -235,6 +235,6 @@ def test_progress_counts_every_query_and_info_says_how(backend):
     done: list[int] = []
     info: dict = {}
     res = neighbors_within(X, y, 2 / 255, norm="l1", backend=backend, progress=done.append,
-                           info=info, block_size=32 if backend == "torch" else None)
+                           info=info, block_size=32 if backend == "torch" else None, device="cpu")
     assert sum(done) == 90 and info["backend"] == backend and info["pairs"] == res.nnz
     assert not info["spilled"] and info["candidates"] >= res.nnz

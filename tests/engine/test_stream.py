@@ -84,19 +84,19 @@ def test_streamed_equals_oracle_and_in_memory(case):
             Qc = X if Q is None else Q
             qry = _store(Path(tmp), "qry", Qc, case["kinds"][1], case["chunk"] + 2)
             want_d, want_i, want_c = oracle.class_distances(X, y, Qc, p=p, scale=scale)
-            d, i, c = stream_search(ref, y, qry, grouping=Grouping.BY_CLASS, norm=norm, **sizes)
+            d, i, c = stream_search(ref, y, qry, grouping=Grouping.BY_CLASS, norm=norm, device="cpu", **sizes)
             np.testing.assert_array_equal(c, want_c)
             np.testing.assert_array_equal(i[:, :, 0], want_i)
-            mem = nearest_by_class(X, y, Qc, norm=norm)
+            mem = nearest_by_class(X, y, Qc, norm=norm, device="cpu")
             np.testing.assert_array_equal(d[:, :, 0], mem[0])  # bit for bit
             np.testing.assert_allclose(d[:, :, 0], want_d, rtol=1e-10)
             return
         qry = None if Q is None else _store(Path(tmp), "qry", Q, case["kinds"][1], case["chunk"] + 2)
         want_d, want_i = oracle.nearest_other(X, y, Q, yq, p=p, k=k, scale=scale)
-        d, i, c = stream_search(ref, y, qry, yq, norm=norm, k=k, **sizes)
+        d, i, c = stream_search(ref, y, qry, yq, norm=norm, k=k, device="cpu", **sizes)
         assert c is None
         np.testing.assert_array_equal(i[:, 0], want_i)
-        mem = nearest_other(X, y, Q, yq, norm=norm, k=k)
+        mem = nearest_other(X, y, Q, yq, norm=norm, k=k, device="cpu")
         np.testing.assert_array_equal(d[:, 0], mem[0])  # bit for bit
         np.testing.assert_array_equal(i[:, 0], mem[1])
         np.testing.assert_allclose(d[:, 0], want_d, rtol=1e-10)
@@ -112,13 +112,13 @@ def test_paths_stream_through_the_public_functions(tmp_path):
         f.create_dataset("X", data=X, chunks=(5, 2, 3))
     np.save(tmp_path / "t.npy", Xt)
     info: dict = {}
-    got = nearest_other(tmp_path / "d.h5", y, tmp_path / "t.npy", yt, k=2, memory_budget="16MiB", info=info)
-    want = nearest_other(X, y, Xt, yt, k=2)
+    got = nearest_other(tmp_path / "d.h5", y, tmp_path / "t.npy", yt, k=2, memory_budget="16MiB", info=info, device="cpu")
+    want = nearest_other(X, y, Xt, yt, k=2, device="cpu")
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     assert info["streamed"]
-    a = separation(X, y, Xt, yt)
-    b = separation(str(tmp_path / "d.h5"), y, str(tmp_path / "t.npy"), yt)
+    a = separation(X, y, Xt, yt, device="cpu")
+    b = separation(str(tmp_path / "d.h5"), y, str(tmp_path / "t.npy"), yt, device="cpu")
     for name in ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert a.content_hash == b.content_hash
@@ -128,11 +128,11 @@ def test_shards_cover_the_queries_and_any_shard_gives_the_same_rows(tmp_path):
     rng = np.random.default_rng(5)
     X = rng.integers(0, 3, (40, 4)).astype(np.uint8)
     y = rng.integers(0, 2, 40)
-    plan = plan_stream(ArraySource(X), y, k=3, query_rows=7, block_rows=9)
+    plan = plan_stream(ArraySource(X), y, k=3, query_rows=7, block_rows=9, device="cpu")
     shards = plan.shards()
     assert shards[0][0] == 0 and shards[-1][1] == 40
     assert all(b0 == a1 for (_, b0), (a1, _) in zip(shards, shards[1:], strict=False))
-    whole = nearest_other(X, y, k=3)
+    whole = nearest_other(X, y, k=3, device="cpu")
     d, i = plan.search_shard(11, 30)
     np.testing.assert_array_equal(i[:, 0], whole[1][11:30])
     np.testing.assert_array_equal(d[:, 0], whole[0][11:30])
@@ -142,7 +142,7 @@ def test_budget_sizes_the_blocks(tmp_path):
     X = np.zeros((5000, 1000), dtype=np.uint8)
     X[::2] = 1
     y = np.arange(5000) % 2
-    plan = plan_stream(ArraySource(X), y, memory_budget="16MiB")
+    plan = plan_stream(ArraySource(X), y, memory_budget="16MiB", device="cpu")
     # a quarter of the budget for the query shard, an eighth for each reference block
     assert plan.query_rows * 1000 <= 4 * 2**20 and plan.block_rows * 1000 <= 2 * 2**20
     assert plan.query_rows * 1000 > 2 * 2**20 and plan.block_rows * 1000 > 2**20
@@ -152,20 +152,20 @@ def test_errors_are_one_line(tmp_path):
     X = np.zeros((10, 3), dtype=np.uint8)
     np.save(tmp_path / "x.npy", X)
     with pytest.raises(SepcheckError, match="single class"):
-        nearest_other(tmp_path / "x.npy", np.zeros(10))
+        nearest_other(tmp_path / "x.npy", np.zeros(10), device="cpu")
     with pytest.raises(SepcheckError, match="4 labels but reference has 10 rows"):
-        nearest_other(tmp_path / "x.npy", np.zeros(4))
+        nearest_other(tmp_path / "x.npy", np.zeros(4), device="cpu")
     np.save(tmp_path / "f.npy", np.zeros((10, 3), dtype=np.float32))
     with pytest.raises(SepcheckError, match="uint8"):
-        nearest_other(tmp_path / "x.npy", np.arange(10) % 2, tmp_path / "f.npy", np.zeros(10))
+        nearest_other(tmp_path / "x.npy", np.arange(10) % 2, tmp_path / "f.npy", np.zeros(10), device="cpu")
     np.save(tmp_path / "w.npy", np.zeros((10, 4), dtype=np.uint8))
     with pytest.raises(SepcheckError, match="features per row"):
-        nearest_by_class(tmp_path / "x.npy", np.arange(10) % 2, tmp_path / "w.npy")
+        nearest_by_class(tmp_path / "x.npy", np.arange(10) % 2, tmp_path / "w.npy", device="cpu")
     bad = np.zeros((10, 3))
     bad[7, 1] = np.nan
     np.save(tmp_path / "nan.npy", bad)
     with pytest.raises(SepcheckError, match="NaN"):
-        nearest_other(open_source(tmp_path / "nan.npy"), np.arange(10) % 2)
+        nearest_other(open_source(tmp_path / "nan.npy"), np.arange(10) % 2, device="cpu")
 
 
 @pytest.mark.parametrize("magnitude", [1e-200, 1e300])
@@ -176,8 +176,8 @@ def test_extreme_floats_use_the_in_memory_range_scale(tmp_path, magnitude):
     y = np.arange(40) % 3
     np.save(tmp_path / "x.npy", X)
     for norm in ("l2", 3.0):
-        got = nearest_other(tmp_path / "x.npy", y, norm=norm, k=2, memory_budget="16MiB")
-        want = nearest_other(X, y, norm=norm, k=2)
+        got = nearest_other(tmp_path / "x.npy", y, norm=norm, k=2, memory_budget="16MiB", device="cpu")
+        want = nearest_other(X, y, norm=norm, k=2, device="cpu")
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
         assert np.isfinite(got[0]).all() and (got[0] > 0).all()
@@ -194,11 +194,11 @@ def test_later_blocks_start_from_the_distances_found(norm):
     yq = rng.integers(0, 3, 30)
     p = NORMS[norm]
     for k in (1, 3):
-        d, i, _ = stream_search(ArraySource(X), y, Q, yq, norm=norm, k=k, block_rows=8, query_rows=11)
+        d, i, _ = stream_search(ArraySource(X), y, Q, yq, norm=norm, k=k, block_rows=8, query_rows=11, device="cpu")
         want = oracle.nearest_other(X, y, Q, yq, p=p, k=k, scale=255.0)
         np.testing.assert_array_equal(i[:, 0], want[1])
         np.testing.assert_array_equal(d[:, 0], want[0])
-    d, i, _ = stream_search(ArraySource(X), y, Q, grouping=Grouping.BY_CLASS, norm=norm, block_rows=8)
+    d, i, _ = stream_search(ArraySource(X), y, Q, grouping=Grouping.BY_CLASS, norm=norm, block_rows=8, device="cpu")
     want = oracle.class_distances(X, y, Q, p=p, scale=255.0)
     np.testing.assert_array_equal(i[:, :, 0], want[1])
     np.testing.assert_array_equal(d[:, :, 0], want[0])

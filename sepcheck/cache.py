@@ -106,7 +106,8 @@ def cached_separation(
 
     return cached(
         "separation", _separation_parts(digest, norm_name(p), raw),
-        lambda: separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, **engine_options),
+        lambda: separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, content_hash=digest,
+                           **engine_options),
         load, lambda res, path: res.save(path), cache,
     )
 
@@ -143,7 +144,7 @@ def cached_ceiling(
         if cache is not None:  # the nearest-other distances come from (and go to) the separation cache
             nearest = cached_separation(Xf, yv, norm=p, raw=raw, cache=cache, **engine_options)[0].distances
         return robust_ceiling(Xf, yv, grid, norm=p, raw=raw, time_limit=limit, dataset=dataset,
-                              nearest_distances=nearest, **engine_options)
+                              nearest_distances=nearest, content_hash=digest, **engine_options)
 
     parts = (digest, norm_name(p), f"raw={bool(raw)}", grid.tobytes().hex(), repr(limit), "ceiling-v1")
     return cached("ceiling", parts, compute, load, lambda res, path: res.save(path), cache, suffix=".json")

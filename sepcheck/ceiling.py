@@ -207,6 +207,7 @@ def robust_ceiling(
     progress: bool = False,
     dataset: str = "",
     nearest_distances: Any = None,
+    content_hash: str | None = None,
 ) -> CeilingResult:
     """Maximum robust accuracy of any deterministic classifier on the sample ``(X, y)`` at each
     radius in ``eps`` (module docstring).
@@ -229,6 +230,9 @@ def robust_ceiling(
         (:attr:`SeparationResult.distances <sepcheck.SeparationResult>` of the same data,
         norm and units), to skip that search. Only the points within 2 max(eps) of another
         label can conflict: the radius search runs on them alone.
+    content_hash : str, optional
+        :func:`sepcheck.hashing.array_digest` of ``(X, y)`` when the caller has it already
+        (:func:`sepcheck.cache.cached_ceiling`).
 
     Returns
     -------
@@ -296,7 +300,7 @@ def robust_ceiling(
         eps=grid, accuracy=np.array(acc), upper=np.array(up), exact=np.array(ex, dtype=bool),
         n_edges=np.array(ne, dtype=np.int64), n_components=np.array(nc, dtype=np.int64), n_points=n,
         class_share=share, sacrificed=sac, details=det, norm=norm_name(p), units=units_of(Xf, raw),
-        dataset=dataset, content_hash=array_digest(Xf, yv), time_limit=limit,
+        dataset=dataset, content_hash=content_hash or array_digest(Xf, yv), time_limit=limit,
         extra={"nearest_seconds": nearest_s, "radius_seconds": radius_s, "search_radius": rmax,
                "searched_points": int(close.size), "pairs": 0 if nb is None else int(nb.nnz)},
     )

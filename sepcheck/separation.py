@@ -186,12 +186,16 @@ def separation(
     norm: str | float = "linf",
     dataset: str = "",
     raw: bool = False,
+    content_hash: str | None = None,
     **engine_options: Any,
 ) -> SeparationResult:
     """Train-train (and test-train) nearest-different-label distances of a data set.
 
     ``engine_options`` go to :func:`sepcheck.nearest_other` (backend, device, block_size,
     memory_budget, progress). uint8 distances are divided by 255 unless ``raw``.
+    ``content_hash``: :func:`sepcheck.hashing.array_digest` of ``(X, y, X_test, y_test)``
+    when the caller has it already (:func:`sepcheck.cache.cached_separation`), so that data
+    streamed from disk is not read once more to hash it.
 
     ``X`` and ``X_test`` may be row sources or files (a ``.npy`` path, ``"file.h5:X"``, an
     ``h5py.Dataset``; see :func:`sepcheck.open_source`): the search then streams them from
@@ -208,7 +212,7 @@ def separation(
         n_classes=int(np.unique(yv).size),
         dim=int(Xf.shape[1]),
         units=units_of(Xf, raw),
-        content_hash=array_digest(Xf, yv, Xt, yt),
+        content_hash=content_hash or array_digest(Xf, yv, Xt, yt),
     )
     res.conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.distances == 0))
     if Xt is not None:

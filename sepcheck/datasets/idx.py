@@ -246,17 +246,21 @@ def is_idx_dir(path: Path) -> bool:
     return path.is_dir() and bool(list(path.glob("*-images-idx3-ubyte*")))
 
 
-def _recognised(digests: dict[str, str]) -> list[str]:
+def _recognised(digests: dict[str, str]) -> tuple[list[str], DatasetInfo | None]:
     """Notes naming the files whose decompressed content is that of a registered IDX data
-    set's official file (its published content md5)."""
+    set's official file (its published content md5), and that data set's info when every
+    file read is one of its official files (else ``None``)."""
+    infos = {cls.info.name: cls.info for cls in (MNIST, FashionMNIST)}
     official = {f.content_md5: cls.info.name for cls in (MNIST, FashionMNIST) for f in cls.files.values()
                 if f.content_md5}
     found: dict[str, list[str]] = {}
     for have, digest in digests.items():
         if digest in official:
             found.setdefault(official[digest], []).append(have)
-    return [f"{', '.join(names)}: the official {dataset} files (the md5 of the decompressed content checked)"
-            for dataset, names in found.items()]
+    notes = [f"{', '.join(names)}: the official {dataset} files (the md5 of the decompressed content checked)"
+             for dataset, names in found.items()]
+    whole = len(found) == 1 and sum(map(len, found.values())) == len(digests)
+    return notes, (infos[next(iter(found))] if whole else None)
 
 
 def open_idx_dir(path: Path) -> Dataset:
@@ -281,5 +285,8 @@ def open_idx_dir(path: Path) -> Dataset:
         ds.notes.append(f"only the t10k (test) files are in {path}: they are the test split (--split test) and "
                         "are used as the training split where one is needed (--split train), as there is no "
                         "train file")
-    ds.notes.extend(_recognised(digests))
+    notes, info = _recognised(digests)
+    ds.notes.extend(notes)
+    if info is not None:  # the official files of a registered data set: its typical eps applies
+        ds.eps = info.eps
     return ds

@@ -296,7 +296,7 @@ def test_t10k_only_folder_is_the_test_split(tmp_path, data_home):
     Xa, _, Xb, _ = both.split_arrays("both")
     np.testing.assert_array_equal(Xa, full["train"][0])
     np.testing.assert_array_equal(Xb, full["t10k"][0])
-    assert not both.test_only and both.notes == []
+    assert not both.test_only and both.notes == [] and both.eps is None  # not a registered data set's files
 
 
 def test_separation_cli_on_a_t10k_folder(tmp_path, data_home):
@@ -322,6 +322,9 @@ def test_real_mnist_folders(mnist_dir, mnist_full_dir, data_home):
     t10k = open_dataset(mnist_dir)
     assert t10k.test_only and t10k.X.shape == (10000, 1, 28, 28)
     assert any("the official mnist files" in n and "t10k-images" in n for n in t10k.notes), t10k.notes
+    assert t10k.eps == 0.1  # recognised as MNIST: the paper's typical eps applies
+    full = open_dataset(mnist_full_dir)
+    assert full.eps == 0.1 and full.X.shape == (60000, 1, 28, 28)
     # the reconstructed training files through the registered loader, without --no-verify
     folder = data_home / "mnist"
     folder.mkdir()

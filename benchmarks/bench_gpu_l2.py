@@ -1,4 +1,5 @@
-"""GPU l2 benchmark (issue 10 point 3): sepcheck's exact l2 search on CUDA against a plain
+"""GPU l2 benchmark (issue 10 point 3): sepcheck's exact l2 search on CUDA (torch's int8 GEMM,
+the fused Triton kernel, float32 candidates + rerank) against a plain
 float32 GEMM + argmin per class (what faiss-gpu ``IndexFlatL2`` computes; used here as its
 stand-in where faiss-gpu is not installed, and *not* exact).
 
@@ -87,11 +88,14 @@ def main() -> None:
     od, oi = oracle(X, y, rows)
     res = {"card": torch.cuda.get_device_name(), "n": len(X), "d": X.shape[1], "rows": []}
     warm = np.random.default_rng(1).choice(len(X), 2000, replace=False)
-    nearest_other(X[warm], y[warm], norm="l2", device="cuda")  # warm-up
+    nearest_other(X[warm], y[warm], norm="l2", device="cuda")  # warm-up (and triton's compile)
+    nearest_other(X[warm], y[warm], norm="l2", device="cuda", backend="triton")
     gemm_argmin(X[warm], y[warm])
     info: dict = {}
     for name, fn in [
         ("sepcheck auto (exact int8 GEMM)", lambda: nearest_other(X, y, norm="l2", device="cuda", info=info)),
+        ("sepcheck triton (fused int8 tl.dot + running best)",
+         lambda: nearest_other(X, y, norm="l2", device="cuda", backend="triton", info=info)),
         ("sepcheck float32 GEMM candidates + exact rerank", lambda: float32_path(X, y, info)),
         ("float32 GEMM + argmin (faiss-gpu IndexFlatL2 arithmetic)", lambda: gemm_argmin(X, y)),
     ]:

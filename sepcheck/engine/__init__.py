@@ -104,10 +104,10 @@ def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
             "backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for "
             f"p={problem.p:g}"
         )
-    if b == "triton" and not is_linf_or_l1(problem.p):
+    if b == "triton" and not (is_linf_or_l1(problem.p) or (problem.p == 2 and problem.integer)):
         raise SepcheckError(
-            "backend 'triton' computes linf and l1 only: use backend='torch' for "
-            f"p={problem.p:g}"
+            "backend 'triton' computes linf, l1 and uint8 l2 only: use backend='torch' for "
+            f"p={problem.p:g}" + (" on float rows" if problem.p == 2 else "")
         )
     auto_device = str(device).strip().lower() == "auto"
     dev = "cpu" if (auto_device and b != "auto" and _cpu_only(b)) else resolve_device(device)
@@ -166,7 +166,7 @@ def nearest_other(
     backend
         'auto' (fastest exact one for the norm, dtype and device), 'numba' (compiled CPU
         kernel, linf and l1), 'torch' (blocked, CPU or CUDA, every norm), 'triton' (GPU
-        kernels, linf and l1) or 'faiss'.
+        kernels, linf and l1, and uint8 l2 by name) or 'faiss'.
     device
         'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
     raw
@@ -244,7 +244,7 @@ def nearest_by_class(
         'linf', 'l2', 'l1' or any float p >= 1.
     backend
         'auto', 'numba' (CPU, linf and l1), 'torch' (CPU or CUDA, every norm) or
-        'triton' (GPU, linf and l1).
+        'triton' (GPU, linf and l1, and uint8 l2 by name).
     device
         'auto', 'cpu' or 'cuda'. Under 'auto' a CPU-only backend runs on the CPU.
     raw

@@ -1,4 +1,5 @@
-"""The Triton backend: exact linf / l1 k-nearest search on the GPU (any k, both groupings).
+"""The Triton backend: exact linf / l1 (and uint8 l2) k-nearest search on the GPU (any k, both
+groupings).
 
 :func:`search_triton` runs the tile kernel of :mod:`sepcheck.engine.triton_kernels` over
 (query block x reference block) pairs. The reference stays on the device (resident, or
@@ -33,11 +34,14 @@ import numpy as np
 
 from ..errors import SepcheckError
 
-Lanes = Literal["auto", "i32", "f16", "packed"]
-LANES = ("auto", "i32", "f16", "packed")
+Lanes = Literal["auto", "i32", "f16", "packed", "dot"]
+LANES = ("auto", "i32", "f16", "packed", "dot")
 
 #: (BQ, BR, BD, num_warps) per lanes on CUDA (BD: features, or packed words, unrolled per step)
-GPU_TILES = {"i32": (64, 64, 4, 8), "f16": (64, 64, 8, 8), "packed": (64, 64, 4, 8), "f64": (32, 32, 4, 4)}
+GPU_TILES = {"i32": (64, 64, 4, 8), "f16": (64, 64, 8, 8), "packed": (64, 64, 4, 8), "f64": (32, 32, 4, 4),
+             "dot": (64, 64, 64, 4)}
+#: uint8 l2 (lanes 'dot'): the shifted rows' squared norms and dot products are int32
+DOT_MAX_DIM = 2**31 // 128**2 - 1
 #: tiles in the interpreter (each op is a numpy call: few large tiles are fastest)
 INTERPRETER_TILES = (16, 32, 16, 1)
 #: pruned search ("prefix"): (BQ, BR, PW, num_warps) of phase 1 (PW: packed words of the
@@ -130,9 +134,18 @@ def _inputs(queries, query_labels, reference, reference_labels):
     return np.ascontiguousarray(Q), np.ascontiguousarray(R), ql, rl, integer
 
 
-def _lanes(lanes: str, integer: bool, p_inf: bool, dev) -> str:
+def _lanes(lanes: str, integer: bool, p_inf: bool, dev, p_l2: bool = False) -> str:
     if lanes not in LANES:
         raise SepcheckError(f"unknown lanes {lanes!r}: use one of {', '.join(LANES)}")
+    if p_l2:
+        if not integer:
+            raise SepcheckError("backend 'triton' computes l2 for uint8 rows only (an exact int8 GEMM): "
+                                "use backend 'torch' for float rows")
+        if lanes not in ("auto", "dot"):
+            raise SepcheckError(f"lanes {lanes!r} is for linf / l1: uint8 l2 runs as an int8 GEMM (lanes='dot')")
+        return "dot"
+    if lanes == "dot":
+        raise SepcheckError("lanes 'dot' is the uint8 l2 GEMM: use it with p=2")
     if not integer:
         if lanes not in ("auto",):
             raise SepcheckError(f"lanes {lanes!r} is for uint8 data: float input runs in float64 (lanes='auto')")
@@ -172,7 +185,8 @@ def search_triton(
     queries, query_labels : (m, d) uint8 or float array, (m,) int
     reference, reference_labels : (n, d) array of the same kind, (n,) int
     p : float
-        ``math.inf`` (linf) or 1.0 (l1).
+        ``math.inf`` (linf), 1.0 (l1) or 2.0 (l2, uint8 rows only: an int8 GEMM, not
+        timed on a GPU yet; ``backend='auto'`` keeps the torch path for l2).
     k : int
         Neighbours per query (grouping "other label"); 1 with ``slot_of_row``.
     slot_of_row : (n,) int64 array or None
@@ -190,10 +204,10 @@ def search_triton(
         Receives the number of queries finished after each query block.
     stream : bool
         False: a reference larger than the budget is an error instead of being streamed.
-    lanes : 'auto', 'i32', 'f16' or 'packed'
+    lanes : 'auto', 'i32', 'f16', 'packed' or 'dot'
         Arithmetic for uint8 ('auto': packed on CUDA; in the interpreter f16 for linf, i32
-        for l1); 'packed' is PTX ``vabsdiff4`` on CUDA and the same word arithmetic in plain
-        Triton in the interpreter. Float always runs in float64.
+        for l1; 'dot' for l2); 'packed' is PTX ``vabsdiff4`` on CUDA and the same word
+        arithmetic in plain Triton in the interpreter. Float always runs in float64.
     tiles : (BQ, BR, BD, num_warps) or None
         Kernel tile sizes (powers of two); default per lanes and device. With
         ``prune='prefix'``: (BQ, BR, PW, num_warps) of phase 1, PW packed words (4 features
@@ -210,7 +224,8 @@ def search_triton(
     Returns
     -------
     dist : float64 (m, S, k)
-        Raw units (uint8: integers 0..255 per feature), ascending; +inf where missing.
+        Raw units (uint8: integers 0..255 per feature; l2: the square root of the exact
+        integer squared distance), ascending; +inf where missing.
     idx : int64 (m, S, k)
         Reference rows; ties to the lowest index; -1 where missing.
     info : dict
@@ -223,8 +238,9 @@ def search_triton(
     from .torch_backend import as_tensor
 
     p_inf = math.isinf(p)
-    if not (p_inf or p == 1):
-        raise SepcheckError(f"backend 'triton' computes linf and l1 only, not p={p:g}: use backend 'torch'")
+    p_l2 = p == 2
+    if not (p_inf or p == 1 or p_l2):
+        raise SepcheckError(f"backend 'triton' computes linf, l1 and uint8 l2 only, not p={p:g}: use backend 'torch'")
     k = int(k)
     if k < 1:
         raise SepcheckError(f"k={k} is invalid: give k >= 1")
@@ -232,7 +248,10 @@ def search_triton(
     Q, R, ql, rl, integer = _inputs(queries, query_labels, reference, reference_labels)
     m, d = Q.shape
     n = R.shape[0]
-    lane = _lanes(lanes, integer, p_inf, dev)
+    lane = _lanes(lanes, integer, p_inf, dev, p_l2)
+    if p_l2 and d > DOT_MAX_DIM:
+        raise SepcheckError(f"backend 'triton' computes uint8 l2 for at most {DOT_MAX_DIM} features (int32 "
+                            f"sums), not {d}: use backend 'torch'")
     by_class = slot_of_row is not None
     S = int(n_slots) if by_class else 1
     perm = None
@@ -248,7 +267,12 @@ def search_triton(
         bounds = np.searchsorted(slots[perm], np.arange(S + 1))
     else:
         bounds = np.array([0, n])
-    mode = _prune_mode(prune, integer, p_inf, lanes)
+    if p_l2:
+        if not (_auto(prune) or prune in ("none", False)):
+            raise SepcheckError(f"prune {prune!r} bounds linf / l1: uint8 l2 runs unpruned (prune='none' or 'auto')")
+        mode = "none"
+    else:
+        mode = _prune_mode(prune, integer, p_inf, lanes)
     if mode == "prefix" and _auto(prune) and m > 2 * PROBE_QUERIES:
         _, _, probe = _search_prefix(Q[:PROBE_QUERIES], ql[:PROBE_QUERIES], R, rl, p_inf=p_inf, k=k, S=S,
                                      bounds=bounds, perm=perm, dev=dev, memory_budget=memory_budget,
@@ -259,14 +283,21 @@ def search_triton(
         return _search_prefix(Q, ql, R, rl, p_inf=p_inf, k=k, S=S, bounds=bounds, perm=perm, dev=dev,
                               memory_budget=memory_budget, block_size=block_size, progress=progress,
                               stream=stream, tiles=tiles)
-    out_f64 = not integer or 255 * d >= 2**24
+    out_f64 = not integer or 255 * d >= 2**24 or p_l2
     kp = 1 << (k - 1).bit_length()
     if tiles is None:
         tiles = INTERPRETER_TILES if dev.type == "cpu" else GPU_TILES[lane]
     BQ, BR, BD, warps = (int(t) for t in tiles)
-    # BD features (packed: words) per unrolled step must divide the row width: no masks
-    width = -(-d // 4) if lane == "packed" else d
-    BD = math.gcd(width, 1 << max(0, BD.bit_length() - 1))
+    if lane == "dot":
+        # BD features per tl.dot step (a power of two; rows zero-padded to a multiple of it);
+        # the compiled tl.dot wants every tile side >= 16
+        BD = 1 << max(0, BD.bit_length() - 1)
+        if dev.type == "cuda":
+            BQ, BR, BD = max(BQ, 16), max(BR, 16), max(BD, 32)
+    else:
+        # BD features (packed: words) per unrolled step must divide the row width: no masks
+        width = -(-d // 4) if lane == "packed" else d
+        BD = math.gcd(width, 1 << max(0, BD.bit_length() - 1))
     elem = R.dtype.itemsize
     budget = device_budget(dev, memory_budget)
     # per query row: the row, its partial lists (chunks x k x 12 bytes) and the running best
@@ -298,9 +329,9 @@ def search_triton(
     for qs in range(0, m, plan.query_rows):
         qe = min(m, qs + plan.query_rows)
         mq = qe - qs
-        q_dev = _prepare(as_tensor(Q[qs:qe]).to(dev), lane)
+        q_dev = _prepare(as_tensor(Q[qs:qe]).to(dev), lane, BD if lane == "dot" else 4)
         ql_dev = as_tensor(ql[qs:qe]).to(dev)
-        qsum = _row_sums(as_tensor(Q[qs:qe]).to(dev) if lane == "packed" else q_dev, integer)
+        qsum = _row_sums(as_tensor(Q[qs:qe]).to(dev) if lane == "packed" else q_dev, integer, lane)
         run_d = torch.full((mq, S * k), math.inf, dtype=ddt, device=dev)
         run_i = torch.full((mq, S * k), triton_kernels.EMPTY_INDEX, dtype=torch.int64, device=dev)
         n_qtiles = -(-mq // BQ)
@@ -309,9 +340,9 @@ def search_triton(
             b1 = b0 + block.shape[0]
             if dev.type == "cpu":
                 block = block.clone()  # the interpreter cannot map views of numpy memory
-            rsum = _row_sums(block, integer)
+            r_dev = _prepare(block, lane, BD if lane == "dot" else 4)
+            rsum = _row_sums(r_dev if lane == "dot" else block, integer, lane)
             rl_block = rl_dev[b0:b1].clone() if dev.type == "cpu" else rl_dev[b0:b1]
-            r_dev = _prepare(block, lane)
             C, chunk, starts, stops, slot_of_chunk = tables[b0, n_qtiles]
             if C == 0:
                 continue
@@ -322,7 +353,7 @@ def search_triton(
                 starts, stops, part_d, part_i,
                 mq, d, q_dev.stride(0), r_dev.stride(0), C,
                 P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=mode == "tiles",
-                LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3}[lane], OUT_F64=out_f64, ASM=dev.type == "cuda",
+                LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3, "dot": 4}[lane], OUT_F64=out_f64, ASM=dev.type == "cuda",
                 BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=chunk,
                 num_warps=warps,
             )
@@ -333,6 +364,8 @@ def search_triton(
             else:
                 run_d, run_i = _merge_topk(run_d, run_i, part_d.reshape(mq, C * k), part_i.reshape(mq, C * k), k)
         dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, S, k)
+        if p_l2:
+            dd = np.sqrt(dd)  # of exact integers: correctly rounded, as the oracle's
         ii = run_i.cpu().numpy().reshape(mq, S, k)
         ii = np.where(np.isfinite(dd), ii, -1)
         _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
@@ -359,9 +392,15 @@ def _pow2_tiles(rows: int, br: int) -> int:
 
 def _prepare(x, lane: str, multiple: int = 4):
     """The device rows as the kernel reads them: packed lanes view 4 bytes as one int32 (rows
-    zero-padded to ``multiple`` bytes)."""
+    zero-padded to a multiple of 4 bytes); 'dot' shifts uint8 by -128 to int8 (``x ^ 0x80``)
+    and zero-pads the rows to a multiple of ``multiple`` features (zeros add nothing to a
+    dot product or a squared norm)."""
     import torch
 
+    if lane == "dot":
+        x = torch.bitwise_xor(x, 128).view(torch.int8)
+        pad = (-x.shape[1]) % multiple
+        return (torch.nn.functional.pad(x, (0, pad)) if pad else x).contiguous()
     if lane != "packed":
         return x.contiguous()
     pad = (-x.shape[1]) % multiple
@@ -370,12 +409,16 @@ def _prepare(x, lane: str, multiple: int = 4):
     return x.contiguous().view(torch.int32)
 
 
-def _row_sums(x, integer: bool):
-    """Integer row sums for the pruning bound (exact: 255 * d < 2**31); a dummy for floats."""
+def _row_sums(x, integer: bool, lane: str = ""):
+    """Integer row sums for the pruning bound (exact: 255 * d < 2**31); for lanes 'dot' the
+    squared norms of the shifted int8 rows (exact: 128**2 * d < 2**31); a dummy for floats."""
     import torch
 
     if not integer:
         return torch.zeros(1, dtype=torch.int32, device=x.device)
+    if lane == "dot":
+        x32 = x.to(torch.int32)
+        return (x32 * x32).sum(dim=1, dtype=torch.int32)
     return x.sum(dim=1, dtype=torch.int32)
 
 

@@ -1,5 +1,5 @@
-"""Triton kernels of the GPU engine: a (query tile x reference tile) linf / l1 tile with a
-running k best per query (ties to the lowest index) and optional tile pruning.
+"""Triton kernels of the GPU engine: a (query tile x reference tile) linf / l1 / uint8 l2 tile
+with a running k best per query (ties to the lowest index) and optional tile pruning.
 
 The kernel functions are plain Python here and are wrapped by ``triton.jit`` only when first
 asked for (:func:`tile_kernel`), because triton decides between the compiler and its CPU
@@ -23,6 +23,8 @@ Lanes (how a tile is computed):
   (native VABSDIFF4 on sm_90; ``.add`` accumulates l1; for linf the byte maxima are kept in
   u16x2 lanes with ``prmt`` + ``max.u16x2``, because ``vmax4`` is emulated). ``ASM=False``
   runs the same word arithmetic in plain Triton (the interpreter cannot run inline PTX).
+* ``LANES_DOT``: uint8 l2, rows shifted by -128 to int8, ``tl.dot`` with int32 accumulators
+  (tensor cores on CUDA) and the shifted squared norms: exact squared distances.
 """
 
 import functools
@@ -31,7 +33,7 @@ import os
 import triton
 import triton.language as tl
 
-LANES_I32, LANES_F16, LANES_F64, LANES_PACKED = 0, 1, 2, 3
+LANES_I32, LANES_F16, LANES_F64, LANES_PACKED, LANES_DOT = 0, 1, 2, 3, 4
 
 #: index of empty slots in the running list (above every real row index)
 EMPTY_INDEX = 2**31 - 1 - 64
@@ -104,6 +106,19 @@ def _knn_tile(
                         rb = tl.broadcast_to(rw[None, :], (BQ, BR))
                         lo, hi = packed_step(qb, rb, lo, hi, P_INF, ASM)
                 dist = packed_finish(lo, hi, P_INF)
+            elif LANES == 4:
+                # uint8 l2 as an int8 GEMM: rows shifted by -128 (zero-padded to NF, a multiple
+                # of BD), dot products exact in int32; QSUM / RSUM hold the shifted rows' squared
+                # norms, so ||q||^2 + ||r||^2 - 2 q.r is the exact squared distance (int64)
+                acc = tl.zeros((BQ, BR), dtype=tl.int32)
+                kk = tl.arange(0, BD)
+                for f0 in range(0, NF, BD):
+                    qb = tl.load(qptr[:, None] + (f0 + kk)[None, :])
+                    rb = tl.load(rptr[None, :] + (f0 + kk)[:, None])
+                    acc += tl.dot(qb, rb, out_dtype=tl.int32)
+                qn = tl.load(QSUM + rows_q, mask=qmask, other=0).to(tl.int64)
+                rn = tl.load(RSUM + cols, mask=rmask, other=0).to(tl.int64)
+                dist = qn[:, None] + rn[None, :] - 2 * acc.to(tl.int64)
             else:
                 if LANES == 1:
                     acc = tl.zeros((BQ, BR), dtype=tl.float16)

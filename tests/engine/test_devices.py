@@ -57,11 +57,14 @@ def test_gpu_backends_resolve_to_cuda_under_auto(gpu_machine):
     assert choose(l2, "auto", "auto") == ("torch", "cuda")
 
 
-def test_triton_computes_linf_and_l1_only():
+def test_triton_computes_linf_l1_and_uint8_l2_only():
     X, y = _data()
-    with pytest.raises(SepcheckError, match="linf and l1 only") as exc:
-        choose(make_problem(X, y, norm="l2"), "triton", "cpu")
+    with pytest.raises(SepcheckError, match="linf, l1 and uint8 l2 only.*float rows") as exc:
+        choose(make_problem(X.astype(np.float32), y, norm="l2"), "triton", "cpu")
     assert "\n" not in str(exc.value)
+    with pytest.raises(SepcheckError, match="linf, l1 and uint8 l2 only"):
+        choose(make_problem(X, y, norm=3.0), "triton", "cpu")
+    assert choose(make_problem(X, y, norm="l2"), "triton", "cpu") == ("triton", "cpu")
 
 
 @pytest.mark.parametrize(

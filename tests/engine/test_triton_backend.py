@@ -42,11 +42,13 @@ def _rows(draw, n, d, dtype, vmax):
 @st.composite
 def cases(draw):
     dtype = draw(st.sampled_from(["uint8", "float32", "float64"]))
-    p = draw(st.sampled_from([math.inf, 1.0]))
+    p = draw(st.sampled_from([math.inf, 1.0] + ([2.0] if dtype == "uint8" else [])))
     n, m, d = draw(st.integers(1, 40)), draw(st.integers(1, 20)), draw(st.integers(1, 11))
     vmax = draw(st.sampled_from([1, 3, 255]))  # small ranges: many ties
     lanes, prune = "auto", draw(st.sampled_from(["auto", "none"]))
-    if dtype == "uint8":
+    if dtype == "uint8" and p == 2:  # the int8 GEMM: unpruned
+        prune, lanes = draw(st.sampled_from(["none", "auto"])), draw(st.sampled_from(["dot", "auto"]))
+    elif dtype == "uint8":
         prune = draw(st.sampled_from(["prefix", "tiles", "none", "auto"]))
         lanes = draw(st.sampled_from(["i32", "f16", "packed"] if math.isinf(p) else ["i32", "packed"]))
         if prune in ("prefix", "auto"):  # the pruned search computes on packed words
@@ -100,7 +102,7 @@ def test_ties_go_to_lowest_index(tdevice):
     assert np.array_equal(idx[:, 0], np.where(y[:, None] == 0, [1, 3], [0, 2]))
 
 
-@pytest.mark.parametrize(("p", "prune"), [(math.inf, "prefix"), (math.inf, "tiles"), (1.0, "tiles")])
+@pytest.mark.parametrize(("p", "prune"), [(math.inf, "prefix"), (math.inf, "tiles"), (1.0, "tiles"), (2.0, "none")])
 def test_real_mnist_rows(tdevice, mnist_test, p, prune):
     X, y = mnist_test
     X = X.reshape(len(X), -1)
@@ -187,7 +189,10 @@ def test_reference_too_large_without_streaming(monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"p": 2.0}, "linf and l1 only"),
+        ({"p": 3.0}, "linf, l1 and uint8 l2 only"),
+        ({"p": 2.0, "lanes": "packed"}, "int8 GEMM"),
+        ({"p": 2.0, "prune": "tiles"}, "unpruned"),
+        ({"lanes": "dot"}, "with p=2"),
         ({"k": 2, "slot_of_row": np.zeros(3, dtype=np.int64)}, "k=1"),
         ({"lanes": "f16", "p": 1.0}, "linf only"),
         ({"prune": "prefix", "lanes": "i32"}, "packed"),
@@ -231,3 +236,22 @@ def test_packed_lanes_full_bytes(tdevice, p):
         want_d, want_i = oracle.nearest_other(X, y, X[:q], y[:q], p=p, k=k)
         np.testing.assert_array_equal(dist[:, 0], want_d)
         np.testing.assert_array_equal(idx[:, 0], want_i)
+
+
+def test_l2_dot_lanes_full_bytes_and_wide_rows(tdevice):
+    """uint8 l2 as an int8 GEMM: every byte value (the -128 shift maps 0 and 255 to the int8
+    extremes), a width that is not a multiple of the dot step, duplicate rows (ties), and a
+    width whose squared distances pass 2**24 (float32 would round them)."""
+    rng = np.random.default_rng(6)
+    n, q = (700, 200) if tdevice == "cuda" else (60, 20)
+    for d in (37, 300):
+        X = rng.integers(0, 256, size=(n, d), dtype=np.uint8)
+        X[: n // 4] = rng.choice(np.array([0, 255], dtype=np.uint8), size=(n // 4, d))
+        y = rng.integers(0, 10, size=n)
+        X[n - 10 :] = X[:10]
+        for k in (1, 3):
+            dist, idx, info = search_triton(X[:q], y[:q], X, y, p=2.0, k=k, device=tdevice)
+            want_d, want_i = oracle.nearest_other(X, y, X[:q], y[:q], p=2.0, k=k)
+            assert info["lanes"] == "dot"
+            np.testing.assert_array_equal(dist[:, 0], want_d)
+            np.testing.assert_array_equal(idx[:, 0], want_i)

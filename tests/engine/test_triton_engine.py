@@ -21,8 +21,8 @@ from sepcheck.engine import nearest_by_class, nearest_other  # noqa: E402
 from tests import oracle  # noqa: E402
 
 
-@pytest.mark.parametrize("norm, p", [("linf", math.inf), ("l1", 1.0)])
-@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("norm, p, dtype", [("linf", math.inf, "uint8"), ("l1", 1.0, "uint8"), ("l2", 2.0, "uint8"),
+                                            ("linf", math.inf, "float32"), ("l1", 1.0, "float32")])
 def test_engine_triton_matches_oracle(tdevice, norm, p, dtype):
     rng = np.random.default_rng(5)
     X = rng.integers(0, 6, (45, 13))  # few values: many ties

@@ -255,3 +255,18 @@ def test_l2_dot_lanes_full_bytes_and_wide_rows(tdevice):
             assert info["lanes"] == "dot"
             np.testing.assert_array_equal(dist[:, 0], want_d)
             np.testing.assert_array_equal(idx[:, 0], want_i)
+
+
+def test_l2_dot_squared_distances_past_float32(tdevice):
+    """Squared distances above 2**24 that differ by 1 (equal in float32): the nearer row, at
+    the higher index, must win; the distances must be the oracle's."""
+    d = 600
+    X = np.zeros((3, d), dtype=np.uint8)  # row 0 the query's own class
+    X[1, :599], X[1, 599] = 255, 1  # squared distance 599 * 255**2 + 1
+    X[2, :599] = 255  # 599 * 255**2 (> 2**24), one less
+    y = np.array([0, 1, 1])
+    assert np.float32(599 * 255**2) == np.float32(599 * 255**2 + 1)
+    dist, idx, _ = search_triton(X[:1], y[:1], X, y, p=2.0, k=2, device=tdevice)
+    want_d, want_i = oracle.nearest_other(X, y, X[:1], y[:1], p=2.0, k=2)
+    assert idx[0, 0].tolist() == [2, 1] == want_i[0].tolist()
+    np.testing.assert_array_equal(dist[:, 0], want_d)

@@ -18,7 +18,6 @@ within ``time_limit`` seconds, after which the ceiling is bounded by HiGHS's MIP
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -32,7 +31,7 @@ from ._validation import as_features, as_labels, check_two_classes
 from ._version import __version__
 from .engine.problem import units_of
 from .errors import SepcheckError
-from .fileio import atomic_write, input_file, json_text
+from .fileio import atomic_write, json_text, read_json_object
 from .hashing import array_digest
 from .norms import norm_name, parse_norm
 
@@ -135,14 +134,7 @@ class CeilingResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CeilingResult:
         """Read a file written by :meth:`save`."""
-        p = input_file(path, "ceiling result")
-        try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SepcheckError(f"ceiling result {p} is unreadable or not JSON ({exc})") from None
-        if not isinstance(d, dict):
-            raise SepcheckError(f"ceiling result {p} is not a JSON object")
-        return cls.from_dict(d)
+        return cls.from_dict(read_json_object(path, "ceiling result"))
 
     def at(self, eps: float) -> int:
         """Index of ``eps`` in :attr:`eps` (exact match), or a SepcheckError."""

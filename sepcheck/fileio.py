@@ -228,6 +228,19 @@ def input_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The JSON object in the regular file ``path`` (:func:`input_file`); unreadable text,
+    invalid JSON or another JSON value raises :class:`SepcheckError` naming ``what``."""
+    p = input_file(path, what)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SepcheckError(f"{what} {p} is unreadable or not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise SepcheckError(f"{what} {p} is not a JSON object")
+    return obj
+
+
 def available_memory() -> int:
     """Bytes of memory a reader may ask for: MemAvailable on Linux, else the physical memory."""
     try:

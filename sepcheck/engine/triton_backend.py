@@ -267,12 +267,7 @@ def search_triton(
         bounds = np.searchsorted(slots[perm], np.arange(S + 1))
     else:
         bounds = np.array([0, n])
-    if p_l2:
-        if not (_auto(prune) or prune in ("none", False)):
-            raise SepcheckError(f"prune {prune!r} bounds linf / l1: uint8 l2 runs unpruned (prune='none' or 'auto')")
-        mode = "none"
-    else:
-        mode = _prune_mode(prune, integer, p_inf, lanes)
+    mode = _prune_mode(prune, integer, p_inf, lanes, p_l2)
     if mode == "prefix" and _auto(prune) and m > 2 * PROBE_QUERIES:
         _, _, probe = _search_prefix(Q[:PROBE_QUERIES], ql[:PROBE_QUERIES], R, rl, p_inf=p_inf, k=k, S=S,
                                      bounds=bounds, perm=perm, dev=dev, memory_budget=memory_budget,
@@ -473,12 +468,17 @@ def _auto(prune) -> bool:
     return prune == "auto" or (isinstance(prune, bool | np.bool_) and bool(prune))
 
 
-def _prune_mode(prune, integer: bool, p_inf: bool, lanes: str) -> str:
-    """The pruning mode to run ('prefix', 'tiles' or 'none') for ``prune`` and the data."""
+def _prune_mode(prune, integer: bool, p_inf: bool, lanes: str, p_l2: bool = False) -> str:
+    """The pruning mode to run ('prefix', 'tiles' or 'none') for ``prune`` and the data
+    (uint8 l2, the int8 GEMM, always runs unpruned)."""
     if isinstance(prune, bool | np.bool_):
         prune = "auto" if prune else "none"
     if prune not in PRUNE:
         raise SepcheckError(f"unknown prune {prune!r}: use one of {', '.join(PRUNE)}")
+    if p_l2:
+        if prune not in ("auto", "none"):
+            raise SepcheckError(f"prune {prune!r} bounds linf / l1: uint8 l2 runs unpruned (prune='none' or 'auto')")
+        return "none"
     if prune == "auto":
         if integer and p_inf and lanes in ("auto", "packed"):
             return "prefix"

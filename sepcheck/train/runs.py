@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import SepcheckError
-from ..fileio import atomic_write, input_file, to_jsonable
+from ..fileio import atomic_write, input_file, read_json_object, to_jsonable
 
 CONFIG = "config.json"
 LOG = "log.jsonl"
@@ -96,13 +96,7 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.exists():
         raise SepcheckError(f"{path} does not exist: {what} is missing")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SepcheckError(f"{what} {path} is unreadable or not JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise SepcheckError(f"{what} {path} is not a JSON object")
-    return obj
+    return read_json_object(path, what)
 
 
 def read_config(run: RunDir) -> dict[str, Any]:

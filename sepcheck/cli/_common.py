@@ -97,6 +97,18 @@ def echo_shards(rep: dict) -> None:
                f"reused, {s['ranks']} process{'es' if s['ranks'] > 1 else ''}, {s['seconds']:.1f} s")
 
 
+def report_piece(run: Any, as_json: bool) -> None:
+    """The report of one --shard I/N group (or an unfinished run): its query rows and where
+    its piece went."""
+    rep = {"shards": shard_report(run), "rows": list(run.piece.rows), "out": str(run.out)}
+    if as_json:
+        emit_json(rep)
+        return
+    echo_shards(rep)
+    click.echo(f"rows        {rep['rows'][0]} to {rep['rows'][1] - 1} of the queries (train, then test)")
+    click.echo(f"wrote       {rep['out']}  (combine the pieces with `sepcheck merge`)")
+
+
 def save_figure(fig: Any, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically, then close it (also when writing fails)."""
     import matplotlib.pyplot as plt

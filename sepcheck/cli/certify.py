@@ -18,6 +18,7 @@ from ._common import (
     fmt,
     json_option,
     memory_budget_option,
+    report_piece,
     shard_options,
     shard_report,
 )
@@ -104,21 +105,16 @@ def certify(
         if run.piece is None:
             return  # a rank other than 0: rank 0 reports
         piece = run.piece
-        shards = shard_report(run)
         if not piece.complete:
             finish_output(run, lambda path: save_piece(piece, path))
-            rep = {"shards": shards, "rows": list(piece.rows), "out": str(out_p)}
-            if as_json:
-                emit_json(rep)
-            else:
-                echo_shards(rep)
-                click.echo(f"wrote       {out_p}  (combine the pieces with `sepcheck merge`)")
+            report_piece(run, as_json)
             return
+        shards = shard_report(run)
         r = float(piece.arrays["train.dist"].min()) / 2.0
         eps_list, eps_source = (eps_given, "given") if eps_given else (parse_eps(typical + [r]), "default")
         res = certification(piece, eps_list, dataset=ds.name)
         finish_output(run, lambda path: save_piece(piece, path))
-        n_train, cached = int(ds.X.shape[0]), False
+        n_train, cached = len(ds.y), False  # ds.X may be a streamed source's spec
     else:
         clf = LipschitzNNClassifier(
             norm=norm, backend=backend, device=device, raw=raw, memory_budget=budget,

@@ -18,6 +18,7 @@ from ._common import (
     fmt,
     json_option,
     memory_budget_option,
+    report_piece,
     save_figure,
     shard_options,
     shard_report,
@@ -122,7 +123,7 @@ def separation(
             return  # a rank other than 0: rank 0 reports
         if not run.piece.complete:
             finish_output(run, write_piece_or_result(run, ds.name))
-            _report_piece(run, as_json)
+            report_piece(run, as_json)
             return
         res, cached = separation_result(run.piece, ds.name), False
         info = dict(job.info)
@@ -160,17 +161,6 @@ def separation(
         emit_json(report)
     else:
         _print_human(report)
-
-
-def _report_piece(run: Any, as_json: bool) -> None:
-    """The report of one --shard I/N group: its query rows and where its piece went."""
-    rep = {"shards": shard_report(run), "rows": list(run.piece.rows), "out": str(run.out)}
-    if as_json:
-        emit_json(rep)
-        return
-    echo_shards(rep)
-    click.echo(f"rows        {rep['rows'][0]} to {rep['rows'][1] - 1} of the queries (train, then test)")
-    click.echo(f"wrote       {rep['out']}  (combine the pieces with `sepcheck merge`)")
 
 
 def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,

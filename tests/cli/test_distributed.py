@@ -120,6 +120,25 @@ def test_shard_groups_and_merge_equal_one_run(tmp_path):
     assert _what(resumed.stdout) == _what(direct.stdout)
 
 
+def test_sharded_certify_of_a_streamed_h5_file(tmp_path):
+    """An .h5 file is streamed (its X is a source, not an array): the sharded certify still
+    reports and equals the in-memory run."""
+    import h5py
+
+    fl = _floats(tmp_path)
+    h5 = tmp_path / "h5" / "floats.h5"
+    h5.parent.mkdir()
+    with np.load(fl) as z, h5py.File(h5, "w") as f:
+        for k in z.files:
+            f.create_dataset(k, data=z[k], chunks=(32, 4) if k.startswith("X") else None)
+    sharded = run("certify", h5, "--device", "cpu", "--shard-rows", 50, "--out", tmp_path / "c.h5", "--eps", 0.02,
+                  "--json")
+    assert sharded.exit_code == 0, sharded.output
+    direct = run("certify", fl, "--device", "cpu", "--no-cache", "--eps", 0.02, "--json")
+    got = _what(sharded.stdout)
+    assert got["n_train"] == 180 and got == _what(direct.stdout)
+
+
 def test_refusals_exit_2_and_keep_the_file(tmp_path):
     data, other = _npz(tmp_path), _npz(tmp_path, "other", seed=1)
     out = tmp_path / "r.h5"

@@ -507,7 +507,9 @@ def radius_pairs(
         dt = direct_dtype(problem)
         elem = torch.finfo(dt).bits // 8
         p = problem.p
-        exact = problem.integer and (math.isinf(p) or p == 1)  # cdist of integers
+        # cdist of integers, or a float64 linf (one rounded subtraction per feature, then
+        # abs and max: the exact routine's value)
+        exact = math.isinf(p) or (problem.integer and p == 1)
         driven, limit = problem, None if math.isinf(threshold) else threshold
 
         def tile_of(q, qs, r, rows):

@@ -45,7 +45,6 @@ from .problem import (
 )
 
 Units = Literal["pixel", "raw", "data"]
-RadiusBackend = Literal["auto", "numba", "torch"]
 #: backends with a radius search
 RADIUS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
 #: bytes per stored pair: its reference index (int64) and distance (float64)
@@ -203,7 +202,7 @@ def make_radius_problem(
         reference_labels, n, "reference_labels", "reference"
     )
     if queries is None:
-        qry, ql = ref, rl
+        ql = rl
         p = effective_p(p, ref.shape[1])
         ref, _, scale = range_safe(ref, None, p)
         qry = ref
@@ -225,7 +224,7 @@ def make_radius_problem(
     if not other_label:  # labels that exclude nothing but (i, i) in self mode
         rl = np.arange(n, dtype=np.int64)
         ql = rl if self_mode else np.full(qry.shape[0], -1, dtype=np.int64)
-    return Problem(ref, rl, ref if self_mode else qry, ql, p, 1, self_mode, scale=scale)
+    return Problem(ref, rl, qry, ql, p, 1, self_mode, scale=scale)
 
 
 def neighbors_within(
@@ -412,13 +411,11 @@ class _PairSink:
         self.folder: str | None = None
         self.own_folder = False
         self.paths: list[str] = []
-        self.total = 0
 
     def add(self, qs: int, n: int, rows: np.ndarray, cols: np.ndarray, dists: np.ndarray):
         self.counts[qs : qs + n] = np.bincount(rows - qs, minlength=n)
         self.parts.append((cols.astype(np.int64, copy=False), dists))
         self.held += rows.size * PAIR_BYTES
-        self.total += rows.size
         if self.held > self.limit:
             self._spill()
 
@@ -455,7 +452,7 @@ class _PairSink:
         arrays = []
         for path, dtype in zip(self.paths, (np.int64, np.float64), strict=True):
             with open(path, "r+b") as f:
-                f.write(_npy_header(np.dtype(dtype), self.total))
+                f.write(_npy_header(np.dtype(dtype), int(indptr[-1])))
             arrays.append(np.load(path, mmap_mode="r"))
         out = RadiusNeighbors(
             indptr, arrays[0], arrays[1], shape, radius, norm, units, spill_path=self.folder

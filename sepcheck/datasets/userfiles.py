@@ -62,8 +62,10 @@ def read_npy_dir(path: str | os.PathLike, stream: bool = False) -> dict[str, Any
         if stream and k in FEATURE_KEYS:
             out[k] = str(input_file(f, "data file"))
             continue
+        with open(input_file(f, "data file"), "rb") as fh:
+            _check_npy_header(fh, os.fstat(fh.fileno()).st_size, f, k)
         try:
-            out[k] = np.load(input_file(f, "data file"), allow_pickle=False)
+            out[k] = np.load(f, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise SepcheckError(f"data file {f} is not a readable .npy array ({cause(exc, 120)}): save it with "
                                 "np.save") from None
@@ -104,7 +106,8 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(p) as zf:
             for info in zf.infolist():
                 if info.filename.removesuffix(".npy") in KEYS:
-                    _check_npy_header(zf, info, p)
+                    with zf.open(info) as fh:
+                        _check_npy_header(fh, info.file_size, p, info.filename.removesuffix(".npy"))
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files if k in KEYS}
     except ValueError as exc:
@@ -118,26 +121,24 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
         raise SepcheckError(f"data file {p} is corrupted or truncated ({type(exc).__name__}: {exc})") from None
 
 
-def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> None:
-    """Refuse an .npz member whose .npy header is broken, declares objects, or declares more
-    bytes than the member holds or memory allows -- before numpy allocates the array."""
-    name = info.filename.removesuffix(".npy")
-    with zf.open(info) as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh, max_header_size=10000)
-        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-            raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({cause(exc, 120)})"
-                                ) from None
-        header_len = fh.tell()
+def _check_npy_header(fh: Any, size: int, p: Path, name: str) -> None:
+    """Refuse an .npy array (an .npz member, or a file of a data folder; ``fh`` open at its
+    start, ``size`` bytes in all) whose header is broken, declares objects, or declares more
+    bytes than it holds or memory allows -- before numpy allocates the array."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh, max_header_size=10000)
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise SepcheckError(f"data file {p}: the header of {name!r} is broken ({cause(exc, 120)})") from None
+    header_len = fh.tell()
     if dtype.hasobject:
         raise SepcheckError(f"data file {p} stores Python objects (pickles) in {name!r}, which sepcheck never "
                             "loads: save plain numeric arrays")
     nbytes = math.prod(shape) * dtype.itemsize
     check_read_size(nbytes, str(p), repr(name))
-    if nbytes != info.file_size - header_len:
-        raise SepcheckError(f"data file {p}: {name!r} declares {nbytes} bytes but holds {info.file_size - header_len}: "
+    if nbytes != size - header_len:
+        raise SepcheckError(f"data file {p}: {name!r} declares {nbytes} bytes but holds {size - header_len}: "
                             "the file is corrupted or truncated")
 
 

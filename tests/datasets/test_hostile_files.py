@@ -170,6 +170,16 @@ def test_npz_header_declaring_a_huge_array_is_refused_before_allocation(tmp_path
     _one_line_error(read_arrays, p, match="declares")
 
 
+def test_npy_folder_header_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
+    from sepcheck.datasets import open_dataset
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 10**6)})
+    (tmp_path / "X.npy").write_bytes(header.getvalue() + bytes(16))
+    np.save(tmp_path / "y.npy", np.arange(2))
+    _one_line_error(open_dataset, tmp_path, match="'X' declares")
+
+
 def _npz_member(a: np.ndarray) -> bytes:
     b = io.BytesIO()
     np.save(b, a)

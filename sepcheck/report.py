@@ -20,7 +20,6 @@ import html
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -616,11 +615,6 @@ def to_html(report: Report) -> str:
             f"{e(str(d['dataset']))}</title><style>{style}</style></head><body>\n"
             f"<h1>sepcheck report: {e(str(d['dataset']))}</h1>{notes}\n<table>{rows}</table>\n{figs}\n{runs}\n"
             f"{foot}\n</body></html>\n")
-
-
-def progress_line(text: str) -> None:
-    """Print one progress line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 __all__ = ["Figure", "Report", "build_report", "certified_curve", "check_out", "closest_pairs", "default_grid",

@@ -347,7 +347,8 @@ def build_report(
         grid = np.asarray(eps_grid[norm], dtype=np.float64) if eps_grid and norm in eps_grid else default_grid(
             seps[norm].distances, typical[norm])
         mine = [r for r in run_points if r["norm"] == norm]
-        c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache, **opts)
+        c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache,
+                              nearest_distances=seps[norm].distances, **opts)
         ceilings[norm] = c
         fig, ax = _subplots(1)
         c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)

@@ -86,15 +86,17 @@ def cached_separation(
     dataset: str = "",
     raw: bool = False,
     cache: str | os.PathLike | None = None,
+    content_hash: str | None = None,
     **engine_options: Any,
 ) -> tuple[SeparationResult, bool]:
     """:func:`~sepcheck.separation` with an optional results cache (:func:`cached`, kind
     ``separation``, HDF5). Returns (result, came_from_cache). ``X`` and ``X_test`` may be
     row sources or files, as for :func:`~sepcheck.separation` (the digest then streams them
-    once)."""
+    once). ``content_hash``: :func:`sepcheck.hashing.array_digest` of ``(X, y, X_test,
+    y_test)`` (Nones included) when the caller has it already; it is the cache key."""
     p = parse_norm(norm)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
-    digest = array_digest(Xf, yv, Xt, yt)
+    digest = content_hash or array_digest(Xf, yv, Xt, yt)
 
     def load(path: Path) -> SeparationResult | None:
         res = SeparationResult.load(path)
@@ -123,6 +125,7 @@ def cached_ceiling(
     dataset: str = "",
     cache: str | os.PathLike | None = None,
     nearest_distances: Any = None,
+    content_hash: str | None = None,
     **engine_options: Any,
 ) -> tuple[CeilingResult, bool]:
     """:func:`~sepcheck.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
@@ -130,10 +133,12 @@ def cached_ceiling(
     the nearest-other distances it needs are ``nearest_distances`` when given (shape (n,):
     :attr:`SeparationResult.distances <sepcheck.SeparationResult>` of the same data, norm and
     units), else come from :func:`cached_separation` in the same cache (``cache=None``:
-    :func:`~sepcheck.ceiling.robust_ceiling` searches them). Returns (result, came_from_cache)."""
+    :func:`~sepcheck.ceiling.robust_ceiling` searches them). ``content_hash``:
+    :func:`sepcheck.hashing.array_digest` of ``(X, y)`` when the caller has it already (the
+    cache key). Returns (result, came_from_cache)."""
     p = parse_norm(norm)
     Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)
-    digest = array_digest(Xf, yv)
+    digest = content_hash or array_digest(Xf, yv)
 
     def load(path: Path) -> CeilingResult | None:
         res = CeilingResult.load(path)

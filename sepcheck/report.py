@@ -270,8 +270,9 @@ def build_report(
         run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, **engine_options)
     opts = {"progress": progress, **engine_options}
     units = units_of(X, False)
-    digest = array_digest(X, y)
-    test_digest = array_digest(X, y, Xt, yt)
+    digest = array_digest(X, y)  # the ceiling's and the report's own cache keys
+    sep_digest = array_digest(X, y, None, None)  # cached_separation's: train split, no test split
+    test_digest = sep_digest if Xt is None else array_digest(X, y, Xt, yt)
 
     def step(name: str) -> Callable[[], None]:
         log(f"{name} ...")
@@ -291,7 +292,8 @@ def build_report(
     for norm in NORMS:
         done = step(f"separation {norm}")
         # train-train under the same cache key as `sepcheck separation`, the ceiling and the classifier
-        res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, **opts)
+        res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, content_hash=sep_digest,
+                                            **opts)
         if Xt is not None:
             def test_train(norm: str = norm) -> dict[str, np.ndarray]:
                 d, i = nearest_other(X, y, Xt, yt, norm=norm, k=1, **opts)
@@ -348,7 +350,7 @@ def build_report(
             seps[norm].distances, typical[norm])
         mine = [r for r in run_points if r["norm"] == norm]
         c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache,
-                              nearest_distances=seps[norm].distances, **opts)
+                              nearest_distances=seps[norm].distances, content_hash=digest, **opts)
         ceilings[norm] = c
         fig, ax = _subplots(1)
         c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)

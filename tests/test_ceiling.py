@@ -250,6 +250,9 @@ def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
     res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, device="cpu")
     assert not hit3 and same_answer(res, first)
     assert not cached_ceiling(X, y, [0.0, 0.2], device="cpu")[1]  # no cache given: nothing read or written
+    from sepcheck.hashing import array_digest
+
+    assert cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, content_hash=array_digest(X, y), device="cpu")[1]
 
 
 def test_cached_ceiling_uses_given_nearest_distances(tmp_path):

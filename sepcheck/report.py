@@ -40,6 +40,7 @@ from .errors import SepcheckError
 from .fileio import atomic_write, default_file_mode, json_text, to_jsonable
 from .hashing import array_digest
 from .hygiene import (
+    HygieneReport,
     HygieneTable,
     check_tau,
     cross_label_table,
@@ -399,22 +400,19 @@ def build_report(
     noise = _table("label_noise", na)
     ca, _ = cached_arrays("crosslabel", (digest, "linf", repr(t)),
                           lambda: _columns(cross_label_table(X, y, t, p=math.inf, raw=False, **opts)), cache)
-    cross = _table("cross_label", ca)
-    hyg: dict[str, Any] = {"tau": t, "norm": "linf", "cross_label_pairs": len(cross),
-                           "label_noise_candidates": len(noise), "negative_margin": int(np.count_nonzero(
-                               na["margin"] < 0)), "cross_label": cross.head(50).to_dict(),
-                           "label_noise": noise.head(50).to_dict()}
+    hr = HygieneReport(tau=t, norm="linf", units=units, k=None, n=int(X.shape[0]), cross_label=_table("cross_label", ca),
+                       label_noise=noise, margin=na["margin"], dataset=ds.name)
     if "linf" in nearest:
-        dn, jn = nearest["linf"]
-        tt = test_train_table(dn, jn, yt, y, t)
-        hyg["test_train_duplicates"] = len(tt)
-        hyg["test_train_fraction"] = {f"{m:g}tau": float(np.count_nonzero(dn <= m * t) / dn.size) for m in (1, 2, 4)}
+        hr.test_nearest, hr.test_nearest_index = nearest["linf"]
+        hr.test_train = test_train_table(hr.test_nearest, hr.test_nearest_index, yt, y, t)
+    # its counts and first 50 rows per list, less what the report says elsewhere
+    hyg = {k: v for k, v in hr.to_dict(top=50).items() if k not in ("dataset", "units", "k", "n", "n_test")}
+    if "linf" in nearest:
         # distance within which 1 %, 3.3 % (ciFAIR's share of CIFAR-10), 10 %, 50 % of the test
         # points have a training point of any label, per norm
         qs = (0.01, 0.033, 0.1, 0.5)
         hyg["test_train_nearest_quantiles"] = {
             norm: dict(zip(map(str, qs), np.quantile(nearest[norm][0], qs).tolist(), strict=True)) for norm in nearest}
-        hyg["test_train"] = tt.head(50).to_dict()
     data["hygiene"] = to_jsonable(hyg)
     done()
 

@@ -206,6 +206,8 @@ def build_report(
     cache: str | os.PathLike | None = None,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    data_options: dict[str, Any] | None = None,
+    spec: str | None = None,
     **engine_options: Any,
 ) -> Report:
     """Compute and draw the report of a data set.
@@ -239,6 +241,11 @@ def build_report(
         Engine progress bars on stderr.
     say
         Receives one line per step (the CLI prints them on stderr).
+    data_options
+        ``data_dir``, ``download``, ``verify``: how the runs' data sets are opened.
+    spec
+        The name or path ``dataset`` was opened from (with ``data_options``): runs on it
+        reuse it instead of opening it again.
     engine_options
         backend, device, memory_budget.
     """
@@ -268,7 +275,8 @@ def build_report(
     if runs:
         from .train.ceiling_points import run_points as measured_points
 
-        run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, **engine_options)
+        run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, data_options=data_options,
+                                     opened=None if spec is None else (spec, ds), **engine_options)
     opts = {"progress": progress, **engine_options}
     units = units_of(X, False)
     digest = array_digest(X, y)  # the ceiling's and the report's own cache keys

@@ -105,7 +105,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
 
         opts = {"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
         points = run_points(list(runs), time_limit=time_limit, cache=cli_cache(no_cache), data_options=opts,
-                            **engine)
+                            opened=(dataset, ds), **engine)
         for p in points:
             if p["above"]:
                 click.echo(f"WARNING: {above_message(p)}", err=True)

@@ -35,7 +35,7 @@ from .ceiling import check_time_limit
 from .certify import build_result
 from .classpairs import ClassPairs, class_pair_separation
 from .conflicts import find_conflicts
-from .engine import nearest_by_class, nearest_other
+from .engine import nearest_by_class
 from .errors import SepcheckError
 from .fileio import atomic_write, default_file_mode, json_text, to_jsonable
 from .hashing import array_digest
@@ -46,6 +46,7 @@ from .hygiene import (
     cross_label_table,
     label_noise_table,
     nearest_any,
+    nearest_other_label,
     test_train_table,
 )
 from .separation import SeparationResult, separation_after_drop, units_of
@@ -297,20 +298,22 @@ def build_report(
                             "dim": int(X.shape[1]), "n_classes": int(np.unique(y).size), "units": units,
                             "typical_eps": typical, "tau": t, "runs": run_points}
     seps: dict[str, SeparationResult] = {}
+    byclass: dict[str, dict[str, np.ndarray]] = {}  # norm -> nearest_by_class of the test points
     summary: dict[str, Any] = {}
     for norm in NORMS:
         done = step(f"separation {norm}")
         # train-train under the same cache key as `sepcheck separation`, the ceiling and the classifier
         res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, content_hash=sep_digest,
                                             **opts)
-        if Xt is not None:
-            def test_train(norm: str = norm) -> dict[str, np.ndarray]:
-                d, i = nearest_other(X, y, Xt, yt, norm=norm, k=1, **opts)
-                return {"d": d[:, 0], "i": i[:, 0]}
+        if Xt is not None:  # test-train: one search per class serves this, the certified accuracy and hygiene
+            def by_class(norm: str = norm) -> dict[str, np.ndarray]:
+                d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
+                return {"d": d, "i": i, "classes": classes}
 
-            tt, _ = cached_arrays("testtrain", (test_digest, norm), test_train, cache)
-            res.test_distances, res.test_neighbors = tt["d"], tt["i"]
-            res.test_conflicts = find_conflicts(X, y, np.flatnonzero(tt["d"] == 0), Xt, yt)
+            bc, _ = cached_arrays("byclass", (test_digest, norm), by_class, cache)
+            byclass[norm] = bc
+            res.test_distances, res.test_neighbors = nearest_other_label(bc["d"], bc["i"], bc["classes"], yt)
+            res.test_conflicts = find_conflicts(X, y, np.flatnonzero(res.test_distances == 0), Xt, yt)
         seps[norm] = res
         s = res.summary()
         s["cached"] = from_cache
@@ -378,12 +381,7 @@ def build_report(
     if Xt is not None:
         for norm in NORMS:
             done = step(f"certified accuracy {norm}")
-
-            def by_class(norm: str = norm) -> dict[str, np.ndarray]:
-                d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
-                return {"d": d, "i": i, "classes": classes}
-
-            bc, _ = cached_arrays("byclass", (test_digest, norm), by_class, cache)
+            bc = byclass[norm]
             nearest[norm] = nearest_any(bc["d"], bc["i"])
             res = seps[norm]
             cr = build_result(bc["d"], bc["i"], bc["classes"], yt, (0.0,), r=res.r, separation=res.separation,

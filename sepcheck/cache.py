@@ -86,15 +86,17 @@ def cached_separation(
     dataset: str = "",
     raw: bool = False,
     cache: str | os.PathLike | None = None,
+    content_hash: str | None = None,
     **engine_options: Any,
 ) -> tuple[SeparationResult, bool]:
     """:func:`~sepcheck.separation` with an optional results cache (:func:`cached`, kind
     ``separation``, HDF5). Returns (result, came_from_cache). ``X`` and ``X_test`` may be
     row sources or files, as for :func:`~sepcheck.separation` (the digest then streams them
-    once)."""
+    once). ``content_hash``: :func:`sepcheck.hashing.array_digest` of ``(X, y, X_test,
+    y_test)`` (Nones included) when the caller has it already; it is the cache key."""
     p = parse_norm(norm)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
-    digest = array_digest(Xf, yv, Xt, yt)
+    digest = content_hash or array_digest(Xf, yv, Xt, yt)
 
     def load(path: Path) -> SeparationResult | None:
         res = SeparationResult.load(path)
@@ -122,15 +124,21 @@ def cached_ceiling(
     time_limit: float = 10.0,
     dataset: str = "",
     cache: str | os.PathLike | None = None,
+    nearest_distances: Any = None,
+    content_hash: str | None = None,
     **engine_options: Any,
 ) -> tuple[CeilingResult, bool]:
     """:func:`~sepcheck.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
     kind ``ceiling``, JSON), keyed by the data, norm, units, the eps grid and the time limit;
-    the nearest-other distances it needs come from :func:`cached_separation` in the same
-    cache. Returns (result, came_from_cache)."""
+    the nearest-other distances it needs are ``nearest_distances`` when given (shape (n,):
+    :attr:`SeparationResult.distances <sepcheck.SeparationResult>` of the same data, norm and
+    units), else come from :func:`cached_separation` in the same cache (``cache=None``:
+    :func:`~sepcheck.ceiling.robust_ceiling` searches them). ``content_hash``:
+    :func:`sepcheck.hashing.array_digest` of ``(X, y)`` when the caller has it already (the
+    cache key). Returns (result, came_from_cache)."""
     p = parse_norm(norm)
     Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)
-    digest = array_digest(Xf, yv)
+    digest = content_hash or array_digest(Xf, yv)
 
     def load(path: Path) -> CeilingResult | None:
         res = CeilingResult.load(path)
@@ -140,8 +148,8 @@ def cached_ceiling(
         return res
 
     def compute() -> CeilingResult:
-        nearest = None
-        if cache is not None:  # the nearest-other distances come from (and go to) the separation cache
+        nearest = nearest_distances
+        if nearest is None and cache is not None:  # they come from (and go to) the separation cache
             nearest = cached_separation(Xf, yv, norm=p, raw=raw, cache=cache, **engine_options)[0].distances
         return robust_ceiling(Xf, yv, grid, norm=p, raw=raw, time_limit=limit, dataset=dataset,
                               nearest_distances=nearest, content_hash=digest, **engine_options)

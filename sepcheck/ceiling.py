@@ -150,8 +150,10 @@ class CeilingResult:
         return plot_ceiling(self, ax=ax, typical_eps=typical_eps, runs=runs, **kwargs)
 
 
-def as_eps_grid(eps: Any) -> np.ndarray:
-    """A float or 1-D array of radii (finite, >= 0, at least one) as float64, order kept."""
+def as_eps_grid(eps: Any, name: str = "eps") -> np.ndarray:
+    """A float or 1-D array of radii (finite, >= 0, at least one) as float64, order kept;
+    ``name`` names them in the error about a radius that is not finite or negative (the CLI:
+    ``--eps``)."""
     try:
         arr = np.asarray(eps, dtype=np.float64)
     except (TypeError, ValueError):
@@ -162,7 +164,7 @@ def as_eps_grid(eps: Any) -> np.ndarray:
         raise SepcheckError(f"eps has shape {arr.shape}: give a radius >= 0 or a non-empty 1-D array of them")
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
-        raise SepcheckError(f"eps={arr[bad][0]!r} is invalid: every radius must be finite and >= 0")
+        raise SepcheckError(f"{name} {float(arr[bad][0])!r} is invalid: every radius must be finite and >= 0")
     return arr
 
 

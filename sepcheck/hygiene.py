@@ -211,6 +211,21 @@ def nearest_any(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray,
     return distances[rows, cols], indices[rows, cols]
 
 
+def nearest_other_label(
+    distances: np.ndarray, indices: np.ndarray, classes: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest reference row with a label other than each query's ``labels`` (n,), from
+    :func:`nearest_by_class`'s (n, C) output and its ``classes``: (distance, index) per
+    row, ties to the lowest reference index, +inf and -1 where there is none (as
+    :func:`nearest_other` with ``k=1``)."""
+    pos = np.searchsorted(classes, labels)
+    own = np.flatnonzero((pos < classes.size) & (classes[np.minimum(pos, classes.size - 1)] == labels))
+    masked = distances.copy()
+    masked[own, pos[own]] = np.inf
+    d, i = nearest_any(masked, indices)
+    return d, np.where(np.isinf(d), -1, i)
+
+
 def test_train_table(
     nearest: np.ndarray, nearest_index: np.ndarray, y_test: np.ndarray, y: np.ndarray, tau: float
 ) -> HygieneTable:
@@ -370,4 +385,5 @@ def hygiene(
     return rep
 
 
-__all__ = ["HygieneReport", "HygieneTable", "check_tau", "hygiene", "nearest_any", "own_class_nearest"]
+__all__ = ["HygieneReport", "HygieneTable", "check_tau", "hygiene", "nearest_any", "nearest_other_label",
+           "own_class_nearest"]

@@ -20,7 +20,6 @@ import html
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -36,16 +35,18 @@ from .ceiling import check_time_limit
 from .certify import build_result
 from .classpairs import ClassPairs, class_pair_separation
 from .conflicts import find_conflicts
-from .engine import nearest_by_class, nearest_other
+from .engine import nearest_by_class
 from .errors import SepcheckError
 from .fileio import atomic_write, default_file_mode, json_text, to_jsonable
 from .hashing import array_digest
 from .hygiene import (
+    HygieneReport,
     HygieneTable,
     check_tau,
     cross_label_table,
     label_noise_table,
     nearest_any,
+    nearest_other_label,
     test_train_table,
 )
 from .separation import SeparationResult, separation_after_drop, units_of
@@ -206,6 +207,8 @@ def build_report(
     cache: str | os.PathLike | None = None,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    data_options: dict[str, Any] | None = None,
+    spec: str | None = None,
     **engine_options: Any,
 ) -> Report:
     """Compute and draw the report of a data set.
@@ -239,6 +242,11 @@ def build_report(
         Engine progress bars on stderr.
     say
         Receives one line per step (the CLI prints them on stderr).
+    data_options
+        ``data_dir``, ``download``, ``verify``: how the runs' data sets are opened.
+    spec
+        The name or path ``dataset`` was opened from (with ``data_options``): runs on it
+        reuse it instead of opening it again.
     engine_options
         backend, device, memory_budget.
     """
@@ -268,11 +276,13 @@ def build_report(
     if runs:
         from .train.ceiling_points import run_points as measured_points
 
-        run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, **engine_options)
+        run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, data_options=data_options,
+                                     opened=None if spec is None else (spec, ds), **engine_options)
     opts = {"progress": progress, **engine_options}
     units = units_of(X, False)
-    digest = array_digest(X, y)
-    test_digest = array_digest(X, y, Xt, yt)
+    digest = array_digest(X, y)  # the ceiling's and the report's own cache keys
+    sep_digest = array_digest(X, y, None, None)  # cached_separation's: train split, no test split
+    test_digest = sep_digest if Xt is None else array_digest(X, y, Xt, yt)
 
     def step(name: str) -> Callable[[], None]:
         log(f"{name} ...")
@@ -288,19 +298,22 @@ def build_report(
                             "dim": int(X.shape[1]), "n_classes": int(np.unique(y).size), "units": units,
                             "typical_eps": typical, "tau": t, "runs": run_points}
     seps: dict[str, SeparationResult] = {}
+    byclass: dict[str, dict[str, np.ndarray]] = {}  # norm -> nearest_by_class of the test points
     summary: dict[str, Any] = {}
     for norm in NORMS:
         done = step(f"separation {norm}")
         # train-train under the same cache key as `sepcheck separation`, the ceiling and the classifier
-        res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, **opts)
-        if Xt is not None:
-            def test_train(norm: str = norm) -> dict[str, np.ndarray]:
-                d, i = nearest_other(X, y, Xt, yt, norm=norm, k=1, **opts)
-                return {"d": d[:, 0], "i": i[:, 0]}
+        res, from_cache = cached_separation(X, y, norm=norm, dataset=ds.name, cache=cache, content_hash=sep_digest,
+                                            **opts)
+        if Xt is not None:  # test-train: one search per class serves this, the certified accuracy and hygiene
+            def by_class(norm: str = norm) -> dict[str, np.ndarray]:
+                d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
+                return {"d": d, "i": i, "classes": classes}
 
-            tt, _ = cached_arrays("testtrain", (test_digest, norm), test_train, cache)
-            res.test_distances, res.test_neighbors = tt["d"], tt["i"]
-            res.test_conflicts = find_conflicts(X, y, np.flatnonzero(tt["d"] == 0), Xt, yt)
+            bc, _ = cached_arrays("byclass", (test_digest, norm), by_class, cache)
+            byclass[norm] = bc
+            res.test_distances, res.test_neighbors = nearest_other_label(bc["d"], bc["i"], bc["classes"], yt)
+            res.test_conflicts = find_conflicts(X, y, np.flatnonzero(res.test_distances == 0), Xt, yt)
         seps[norm] = res
         s = res.summary()
         s["cached"] = from_cache
@@ -348,7 +361,8 @@ def build_report(
         grid = np.asarray(eps_grid[norm], dtype=np.float64) if eps_grid and norm in eps_grid else default_grid(
             seps[norm].distances, typical[norm])
         mine = [r for r in run_points if r["norm"] == norm]
-        c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache, **opts)
+        c, _ = cached_ceiling(X, y, grid, norm=norm, time_limit=time_limit, dataset=ds.name, cache=cache,
+                              nearest_distances=seps[norm].distances, content_hash=digest, **opts)
         ceilings[norm] = c
         fig, ax = _subplots(1)
         c.plot(ax=ax[0], typical_eps=typical[norm], runs=mine or None)
@@ -367,12 +381,7 @@ def build_report(
     if Xt is not None:
         for norm in NORMS:
             done = step(f"certified accuracy {norm}")
-
-            def by_class(norm: str = norm) -> dict[str, np.ndarray]:
-                d, i, classes = nearest_by_class(X, y, Xt, norm=norm, **opts)
-                return {"d": d, "i": i, "classes": classes}
-
-            bc, _ = cached_arrays("byclass", (test_digest, norm), by_class, cache)
+            bc = byclass[norm]
             nearest[norm] = nearest_any(bc["d"], bc["i"])
             res = seps[norm]
             cr = build_result(bc["d"], bc["i"], bc["classes"], yt, (0.0,), r=res.r, separation=res.separation,
@@ -397,22 +406,19 @@ def build_report(
     noise = _table("label_noise", na)
     ca, _ = cached_arrays("crosslabel", (digest, "linf", repr(t)),
                           lambda: _columns(cross_label_table(X, y, t, p=math.inf, raw=False, **opts)), cache)
-    cross = _table("cross_label", ca)
-    hyg: dict[str, Any] = {"tau": t, "norm": "linf", "cross_label_pairs": len(cross),
-                           "label_noise_candidates": len(noise), "negative_margin": int(np.count_nonzero(
-                               na["margin"] < 0)), "cross_label": cross.head(50).to_dict(),
-                           "label_noise": noise.head(50).to_dict()}
+    hr = HygieneReport(tau=t, norm="linf", units=units, k=None, n=int(X.shape[0]), cross_label=_table("cross_label", ca),
+                       label_noise=noise, margin=na["margin"], dataset=ds.name)
     if "linf" in nearest:
-        dn, jn = nearest["linf"]
-        tt = test_train_table(dn, jn, yt, y, t)
-        hyg["test_train_duplicates"] = len(tt)
-        hyg["test_train_fraction"] = {f"{m:g}tau": float(np.count_nonzero(dn <= m * t) / dn.size) for m in (1, 2, 4)}
+        hr.test_nearest, hr.test_nearest_index = nearest["linf"]
+        hr.test_train = test_train_table(hr.test_nearest, hr.test_nearest_index, yt, y, t)
+    # its counts and first 50 rows per list, less what the report says elsewhere
+    hyg = {k: v for k, v in hr.to_dict(top=50).items() if k not in ("dataset", "units", "k", "n", "n_test")}
+    if "linf" in nearest:
         # distance within which 1 %, 3.3 % (ciFAIR's share of CIFAR-10), 10 %, 50 % of the test
         # points have a training point of any label, per norm
         qs = (0.01, 0.033, 0.1, 0.5)
         hyg["test_train_nearest_quantiles"] = {
             norm: dict(zip(map(str, qs), np.quantile(nearest[norm][0], qs).tolist(), strict=True)) for norm in nearest}
-        hyg["test_train"] = tt.head(50).to_dict()
     data["hygiene"] = to_jsonable(hyg)
     done()
 
@@ -616,11 +622,6 @@ def to_html(report: Report) -> str:
             f"{e(str(d['dataset']))}</title><style>{style}</style></head><body>\n"
             f"<h1>sepcheck report: {e(str(d['dataset']))}</h1>{notes}\n<table>{rows}</table>\n{figs}\n{runs}\n"
             f"{foot}\n</body></html>\n")
-
-
-def progress_line(text: str) -> None:
-    """Print one progress line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 __all__ = ["Figure", "Report", "build_report", "certified_curve", "check_out", "closest_pairs", "default_grid",

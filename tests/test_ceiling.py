@@ -250,3 +250,25 @@ def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
     res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, device="cpu")
     assert not hit3 and same_answer(res, first)
     assert not cached_ceiling(X, y, [0.0, 0.2], device="cpu")[1]  # no cache given: nothing read or written
+    from sepcheck.hashing import array_digest
+
+    assert cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, content_hash=array_digest(X, y), device="cpu")[1]
+
+
+def test_cached_ceiling_uses_given_nearest_distances(tmp_path):
+    from sepcheck.cache import cached_ceiling
+
+    from .oracle import nearest_other
+
+    rng = np.random.default_rng(8)
+    n = 14
+    X = rng.random((n, 3))
+    y = np.arange(n) % 3
+    d1 = nearest_other(X, y, p=math.inf)[0][:, 0]
+    res, _ = cached_ceiling(X, y, [0.1, 0.2], nearest_distances=d1, device="cpu")
+    for k, eps in enumerate((0.1, 0.2)):
+        assert res.exact[k] and res.accuracy[k] == mis_enumerated(n, conflict_edges(X, y, eps, math.inf)) / n
+    cached_ceiling(X, y, [0.1], nearest_distances=d1, cache=tmp_path, device="cpu")
+    assert not list(tmp_path.glob("separation-*"))  # given distances: no separation search or cache entry
+    with pytest.raises(SepcheckError, match="nearest_distances"):
+        cached_ceiling(X, y, [0.1], nearest_distances=d1[:-1], device="cpu")

@@ -84,6 +84,23 @@ def test_lists_match_brute_force(seed, n, m, p, tau, k, uint8):
     assert rep.label_noise["index"].tolist() == cand
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([math.inf, 2.0, 1.0]), uint8=st.booleans())
+def test_nearest_other_label_matches_brute_force(seed, p, uint8):
+    from sepcheck.engine import nearest_by_class
+    from sepcheck.hygiene import nearest_other_label
+
+    from .oracle import nearest_other
+
+    X, y, Xt, yt = _data(seed, 30, 12, np.uint8 if uint8 else np.float64)
+    yt[-1] = 7  # a label the training data lacks: every training row counts
+    d, i, classes = nearest_by_class(X, y, Xt, norm=p, device="cpu")
+    got_d, got_i = nearest_other_label(d, i, classes, yt)
+    want_d, want_i = nearest_other(X, y, Xt, yt, p=p, scale=255.0 if uint8 else 1.0)
+    np.testing.assert_array_equal(got_i, want_i[:, 0])
+    np.testing.assert_allclose(got_d, want_d[:, 0], rtol=1e-12)
+
+
 def test_exact_at_tau_and_fraction_within():
     X = np.array([[0.0], [1.0], [3.0]])
     y = np.array([0, 1, 1])

@@ -120,6 +120,24 @@ def test_mnist_subset_report(mnist_test, tmp_path):
     assert {"closest_pairs_linf", "test_train_linf"} <= {p.stem for p in (tmp_path / "r" / "figures").glob("*.png")}
 
 
+def test_cache_is_shared_with_the_library_calls(tmp_path):
+    from sepcheck.cache import cached_ceiling, cached_separation
+
+    ds = _synthetic(1)
+    grid = {"linf": [0.0, 0.05, 0.1], "l2": [0.0, 0.3]}
+    first = build_report(ds, drop=0, pairs=0, eps_grid=grid, cache=tmp_path, device="cpu")
+    again = build_report(ds, drop=0, pairs=0, eps_grid=grid, cache=tmp_path, device="cpu")
+    first.close()
+    again.close()
+    assert [again.data["summary"][n]["cached"] for n in ("linf", "l2")] == [True, True]
+    for key in ("hygiene", "class_pairs", "certified"):
+        assert again.data[key] == first.data[key]
+    for norm, eps in grid.items():
+        assert cached_separation(ds.X, ds.y, norm=norm, cache=tmp_path, device="cpu")[1]
+        res, hit = cached_ceiling(ds.X, ds.y, eps, norm=norm, cache=tmp_path, device="cpu")
+        assert hit and res.accuracy.tolist() == first.data["ceiling"][norm]["accuracy"]
+
+
 def test_existing_folder_needs_force(synthetic_report, tmp_path):
     _, _, rep = synthetic_report
     out = tmp_path / "out"

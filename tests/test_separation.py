@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sepcheck import SeparationResult, SepcheckError, separation
 from sepcheck.cache import cached_separation
 from sepcheck.datasets import make_spiral
+from sepcheck.hashing import array_digest
 from tests import oracle
 
 
@@ -113,6 +114,9 @@ def test_cache_reuses_and_keys_on_content(tmp_path):
     _, c5 = cached_separation(X, y, norm="linf", device="cpu")  # no cache given: computed, nothing stored
     assert not c3 and not c4 and not c5
     assert len(list(tmp_path.glob("separation-*.h5"))) == 3
+    digest = array_digest(X, y, None, None)
+    r6, c6 = cached_separation(X, y, norm="linf", cache=tmp_path, content_hash=digest, device="cpu")
+    assert c6 and r6.content_hash == digest  # a given content hash is the same key
 
 
 def test_plot_draws_min_and_two_eps(tmp_path):

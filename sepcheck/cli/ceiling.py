@@ -72,7 +72,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     """
     from .._validation import as_memory_budget
     from ..cache import cached_ceiling
-    from ..ceiling import check_time_limit
+    from ..ceiling import as_eps_grid, check_time_limit
     from ..datasets import open_dataset
     from ..engine.radius import RADIUS_BACKENDS
 
@@ -83,9 +83,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     if bool(eps_values) == bool(eps_grid):
         raise SepcheckError("give the radii with --eps E (repeatable) or --eps-grid START:STOP:NUM, not both")
     grid = list(eps_values) if eps_values else parse_eps_grid(str(eps_grid))
-    bad = [e for e in grid if not (math.isfinite(e) and e >= 0)]
-    if bad:
-        raise SepcheckError(f"--eps {bad[0]} is invalid: every radius must be finite and >= 0")
+    as_eps_grid(grid, "--eps")
     try:
         check_time_limit(time_limit)
     except SepcheckError:
@@ -107,7 +105,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
 
         opts = {"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
         points = run_points(list(runs), time_limit=time_limit, cache=cli_cache(no_cache), data_options=opts,
-                            **engine)
+                            opened=(dataset, ds), **engine)
         for p in points:
             if p["above"]:
                 click.echo(f"WARNING: {above_message(p)}", err=True)

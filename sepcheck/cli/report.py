@@ -50,10 +50,12 @@ def report(
     if tau is not None:
         check_tau(tau)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
-    ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
+    opts = {"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
+    ds = open_dataset(dataset, **opts)
     rep = build_report(
         ds, eps=eps, eps_l2=eps_l2, tau=tau, drop=drop, runs=runs, time_limit=time_limit, cache=cli_cache(no_cache),
-        progress=True, say=lambda s: click.echo(s, err=True), backend=backend, device=device, memory_budget=budget,
+        progress=True, say=lambda s: click.echo(s, err=True), data_options=opts, spec=dataset, backend=backend,
+        device=device, memory_budget=budget,
     )
     try:
         path = rep.write(out, force=force)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SepcheckError
+from .config import dataset_spec
 from .data import load as load_data
+from .data import prepare
 from .evaluate import subset_indices
 from .runs import RunDir, read_config, read_json
 
@@ -24,12 +26,16 @@ ATTACK_KEYS = {"adv_test_acc": "PGD", "adv_test_acc_autoattack": "AutoAttack"}
 
 def run_points(run_dirs: list[str | os.PathLike], *, time_limit: float = 10.0,
                cache: str | os.PathLike | None = None, data_options: dict[str, Any] | None = None,
-               **engine_options: Any) -> list[dict[str, Any]]:
+               opened: tuple[str, Any] | None = None, **engine_options: Any) -> list[dict[str, Any]]:
     """One dict per run and attack: ``run``, ``label``, ``dataset``, ``norm``, ``eps``,
     ``attack``, ``accuracy`` (measured), ``ceiling`` and ``upper`` (its bounds; equal when
     ``exact``), ``n_points`` (test points evaluated; a seeded subset when ``subset``),
     ``above`` (the measured value exceeds the upper bound: impossible for a true robust
     accuracy). ``cache``: a folder for the ceilings (see :func:`sepcheck.cache.cached_ceiling`).
+    ``data_options``: ``data_dir`` (overrides the run's), ``download``, ``verify`` for
+    opening a run's data set. ``opened``: (spec, :class:`sepcheck.datasets.Dataset`) the
+    caller opened with ``data_options``: a run on that spec and data folder is prepared from
+    it (:func:`sepcheck.train.data.prepare`) instead of being opened again.
     """
     from ..cache import cached_ceiling
 
@@ -47,9 +53,12 @@ def run_points(run_dirs: list[str | os.PathLike], *, time_limit: float = 10.0,
             raise SepcheckError(f"{run.eval} lacks eps, norm or n_test_eval: re-run `sepcheck eval {d}`")
         key = (cfg.get("dataset"), cfg.get("holdout"), cfg.get("data_dir"))
         if key not in data:
-            data[key] = load_data(cfg["dataset"], holdout=cfg.get("holdout"),
-                                  data_dir=opts.get("data_dir") or cfg.get("data_dir"),
-                                  download=opts.get("download", True), verify=opts.get("verify", True))
+            data_dir = opts.get("data_dir") or cfg.get("data_dir")
+            if opened is not None and cfg["dataset"] == dataset_spec(opened[0]) and data_dir == opts.get("data_dir"):
+                data[key] = prepare(opened[1], holdout=cfg.get("holdout"))
+            else:
+                data[key] = load_data(cfg["dataset"], holdout=cfg.get("holdout"), data_dir=data_dir,
+                                      download=opts.get("download", True), verify=opts.get("verify", True))
         ds = data[key]
         _, _, Xt, yt = ds.raw
         if Xt is None or yt is None:

@@ -68,6 +68,15 @@ def test_runs_against_the_ceiling(tmp_path, npz):
     r = run("ceiling", npz, "--eps", 0.4, "--runs", runs / "nat", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "ABOVE THE CEILING" in r.stdout and r.stderr.startswith("WARNING:") and "impossible" in r.stderr
+    # the data set the caller has open is used, not opened again (here: its file is gone)
+    from sepcheck.datasets import open_dataset
+    from sepcheck.train.ceiling_points import run_points
+
+    spec = str(npz.resolve())
+    ds = open_dataset(spec)
+    npz.unlink()
+    points = run_points([runs / "nat"], opened=(spec, ds), device="cpu")
+    assert [p["ceiling"] for p in points] == [want.accuracy[0]] and points[0]["above"]
 
 
 @pytest.mark.parametrize(

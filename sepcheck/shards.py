@@ -427,8 +427,8 @@ def read_piece(path: str | os.PathLike) -> Piece:
     return Piece(fp, lo, hi, arrays, p)
 
 
-def _assemble(job_fp: dict[str, Any], plan: ShardPlan, shards: dict[int, dict[str, np.ndarray]],
-              lo: int, hi: int) -> dict[str, np.ndarray]:
+def _assemble(job_fp: dict[str, Any], shards: dict[int, dict[str, np.ndarray]], lo: int,
+              hi: int) -> dict[str, np.ndarray]:
     """Concatenate shards lo..hi-1 per part (keys '<part>.dist', '<part>.idx')."""
     names = [p[0] for p in job_fp["parts"]]
     out: dict[str, np.ndarray] = {}
@@ -545,7 +545,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     if journal is not None:
         if resume:
             journal.check()  # every rank refuses a foreign journal before anything is touched
-            check_existing(out, job.fingerprint, group)
+            check_existing(out, job.fingerprint)
             if not journal.folder.exists() and Path(out).is_file():  # the run had finished: nothing to do
                 piece = _piece_of(Path(out), job, shards) if ctx.is_main else None
                 return ShardRun(piece, job.plan.count, group, 0, len(shards) if ctx.is_main else 0, ctx.rank,
@@ -571,7 +571,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         allres.update(res)
     computed = sum(g[1] for g in gathered)
     reused = sum(g[2] for g in gathered)
-    arrays = _assemble(job.fingerprint, job.plan, allres, shards.start, shards.stop)
+    arrays = _assemble(job.fingerprint, allres, shards.start, shards.stop)
     piece = _finish(job, arrays, shards.start, shards.stop)
     return ShardRun(piece, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
                     None if out is None else Path(out), time.perf_counter() - t0)
@@ -656,7 +656,7 @@ def check_run_options(out: str | os.PathLike | None, resume: bool, shard: str | 
         raise SepcheckError("--shard I/N needs --out: each group writes its piece for `sepcheck merge`")
 
 
-def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any], group: tuple[int, int]) -> None:
+def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
     """With ``--resume``: refuse (one line, file untouched) an existing ``out`` from other inputs
     or options."""
     p = Path(out)

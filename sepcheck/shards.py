@@ -158,7 +158,6 @@ class ShardJob:
     X_test: Any
     y_test: np.ndarray | None
     parts: list[Part]
-    plan: ShardPlan
     p: float
     raw: bool
     dataset: str
@@ -166,6 +165,11 @@ class ShardJob:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     #: what the engine reported on the last shard computed here (backend, device)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> ShardPlan:
+        """The shards: ``fingerprint["shard_rows"]`` query rows each over all the parts."""
+        return ShardPlan(sum(part.n for part in self.parts), int(self.fingerprint["shard_rows"]))
 
     @property
     def offsets(self) -> list[int]:
@@ -245,7 +249,7 @@ def _job(task: Task, X: Any, y: Any, X_test: Any, y_test: Any, norm: str | float
         "n_classes": int(np.unique(yv).size),
         "dim": int(Xf.shape[1]),
     }
-    return ShardJob(task, Xf, yv, Xt, yt, parts, plan, p, raw, dataset, opts, fp)
+    return ShardJob(task, Xf, yv, Xt, yt, parts, p, raw, dataset, opts, fp)
 
 
 def describe_mismatch(found: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -631,9 +635,7 @@ def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:
     if found is None or found.get("shard_rows") == job.fingerprint["shard_rows"]:
         return
     if describe_mismatch({**found, "shard_rows": job.fingerprint["shard_rows"]}, job.fingerprint) is None:
-        rows = int(found["shard_rows"])
-        job.plan = ShardPlan(job.plan.n, rows)
-        job.fingerprint["shard_rows"] = rows
+        job.fingerprint["shard_rows"] = int(found["shard_rows"])  # job.plan follows
 
 
 def _piece_of(path: Path, job: ShardJob, shards: range) -> Piece:

@@ -135,6 +135,25 @@ def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
     _same(res, whole)
 
 
+def test_resume_keeps_the_journals_shard_size(tmp_path):
+    """A resume whose only difference is the shard size carries on with the journal's shards."""
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, device="cpu")
+    done = []
+
+    def crash(_):
+        done.append(1)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "r.h5"
+    with pytest.raises(KeyboardInterrupt):
+        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=crash, device="cpu")
+    res, run = sharded_separation(X, y, Xt, yt, shard_rows=25, out=out, resume=True, device="cpu")
+    assert run.reused == 2 and run.total == -(-(len(X) + len(Xt)) // 40)
+    _same(res, whole)
+
+
 _KILLED = """
 import sys, time
 from sepcheck.shards import sharded_separation

@@ -143,6 +143,18 @@ class Part:
         return int(self.queries.shape[0])
 
 
+def _part_ranges(sizes: list[int], a: int, b: int) -> list[tuple[int, int, int]]:
+    """Global query rows [a, b) over parts of ``sizes`` rows (one after the other) as
+    (part number, local start, local stop), pieces that are not empty."""
+    out, off = [], 0
+    for j, n in enumerate(sizes):
+        lo, hi = max(a, off) - off, min(b, off + n) - off
+        if hi > lo:
+            out.append((j, lo, hi))
+        off += n
+    return out
+
+
 def query_rows(X: Any, a: int, b: int) -> Any:
     """Rows a:b of the queries (a lazy view of an out-of-core source, a slice of an array)."""
     return X.rows(a, b) if is_source(X) else X[a:b]
@@ -171,18 +183,9 @@ class ShardJob:
         """The shards: ``fingerprint["shard_rows"]`` query rows each over all the parts."""
         return ShardPlan(sum(part.n for part in self.parts), int(self.fingerprint["shard_rows"]))
 
-    @property
-    def offsets(self) -> list[int]:
-        return list(np.cumsum([0] + [p.n for p in self.parts]))
-
     def part_ranges(self, a: int, b: int) -> list[tuple[Part, int, int]]:
         """Global query rows [a, b) as (part, local start, local stop), pieces that are not empty."""
-        out = []
-        for part, off in zip(self.parts, self.offsets, strict=False):
-            lo, hi = max(a, off) - off, min(b, off + part.n) - off
-            if hi > lo:
-                out.append((part, lo, hi))
-        return out
+        return [(self.parts[j], lo, hi) for j, lo, hi in _part_ranges([part.n for part in self.parts], a, b)]
 
     def compute(self, i: int) -> dict[str, np.ndarray]:
         """The arrays of shard ``i``: ``<part>.dist`` and ``<part>.idx`` for its rows of each part."""
@@ -796,12 +799,8 @@ def merge_pieces(paths: list[str | os.PathLike], out: str | os.PathLike | None =
 
 def _rows(fp: dict[str, Any], a: int, b: int) -> str:
     """Global query rows [a, b) in words, per part ('train rows 100-199')."""
-    words, off = [], 0
-    for name, _, n in fp["parts"]:
-        lo, hi = max(a, off) - off, min(b, off + n) - off
-        if hi > lo:
-            words.append(f"{name} rows {lo}-{hi - 1}")
-        off += n
+    parts = fp["parts"]
+    words = [f"{parts[j][0]} rows {lo}-{hi - 1}" for j, lo, hi in _part_ranges([int(p[2]) for p in parts], a, b)]
     return "query " + " and ".join(words) if words else f"query rows {a}-{b - 1}"
 
 

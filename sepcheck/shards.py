@@ -416,12 +416,17 @@ def save_piece(piece: Piece, path: str | os.PathLike) -> Path:
 
 def read_piece(path: str | os.PathLike) -> Piece:
     """A file written by :func:`save_piece`; one-line errors for anything else."""
-    import h5py
-
     p = input_file(path, "results piece")
     problem = seal_problem(p, PIECE_FORMAT)
     if problem is not None:
         raise SepcheckError(f"{p} is not a sepcheck shard result or is damaged ({problem}): rerun its --shard I/N")
+    return _open_piece(p)
+
+
+def _open_piece(p: Path) -> Piece:
+    """The piece in ``p``, whose seal has been checked."""
+    import h5py
+
     try:
         with h5py.File(p, "r") as f:
             fp = json.loads(f.attrs["fingerprint"])
@@ -552,9 +557,9 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     if journal is not None:
         if resume:
             journal.check()  # every rank refuses a foreign journal before anything is touched
-            check_existing(out, job.fingerprint)
-            if not journal.folder.exists() and Path(out).is_file():  # the run had finished: nothing to do
-                piece = _piece_of(Path(out), job, shards) if ctx.is_main else None
+            found = check_existing(out, job.fingerprint)
+            if not journal.folder.exists() and found is not None:  # the run had finished: nothing to do
+                piece = _piece_of(found, Path(out), job, shards) if ctx.is_main else None
                 return ShardRun(piece, job.plan.count, group, 0, len(shards) if ctx.is_main else 0, ctx.rank,
                                 ctx.world_size, Path(out), time.perf_counter() - t0)
         if ctx.is_main:
@@ -641,11 +646,11 @@ def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:
         job.fingerprint["shard_rows"] = int(found["shard_rows"])  # job.plan follows
 
 
-def _piece_of(path: Path, job: ShardJob, shards: range) -> Piece:
-    """The finished output of ``job`` at ``path`` (checked by :func:`check_existing`) as a piece."""
-    if seal_problem(path, PIECE_FORMAT) is None:
-        return read_piece(path)
-    res = SeparationResult.load(path)
+def _piece_of(found: Piece | SeparationResult, path: Path, job: ShardJob, shards: range) -> Piece:
+    """The finished output of ``job`` at ``path`` (as :func:`check_existing` loaded it) as a piece."""
+    if isinstance(found, Piece):
+        return found
+    res = found
     arrays = {"train.dist": res.distances, "train.idx": res.neighbors, "train.conflicts": res.conflicts}
     if res.test_distances is not None:
         arrays.update({"test.dist": res.test_distances, "test.idx": res.test_neighbors,
@@ -661,31 +666,40 @@ def check_run_options(out: str | os.PathLike | None, resume: bool, shard: str | 
         raise SepcheckError("--shard I/N needs --out: each group writes its piece for `sepcheck merge`")
 
 
-def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
+def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any]) -> Piece | SeparationResult | None:
     """With ``--resume``: refuse (one line, file untouched) an existing ``out`` from other inputs
-    or options."""
+    or options. Returns what ``out`` holds (read once), None when there is no such file."""
     p = Path(out)
     if not p.is_file():
-        return
-    found = read_fingerprint(p)
-    if found is None:
+        return None
+    loaded = _read_output(p)
+    if loaded is None:
         raise SepcheckError(f"--out {p} exists and is not a sepcheck result: give another --out or remove it")
+    found = _fingerprint_of(loaded)
     fp = {k: v for k, v in fingerprint.items() if k in found or k == "group"}  # a result file has fewer keys
     diff = describe_mismatch(found, fp)
     if diff is not None:
         raise SepcheckError(f"--out {p} holds results of other inputs or options ({diff}): give another --out, "
                             "or run without --resume to replace it")
+    return loaded
 
 
-def read_fingerprint(path: Path) -> dict[str, Any] | None:
-    """The fingerprint of a results file (a piece, or a separation result written by a sharded run)."""
+def _read_output(path: Path) -> Piece | SeparationResult | None:
+    """A results file (a piece, or a separation result written by a sharded run), read and
+    checked once; None when it is neither."""
     if seal_problem(path, PIECE_FORMAT) is None:
-        return read_piece(path).fingerprint
+        return _open_piece(path)
     try:
-        res = SeparationResult.load(path)
+        return SeparationResult.load(path)
     except SepcheckError:
         return None
-    return {"task": "separation", "content_hash": res.content_hash, "norm": res.norm, "units": res.units}
+
+
+def _fingerprint_of(loaded: Piece | SeparationResult) -> dict[str, Any]:
+    """The fingerprint of a results file (a separation result carries only part of it)."""
+    if isinstance(loaded, Piece):
+        return loaded.fingerprint
+    return {"task": "separation", "content_hash": loaded.content_hash, "norm": loaded.norm, "units": loaded.units}
 
 
 def finish_output(run: ShardRun, write: Callable[[Path], Any] | None = None) -> None:

@@ -154,6 +154,22 @@ def test_resume_keeps_the_journals_shard_size(tmp_path):
     _same(res, whole)
 
 
+def test_resume_of_a_finished_output_computes_nothing(tmp_path):
+    """A finished result (whole run) or piece (one group) is the answer of its resume."""
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "r.h5", device="cpu")
+    res, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "r.h5", resume=True, device="cpu")
+    assert run.computed == 0
+    _same(res, whole)
+    piece, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "p.h5", shard=(1, 2), device="cpu")
+    again, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "p.h5", shard=(1, 2), resume=True,
+                                    device="cpu")
+    assert run.computed == 0 and (again.lo, again.hi) == (piece.lo, piece.hi)
+    assert sorted(again.arrays) == sorted(piece.arrays)
+    for key, arr in piece.arrays.items():
+        np.testing.assert_array_equal(again.arrays[key], arr, err_msg=key)
+
+
 _KILLED = """
 import sys, time
 from sepcheck.shards import sharded_separation

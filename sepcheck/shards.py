@@ -49,8 +49,9 @@ from ._validation import as_memory_budget
 from ._version import __version__
 from .certify import CertificationResult, build_result, parse_eps
 from .conflicts import find_conflicts
-from .engine import nearest_by_class, nearest_other
+from .engine import Grouping, nearest_by_class, nearest_other
 from .engine.sources import is_source
+from .engine.stream import StreamPlan, plan_stream
 from .errors import SepcheckError, cause
 from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 from .hashing import array_digest
@@ -177,6 +178,8 @@ class ShardJob:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     #: what the engine reported on the last shard computed here (backend, device)
     info: dict[str, Any] = field(default_factory=dict)
+    #: per part name, its streamed search (planned on first use: validated, scanned, sized once)
+    streams: dict[str, StreamPlan] = field(default_factory=dict, repr=False)
 
     @property
     def plan(self) -> ShardPlan:
@@ -193,15 +196,35 @@ class ShardJob:
         out: dict[str, np.ndarray] = {}
         for part, lo, hi in self.part_ranges(a, b):
             q, ql = query_rows(part.queries, lo, hi), part.labels[lo:hi]
-            if part.kind == "other":
+            if is_source(self.X) or is_source(part.queries):  # one plan per part, not one per shard
+                d, idx = self._streamed(part, lo, hi)
+            elif part.kind == "other":
                 d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, raw=self.raw, info=self.info,
                                        **self.engine_options)
-                out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d[:, 0], idx[:, 0]
             else:
                 d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, raw=self.raw, info=self.info,
                                              **self.engine_options)
-                out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
+            if part.kind == "other":  # (m, 1) -> (m,)
+                d, idx = d[:, 0], idx[:, 0]
+            out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
         return out
+
+    def _streamed(self, part: Part, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slots (hi - lo, S) of distances and indices of ``part``'s rows lo:hi, searched by
+        the part's streamed plan in query blocks of its size."""
+        plan = self.streams.get(part.name)
+        if plan is None:
+            other = part.kind == "other"
+            plan = self.streams[part.name] = plan_stream(
+                self.X, self.y, part.queries, part.labels if other else None,
+                grouping=Grouping.OTHER_LABEL if other else Grouping.BY_CLASS, norm=self.p, raw=self.raw,
+                **self.engine_options)
+        dist, idx = np.empty((hi - lo, plan.n_slots)), np.empty((hi - lo, plan.n_slots), dtype=np.int64)
+        for a, b in plan.queries.rows(lo, hi).block_bounds(plan.query_rows):
+            d, i = plan.search_shard(lo + a, lo + b)
+            dist[a:b], idx[a:b] = d[:, :, 0], i[:, :, 0]
+        self.info.update(plan.info())
+        return dist, idx
 
     def check_shard(self, i: int, arrays: dict[str, np.ndarray]) -> bool:
         """True when ``arrays`` have the names and row counts of shard ``i``."""

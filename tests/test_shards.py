@@ -92,6 +92,29 @@ def test_sharded_run_streams_files(tmp_path, store):
     _same(sepcheck.SeparationResult.load(tmp_path / "r.h5"), res)
 
 
+def test_streamed_float_shards_equal_the_oracle(tmp_path):
+    """Float .npy inputs (many ties): both searches of a certify run (nearest other
+    label for the training rows, nearest of each class for the test rows) are the oracle's."""
+    rng = np.random.default_rng(5)
+    X, Xt = rng.integers(-4, 5, size=(150, 3)).astype(float), rng.integers(-4, 5, size=(40, 3)).astype(float)
+    y, yt = rng.integers(0, 3, 150), rng.integers(0, 3, 40)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Xt.npy", Xt)
+    src, srct = sepcheck.open_source(tmp_path / "X.npy"), sepcheck.open_source(tmp_path / "Xt.npy")
+    job = certify_job(src, y, srct, yt, norm="l2", shard_rows=29, device="cpu", memory_budget="16MiB")
+    parts = {}
+    for i in range(job.plan.count):
+        for k, v in job.compute(i).items():
+            parts.setdefault(k, []).append(v)
+    got = {k: np.concatenate(v) for k, v in parts.items()}
+    d, i = oracle.nearest_other(X, y, p=2.0)
+    np.testing.assert_array_equal(got["train.dist"], d[:, 0])
+    np.testing.assert_array_equal(got["train.idx"], i[:, 0])
+    cd, ci, _ = oracle.class_distances(X, y, Xt, p=2.0)
+    np.testing.assert_array_equal(got["test.dist"], cd)
+    np.testing.assert_array_equal(got["test.idx"], ci)
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 500), rows=st.integers(1, 120), groups=st.integers(1, 9))
 def test_plan_covers_every_query_once(n, rows, groups):

@@ -137,19 +137,24 @@ def test_default_plan_follows_n_and_budget():
         plan_shards(10, 4, shard_rows=0)
 
 
-def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
-    X, y, Xt, yt = _data()
-    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "whole.h5", device="cpu")
+def _crash_after(shards):
+    """A progress callback that interrupts the run when ``shards`` shards are done."""
     done = []
 
     def crash(_):
         done.append(1)
-        if len(done) == 3:
+        if len(done) == shards:
             raise KeyboardInterrupt
 
+    return crash
+
+
+def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "whole.h5", device="cpu")
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt):
-        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=crash, device="cpu")
+        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=_crash_after(3), device="cpu")
     assert not out.exists() and len(list((tmp_path / "r.h5.parts").glob("shard-*.npz"))) == 3
     res, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, resume=True, device="cpu")
     assert (run.reused, run.computed) == (3, run.total - 3)
@@ -162,16 +167,9 @@ def test_resume_keeps_the_journals_shard_size(tmp_path):
     """A resume whose only difference is the shard size carries on with the journal's shards."""
     X, y, Xt, yt = _data()
     whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, device="cpu")
-    done = []
-
-    def crash(_):
-        done.append(1)
-        if len(done) == 2:
-            raise KeyboardInterrupt
-
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt):
-        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=crash, device="cpu")
+        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=_crash_after(2), device="cpu")
     res, run = sharded_separation(X, y, Xt, yt, shard_rows=25, out=out, resume=True, device="cpu")
     assert run.reused == 2 and run.total == -(-(len(X) + len(Xt)) // 40)
     _same(res, whole)

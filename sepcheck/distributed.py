@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .devices import env_local_rank
 from .errors import SepcheckError, SepcheckRuntimeError, cause
 
 
@@ -51,22 +52,22 @@ def setup(device: str = "auto") -> DistContext:
     import torch
     import torch.distributed as dist
 
+    local_rank = env_local_rank()
     if dist.is_available() and dist.is_initialized():
         return DistContext(dist.get_rank(), dist.get_world_size(),
-                           int(os.environ.get("LOCAL_RANK", dist.get_rank())), dist.get_backend())
+                           dist.get_rank() if local_rank is None else local_rank, dist.get_backend())
     if env_world_size() <= 1:
         return DistContext()
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(local_rank or 0)
     try:
         dist.init_process_group(backend=backend)
     except Exception as exc:  # noqa: BLE001 -- a store that never answers, a refused connection
         raise SepcheckRuntimeError(f"cannot join the torchrun process group ({cause(exc)}): check "
                                    "MASTER_ADDR/MASTER_PORT and that every process started") from None
-    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
-                       backend, owns_group=True)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank or 0, backend, owns_group=True)
 
 
 def cleanup(ctx: DistContext) -> None:

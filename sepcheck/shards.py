@@ -49,8 +49,9 @@ from ._validation import as_memory_budget
 from ._version import __version__
 from .certify import CertificationResult, build_result, parse_eps
 from .conflicts import find_conflicts
-from .engine import nearest_by_class, nearest_other
+from .engine import Grouping, nearest_by_class, nearest_other
 from .engine.sources import is_source
+from .engine.stream import StreamPlan, plan_stream
 from .errors import SepcheckError, cause
 from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 from .hashing import array_digest
@@ -143,6 +144,18 @@ class Part:
         return int(self.queries.shape[0])
 
 
+def _part_ranges(sizes: list[int], a: int, b: int) -> list[tuple[int, int, int]]:
+    """Global query rows [a, b) over parts of ``sizes`` rows (one after the other) as
+    (part number, local start, local stop), pieces that are not empty."""
+    out, off = [], 0
+    for j, n in enumerate(sizes):
+        lo, hi = max(a, off) - off, min(b, off + n) - off
+        if hi > lo:
+            out.append((j, lo, hi))
+        off += n
+    return out
+
+
 def query_rows(X: Any, a: int, b: int) -> Any:
     """Rows a:b of the queries (a lazy view of an out-of-core source, a slice of an array)."""
     return X.rows(a, b) if is_source(X) else X[a:b]
@@ -158,7 +171,6 @@ class ShardJob:
     X_test: Any
     y_test: np.ndarray | None
     parts: list[Part]
-    plan: ShardPlan
     p: float
     raw: bool
     dataset: str
@@ -166,19 +178,17 @@ class ShardJob:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     #: what the engine reported on the last shard computed here (backend, device)
     info: dict[str, Any] = field(default_factory=dict)
+    #: per part name, its streamed search (planned on first use: validated, scanned, sized once)
+    streams: dict[str, StreamPlan] = field(default_factory=dict, repr=False)
 
     @property
-    def offsets(self) -> list[int]:
-        return list(np.cumsum([0] + [p.n for p in self.parts]))
+    def plan(self) -> ShardPlan:
+        """The shards: ``fingerprint["shard_rows"]`` query rows each over all the parts."""
+        return ShardPlan(sum(part.n for part in self.parts), int(self.fingerprint["shard_rows"]))
 
     def part_ranges(self, a: int, b: int) -> list[tuple[Part, int, int]]:
         """Global query rows [a, b) as (part, local start, local stop), pieces that are not empty."""
-        out = []
-        for part, off in zip(self.parts, self.offsets, strict=False):
-            lo, hi = max(a, off) - off, min(b, off + part.n) - off
-            if hi > lo:
-                out.append((part, lo, hi))
-        return out
+        return [(self.parts[j], lo, hi) for j, lo, hi in _part_ranges([part.n for part in self.parts], a, b)]
 
     def compute(self, i: int) -> dict[str, np.ndarray]:
         """The arrays of shard ``i``: ``<part>.dist`` and ``<part>.idx`` for its rows of each part."""
@@ -186,15 +196,35 @@ class ShardJob:
         out: dict[str, np.ndarray] = {}
         for part, lo, hi in self.part_ranges(a, b):
             q, ql = query_rows(part.queries, lo, hi), part.labels[lo:hi]
-            if part.kind == "other":
+            if is_source(self.X) or is_source(part.queries):  # one plan per part, not one per shard
+                d, idx = self._streamed(part, lo, hi)
+            elif part.kind == "other":
                 d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, raw=self.raw, info=self.info,
                                        **self.engine_options)
-                out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d[:, 0], idx[:, 0]
             else:
                 d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, raw=self.raw, info=self.info,
                                              **self.engine_options)
-                out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
+            if part.kind == "other":  # (m, 1) -> (m,)
+                d, idx = d[:, 0], idx[:, 0]
+            out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
         return out
+
+    def _streamed(self, part: Part, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slots (hi - lo, S) of distances and indices of ``part``'s rows lo:hi, searched by
+        the part's streamed plan in query blocks of its size."""
+        plan = self.streams.get(part.name)
+        if plan is None:
+            other = part.kind == "other"
+            plan = self.streams[part.name] = plan_stream(
+                self.X, self.y, part.queries, part.labels if other else None,
+                grouping=Grouping.OTHER_LABEL if other else Grouping.BY_CLASS, norm=self.p, raw=self.raw,
+                **self.engine_options)
+        dist, idx = np.empty((hi - lo, plan.n_slots)), np.empty((hi - lo, plan.n_slots), dtype=np.int64)
+        for a, b in plan.queries.rows(lo, hi).block_bounds(plan.query_rows):
+            d, i = plan.search_shard(lo + a, lo + b)
+            dist[a:b], idx[a:b] = d[:, :, 0], i[:, :, 0]
+        self.info.update(plan.info())
+        return dist, idx
 
     def check_shard(self, i: int, arrays: dict[str, np.ndarray]) -> bool:
         """True when ``arrays`` have the names and row counts of shard ``i``."""
@@ -245,7 +275,7 @@ def _job(task: Task, X: Any, y: Any, X_test: Any, y_test: Any, norm: str | float
         "n_classes": int(np.unique(yv).size),
         "dim": int(Xf.shape[1]),
     }
-    return ShardJob(task, Xf, yv, Xt, yt, parts, plan, p, raw, dataset, opts, fp)
+    return ShardJob(task, Xf, yv, Xt, yt, parts, p, raw, dataset, opts, fp)
 
 
 def describe_mismatch(found: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -409,12 +439,17 @@ def save_piece(piece: Piece, path: str | os.PathLike) -> Path:
 
 def read_piece(path: str | os.PathLike) -> Piece:
     """A file written by :func:`save_piece`; one-line errors for anything else."""
-    import h5py
-
     p = input_file(path, "results piece")
     problem = seal_problem(p, PIECE_FORMAT)
     if problem is not None:
         raise SepcheckError(f"{p} is not a sepcheck shard result or is damaged ({problem}): rerun its --shard I/N")
+    return _open_piece(p)
+
+
+def _open_piece(p: Path) -> Piece:
+    """The piece in ``p``, whose seal has been checked."""
+    import h5py
+
     try:
         with h5py.File(p, "r") as f:
             fp = json.loads(f.attrs["fingerprint"])
@@ -427,8 +462,8 @@ def read_piece(path: str | os.PathLike) -> Piece:
     return Piece(fp, lo, hi, arrays, p)
 
 
-def _assemble(job_fp: dict[str, Any], plan: ShardPlan, shards: dict[int, dict[str, np.ndarray]],
-              lo: int, hi: int) -> dict[str, np.ndarray]:
+def _assemble(job_fp: dict[str, Any], shards: dict[int, dict[str, np.ndarray]], lo: int,
+              hi: int) -> dict[str, np.ndarray]:
     """Concatenate shards lo..hi-1 per part (keys '<part>.dist', '<part>.idx')."""
     names = [p[0] for p in job_fp["parts"]]
     out: dict[str, np.ndarray] = {}
@@ -545,9 +580,9 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
     if journal is not None:
         if resume:
             journal.check()  # every rank refuses a foreign journal before anything is touched
-            check_existing(out, job.fingerprint, group)
-            if not journal.folder.exists() and Path(out).is_file():  # the run had finished: nothing to do
-                piece = _piece_of(Path(out), job, shards) if ctx.is_main else None
+            found = check_existing(out, job.fingerprint)
+            if not journal.folder.exists() and found is not None:  # the run had finished: nothing to do
+                piece = _piece_of(found, Path(out), job, shards) if ctx.is_main else None
                 return ShardRun(piece, job.plan.count, group, 0, len(shards) if ctx.is_main else 0, ctx.rank,
                                 ctx.world_size, Path(out), time.perf_counter() - t0)
         if ctx.is_main:
@@ -571,7 +606,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         allres.update(res)
     computed = sum(g[1] for g in gathered)
     reused = sum(g[2] for g in gathered)
-    arrays = _assemble(job.fingerprint, job.plan, allres, shards.start, shards.stop)
+    arrays = _assemble(job.fingerprint, allres, shards.start, shards.stop)
     piece = _finish(job, arrays, shards.start, shards.stop)
     return ShardRun(piece, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
                     None if out is None else Path(out), time.perf_counter() - t0)
@@ -631,16 +666,14 @@ def adopt_plan(job: ShardJob, found: dict[str, Any] | None) -> None:
     if found is None or found.get("shard_rows") == job.fingerprint["shard_rows"]:
         return
     if describe_mismatch({**found, "shard_rows": job.fingerprint["shard_rows"]}, job.fingerprint) is None:
-        rows = int(found["shard_rows"])
-        job.plan = ShardPlan(job.plan.n, rows)
-        job.fingerprint["shard_rows"] = rows
+        job.fingerprint["shard_rows"] = int(found["shard_rows"])  # job.plan follows
 
 
-def _piece_of(path: Path, job: ShardJob, shards: range) -> Piece:
-    """The finished output of ``job`` at ``path`` (checked by :func:`check_existing`) as a piece."""
-    if seal_problem(path, PIECE_FORMAT) is None:
-        return read_piece(path)
-    res = SeparationResult.load(path)
+def _piece_of(found: Piece | SeparationResult, path: Path, job: ShardJob, shards: range) -> Piece:
+    """The finished output of ``job`` at ``path`` (as :func:`check_existing` loaded it) as a piece."""
+    if isinstance(found, Piece):
+        return found
+    res = found
     arrays = {"train.dist": res.distances, "train.idx": res.neighbors, "train.conflicts": res.conflicts}
     if res.test_distances is not None:
         arrays.update({"test.dist": res.test_distances, "test.idx": res.test_neighbors,
@@ -656,31 +689,40 @@ def check_run_options(out: str | os.PathLike | None, resume: bool, shard: str | 
         raise SepcheckError("--shard I/N needs --out: each group writes its piece for `sepcheck merge`")
 
 
-def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any], group: tuple[int, int]) -> None:
+def check_existing(out: str | os.PathLike, fingerprint: dict[str, Any]) -> Piece | SeparationResult | None:
     """With ``--resume``: refuse (one line, file untouched) an existing ``out`` from other inputs
-    or options."""
+    or options. Returns what ``out`` holds (read once), None when there is no such file."""
     p = Path(out)
     if not p.is_file():
-        return
-    found = read_fingerprint(p)
-    if found is None:
+        return None
+    loaded = _read_output(p)
+    if loaded is None:
         raise SepcheckError(f"--out {p} exists and is not a sepcheck result: give another --out or remove it")
+    found = _fingerprint_of(loaded)
     fp = {k: v for k, v in fingerprint.items() if k in found or k == "group"}  # a result file has fewer keys
     diff = describe_mismatch(found, fp)
     if diff is not None:
         raise SepcheckError(f"--out {p} holds results of other inputs or options ({diff}): give another --out, "
                             "or run without --resume to replace it")
+    return loaded
 
 
-def read_fingerprint(path: Path) -> dict[str, Any] | None:
-    """The fingerprint of a results file (a piece, or a separation result written by a sharded run)."""
+def _read_output(path: Path) -> Piece | SeparationResult | None:
+    """A results file (a piece, or a separation result written by a sharded run), read and
+    checked once; None when it is neither."""
     if seal_problem(path, PIECE_FORMAT) is None:
-        return read_piece(path).fingerprint
+        return _open_piece(path)
     try:
-        res = SeparationResult.load(path)
+        return SeparationResult.load(path)
     except SepcheckError:
         return None
-    return {"task": "separation", "content_hash": res.content_hash, "norm": res.norm, "units": res.units}
+
+
+def _fingerprint_of(loaded: Piece | SeparationResult) -> dict[str, Any]:
+    """The fingerprint of a results file (a separation result carries only part of it)."""
+    if isinstance(loaded, Piece):
+        return loaded.fingerprint
+    return {"task": "separation", "content_hash": loaded.content_hash, "norm": loaded.norm, "units": loaded.units}
 
 
 def finish_output(run: ShardRun, write: Callable[[Path], Any] | None = None) -> None:
@@ -794,12 +836,8 @@ def merge_pieces(paths: list[str | os.PathLike], out: str | os.PathLike | None =
 
 def _rows(fp: dict[str, Any], a: int, b: int) -> str:
     """Global query rows [a, b) in words, per part ('train rows 100-199')."""
-    words, off = [], 0
-    for name, _, n in fp["parts"]:
-        lo, hi = max(a, off) - off, min(b, off + n) - off
-        if hi > lo:
-            words.append(f"{name} rows {lo}-{hi - 1}")
-        off += n
+    parts = fp["parts"]
+    words = [f"{parts[j][0]} rows {lo}-{hi - 1}" for j, lo, hi in _part_ranges([int(p[2]) for p in parts], a, b)]
     return "query " + " and ".join(words) if words else f"query rows {a}-{b - 1}"
 
 

@@ -92,6 +92,29 @@ def test_sharded_run_streams_files(tmp_path, store):
     _same(sepcheck.SeparationResult.load(tmp_path / "r.h5"), res)
 
 
+def test_streamed_float_shards_equal_the_oracle(tmp_path):
+    """Float .npy inputs (many ties): both searches of a certify run (nearest other
+    label for the training rows, nearest of each class for the test rows) are the oracle's."""
+    rng = np.random.default_rng(5)
+    X, Xt = rng.integers(-4, 5, size=(150, 3)).astype(float), rng.integers(-4, 5, size=(40, 3)).astype(float)
+    y, yt = rng.integers(0, 3, 150), rng.integers(0, 3, 40)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Xt.npy", Xt)
+    src, srct = sepcheck.open_source(tmp_path / "X.npy"), sepcheck.open_source(tmp_path / "Xt.npy")
+    job = certify_job(src, y, srct, yt, norm="l2", shard_rows=29, device="cpu", memory_budget="16MiB")
+    parts = {}
+    for i in range(job.plan.count):
+        for k, v in job.compute(i).items():
+            parts.setdefault(k, []).append(v)
+    got = {k: np.concatenate(v) for k, v in parts.items()}
+    d, i = oracle.nearest_other(X, y, p=2.0)
+    np.testing.assert_array_equal(got["train.dist"], d[:, 0])
+    np.testing.assert_array_equal(got["train.idx"], i[:, 0])
+    cd, ci, _ = oracle.class_distances(X, y, Xt, p=2.0)
+    np.testing.assert_array_equal(got["test.dist"], cd)
+    np.testing.assert_array_equal(got["test.idx"], ci)
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 500), rows=st.integers(1, 120), groups=st.integers(1, 9))
 def test_plan_covers_every_query_once(n, rows, groups):
@@ -114,25 +137,58 @@ def test_default_plan_follows_n_and_budget():
         plan_shards(10, 4, shard_rows=0)
 
 
-def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
-    X, y, Xt, yt = _data()
-    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "whole.h5", device="cpu")
+def _crash_after(shards):
+    """A progress callback that interrupts the run when ``shards`` shards are done."""
     done = []
 
     def crash(_):
         done.append(1)
-        if len(done) == 3:
+        if len(done) == shards:
             raise KeyboardInterrupt
 
+    return crash
+
+
+def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "whole.h5", device="cpu")
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt):
-        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=crash, device="cpu")
+        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=_crash_after(3), device="cpu")
     assert not out.exists() and len(list((tmp_path / "r.h5.parts").glob("shard-*.npz"))) == 3
     res, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, resume=True, device="cpu")
     assert (run.reused, run.computed) == (3, run.total - 3)
     assert not (tmp_path / "r.h5.parts").exists()
     _same(sepcheck.SeparationResult.load(out), sepcheck.SeparationResult.load(tmp_path / "whole.h5"))
     _same(res, whole)
+
+
+def test_resume_keeps_the_journals_shard_size(tmp_path):
+    """A resume whose only difference is the shard size carries on with the journal's shards."""
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, device="cpu")
+    out = tmp_path / "r.h5"
+    with pytest.raises(KeyboardInterrupt):
+        sharded_separation(X, y, Xt, yt, shard_rows=40, out=out, progress=_crash_after(2), device="cpu")
+    res, run = sharded_separation(X, y, Xt, yt, shard_rows=25, out=out, resume=True, device="cpu")
+    assert run.reused == 2 and run.total == -(-(len(X) + len(Xt)) // 40)
+    _same(res, whole)
+
+
+def test_resume_of_a_finished_output_computes_nothing(tmp_path):
+    """A finished result (whole run) or piece (one group) is the answer of its resume."""
+    X, y, Xt, yt = _data()
+    whole, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "r.h5", device="cpu")
+    res, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "r.h5", resume=True, device="cpu")
+    assert run.computed == 0
+    _same(res, whole)
+    piece, _ = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "p.h5", shard=(1, 2), device="cpu")
+    again, run = sharded_separation(X, y, Xt, yt, shard_rows=40, out=tmp_path / "p.h5", shard=(1, 2), resume=True,
+                                    device="cpu")
+    assert run.computed == 0 and (again.lo, again.hi) == (piece.lo, piece.hi)
+    assert sorted(again.arrays) == sorted(piece.arrays)
+    for key, arr in piece.arrays.items():
+        np.testing.assert_array_equal(again.arrays[key], arr, err_msg=key)
 
 
 _KILLED = """

@@ -106,12 +106,10 @@ class StreamPlan:
     def n_slots(self) -> int:
         return int(self.classes.size) if self.grouping is Grouping.BY_CLASS else 1
 
-    def shards(self, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
-        """``(a, b)`` query rows of the shards covering queries ``start:stop`` (all by
-        default), aligned to the queries' chunk rows."""
-        stop = len(self.queries) if stop is None else stop
-        view = self.queries.rows(start, stop)
-        return [(a + start, b + start) for a, b in view.block_bounds(self.query_rows)]
+    def shards(self) -> list[tuple[int, int]]:
+        """``(a, b)`` query rows of the shards covering every query, aligned to the queries'
+        chunk rows."""
+        return self.queries.block_bounds(self.query_rows)
 
     def info(self) -> dict[str, Any]:
         """Details for ``info``: backend, device, streamed, block sizes, inner budget."""

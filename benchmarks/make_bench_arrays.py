@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench_arrays.npz", help="(git-ignored by default name)")
     ap.add_argument("--data", type=Path, default=DATA, help="folder with cifar10-jpeg/ and mnist-full/")
     args = ap.parse_args()
-    from sepcheck.datasets.imagefolder import load_imagefolder
+    from sepcheck.datasets import load_imagefolder
 
     from sepcheck.datasets.idx import read_idx_pair
 

@@ -445,6 +445,10 @@ def _run_one(
 
     from . import torch_backend
 
+    if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
+        from . import l2
+
+        return l2.search(problem, torch.device(device), budget, block_size, tick)
     return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
 
 

@@ -9,12 +9,12 @@ merges each slot's columns into the running answer. What a tile holds is one of:
   holds exactly; float64 otherwise), merged as the k best per slot, ties to the lowest
   index; l2 with at most ``DIRECT_L2_MAX_DIM`` features too;
 * exact uint8 l2 tiles (:func:`l2_int8`): an int8 GEMM with int32 sums of the rows shifted
-  by -128 (VNNI on the CPU, tensor cores on CUDA) gives exact integers, merged like the
-  cdist tiles: no candidates, no rerank. Used wherever the device's int8 GEMM passes a
-  probe (:func:`int8_matmul_is_exact`); CIFAR-10 10 000 train-train on the 2-core AVX-512
-  machine: 4x the speed of the float32 GEMM, ~0.4x the time of faiss ``IndexFlatL2``
-  per class (benchmarks/bench_l2_cpu.py);
-* approximate l2 tiles (float data, or uint8 where the int8 GEMM is not exact): a float32
+  by -128 (VNNI/AMX on the CPU, tensor cores on CUDA) gives exact integers, merged like the
+  cdist tiles: no candidates, no rerank. Used where the device's int8 GEMM passes a probe
+  (:func:`int8_matmul_is_exact`) *and* is fast there (:func:`int8_gemm_fast`: a CPU without
+  an int8 dot-product instruction runs it at a small part of the float32 GEMM's speed);
+* approximate l2 tiles (float data, or uint8 where the int8 GEMM is not exact or not fast;
+  on the CPU :mod:`sepcheck.engine.projection` usually runs instead): a float32
   GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64 data or where float32 matmul runs
   in reduced precision) whose c smallest values per slot are candidates, reranked exactly
   with a proven error bound (:mod:`sepcheck.engine.candidates`), incomplete queries
@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SepcheckError
 from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
 from .exact import sq_norms
 from .problem import Problem
@@ -349,6 +351,88 @@ def gemm_setup(problem: Problem, device: torch.device) -> tuple[torch.dtype, Cal
     return dt, tile_of, err
 
 
+#: the exact l2 paths; ``SEPCHECK_L2_PATH`` forces one (tests run every path on any machine):
+#: projection bounds (:mod:`sepcheck.engine.projection`), the int8 GEMM (uint8 only), float32
+#: GEMM candidates; 'auto' picks by data and hardware (:func:`sepcheck.engine.l2.choose_path`)
+L2_PATHS = ("auto", "projection", "int8", "float32")
+#: CPU flags of an int8 dot-product instruction (VNNI, AMX): the int8 GEMM is fast there
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def l2_path_setting() -> str:
+    """The ``SEPCHECK_L2_PATH`` environment variable ('auto' when unset)."""
+    value = os.environ.get("SEPCHECK_L2_PATH", "").strip().lower() or "auto"
+    if value not in L2_PATHS:
+        raise SepcheckError(
+            f"SEPCHECK_L2_PATH={value!r} is not an l2 path: use one of {', '.join(L2_PATHS)}"
+        )
+    return value
+
+
+def use_int8(problem: Problem, device: torch.device) -> bool:
+    """True when uint8 l2 runs on the int8 GEMM: it is exact on ``device``
+    (:func:`int8_gemm_exact`) and fast there (:func:`int8_gemm_fast`), or forced by
+    ``SEPCHECK_L2_PATH=int8`` (a one-line error where it is not exact)."""
+    setting = l2_path_setting()
+    if setting == "int8":
+        if problem.integer and not int8_gemm_exact(problem, device):
+            raise SepcheckError(
+                f"SEPCHECK_L2_PATH=int8, but the int8 GEMM on {device.type} is not exact for "
+                f"these rows ({problem.dim} features): unset it or use float32"
+            )
+        return problem.integer
+    if setting != "auto":
+        return False
+    return int8_gemm_exact(problem, device) and int8_gemm_fast(device)
+
+
+def int8_gemm_fast(device: torch.device) -> bool:
+    """True where ``torch._int_mm`` is fast: CUDA (tensor cores), or a CPU with an int8 dot
+    product instruction (:data:`INT8_FLAGS` in /proc/cpuinfo). Where the flags cannot be
+    read, a one-time timing probe against the float32 GEMM decides (cached per process).
+    Without such instructions the CPU kernel runs at a small part of the float32 GEMM's
+    speed (benchmarks/bench_l2_cpu.py)."""
+    if device.type != "cpu":
+        return True
+    flags = cpu_flags()
+    if flags is not None:
+        return any(f in flags for f in INT8_FLAGS)
+    return _int8_timing_probe()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+@functools.cache
+def _int8_timing_probe() -> bool:
+    """The int8 GEMM takes at most the float32 GEMM's time on 512 x 1024 by 1024 x 512."""
+    import time
+
+    a = torch.randint(-128, 128, (512, 1024), dtype=torch.int8)
+    b = a.T.contiguous()
+    fa, fb = a.float(), b.float()
+    times = []
+    for op in (lambda: torch._int_mm(a, b), lambda: fa @ fb):
+        try:
+            op()
+        except RuntimeError:
+            return False
+        t0 = time.perf_counter()
+        op()
+        times.append(time.perf_counter() - t0)
+    return times[0] <= times[1]
+
+
 #: the int8 GEMM path stays exact in int32 up to this many features: |2 q.r| <= 2 * 128**2 * d,
 #: ||q||^2 - 2 q.r <= 3 * 128**2 * d and the result ||q - r||^2 <= 255**2 * d all < 2**31
 INT8_GEMM_MAX_DIM = (2**31 - 1) // 255**2
@@ -358,7 +442,7 @@ def int8_gemm_exact(problem: Problem, device: torch.device) -> bool:
     """uint8 l2 by exact squared distances from an int8 GEMM with int32 sums (tensor cores
     on CUDA, VNNI on the CPU) of the rows shifted by -128 (a shift leaves differences
     unchanged): when the device's int8 GEMM passes :func:`int8_matmul_is_exact`.
-    On the 2-core AVX-512 machine 4x the speed of the float32 GEMM (benchmarks/bench_l2_cpu.py)."""
+    Whether it also runs fast is :func:`int8_gemm_fast`'s question."""
     return (
         problem.integer
         and problem.dim <= INT8_GEMM_MAX_DIM
@@ -446,15 +530,15 @@ def search(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Exact search of either grouping with the torch backend; results (m, S, k)."""
-    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and int8_gemm_exact(problem, device):
+    if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM and use_int8(problem, device):
         d, i = l2_int8(problem, device, budget, block_size, progress)
-        return d, i, {}
+        return d, i, {"l2_path": "int8"}
     if problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM:
         cand, bound = l2_candidates(problem, device, budget, block_size, progress)
         d, i, n_fb = finish(
             problem, cand, bound, 2.0, lambda sub: brute_force(sub, device, budget, block_size)
         )
-        return d, i, {"recomputed": n_fb}
+        return d, i, {"l2_path": "float32", "recomputed": n_fb}
     d, i = brute_force(problem, device, budget, block_size, progress)
     return d, i, {}
 
@@ -490,7 +574,7 @@ def radius_pairs(
     # or None) is added to a hit's value to give its distance (squared with ``squared``)
     row_add = None
     squared = problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM
-    if squared and int8_gemm_exact(problem, device):
+    if squared and use_int8(problem, device):
         # exact integers ||r||^2 - 2 q.r (shifted rows) <= floor(threshold^2) - ||q||^2
         driven, dt, tile_of, sq_q = int8_setup(problem, device, budget, full=False)
         t2 = min(threshold * threshold, 2.0**62)

@@ -1,0 +1,445 @@
+"""Exact l2 search pruned by a projection lower bound.
+
+For a d x m matrix P whose largest singular value is at most ``sigma``,
+``||P^T (q - r)||_2 <= sigma ||q - r||_2``: the distance of two projected rows, divided by
+``sigma``, is a lower bound of their l2 distance. With P the top-m principal directions of a
+seeded sample of the reference (a randomised SVD, :func:`fit`), that bound is close to the
+distance for natural images, and a GEMM of m columns (instead of d) bounds every pair.
+
+The search, per block of queries (:func:`search`):
+
+1. *bounds*: a float32 GEMM of the projected rows gives every pair's squared projected
+   distance (the tiles of :func:`sepcheck.engine.torch_backend.gemm_setup`, with their
+   proven error bound);
+2. *candidates*: per (query, slot) the ``k + EXTRA_CANDIDATES`` rows of smallest bound get
+   their exact distance, whose k-th best ``U`` bounds the answer from above;
+3. *survivors*: every other row whose bound, widened by the proven rounding margins, is not
+   strictly beyond ``U`` gets its exact distance too (uint8: an exact integer sum, abandoned
+   once beyond the current k-th best, which tightens ``U`` as it goes; float data: the one
+   exact routine :func:`sepcheck.engine.exact.pair_distances`); a pruned row is provably
+   farther than the k-th best and can neither enter nor tie;
+4. the k best per slot by (distance, index): ties go to the lowest index.
+
+Margins (all proven, so that no true neighbour is ever pruned): ``sigma`` and the spectral
+norm of ``|P|`` are computed in float64 and rounded up; the projection of a row has an
+error of at most ``gamma_d * ||abs(P)||_2 * ||x - center||_2`` in float32 (uint8 rows are
+centred on an integer vector, exactly), plus the rounding of float input to float32; the
+GEMM of the projected rows adds :func:`sepcheck.engine.candidates.gemm_sqdist_error`. Each
+bound is doubled.
+
+Memory: the projected rows (n x m float32, both sides), one (query block x reference
+block) float32 tile and the sample the directions are fitted on (at most
+:data:`SAMPLE_ROWS` rows in float32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .candidates import U32, U64, gemm_sqdist_error
+from .problem import Problem
+from .torch_backend import float32_matmul_is_exact
+
+#: rows of the reference the directions are fitted on (a seeded sample)
+SAMPLE_ROWS = 2048
+#: seed of the sample and of the randomised SVD
+SEED = 0
+#: candidates per (query, slot) beyond k whose exact distances give the first threshold
+EXTRA_CANDIDATES = 3
+#: features per exact chunk between two early-abandon tests (uint8 squares fit int32)
+CHUNK = 256
+#: fewest queries per GEMM block that the memory estimate allows for
+MIN_BLOCK = 16
+
+
+def default_dims(d: int) -> tuple[int, int]:
+    """(directions in the GEMM bound, directions stored for the refined bound) for rows of
+    ``d`` features."""
+    return int(min(d, 32)), int(min(d, 128))
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A fitted projection: ``matrix`` (d, m) float32 (orthonormal columns up to rounding,
+    in decreasing order of variance), ``center`` (d,) float32 (integers for uint8 data,
+    so that centring is exact), ``sigma`` >= the largest singular value of ``matrix`` and
+    ``abs_sigma`` >= that of ``abs(matrix)`` (both float64, rounded up)."""
+
+    matrix: np.ndarray
+    center: np.ndarray
+    sigma: float
+    abs_sigma: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+def fit(reference: np.ndarray, m: int, seed: int = SEED, sample: int = SAMPLE_ROWS) -> Projection:
+    """The top-``m`` principal directions of a seeded sample of ``reference`` rows (any
+    directions give a valid bound: the sample only decides how tight it is)."""
+    n, d = reference.shape
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
+    X = reference[rows].astype(np.float32)
+    mu = X.mean(axis=0, dtype=np.float64)
+    center = (np.round(mu) if reference.dtype == np.uint8 else mu).astype(np.float32)
+    X -= center
+    m = max(1, min(m, d))
+    P = _top_directions(X, m, rng).astype(np.float32)
+    P64 = P.astype(np.float64)
+    return Projection(np.ascontiguousarray(P), center, _spectral_bound(P64), _spectral_bound(np.abs(P64)))
+
+
+def _spectral_bound(A: np.ndarray) -> float:
+    """An upper bound of the largest singular value of ``A`` (d, m): the square root of the
+    largest eigenvalue of the float64 Gram matrix, widened by its rounding error (at most
+    d u ||A||^2 for the product, m u for the eigenvalue), with a wide margin."""
+    G = A.T @ A
+    lam = float(np.linalg.eigvalsh(G).max(initial=0.0)) if G.size else 0.0
+    fro2 = float(np.einsum("ij,ij->", A, A))
+    lam += (A.shape[0] + A.shape[1] + 8) * U64 * fro2 * 16
+    return math.sqrt(max(lam, 0.0)) * (1.0 + 1e-9) + 1e-300
+
+
+def _orthonormal(Y: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning (most of) ``Y``'s range, by the eigenvectors of its
+    small Gram matrix (no tall QR: LAPACK's is slow on some builds)."""
+    G = Y.T.astype(np.float64) @ Y.astype(np.float64)
+    lam, W = np.linalg.eigh(G)
+    keep = lam > lam.max(initial=0.0) * 1e-10
+    if not keep.any():
+        return np.zeros((Y.shape[0], 0), dtype=Y.dtype)
+    return (Y @ (W[:, keep] / np.sqrt(lam[keep])).astype(Y.dtype)).astype(Y.dtype)
+
+
+def _top_directions(X: np.ndarray, m: int, rng: np.random.Generator, iters: int = 2) -> np.ndarray:
+    """(d, m) orthonormal top right singular vectors of ``X`` (s, d) by a randomised SVD
+    (Halko, Martinsson and Tropp: a Gaussian sketch, ``iters`` power iterations), padded
+    with zero columns when ``X`` has fewer independent directions."""
+    s, d = X.shape
+    width = min(d, m + 16)
+    Y = _orthonormal(X @ rng.standard_normal((d, width)).astype(np.float32))
+    for _ in range(iters):
+        Z = _orthonormal(X.T @ Y)
+        Y = _orthonormal(X @ Z)
+    B = (Y.T @ X).astype(np.float64)  # (width', d)
+    lam, U = np.linalg.eigh(B @ B.T)
+    order = np.argsort(lam)[::-1]
+    lam, U = lam[order], U[:, order]
+    keep = lam > lam.max(initial=0.0) * 1e-12
+    V = (B.T @ U[:, keep]) / np.sqrt(lam[keep])
+    V = V[:, :m]
+    if V.shape[1] < m:
+        V = np.hstack([V, np.zeros((d, m - V.shape[1]))])
+    return V
+
+
+def project(proj: Projection, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Projected rows (n, m) float32 and, per row, a bound (float64) on the l2 norm of
+    their error against ``matrix^T (x - center)`` in exact arithmetic on the input values."""
+    n, d = X.shape
+    m = proj.dim
+    out = np.empty((n, m), dtype=np.float32)
+    err = np.empty(n)
+    P = torch.from_numpy(proj.matrix)
+    gamma = d * U32 / (1.0 - d * U32)
+    exact_center = X.dtype == np.uint8
+    for s in range(0, n, chunk):
+        x = X[s : s + chunk]
+        b = x.astype(np.float32)
+        b -= proj.center  # exact for uint8 rows (integers below 2**24)
+        torch.mm(torch.from_numpy(b), P, out=torch.from_numpy(out[s : s + chunk]))
+        nb = np.sqrt(np.einsum("ij,ij->i", b, b, dtype=np.float64))
+        e = gamma * proj.abs_sigma * nb
+        if not exact_center:
+            # float32 rounding of the input and of the centring: elementwise at most
+            # u|x| and u|x - center| (relative, so their norms bound the vectors)
+            nx = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+            e += proj.sigma * U32 * (nx + nb * (1.0 + 2 * U32)) * (1.0 + 2 * U32)
+        err[s : s + chunk] = 2.0 * e + 1e-300
+    return out, err
+
+
+def memory_needed(problem: Problem, dims: tuple[int, int] | None = None) -> int:
+    """Bytes a projection search keeps besides its output (an upper estimate): the fitting
+    sample, the projected rows (both sides, float32), the GEMM tile of one query block
+    (at least :data:`MIN_BLOCK` queries) and per-row norms and error bounds."""
+    g, M = dims if dims is not None else default_dims(problem.dim)
+    rows = problem.n_ref + (0 if problem.self_mode else problem.n_query)
+    sample = min(problem.n_ref, SAMPLE_ROWS) * problem.dim * 4 * 2
+    return sample + rows * (M + g) * 4 + rows * 24 + MIN_BLOCK * problem.n_ref * 4 + 4 * 2**20
+
+
+def search(
+    problem: Problem,
+    budget: int,
+    block_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    dims: tuple[int, int] | None = None,
+    give_up: float = np.inf,
+    first_block: int | None = None,
+    margin: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """Exact l2 search of either grouping by projection bounds (see the module docstring),
+    on the CPU.
+
+    ``dims``: (directions in the GEMM bound, directions stored for the refined bound), by
+    default :func:`default_dims`. ``margin`` scales the rounding margins: 1 (the proven
+    ones) in every search; tests set 0 to show that the margins are needed.
+
+    Returns (squared distances (m, S, k) float64 raw units, indices (m, S, k), extra,
+    done): ``extra`` holds ``l2_path`` ('projection'), ``projection_dims``, ``pairs``
+    (pairs bounded), ``pairs_refined`` (pairs past the GEMM bound), ``pairs_exact`` (pairs
+    whose exact distance was computed, candidates included); ``done`` is the number of
+    queries answered: all of them, or fewer when after a block more than ``give_up`` of
+    the pairs so far passed the GEMM bound (the bound does not pay on this data: the
+    caller searches the rest another way; rows from ``done`` on are not filled).
+    ``first_block``: queries in the first block (a small probe for ``give_up``).
+    Memory: :func:`memory_needed`; the query blocks take up to a quarter of ``budget``.
+    """
+    g, M = dims if dims is not None else default_dims(problem.dim)
+    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
+    M = max(g, M)
+    proj = fit(problem.reference, M)
+    Rp, er = project(proj, problem.reference)
+    Qp, eq = (Rp, er) if problem.self_mode else project(proj, problem.queries)
+    Rg = torch.from_numpy(np.ascontiguousarray(Rp[:, :g]))
+    Qg = Rg if problem.self_mode else torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
+    sq_r = np.einsum("ij,ij->i", Rp[:, :g], Rp[:, :g], dtype=np.float64)
+    sq_q = sq_r if problem.self_mode else np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
+    full32 = float32_matmul_is_exact(torch.device("cpu"))
+    gerr = margin * gemm_sqdist_error(g, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
+    if not full32:  # float32 matmul in reduced precision: float64 GEMMs
+        Rg, Qg = Rg.double(), Qg.double()
+    # a pair is pruned when its projected squared distance exceeds
+    # (sigma * U * (1 + rel) + slack)**2 (+ gerr for the GEMM's value): see _limits
+    slack = margin * (eq + float(er.max(initial=0.0)))
+    rel = margin * (1e-12 if problem.integer else 4.0 * problem.dim * U64 + 1e-12)
+    k, S, n = problem.k, problem.n_slots, problem.n_ref
+    c = min(n, k + EXTRA_CANDIDATES)
+    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
+    bq = max(1, min(bq, problem.n_query))
+    buf = torch.empty((bq, n), dtype=Rg.dtype)
+    codes = problem.slot_codes
+    other = not problem.by_class
+    out_d = np.empty((problem.n_query, S, k))
+    out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)  # pairs bounded, refined, exact
+    qs = 0
+    while qs < problem.n_query:
+        qe = min(problem.n_query, qs + (min(first_block, bq) if first_block and qs == 0 else bq))
+        dot = torch.mm(Qg[qs:qe], Rg.T, out=buf[: qe - qs]).numpy()
+        bd = np.full((qe - qs, S, k), np.inf)
+        bi = np.full((qe - qs, S, k), -1, dtype=np.int64)
+        n_ref, n_exact = _block(
+            dot, sq_q[qs:qe], sq_r, Qp[qs:qe], Rp, problem.queries[qs:qe], problem.reference,
+            problem.query_labels[qs:qe], problem.reference_labels, codes, other, c, bd, bi,
+            proj.sigma, rel, slack[qs:qe], gerr[qs:qe],
+        )
+        counts += (dot.size, n_ref, n_exact)
+        out_d[qs:qe], out_i[qs:qe] = bd, bi
+        if progress is not None:
+            progress(qe - qs)
+        if qe < problem.n_query and counts[1] > give_up * counts[0]:
+            return out_d, out_i, _extra(g, M, counts), qe
+        qs = qe
+    return out_d, out_i, _extra(g, M, counts), problem.n_query
+
+
+def _extra(g: int, M: int, counts: np.ndarray) -> dict:
+    return {
+        "l2_path": "projection",
+        "projection_dims": [g, M],
+        "pairs": int(counts[0]),
+        "pairs_refined": int(counts[1]),
+        "pairs_exact": int(counts[2]),
+    }
+
+
+@njit(cache=True, inline="always")
+def _limit(u2, sigma, rel, slack):
+    """The projected squared distance above which a pair is provably farther than
+    sqrt(u2): (sigma sqrt(u2) (1 + rel) + slack)**2, rounded up; +inf when u2 is."""
+    if not np.isfinite(u2):
+        return np.inf
+    t = sigma * math.sqrt(u2) * (1.0 + rel) + slack
+    return t * t * (1.0 + 1e-12)
+
+
+@njit(cache=True, inline="always")
+def _sqdist(a, b, limit):
+    """Squared l2 distance of two rows in chunks of CHUNK features, or a partial sum beyond
+    ``limit`` (abandoned). uint8: an exact integer (int16 differences, int32 chunk sums);
+    float: float64 (partial sums of non-negative terms never decrease)."""
+    d = a.shape[0]
+    acc = _zero(a[0])
+    for s in range(0, d, CHUNK):
+        e = min(d, s + CHUNK)
+        acc += _chunk_sq(a[s:e], b[s:e])
+        if acc > limit:
+            return acc
+    return acc
+
+
+@njit(cache=True)
+def _chunk_sq_int(a, b):
+    """Exact sum of squared differences of uint8 features (int16 lanes, int32 sums: at most
+    CHUNK * 255**2 < 2**31); a separate function so that LLVM vectorises it."""
+    part = np.int32(0)
+    for t in range(a.shape[0]):
+        x = np.int16(np.int16(a[t]) - np.int16(b[t]))
+        part = np.int32(part + np.int32(np.int32(x) * np.int32(x)))
+    return np.int64(part)
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _chunk_sq_float(a, b):
+    """Sum of squared differences in float64 (in any order: vectorised; every bound here
+    holds for any summation order)."""
+    part = 0.0
+    for t in range(a.shape[0]):
+        x = np.float64(a[t]) - np.float64(b[t])
+        part += x * x
+    return part
+
+
+def _is_int(a) -> bool:
+    """numba type ``a`` is an integer or an array of integers."""
+    return isinstance(getattr(a, "dtype", a), types.Integer)
+
+
+def _chunk_sq(a, b):  # pragma: no cover - only called inside numba
+    """Sum of squared differences: int64 for integer rows, else float64."""
+    raise NotImplementedError
+
+
+def _zero(a):  # pragma: no cover - only called inside numba
+    """0 in the accumulator type of rows like ``a``."""
+    raise NotImplementedError
+
+
+overload(_chunk_sq, inline="always")(
+    lambda a, b: (lambda a, b: _chunk_sq_int(a, b)) if _is_int(a) else (lambda a, b: _chunk_sq_float(a, b))
+)
+overload(_zero, inline="always")(
+    lambda a: (lambda a: np.int64(0)) if _is_int(a) else (lambda a: 0.0)
+)
+
+
+@njit(cache=True, inline="always")
+def _projected_sq(qp, rp, limit):
+    """Squared distance of two projected rows in float64 (differences of float32 values are
+    exact) in chunks of 32 directions, or a partial sum beyond ``limit``."""
+    M = qp.shape[0]
+    acc = 0.0
+    for s in range(0, M, 32):
+        e = min(M, s + 32)
+        acc += _chunk_sq_float(qp[s:e], rp[s:e])
+        if acc > limit:
+            return acc
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _insert(bd, bi, s, v, j):
+    """Insert (v, j) into slot s of the k best (ascending by (distance, index)) if it
+    belongs there; True when the k-th changed."""
+    k = bd.shape[1]
+    if v > bd[s, k - 1] or (v == bd[s, k - 1] and j > bi[s, k - 1]):
+        return False
+    pos = k - 1
+    while pos > 0 and (bd[s, pos - 1] > v or (bd[s, pos - 1] == v and bi[s, pos - 1] > j)):
+        bd[s, pos] = bd[s, pos - 1]
+        bi[s, pos] = bi[s, pos - 1]
+        pos -= 1
+    bd[s, pos] = v
+    bi[s, pos] = j
+    return True
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _block(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, codes, other, c, bd, bi, sigma, rel, slack, gerr):
+    """One block of queries against every reference row. ``dot`` (b, n): the GEMM of the
+    first g projected directions. Per query: (1) the c rows of smallest GEMM bound per slot
+    get exact distances (the first k best); (2) every other row passes three tests, each
+    against the current k-th best of its slot: the GEMM bound, the refined bound over all
+    stored directions, the exact distance abandoned once beyond it. ``bd``/``bi`` (b, S, k)
+    receive the k best squared distances and indices. Returns (pairs refined, exact)."""
+    b, n = dot.shape
+    S = bd.shape[1]
+    k = bd.shape[2]
+    n_ref = np.zeros(b, dtype=np.int64)
+    n_exact = np.zeros(b, dtype=np.int64)
+    for i in prange(b):
+        # (1) candidates: c smallest values of sq_r[j] - 2 dot[i, j] per slot
+        cv = np.full((S, c), np.inf)
+        ci = np.full((S, c), -1, dtype=np.int64)
+        worst = np.inf
+        for j in range(n):
+            v = sq_r[j] - 2.0 * np.float64(dot[i, j])
+            if v >= worst:  # a predictable branch: faster than vectorised tests here
+                continue
+            s = codes[j]
+            if v >= cv[s, c - 1] or (other and rl[j] == ql[i]):
+                continue
+            pos = c - 1
+            while pos > 0 and cv[s, pos - 1] > v:
+                cv[s, pos] = cv[s, pos - 1]
+                ci[s, pos] = ci[s, pos - 1]
+                pos -= 1
+            cv[s, pos] = v
+            ci[s, pos] = j
+            worst = cv[0, c - 1]
+            for t in range(1, S):
+                worst = max(worst, cv[t, c - 1])
+        best_d = bd[i]
+        best_i = bi[i]
+        for s in range(S):
+            for t in range(c):
+                j = ci[s, t]
+                if j >= 0:
+                    _insert(best_d, best_i, s, np.float64(_sqdist(Q[i], R[j], np.inf)), j)
+                    n_exact[i] += 1
+        # (2) every other row, against per-slot limits that follow the k-th best
+        lim = np.empty(S)  # on the refined (projected squared) distance
+        gate = np.empty(S)  # on sq_r[j] - 2 dot[i, j] (GEMM bound less sq_q[i])
+        top = -np.inf
+        for s in range(S):
+            lim[s] = _limit(best_d[s, k - 1], sigma, rel, slack[i])
+            gate[s] = lim[s] + gerr[i] - sq_q[i]
+            top = max(top, gate[s])
+        for j in range(n):
+            v = sq_r[j] - 2.0 * np.float64(dot[i, j])
+            if v > top:
+                continue
+            s = codes[j]
+            if v > gate[s] or (other and rl[j] == ql[i]):
+                continue
+            seen = False
+            for t in range(c):
+                seen |= ci[s, t] == j
+            if seen:
+                continue
+            n_ref[i] += 1
+            if _projected_sq(Qp[i], Rp[j], lim[s]) > lim[s]:
+                continue
+            n_exact[i] += 1
+            kth = best_d[s, k - 1]
+            dd = _sqdist(Q[i], R[j], kth)
+            if dd > kth:
+                continue
+            if _insert(best_d, best_i, s, np.float64(dd), j):
+                lim[s] = _limit(best_d[s, k - 1], sigma, rel, slack[i])
+                gate[s] = lim[s] + gerr[i] - sq_q[i]
+                top = gate[0]
+                for t in range(1, S):
+                    top = max(top, gate[t])
+    return n_ref.sum(), n_exact.sum()

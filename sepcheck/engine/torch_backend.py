@@ -73,12 +73,24 @@ def as_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def float32_matmul_is_exact(device: torch.device) -> bool:
-    """True when float32 matmul on ``device`` runs in full float32 (not TF32 or bf16), by a
-    probe: 8 x (1 + 2**-20) summed in a GEMM is exactly 8 + 2**-17 in float32, but 8 in any
-    format with fewer than 21 mantissa bits. Reads no global setting and changes none."""
+    """True when float32 matmul on ``device`` runs in full float32 (not TF32 or bf16), by two
+    probes: 8 x (1 + 2**-20) summed in a GEMM is exactly 8 + 2**-17 in float32, but 8 in any
+    format with fewer than 21 mantissa bits; and a seeded 64 x 256 by 256 x 64 product of
+    normal values is within 2**-18 of the float64 product relative to sum |a| |b| (float32
+    errs ~2**-22 there, bf16 ~2**-10). The second probe is needed because some CPU kernels
+    (oneDNN with AMX under ``torch.set_float32_matmul_precision('medium')``) reduce precision
+    only from some size on. Reads no global setting and changes none."""
     a = torch.full((8, 8), 1.0 + 2.0**-20, dtype=torch.float32, device=device)
     b = torch.ones((8, 8), dtype=torch.float32, device=device)
-    return bool(torch.all(a @ b == 8.0 + 2.0**-17).item())
+    if not bool(torch.all(a @ b == 8.0 + 2.0**-17).item()):
+        return False
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(64, 256, generator=g)
+    B = torch.randn(256, 64, generator=g)
+    got = (A.to(device) @ B.to(device)).cpu().double()
+    err = (got - A.double() @ B.double()).abs()
+    scale = A.double().abs() @ B.double().abs()
+    return bool(torch.all(err <= scale * 2.0**-18).item())
 
 
 def block_sizes(

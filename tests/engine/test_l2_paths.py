@@ -1,0 +1,170 @@
+"""Every exact l2 path, forced by SEPCHECK_L2_PATH on any machine, against the float64 oracle:
+projection bounds (engine/projection.py), the int8 GEMM, float32 GEMM candidates. Ties
+(few distinct values), dtypes, k, both groupings, self and query mode, block sizes,
+projection widths; the projection's rounding margins are shown to be needed; 'auto' picks
+the int8 GEMM only where the CPU has an int8 dot-product instruction."""
+
+from __future__ import annotations
+
+import os
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sepcheck import SepcheckError, nearest_by_class, nearest_other
+from sepcheck.engine import l2, projection, torch_backend
+from sepcheck.engine.problem import make_problem
+from tests import oracle
+
+PATHS = ("projection", "int8", "float32")
+
+
+def _rows(rng, dtype: str, n: int, d: int, levels: int) -> np.ndarray:
+    """Rows with few distinct values (many tied distances); float rows on a large common
+    offset (cancellation in the GEMM's norms)."""
+    X = rng.integers(0, levels, (n, d))
+    if dtype == "uint8":
+        return (X * (255 // max(1, levels - 1))).astype(np.uint8)
+    return (X * 0.5 + 300.0).astype(dtype)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    path=st.sampled_from(PATHS),
+    dtype=st.sampled_from(["uint8", "float32", "float64"]),
+    n=st.integers(4, 120),
+    d=st.sampled_from([17, 40, 100, 300]),
+    levels=st.sampled_from([2, 3, 256]),
+    k=st.integers(1, 4),
+    queries=st.booleans(),
+    block=st.sampled_from([None, 1, 7, 64]),
+    dims=st.sampled_from([None, (1, 1), (4, 16), (16, 8), (32, 400)]),
+)
+def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, block, dims):
+    rng = np.random.default_rng(seed)
+    X = _rows(rng, dtype, n, d, levels)
+    y = rng.integers(0, 3, n)
+    y[:2] = [0, 1]
+    Q = _rows(rng, dtype, 9, d, levels) if queries else None
+    yq = rng.integers(0, 3, 9) if queries else None
+    if queries:
+        Q[:3] = X[:3]  # exact duplicates under other labels
+    scale = 255.0 if dtype == "uint8" else 1.0
+    dims_patch = mock.patch.object(projection, "default_dims", lambda dd: dims or (min(dd, 32), min(dd, 128)))
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}), dims_patch:
+        info: dict = {}
+        dist, idx = nearest_other(X, y, Q, yq, norm="l2", k=k, device="cpu", block_size=block, info=info)
+        want = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k, scale=scale)
+        np.testing.assert_array_equal(idx, want[1])
+        np.testing.assert_allclose(dist, want[0], rtol=1e-12, atol=0)
+        assert info["l2_path"] == ("float32" if path == "int8" and dtype != "uint8" else path)
+        if Q is not None:
+            binfo: dict = {}
+            bd, bi, _ = nearest_by_class(X, y, Q, norm="l2", device="cpu", block_size=block, info=binfo)
+            wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0, scale=scale)
+            np.testing.assert_array_equal(bi, wi)
+            np.testing.assert_allclose(bd, wd, rtol=1e-12, atol=0)
+
+
+def test_projection_info_says_what_ran():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (300, 64)).astype(np.uint8)
+    y = np.arange(300) % 3
+    info: dict = {}
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "projection"}):
+        nearest_other(X, y, norm="l2", device="cpu", info=info)
+    assert info["l2_path"] == "projection"
+    assert info["pairs"] == 300 * 300
+    assert 0 <= info["pairs_exact"] <= info["pairs"]
+    assert info["projection_dims"] == [32, 64]
+
+
+def _tie_problem(seed: int, dtype):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, (400, 48)).astype(dtype)
+    if dtype == np.float32:
+        X = (X * rng.choice([1, 3], size=(1, 48)) + 1000).astype(np.float32)
+    y = rng.integers(0, 2, 400)
+    return X, y
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_projection_margins_are_needed(dtype):
+    """Without the rounding margins (margin=0) the projection prunes true neighbours tied at
+    the k-th distance on some of these tie-heavy sets (float32 rounding of the projected
+    rows); with them (margin=1, what every search uses) every answer is the oracle's."""
+    wrong_without = 0
+    for seed in range(10):
+        X, y = _tie_problem(seed, dtype)
+        problem = make_problem(X, y, norm="l2", k=2)
+        want = oracle.nearest_other(X, y, p=2.0, k=2)[1]
+        for margin in (1.0, 0.0):
+            _, idx, _, done = projection.search(problem, 2**28, dims=(8, 48), margin=margin)
+            assert done == 400
+            wrong = int((idx[:, 0, :] != want).any(axis=1).sum())
+            if margin == 1.0:
+                assert wrong == 0, seed
+            else:
+                wrong_without += wrong
+    assert wrong_without > 0
+
+
+def test_projection_gives_up_where_the_bound_does_not_pay():
+    """Uniform random rows have no dominant directions: an automatic projection search
+    stops after its probe block and finishes by the GEMM path, exactly."""
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (2500, 128)).astype(np.uint8)
+    y = np.arange(2500) % 10
+    with mock.patch.object(torch_backend, "int8_gemm_fast", lambda device: False):
+        problem = make_problem(X[:2500], y, X[:200], y[:200], norm="l2")
+        assert l2.choose_path(problem, torch.device("cpu"), 2**29) == "projection"
+        dist, idx, extra = l2.search(problem, torch.device("cpu"), 2**29)
+    assert extra["l2_path"].startswith("projection (first 64 queries), then float32"), extra
+    want = oracle.nearest_other(X, y, X[:200], y[:200], p=2.0)[1]
+    np.testing.assert_array_equal(idx[:, 0, :], want)
+
+
+def test_auto_uses_int8_only_where_fast():
+    X = np.zeros((4, 64), dtype=np.uint8)
+    X[1::2] = 1
+    problem = make_problem(X, [0, 1, 0, 1], norm="l2")
+    cpu = torch.device("cpu")
+    exact = torch_backend.int8_gemm_exact(problem, cpu)
+    with mock.patch.object(torch_backend, "cpu_flags", lambda: frozenset({"avx2", "fma"})):
+        assert not torch_backend.int8_gemm_fast(cpu)
+        assert not torch_backend.use_int8(problem, cpu)
+    for flag in torch_backend.INT8_FLAGS:
+        with mock.patch.object(torch_backend, "cpu_flags", lambda flag=flag: frozenset({"avx2", flag})):
+            assert torch_backend.int8_gemm_fast(cpu)
+            assert torch_backend.use_int8(problem, cpu) == exact
+    with mock.patch.object(torch_backend, "cpu_flags", lambda: None):
+        assert torch_backend.int8_gemm_fast(cpu) == torch_backend._int8_timing_probe()
+
+
+def test_bad_path_setting_is_one_line():
+    X = np.zeros((4, 64), dtype=np.uint8)
+    X[1::2] = 1
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "fastest"}):
+        with pytest.raises(SepcheckError, match="SEPCHECK_L2_PATH='fastest' is not an l2 path: use one of"):
+            nearest_other(X, [0, 1, 0, 1], norm="l2", device="cpu")
+
+
+def test_projection_bound_is_a_lower_bound():
+    """||P^T (q - r)|| <= sigma ||q - r|| for the fitted matrix, and the projected rows are
+    within their stated error of the float64 projection."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 90)).astype(np.float32) * 40 + 7
+    proj = projection.fit(X, 24)
+    P = proj.matrix.astype(np.float64)
+    assert np.linalg.norm(P, 2) <= proj.sigma
+    assert np.linalg.norm(np.abs(P), 2) <= proj.abs_sigma
+    Xp, err = projection.project(proj, X)
+    exact = (X.astype(np.float64) - proj.center.astype(np.float64)) @ P
+    assert np.all(np.linalg.norm(Xp - exact, axis=1) <= err)
+    diff = X[:50, None, :].astype(np.float64) - X[None, 50:100, :]
+    assert np.all(np.linalg.norm(diff @ P, axis=2) <= proj.sigma * np.linalg.norm(diff, axis=2))

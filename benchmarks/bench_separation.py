@@ -381,10 +381,10 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    if args.smoke:  # every step of a full run (children, baselines, oracle, save) on tiny arrays
+    if args.smoke:  # every step of a full run (children, baselines, oracle, save), one case of tiny arrays
         folder = _smoke.out_dir(args.out, "bench_separation")
         args.arrays = _smoke.write_arrays(folder / "arrays")
-        args.out, args.cases, args.sample = folder / "bench_separation.json", "cifar10k,mnist-test", 5
+        args.out, args.cases, args.sample = folder / "bench_separation.json", "mnist-test", 5
     args.out = args.out or RESULTS / "bench_separation.json"
     cases = args.cases.split(",") if args.cases else list(QUICK if args.quick else CASES)
     unknown = [c for c in cases if c not in CASES]

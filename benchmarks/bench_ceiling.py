@@ -18,6 +18,8 @@ Arrays: /tmp/bench_local/{mnist,cifar10}.npz (``python benchmarks/make_bench_arr
 writes them). Results: benchmarks/results/bench_ceiling.json and bench_ceiling.md.
 
     python benchmarks/bench_ceiling.py [--cases mnist-linf,mnist-l2,cifar-linf,cifar-l2] [--time-limit S]
+        [--arrays DIR] [--out DIR]
+    python benchmarks/bench_ceiling.py --smoke [--out DIR]     # tiny arrays, seconds
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -44,11 +47,11 @@ CASES = {
 }
 
 
-def run_case(case: str, time_limit: float) -> dict:
+def run_case(case: str, time_limit: float, arrays: Path = ARRAYS) -> dict:
     from sepcheck.ceiling import robust_ceiling
 
     name, norm, grid = CASES[case]
-    with np.load(ARRAYS / f"{name}.npz") as z:
+    with np.load(arrays / f"{name}.npz") as z:
         X, y = z["X_train"], z["y_train"]
     load0 = [round(v, 2) for v in os.getloadavg()]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -65,9 +68,9 @@ def run_case(case: str, time_limit: float) -> dict:
     }
 
 
-def markdown(rows: list[dict]) -> str:
-    out = ["# Robust-accuracy ceiling: 20 radii per curve, CPU", "",
-           f"{platform.node()}, {os.cpu_count()} cores, shared with other jobs (see the load averages); cold (no "
+def markdown(rows: list[dict], m: dict) -> str:
+    out = ["# Robust-accuracy ceiling: 20 radii per curve, CPU", "", machine_line(m),
+           "Shared with other jobs (see the load averages); cold (no "
            "cache); wall-clock seconds, and the CPU seconds of the process (all threads).", "",
            "| case | n | seconds | CPU seconds | nearest_other | radius search (points, pairs) | graphs | "
            "load before -> after |",
@@ -95,19 +98,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds per integer program")
+    ap.add_argument("--arrays", type=Path, default=ARRAYS, help="folder with mnist.npz and cifar10.npz")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_json = RESULTS / "bench_ceiling.json"
-    rows = {r["case"]: r for r in (json.loads(out_json.read_text()) if out_json.exists() else [])}
+    if args.smoke:  # the four curves (20 radii each) on 60 tiny rows
+        args.out = _smoke.out_dir(args.out, "bench_ceiling")
+        args.arrays, args.time_limit = _smoke.write_arrays(args.out / "arrays", n_train=60, n_test=20), 2.0
+    out = args.out or RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    out_json = out / "bench_ceiling.json"
+    old = json.loads(out_json.read_text()) if out_json.exists() else []
+    rows = {r["case"]: r for r in (old["rows"] if isinstance(old, dict) else old)}  # a list before the machine
+    m = machine()
+    print(machine_line(m), flush=True)
     for case in args.cases.split(","):
         print(f"{case}: load {os.getloadavg()}", flush=True)
-        rows[case] = run_case(case, args.time_limit)
+        rows[case] = run_case(case, args.time_limit, args.arrays)
         r = rows[case]
         print(f"  {r['seconds']:.1f} s (nearest {r['nearest_seconds']:.1f}, radius {r['radius_seconds']:.1f} on "
               f"{r['searched_points']} points -> {r['pairs']} pairs, graphs {r['graph_seconds']:.1f})", flush=True)
         ordered = [rows[c] for c in CASES if c in rows]
-        out_json.write_text(json.dumps(ordered, indent=1) + "\n")
-        (RESULTS / "bench_ceiling.md").write_text(markdown(ordered))
+        out_json.write_text(json.dumps({"machine": m, "smoke": args.smoke, "rows": ordered}, indent=1) + "\n")
+        (out / "bench_ceiling.md").write_text(markdown(ordered, m))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ the bytes the kernel touched (estimated from its counters) and the fraction of t
 peak that a brute force would need (see ``PEAK_*``). The load average is printed: the
 machine may be shared. Decoded CIFAR arrays are cached in /tmp as .npy.
 
-    python benchmarks/bench_cpu_kernels.py [--quick] [--sample N] [--threads T]
+    python benchmarks/bench_cpu_kernels.py [--quick] [--sample N] [--threads T] [--data DIR] [--out DIR]
+    python benchmarks/bench_cpu_kernels.py --smoke [--out DIR]     # tiny fake data, seconds
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -60,13 +61,13 @@ def loadavg() -> str:
         return "n/a"
 
 
-def load_cifar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    files = [CACHE / f"cifar10_jpeg_{n}.npy" for n in ("X", "y", "Xt", "yt")]
+def load_cifar(data: Path = DATA, cache: Path = CACHE) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    cache.mkdir(parents=True, exist_ok=True)
+    files = [cache / f"cifar10_jpeg_{n}.npy" for n in ("X", "y", "Xt", "yt")]
     if not all(f.exists() for f in files):
-        from sepcheck.datasets.imagefolder import load_imagefolder
+        from sepcheck.datasets import load_imagefolder
 
-        ds = load_imagefolder(DATA / "cifar10-jpeg", progress=False)
+        ds = load_imagefolder(data / "cifar10-jpeg", progress=False)
         arrays = (ds.X.reshape(len(ds.X), -1), ds.y, ds.X_test.reshape(len(ds.X_test), -1), ds.y_test)
         for f, a in zip(files, arrays, strict=True):
             np.save(f, np.ascontiguousarray(a))
@@ -74,10 +75,10 @@ def load_cifar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return X, y.astype(np.int64), Xt, yt.astype(np.int64)
 
 
-def load_mnist_full() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sepcheck.datasets.idx import read_idx_pair
+def load_mnist_full(data: Path = DATA) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sepcheck.datasets import read_idx_pair
 
-    folder = DATA / "mnist-full"
+    folder = data / "mnist-full"
     X, y = read_idx_pair(folder / "train-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz")
     Xt, yt = read_idx_pair(folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
     return (np.ascontiguousarray(X.reshape(len(X), -1)), y.astype(np.int64),
@@ -135,14 +136,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only the CIFAR 10 000 and MNIST 10 000 cases")
     ap.add_argument("--sample", type=int, default=50, help="queries checked against the oracle per case")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--data", type=Path, default=DATA, help="folder with cifar10-jpeg/ and mnist-full/")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    cache = CACHE
+    if args.smoke:  # every case, on a tiny ../shared/data look-alike (its own array cache)
+        args.out = _smoke.out_dir(args.out, "bench_cpu_kernels")
+        args.data, args.sample, cache = _smoke.fake_data(args.out / "data"), 5, args.out / "cache"
     import numba
 
     threads = args.threads or numba.get_num_threads()
-    X, y, Xt, yt = load_cifar()
+    X, y, Xt, yt = load_cifar(args.data, cache)
     sub = np.sort(np.random.default_rng(0).permutation(len(X))[:10000])
     C10, c10 = np.ascontiguousarray(X[sub]), y[sub]
-    MX, my, MXt, myt = load_mnist_full()
+    MX, my, MXt, myt = load_mnist_full(args.data)
     cases = [("cifar 10k train-train", C10, c10, C10, c10, math.inf),
              ("cifar 10k train-train", C10, c10, C10, c10, 1.0),
              ("mnist 10k test-test", MXt, myt, MXt, myt, math.inf)]
@@ -156,22 +164,29 @@ def main() -> None:
     for p in (math.inf, 1.0):
         run_simd(C10[:20], c10[:20], C10[:50], c10[:50], p, threads)
     compile_s = time.perf_counter() - t0
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba threads {threads}, "
-          f"{cpu_hz() / 1e9:.2f} GHz; kernel load/compile {compile_s:.2f} s; load avg {loadavg()}", flush=True)
+    m = machine()
+    head = (f"{machine_line(m)} Numba threads {threads}, {cpu_hz() / 1e9:.2f} GHz; kernel load/compile "
+            f"{compile_s:.2f} s; load avg {loadavg()}")
+    print(head, flush=True)
     rows = []
     for name, Qx, Qy, Rx, Ry, p in cases:
         dist, idx, wall, cpu, info = run_simd(Qx, Qy, Rx, Ry, p, threads)
         check = oracle_check(Qx, Qy, Rx, Ry, p, dist, idx, args.sample)
         rows.append(describe(name, Qx, Rx, p, wall, cpu, info, check, threads))
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'case':46s} {'norm':5s} {'wall s':>8s} {'cpu s':>8s} {'oracle':>8s} {'load avg':>22s}")
+    table = ["# bench_cpu_kernels: the vectorised CPU kernel (sepcheck.engine.simd)", "", head, "",
+             "| case | norm | wall s | CPU s | oracle | load avg |", "| --- | --- | ---: | ---: | ---: | --- |"]
     for r in rows:
         ok = f"{r['oracle']['sampled'] - r['oracle']['mismatches']}/{r['oracle']['sampled']}"
-        print(f"{r['case']:46s} {r['norm']:5s} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} {ok:>8s} {r['loadavg']:>22s}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "bench_cpu_kernels.json"
-    out.write_text(json.dumps({"compile_s": compile_s, "threads": threads, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+        table.append(f"| {r['case']} | {r['norm']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {ok} | {r['loadavg']} |")
+    print("\n".join(table[2:]))
+    folder = args.out or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "bench_cpu_kernels.json"
+    out.write_text(json.dumps({"machine": m, "smoke": args.smoke, "compile_s": compile_s, "threads": threads,
+                               "rows": rows}, indent=1))
+    out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

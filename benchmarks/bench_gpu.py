@@ -2,6 +2,8 @@
 
     python benchmarks/bench_gpu.py --cifar bench_arrays.npz [--quick] [--cases cifar,mnist]
         [--methods triton,cdist] [--imagenet-rows N] [--imagenet-queries M] [--tile-sweep] [--append]
+    python benchmarks/bench_gpu.py --smoke [--out DIR]    # no GPU: every case and method on the CPU, triton in
+                                                          # its interpreter (TRITON_INTERPRET=1), tiny shapes
 
 ``bench_arrays.npz`` comes from ``benchmarks/make_bench_arrays.py`` (the real CIFAR-10 JPEG
 copy and MNIST-full as uint8 rows). Methods: ``triton`` (sepcheck's Triton backend: every variant of
@@ -29,18 +31,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
 import traceback
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_ROWS, IMAGENET_DIM, IMAGENET_CLASSES = 1_281_167, 12_288, 1000
-#: where every method runs (a dry run on the CPU sets "cpu" with TRITON_INTERPRET=1)
+#: where every method runs (--smoke sets "cpu" with TRITON_INTERPRET=1)
 DEVICE = "cuda"
+#: machine() of this run, for the results files
+MACHINE: dict = {}
 
 
 def log(msg: str) -> None:
@@ -179,13 +186,13 @@ def imagenet(args):
     """Synthetic uint8 rows generated on the GPU in chunks (fixed seed); host copies."""
     import torch
 
-    n, m = args.imagenet_rows, args.imagenet_queries
-    g = torch.Generator(device="cuda").manual_seed(0)
-    R = np.empty((n, IMAGENET_DIM), dtype=np.uint8)
+    n, m, dim = args.imagenet_rows, args.imagenet_queries, args.imagenet_dim
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    R = np.empty((n, dim), dtype=np.uint8)
     for s in range(0, n, 65536):
         e = min(n, s + 65536)
-        R[s:e] = torch.randint(0, 256, (e - s, IMAGENET_DIM), generator=g, device="cuda", dtype=torch.uint8).cpu().numpy()
-    y = torch.randint(0, IMAGENET_CLASSES, (n,), generator=g, device="cuda").cpu().numpy().astype(np.int64)
+        R[s:e] = torch.randint(0, 256, (e - s, dim), generator=g, device=DEVICE, dtype=torch.uint8).cpu().numpy()
+    y = torch.randint(0, IMAGENET_CLASSES, (n,), generator=g, device=DEVICE).cpu().numpy().astype(np.int64)
     return R[:m], y[:m], R, y, math.inf
 
 
@@ -284,7 +291,7 @@ def write(rows, args):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    card = torch.cuda.get_device_name(0) if DEVICE != "cpu" else "no GPU: smoke run on the CPU, TRITON_INTERPRET=1"
     try:
         import triton
 
@@ -292,11 +299,13 @@ def write(rows, args):
     except ImportError:
         tv = None
     meta = {"card": card, "torch": torch.__version__, "triton": tv, "python": platform.python_version(),
-            "cuda": torch.version.cuda, "quick": args.quick, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "cuda": torch.version.cuda, "quick": args.quick, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": MACHINE, "smoke": args.smoke}
     (out / "bench_gpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
     lines = [f"# GPU benchmark: exact nearest other-label search ({card})", "",
              f"torch {meta['torch']}, triton {tv}, CUDA {meta['cuda']}; {meta['time']}."
              " `*`: run on a subset of the queries and extrapolated linearly (queries run / all queries).", "",
+             machine_line(MACHINE), "",
              "| case | method | seconds | queries run | matches CPU (dist / idx) |", "|---|---|---|---|---|"]
     for r in rows:
         if "note" in r:
@@ -322,7 +331,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=32, help="queries checked against the CPU engine")
     ap.add_argument("--imagenet-rows", type=int, default=IMAGENET_ROWS)
     ap.add_argument("--imagenet-queries", type=int, default=8192)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--imagenet-dim", type=int, default=IMAGENET_DIM, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     ap.add_argument("--tile-sweep", action="store_true",
                     help="CIFAR-10 train-train: also time the pruned search with the configurations of "
                          "SWEEP_PREFIX and the packed tile kernel with SWEEP_TILES")
@@ -331,12 +341,24 @@ def main() -> None:
                          "survive it, which costs time and GPU memory)")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of other cases already in bench_gpu.json (runs split over commands)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    global DEVICE, MACHINE, SWEEP_PREFIX, SWEEP_TILES
+    if args.smoke:  # every case and method on the CPU; triton in its interpreter, so tiny shapes
+        os.environ["TRITON_INTERPRET"] = "1"  # read when triton is imported: before any import of it
+        DEVICE, args.out = "cpu", _smoke.out_dir(args.out, "bench_gpu")
+        args.cifar = _smoke.write_arrays(args.out / "arrays", n_train=32, n_test=16, cifar_dim=16,
+                                         mnist_dim=16) / "bench_arrays.npz"
+        args.imagenet_rows, args.imagenet_queries, args.imagenet_dim = 32, 16, 16
+        args.sample, args.tile_sweep, args.prefix_l1 = 8, True, True
+        SWEEP_PREFIX, SWEEP_TILES = SWEEP_PREFIX[:2], SWEEP_TILES[:2]  # the sweep's code, not its length
+    args.out = args.out or ROOT / "benchmarks" / "results"
     import torch
 
-    if not torch.cuda.is_available():
-        sys.exit("bench_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False)")
-    log(f"card: {torch.cuda.get_device_name(0)}")
+    MACHINE = machine()
+    if DEVICE != "cpu" and not torch.cuda.is_available():
+        sys.exit("bench_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); --smoke runs on the CPU")
+    log(f"card: {MACHINE['gpu'] if DEVICE != 'cpu' else 'none (the CPU, TRITON_INTERPRET=1)'}; {machine_line(MACHINE)}")
     methods = {m.strip() for m in args.methods.split(",") if m.strip()}
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     cases = {name: make for name, make in load_cases(args).items() if not wanted or any(w in name for w in wanted)}
@@ -352,6 +374,9 @@ def main() -> None:
             traceback.print_exc(file=sys.stderr)
             write(rows, args)
     log(f"wrote {args.out}/bench_gpu.json and bench_gpu.md")
+    failed = [f"{r['case']} / {r['method']}: {r['error']}" for r in rows if "error" in r]
+    if args.smoke and failed:  # a full run records them and goes on; a smoke run is for finding them
+        sys.exit("smoke run failed:\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":

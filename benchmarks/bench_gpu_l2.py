@@ -4,42 +4,50 @@ float32 GEMM + argmin per class (what faiss-gpu ``IndexFlatL2`` computes; used h
 stand-in where faiss-gpu is not installed, and *not* exact).
 
     python benchmarks/bench_gpu_l2.py --data bench_arrays.npz [--n 50000] [--out DIR]
+    python benchmarks/bench_gpu_l2.py --smoke [--out DIR]     # no GPU: CPU, TRITON_INTERPRET=1, tiny shapes
 
 ``bench_arrays.npz`` comes from ``benchmarks/make_bench_arrays.py`` (the CIFAR-10 JPEG copy).
 Every result is checked against an exact float64 brute force on a sample of queries.
-Writes ``bench_gpu_l2.json`` under ``--out`` (default benchmarks/results).
+Writes ``bench_gpu_l2.json`` and ``.md`` under ``--out`` (default benchmarks/results).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
 import torch
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+#: where every method runs (--smoke: "cpu", triton in its interpreter)
+DEVICE = "cuda"
 
 
 def timed(fn):
-    torch.cuda.synchronize()
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
     t = time.perf_counter()
     out = fn()
-    torch.cuda.synchronize()
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
     return out, time.perf_counter() - t
 
 
 def gemm_argmin(X: np.ndarray, y: np.ndarray, block: int = 4096):
     """Nearest other-label row by a float32 GEMM (faiss IndexFlatL2's arithmetic), on the GPU."""
-    R = torch.from_numpy(X).cuda().float()
-    lab = torch.from_numpy(y).cuda()
+    R = torch.from_numpy(X).to(DEVICE).float()
+    lab = torch.from_numpy(y).to(DEVICE)
     sq = (R * R).sum(1)
-    best_d = torch.empty(len(X), device="cuda")
-    best_i = torch.empty(len(X), dtype=torch.int64, device="cuda")
+    best_d = torch.empty(len(X), device=DEVICE)
+    best_i = torch.empty(len(X), dtype=torch.int64, device=DEVICE)
     for s in range(0, len(X), block):
         q = R[s : s + block]
         d = sq[s : s + block, None] + sq[None, :] - 2.0 * (q @ R.T)
@@ -57,7 +65,7 @@ def float32_path(X, y, info):
     keep = torch_backend.int8_gemm_exact
     torch_backend.int8_gemm_exact = lambda problem, device: False
     try:
-        return nearest_other(X, y, norm="l2", device="cuda", info=info)
+        return nearest_other(X, y, norm="l2", device=DEVICE, info=info)
     finally:
         torch_backend.int8_gemm_exact = keep
 
@@ -74,31 +82,48 @@ def oracle(X, y, rows):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, required=True)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="bench_arrays.npz from make_bench_arrays.py (required but with --smoke)")
     ap.add_argument("--n", type=int, default=50000)
     ap.add_argument("--sample", type=int, default=64)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    global DEVICE
+    if args.smoke:  # every method on the CPU; triton in its interpreter (read at its import), so tiny shapes
+        os.environ["TRITON_INTERPRET"] = "1"
+        DEVICE, args.out = "cpu", _smoke.out_dir(args.out, "bench_gpu_l2")
+        args.data = _smoke.write_arrays(Path(args.out) / "arrays", n_train=32, n_test=8, cifar_dim=16,
+                                        mnist_dim=16) / "bench_arrays.npz"
+        args.sample = 8
+    elif args.data is None:
+        ap.error("--data is required (or --smoke)")
+    elif not torch.cuda.is_available():
+        sys.exit("bench_gpu_l2.py needs a CUDA GPU (torch.cuda.is_available() is False); --smoke runs on the CPU")
+    args.out = args.out or ROOT / "benchmarks" / "results"
     from sepcheck import nearest_other
 
     z = np.load(args.data)
     X, y = z["X_train"][: args.n], z["y_train"][: args.n].astype(np.int64)
-    rows = np.random.default_rng(0).choice(len(X), args.sample, replace=False)
+    rows = np.random.default_rng(0).choice(len(X), min(args.sample, len(X)), replace=False)
     od, oi = oracle(X, y, rows)
-    res = {"card": torch.cuda.get_device_name(), "n": len(X), "d": X.shape[1], "rows": []}
-    warm = np.random.default_rng(1).choice(len(X), 2000, replace=False)
-    nearest_other(X[warm], y[warm], norm="l2", device="cuda")  # warm-up (and triton's compile)
-    nearest_other(X[warm], y[warm], norm="l2", device="cuda", backend="triton")
+    m = machine()
+    res = {"card": m["gpu"] or "no GPU: smoke run on the CPU, TRITON_INTERPRET=1", "n": len(X), "d": X.shape[1],
+           "machine": m, "smoke": args.smoke, "rows": []}
+    print(machine_line(m), file=sys.stderr, flush=True)
+    warm = np.random.default_rng(1).choice(len(X), min(2000, len(X)), replace=False)
+    nearest_other(X[warm], y[warm], norm="l2", device=DEVICE)  # warm-up (and triton's compile)
+    nearest_other(X[warm], y[warm], norm="l2", device=DEVICE, backend="triton")
     gemm_argmin(X[warm], y[warm])
     info: dict = {}
     for name, fn in [
-        ("sepcheck auto (exact int8 GEMM)", lambda: nearest_other(X, y, norm="l2", device="cuda", info=info)),
+        ("sepcheck auto (exact int8 GEMM)", lambda: nearest_other(X, y, norm="l2", device=DEVICE, info=info)),
         ("sepcheck triton (fused int8 tl.dot + running best)",
-         lambda: nearest_other(X, y, norm="l2", device="cuda", backend="triton", info=info)),
+         lambda: nearest_other(X, y, norm="l2", device=DEVICE, backend="triton", info=info)),
         ("sepcheck float32 GEMM candidates + exact rerank", lambda: float32_path(X, y, info)),
         ("float32 GEMM + argmin (faiss-gpu IndexFlatL2 arithmetic)", lambda: gemm_argmin(X, y)),
     ]:
+        info.clear()  # each row's own: the lambdas share the dict
         (d, i), s = timed(fn)
         d = np.asarray(d).reshape(len(X), -1)[:, 0]
         i = np.asarray(i).reshape(len(X), -1)[:, 0]
@@ -112,6 +137,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_gpu_l2.json").write_text(json.dumps(res, indent=1))
+    lines = [f"# bench_gpu_l2: exact l2 on {res['card']}, {res['n']} x {res['d']} train-train", "", machine_line(m), "",
+             "| method | seconds | distances exact on sample | max rel err | indices match |", "|---|---:|---|---:|---|"]
+    lines += [f"| {r['method']} | {r['seconds']} | {r['dist_exact_on_sample']} | {r['max_rel_err']:.1e} | "
+              f"{r['idx_match_on_sample']} |" for r in res["rows"]]
+    (out / "bench_gpu_l2.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

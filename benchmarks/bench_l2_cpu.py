@@ -9,16 +9,25 @@ distances to float32 rounding) and, on a sample, against an integer brute force.
 timed ``--repeat`` times alternately in the same run; the load average is printed because
 the machine may be shared.
 
-    python benchmarks/bench_l2_cpu.py [--npz PATH] [--n 10000] [--repeat 3] [--k 1]
+    python benchmarks/bench_l2_cpu.py [--npz PATH] [--n 10000] [--repeat 3] [--k 1] [--out DIR]
+    python benchmarks/bench_l2_cpu.py --smoke [--out DIR]     # 200 tiny rows, seconds
+
+Results: benchmarks/results/bench_l2_cpu.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def load(npz: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,13 +74,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--k", type=int, default=1)
     ap.add_argument("--by-class", action="store_true", help="also time nearest_by_class l2")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    if args.smoke:  # both searches, the checks and the results on 200 tiny rows
+        args.out = _smoke.out_dir(args.out, "bench_l2_cpu")
+        args.npz = str(_smoke.write_arrays(args.out / "arrays") / "cifar10.npz")
+        args.n, args.repeat, args.by_class = 200, 1, True
 
     from sepcheck import nearest_other
     from sepcheck.engine.by_class import nearest_by_class
 
     X, y = load(args.npz, args.n, args.seed)
-    print(f"data {X.shape} {X.dtype}, classes {np.unique(y).size}, cpus {os.cpu_count()}")
+    m = machine()
+    print(f"data {X.shape} {X.dtype}, classes {np.unique(y).size}; {machine_line(m)}")
     times: dict[str, list[float]] = {"faiss": [], "sepcheck": []}
     if args.by_class:
         times["by_class"] = []
@@ -98,9 +114,18 @@ def main() -> None:
     sample = np.random.default_rng(1).choice(X.shape[0], 50, replace=False)
     np.testing.assert_array_equal(d1[sample], brute(X, y, sample))
     best = {k: min(v) for k, v in times.items()}
-    print("best " + "  ".join(f"{k} {v:.2f}s" for k, v in best.items())
-          + f"  ratio {best['sepcheck'] / best['faiss']:.2f}"
-          + f"  loadavg {os.getloadavg()}")
+    line = ("best " + "  ".join(f"{k} {v:.2f}s" for k, v in best.items())
+            + f"  ratio {best['sepcheck'] / best['faiss']:.2f}" + f"  loadavg {os.getloadavg()}")
+    print(line)
+    out = (args.out or RESULTS) / "bench_l2_cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": m, "smoke": args.smoke, "args": vars(args), "data": list(X.shape),
+                               "seconds": times, "best": best, "info": info, "checked": "faiss (all), brute "
+                               "force (50 rows)", "loadavg": os.getloadavg()}, indent=1, default=str))
+    out.with_suffix(".md").write_text(f"# bench_l2_cpu: exact l2 k={args.k}, sepcheck against faiss IndexFlatL2 "
+                                      f"per class\n\n{machine_line(m)}\n\nData {X.shape} from {args.npz}, "
+                                      f"{args.repeat} repeats: {line}\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ rows (imports, JIT), reset the kernel's peak-RSS counter (``/proc/self/clear_ref
 one search with ``memory_budget``, and report the peak RSS (``VmHWM``) minus the RSS before
 the search (Linux only). The search's result arrays (n_queries x k) are part of the extra.
 
-    python benchmarks/bench_memory.py [--budgets 64MiB 256MiB] [--sizes 300 5000 20000]
+    python benchmarks/bench_memory.py [--budgets 64MiB 256MiB] [--sizes 300 5000 20000] [--out FILE.json]
+    python benchmarks/bench_memory.py --smoke [--out DIR]     # 300 rows x 64 features, seconds
 
 Data: synthetic uint8 rows of 3 072 features (CIFAR-10's size), 10 classes; the reference
 has n rows and the queries are its first min(n, --queries) rows (memory depends on the
@@ -19,6 +20,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import _smoke
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +53,8 @@ print(json.dumps({"data_mib": X.nbytes / 2**20, "extra_peak_mib": extra}))
 #: (norm, backend) pairs: every CPU backend, with the norms it is used for
 CASES = [("linf", "numba"), ("l1", "numba"), ("linf", "torch"), ("l2", "torch"), ("l3", "torch"),
          ("l2", "faiss")]
+#: --smoke: one case per backend (each case is one child process)
+SMOKE_CASES = [("linf", "numba"), ("l2", "torch"), ("l2", "faiss")]
 
 
 def measure(n: int, nq: int, dim: int, norm: str, backend: str, budget: str) -> dict:
@@ -67,24 +73,38 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[300, 5000, 20000])
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=3072)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default benchmarks/results/bench_memory.json; its .md beside it); "
+                         "with --smoke a folder")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    cases = CASES
+    if args.smoke:  # a child per backend on 300 rows of 64 features
+        args.out = _smoke.out_dir(args.out, "bench_memory") / "bench_memory.json"
+        args.budgets, args.sizes, args.queries, args.dim, cases = ["64MiB"], [300], 50, 64, SMOKE_CASES
+    args.out = args.out or ROOT / "benchmarks" / "results" / "bench_memory.json"
+    meta = {"machine": machine(), "smoke": args.smoke, "queries": args.queries, "dim": args.dim}
+    table = [machine_line(meta["machine"]), "",
+             "| n | norm | backend | data MiB | budget | extra peak MiB | within |",
+             "| ---: | --- | --- | ---: | --- | ---: | --- |"]
+    print("\n".join(table))
     rows = []
-    print("| n | norm | backend | data MiB | budget | extra peak MiB | within |")
-    print("| ---: | --- | --- | ---: | --- | ---: | --- |")
     for budget in args.budgets:
         limit = as_memory_budget(budget) / 2**20
         for n in args.sizes:
-            for norm, backend in CASES:
+            for norm, backend in cases:
                 r = measure(n, min(n, args.queries), args.dim, norm, backend, budget)
                 extra = r["extra_peak_mib"]
                 ok = "refused" if isinstance(extra, str) else ("yes" if extra <= limit else "NO")
                 shown = "-" if isinstance(extra, str) else f"{extra:.1f}"  # message in the JSON
                 rows.append({"n": n, "norm": norm, "backend": backend, "budget": budget, **r})
-                print(f"| {n} | {norm} | {backend} | {r['data_mib']:.1f} | {budget} | {shown} | {ok} |",
-                      flush=True)
+                table.append(f"| {n} | {norm} | {backend} | {r['data_mib']:.1f} | {budget} | {shown} | {ok} |")
+                print(table[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    args.out.write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    args.out.with_suffix(".md").write_text("# bench_memory: extra peak memory against the budget\n\n"
+                                           + "\n".join(table) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ the load average is recorded next to every number.
 Arrays: /tmp/bench_local/{cifar10,mnist}.npz (``python benchmarks/make_bench_arrays.py``
 builds them). Results: benchmarks/results/bench_radius.json and bench_radius.md.
 
-    python benchmarks/bench_radius.py [--cases cifar-linf,mnist-l2] [--sample 20]
+    python benchmarks/bench_radius.py [--cases cifar-linf,mnist-l2] [--sample 20] [--arrays DIR] [--out DIR]
+    python benchmarks/bench_radius.py --smoke [--out DIR]     # tiny arrays, seconds
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,8 +43,8 @@ CASES = {
 }
 
 
-def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    f = ARRAYS / f"{name}.npz"
+def _load(name: str, arrays: Path = ARRAYS) -> tuple[np.ndarray, np.ndarray]:
+    f = arrays / f"{name}.npz"
     if not f.exists():
         raise SystemExit(f"{f} is missing: run python benchmarks/make_bench_arrays.py")
     with np.load(f) as z:
@@ -68,11 +70,11 @@ def _exact_on_sample(X, y, res, norm, radius, sample, rng) -> bool:
     return True
 
 
-def run_case(case: str, sample: int) -> dict:
+def run_case(case: str, sample: int, arrays: Path = ARRAYS) -> dict:
     from sepcheck import nearest_other, neighbors_within
 
     data, norm, radius, desc = CASES[case]
-    X, y = _load(data)
+    X, y = _load(data, arrays)
     load0 = os.getloadavg()
     info: dict = {}
     res, t_r, c_r = _timed(lambda: neighbors_within(X, y, radius, norm=norm, device="cpu", info=info))
@@ -92,19 +94,18 @@ def run_case(case: str, sample: int) -> dict:
     }
 
 
-def write(rows: list[dict]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "bench_radius.json"
+def write(rows: list[dict], meta: dict, out: Path = RESULTS) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench_radius.json"
     old = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {r["case"] for r in rows}
     rows = [r for r in old if r["case"] not in done] + rows
     rows.sort(key=lambda r: list(CASES).index(r["case"]))
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-            "python": platform.python_version()}
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [
         "# bench_radius: exact radius search (neighbors_within), other label, CPU", "",
-        f"Machine: {meta['machine']}; Python {meta['python']}. The machine is shared: the load "
+        machine_line(meta["machine"]),
+        "The machine is shared: the load "
         "average (1, 5, 15 min) before and after each case is given; wall times under load are "
         "pessimistic.", "",
         "| case | backend | seconds (CPU s) | pairs | queries with a pair | candidates checked "
@@ -119,20 +120,28 @@ def write(rows: list[dict]) -> None:
             f"{'yes' if r['exact_on_sample'] else 'NO'} ({r['sample']} queries) | "
             f"{r['load_before']} -> {r['load_after']} |"
         )
-    (RESULTS / "bench_radius.md").write_text("\n".join(lines) + "\n")
+    (out / "bench_radius.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--sample", type=int, default=20)
+    ap.add_argument("--arrays", type=Path, default=ARRAYS, help="folder with cifar10.npz and mnist.npz")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
+    if args.smoke:  # the four cases on 240 tiny rows
+        args.out = _smoke.out_dir(args.out, "bench_radius")
+        args.arrays, args.sample = _smoke.write_arrays(args.out / "arrays"), 5
+    meta = {"machine": machine(), "smoke": args.smoke}
+    print(machine_line(meta["machine"]), flush=True)
     rows = []
     for case in args.cases.split(","):
-        row = run_case(case, args.sample)
+        row = run_case(case, args.sample, args.arrays)
         print(json.dumps(row), flush=True)
         rows.append(row)
-        write(rows)
+        write(rows, meta, args.out or RESULTS)
 
 
 if __name__ == "__main__":

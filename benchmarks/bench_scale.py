@@ -1,7 +1,8 @@
 """Out-of-core search at scale: peak memory against ``--memory-budget`` and the cost of streaming.
 
     python benchmarks/bench_scale.py [--cases mnist cifar10] [--scale 0.25] [--budget 256MiB]
-                                     [--work-dir /tmp/sepcheck-scale] [--norm linf]
+                                     [--work-dir /tmp/sepcheck-scale] [--norm linf] [--out PATH]
+    python benchmarks/bench_scale.py --smoke [--out DIR]     # files of a few hundred rows, seconds
 
 Data (built once, cached under ``--work-dir``; chunked uint8 HDF5 with ``X`` (n, d) and
 ``y``):
@@ -33,13 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -51,43 +53,48 @@ CHUNK_ROWS = 1024
 #: the jitter: integer noise uniform in [-JITTER, JITTER]
 JITTER = 2
 SIZES = {"mnist": 240_000, "cifar10": 200_000}
+#: --smoke: rows of the files made of _smoke.fake_data (120 MNIST-like, 33 CIFAR-like rows; the
+#: child warms up on 300)
+SMOKE_SIZES = {"mnist": 480, "cifar10": 330}
 
 
 # ----- data --------------------------------------------------------------------------------
-def real_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+def real_arrays(name: str, data: Path = DATA, local_dir: Path = LOCAL) -> tuple[np.ndarray, np.ndarray]:
     """The real rows (n, d) uint8 and labels that the copies are made of."""
-    local = LOCAL / f"{name}.npz"
+    local = local_dir / f"{name}.npz"
     if local.is_file():
         z = np.load(local)
         if name == "mnist":
             return z["X_train"], z["y_train"]
         return np.concatenate([z["X_train"], z["X_test"]]), np.concatenate([z["y_train"], z["y_test"]])
     if name == "mnist":
-        from sepcheck.datasets.idx import read_idx_pair
+        from sepcheck.datasets import read_idx_pair
 
-        X, y = read_idx_pair(DATA / "mnist-full", "train")
+        folder = data / "mnist-full"
+        X, y = read_idx_pair(folder / "train-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz")
         return X.reshape(len(X), -1), y
-    from sepcheck.datasets.userfiles import load_imagefolder
+    from sepcheck.datasets import load_imagefolder
 
-    ds = load_imagefolder(DATA / "cifar10-jpeg", progress=True)
+    ds = load_imagefolder(data / "cifar10-jpeg", progress=True)
     X = np.concatenate([ds.X.reshape(len(ds.X), -1), ds.X_test.reshape(len(ds.X_test), -1)])
     return X, np.concatenate([ds.y, ds.y_test])
 
 
-def build(name: str, work: Path) -> Path:
-    """The jittered HDF5 file of ``name`` (built once)."""
+def build(name: str, work: Path, size: int | None = None, data: Path = DATA, local_dir: Path = LOCAL) -> Path:
+    """The jittered HDF5 file of ``name`` (built once), of ``size`` rows (default ``SIZES[name]``)."""
     import h5py
 
-    path = work / f"{name}-{SIZES[name]}.h5"
+    n = size or SIZES[name]
+    path = work / f"{name}-{n}.h5"
     if path.is_file():
         return path
     work.mkdir(parents=True, exist_ok=True)
-    X0, y0 = real_arrays(name)
-    n, d = SIZES[name], X0.shape[1]
+    X0, y0 = real_arrays(name, data, local_dir)
+    d = X0.shape[1]
     seed0 = 0 if name == "mnist" else 100
     tmp = path.with_suffix(".part")
     with h5py.File(tmp, "w") as f:
-        dx = f.create_dataset("X", shape=(n, d), dtype=np.uint8, chunks=(CHUNK_ROWS, d))
+        dx = f.create_dataset("X", shape=(n, d), dtype=np.uint8, chunks=(min(CHUNK_ROWS, n), d))
         f.create_dataset("y", data=np.resize(y0, n).astype(np.int64))
         for c, start in enumerate(range(0, n, len(X0))):
             rows = min(len(X0), n - start)
@@ -153,8 +160,9 @@ def child(mode: str, path: Path, n: int, args: argparse.Namespace, q_rows: int =
 
 def streaming_case(name: str, args: argparse.Namespace) -> dict:
     """The three runs of one data set (see the module docstring)."""
-    path = build(name, args.work_dir)
-    n = max(1000, int(round(SIZES[name] * args.scale)))
+    size = SMOKE_SIZES[name] if args.smoke else SIZES[name]
+    path = build(name, args.work_dir, size, args.data, args.arrays)
+    n = min(size, max(1000, int(round(size * args.scale))))
     print(f"{name}: n={n} from {path}", file=sys.stderr)
     stream = child("stream", path, n, args)
     q_rows, b_rows = stream["info"]["query_rows"], stream["info"]["block_rows"]
@@ -165,7 +173,7 @@ def streaming_case(name: str, args: argparse.Namespace) -> dict:
     budget = as_memory_budget(args.budget)
     extra = stream["peak_bytes"] - stream["baseline_bytes"]
     return {
-        "case": name, "n": n, "d": int(784 if name == "mnist" else 3072), "norm": args.norm,
+        "case": name, "n": n, "d": int(h5_shape(path)[1]), "norm": args.norm,
         "budget_bytes": budget, "query_rows": q_rows, "block_rows": b_rows,
         "stream": stream, "array": array, "memory": memory,
         "stream_over_array": stream["seconds"] / array["seconds"],
@@ -177,15 +185,24 @@ def streaming_case(name: str, args: argparse.Namespace) -> dict:
 CASES = {"mnist": streaming_case, "cifar10": streaming_case}
 
 
-def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+def h5_shape(path: Path) -> tuple[int, ...]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f["X"].shape
+
+
+def markdown(rows: list[dict], args: argparse.Namespace, m: dict) -> str:
     mib = 2**20
     lines = [
         "# bench_scale: streamed search from HDF5 (memory and throughput)",
         "",
         f"`python benchmarks/bench_scale.py --scale {args.scale} --budget {args.budget} --norm {args.norm} "
         f"--repeat {args.repeat}` (seconds: the fastest of the repeats), "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs (shared: load averages per run below). Train-train, k = 1, backend auto (CPU).",
+        f"{time.strftime('%Y-%m-%d %H:%M')}; shared machine: load averages per run below. Train-train, k = 1, "
+        "backend auto (CPU).",
+        "",
+        machine_line(m),
         "",
         "| case | n x d | blocks (query shard / reference block rows) | baseline RSS MiB | peak RSS MiB "
         "| peak - baseline MiB (budget) | streamed s | in-memory at same blocks s | plain in-memory s "
@@ -222,18 +239,31 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per measurement; the fastest is reported")
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/sepcheck-scale"))
     ap.add_argument("--build-only", action="store_true", help="build the HDF5 files and stop")
-    ap.add_argument("--out", type=Path, default=RESULTS / "bench_scale")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder with mnist-full/ and cifar10-jpeg/")
+    ap.add_argument("--arrays", type=Path, default=LOCAL, help="folder with mnist.npz / cifar10.npz (used first)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results path without suffix (default benchmarks/results/bench_scale; .json and .md "
+                         "written); with --smoke a folder")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
-    if args.build_only:
+    if args.smoke:  # files of SMOKE_SIZES rows made of a tiny ../shared/data look-alike, the smallest budget
+        folder = _smoke.out_dir(args.out, "bench_scale")
+        args.out, args.work_dir, args.arrays = folder / "bench_scale", folder / "work", folder / "no-arrays"
+        args.data, args.budget, args.repeat = _smoke.fake_data(folder / "data"), "16MiB", 1
+    args.out = args.out or RESULTS / "bench_scale"
+    if args.build_only or args.smoke:
         for name in args.cases:
-            print(build(name, args.work_dir))
-        return
+            print(build(name, args.work_dir, SMOKE_SIZES[name] if args.smoke else None, args.data, args.arrays))
+        if args.build_only:
+            return
+        args.cases = args.cases[:1]  # smoke: every file built (each reader), the child processes on one case
+    m = machine()
     rows = [CASES[name](name, args) for name in args.cases]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    args.out.with_suffix(".json").write_text(json.dumps({"machine": m, "args": {k: str(v) for k, v in vars(args).items()},
                                                          "rows": rows}, indent=2))
-    args.out.with_suffix(".md").write_text(markdown(rows, args))
-    print(markdown(rows, args))
+    args.out.with_suffix(".md").write_text(markdown(rows, args, m))
+    print(markdown(rows, args, m))
 
 
 if __name__ == "__main__":

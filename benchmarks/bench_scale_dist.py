@@ -2,7 +2,8 @@
 against two (torchrun, gloo) on the same cores.
 
     python benchmarks/bench_scale_dist.py [--case mnist] [--n 20000] [--shards 32]
-                                          [--work-dir /tmp/sepcheck-scale]
+                                          [--work-dir /tmp/sepcheck-scale] [--out PATH]
+    python benchmarks/bench_scale_dist.py --smoke [--out DIR]     # 480 rows in 4 shards, seconds
 
 The data is the first ``--n`` rows of ``bench_scale.py``'s jittered HDF5 file (``mnist``:
 four jittered copies of the real MNIST training set; built once by :func:`bench_scale.build`),
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import SIZES, build  # noqa: E402
+import _smoke  # noqa: E402
+from _machine import machine, machine_line  # noqa: E402
+from bench_scale import DATA, LOCAL, SIZES, SMOKE_SIZES, build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -54,7 +56,7 @@ def subset(src: Path, n: int, work: Path) -> Path:
         return path
     with h5py.File(src, "r") as f, h5py.File(path.with_suffix(".part"), "w") as g:
         d = f["X"].shape[1]
-        g.create_dataset("X", data=f["X"][:n], chunks=(1024, d))
+        g.create_dataset("X", data=f["X"][:n], chunks=(min(1024, n), d))
         g.create_dataset("y", data=f["y"][:n])
     os.replace(path.with_suffix(".part"), path)
     return path
@@ -108,16 +110,29 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--shards", type=int, default=32)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/sepcheck-scale"))
-    ap.add_argument("--out", type=Path, default=RESULTS / "bench_scale_dist")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder with mnist-full/ and cifar10-jpeg/")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results path without suffix (default benchmarks/results/bench_scale_dist; .json and "
+                         ".md written); with --smoke a folder")
+    _smoke.add_flag(ap)
     args = ap.parse_args()
-    data = subset(build(args.case, args.work_dir), args.n, args.work_dir)
+    size, arrays = None, LOCAL
+    if args.smoke:  # every run (whole, killed, resumed, torchrun) on the smoke file of bench_scale.py
+        folder = _smoke.out_dir(args.out, "bench_scale_dist")
+        args.out, args.work_dir, args.data = folder / "bench_scale_dist", folder / "work", folder / "data"
+        _smoke.fake_data(args.data)
+        size, arrays = SMOKE_SIZES[args.case], folder / "no-arrays"
+        args.n, args.shards = min(args.n, size), 4
+    args.out = args.out or RESULTS / "bench_scale_dist"
+    data = subset(build(args.case, args.work_dir, size, args.data, arrays), args.n, args.work_dir)
     runs = args.work_dir / "dist-runs"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
     rows = -(-args.n // args.shards)
     total = -(-args.n // rows)
+    m = machine()
     res: dict = {"case": args.case, "n": args.n, "shards": total, "shard_rows": rows,
-                 "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+                 "cpus": os.cpu_count(), "machine": m, "smoke": args.smoke}
     res["load_before"] = list(os.getloadavg())
     res["whole_s"], whole = timed([PY, *cli(data, runs / "whole.h5", rows)], 2)
     res["killed_s"], res["kept_shards"] = killed_at_half(data, runs / "r.h5", rows, total)
@@ -145,11 +160,13 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
         "# bench_scale_dist: kill at 50 % and resume; one process against two (torchrun, gloo)",
         "",
         f"`python benchmarks/bench_scale_dist.py --case {r['case']} --n {r['n']} --shards {args.shards}`, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, {r['machine']}, {r['cpus']} CPUs shared with other jobs (load "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {r['cpus']} CPUs shared with other jobs (load "
         f"average {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after). Train-train linf, k = 1, "
         f"the first {r['n']} rows of the jittered {r['case']} HDF5 file streamed by the CLI, "
         f"{r['shards']} shards of {r['shard_rows']} queries; wall-clock seconds of the whole command "
         "(interpreter start, imports, input digest included).",
+        "",
+        machine_line(r["machine"]),
         "",
         "| run | seconds (command) | seconds (shards, in the process) | notes |",
         "| --- | ---: | ---: | --- |",

@@ -27,7 +27,8 @@ make_bench_arrays.py. Results: benchmarks/results/bench_separation.json (rows of
 run replace the rows of the same cases already there) and bench_separation.md.
 
     python benchmarks/bench_separation.py [--quick] [--cases cifar10k,mnist10k] [--norms linf,l1]
-        [--sample N]
+        [--sample N] [--out FILE.json]
+    python benchmarks/bench_separation.py --smoke [--out DIR]     # tiny arrays, seconds
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -44,7 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import _smoke
 import numpy as np
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -270,23 +272,6 @@ FAISS_L2_MAX = 10000
 
 # ----- driver ----------------------------------------------------------------------------
 
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-    import torch
-
-    return {"cpu": model, "cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "node": platform.node()}
-
-
 def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path, norms: list[str]) -> list[dict]:
     R, yr, Q, yq = case_arrays(arrays, case)
     folder = tmp / case
@@ -342,8 +327,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     lines = [
         "# bench_separation: exact nearest-other-label search, k = 1, CPU",
         "",
-        f"Machine: {m['cpu']}, {m['cpus']} cpus (node {m['node']}); numba threads {m['numba_threads']}, "
-        f"torch threads {m['torch_threads']}; Python {m['python']}.",
+        machine_line(m),
         "Load average (1, 5, 15 min) at the start and end of each case below (the machine may be "
         "shared: wall times under load are pessimistic; CPU seconds less so).",
         "CIFAR-10 is the JPEG-compressed copy (pixels differ from the official files by ~6/255 on "
@@ -388,19 +372,27 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=30, help="queries checked against the oracle per case")
     ap.add_argument("--norms", default="linf,l1,l2", help="sepcheck rows to run (default: linf,l1,l2)")
     ap.add_argument("--arrays", type=Path, default=ARRAYS, help="folder with cifar10.npz and mnist.npz")
-    ap.add_argument("--out", type=Path, default=RESULTS / "bench_separation.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default benchmarks/results/bench_separation.json; its .md beside it); "
+                         "with --smoke a folder")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    _smoke.add_flag(ap)
     args = ap.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
+    if args.smoke:  # every step of a full run (children, baselines, oracle, save), one case of tiny arrays
+        folder = _smoke.out_dir(args.out, "bench_separation")
+        args.arrays = _smoke.write_arrays(folder / "arrays")
+        args.out, args.cases, args.sample = folder / "bench_separation.json", "mnist-test", 5
+    args.out = args.out or RESULTS / "bench_separation.json"
     cases = args.cases.split(",") if args.cases else list(QUICK if args.quick else CASES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}: choose from {', '.join(CASES)}")
     arrays = load_arrays(args.arrays)
-    meta = {"machine": machine()}
-    print(f"{meta['machine']}; load average {os.getloadavg()}", flush=True)
+    meta = {"machine": machine(), "smoke": args.smoke}
+    print(f"{machine_line(meta['machine'])} Load average {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_separation_") as tmp:
         for case in cases:  # saved after every case: a long run that is stopped keeps its cases
             load0 = [round(x, 2) for x in os.getloadavg()]

@@ -24,7 +24,8 @@ in ``--workers`` processes of ``--threads`` torch threads each (default 2 x 1: t
 
     nice -n 19 python benchmarks/replicate_mnist.py             # the full replication (<= 90 min)
     python benchmarks/replicate_mnist.py --epochs 1 --train-subset 2000 --subset 100 --aa-subset 20 \
-        --out-dir /tmp/r --runs-dir /tmp/r/runs                # smoke test
+        --out-dir /tmp/r --runs-dir /tmp/r/runs                # a short run on the real data
+    python benchmarks/replicate_mnist.py --smoke [--out DIR]    # every step on tiny fake data, seconds
 
 Writes <out-dir>/replicate_mnist.{md,json,csv,png} with wall and CPU time and load average.
 """
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import threading
@@ -42,6 +42,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import _smoke
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,10 +80,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (at most 2)")
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "replicate_mnist"))
-    p.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out-dir", "--out", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--name", default="replicate_mnist")
     p.add_argument("--from-json", default=None, help="only re-render md/csv/png from a results JSON")
-    return p.parse_args(argv)
+    _smoke.add_flag(p)
+    args = p.parse_args(argv)
+    if args.smoke:  # two rows (run_row is the same code for all) in-process, 120 / 30 tiny fake images
+        out = _smoke.out_dir(args.out_dir, "replicate_mnist")
+        args.out_dir, args.runs_dir = str(out), str(out / "runs")
+        args.data_dir = str(_smoke.fake_data(out / "data") / "mnist-full")
+        args.subset, args.aa_subset, args.rows, args.workers = 20, 4, "natural,at", 1
+    args.out_dir = args.out_dir or str(ROOT / "benchmarks" / "results")
+    return args
 
 
 def load_data(args: argparse.Namespace) -> Any:
@@ -230,10 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             "cores": os.cpu_count(),
             "workers": args.workers,
             "threads_per_worker": args.threads,
-            "machine": platform.processor() or platform.machine(),
             "torch": str(torch.__version__),
             "note": "wall time on a machine shared with other developers; see loadavg",
         },
+        "machine": machine(),
+        "smoke": args.smoke,
     }
     return render(_jsonable(report), Path(args.out_dir), args.name)
 
@@ -255,6 +267,8 @@ def render(report: dict[str, Any], out: Path, name: str) -> int:
            f"Time: {t['wall_s'] / 60:.1f} min wall, {t['cpu_s'] / 60:.1f} min CPU on {t['workers']} worker(s) x "
            f"{t['threads_per_worker']} thread(s); load average mean {t['loadavg']['mean_1min']:.2f} "
            f"(max {t['loadavg']['max_1min']:.2f}) on {t['cores']} cores (shared machine).\n")
+    if isinstance(report.get("machine"), dict):  # results written before it named the machine have none
+        md += f"\n{machine_line(report['machine'])}\n"
     write_text(out / f"{name}.md", md)
     write_text(out / f"{name}.csv", to_csv(report))
     write_text(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")

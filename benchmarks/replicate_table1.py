@@ -16,6 +16,7 @@ typical eps.
 
     nice -n 19 python benchmarks/replicate_table1.py                 # MNIST (a few minutes)
     nice -n 19 python benchmarks/replicate_table1.py --datasets mnist,cifar10
+    python benchmarks/replicate_table1.py --smoke [--out DIR]      # tiny fake data, seconds
 
 Writes <out-dir>/replicate_table1.{md,json}.
 """
@@ -29,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import _smoke
+from _machine import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--datasets", default="mnist", help="comma-separated: mnist, cifar10")
     p.add_argument("--cache", default=None, help="a folder for cached separations (default: none)")
-    p.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out-dir", "--out", default=None, help="results folder (default benchmarks/results)")
+    _smoke.add_flag(p)
     args = p.parse_args(argv)
+    if args.smoke:  # both data sets from a tiny ../shared/data look-alike
+        args.out_dir = _smoke.out_dir(args.out_dir, "replicate_table1")
+        args.data_root, args.datasets = str(_smoke.fake_data(args.out_dir / "data")), "mnist,cifar10"
+    args.out_dir = args.out_dir or ROOT / "benchmarks" / "results"
     rows = []
     for key, paper in PAPER_TABLE1.items():
         row = {"key": key, **paper}
@@ -101,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         elif folder is not None and key in args.datasets.split(","):
             row["copy"] = f"absent: {folder}"
         rows.append(row)
-    md = to_markdown(rows)
+    m = machine()
+    md = to_markdown(rows) + "\n" + machine_line(m) + "\n"
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "replicate_table1.md").write_text(md, encoding="utf-8")
-    (out / "replicate_table1.json").write_text(json.dumps({"rows": rows, "loadavg": os.getloadavg()}, indent=2)
+    (out / "replicate_table1.json").write_text(json.dumps({"rows": rows, "loadavg": os.getloadavg(), "machine": m,
+                                                           "smoke": args.smoke}, indent=2)
                                                + "\n", encoding="utf-8")
     print(md)
     return 0

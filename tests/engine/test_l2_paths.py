@@ -149,9 +149,11 @@ def test_auto_uses_int8_only_where_fast():
 def test_bad_path_setting_is_one_line():
     X = np.zeros((4, 64), dtype=np.uint8)
     X[1::2] = 1
-    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "fastest"}):
-        with pytest.raises(SepcheckError, match="SEPCHECK_L2_PATH='fastest' is not an l2 path: use one of"):
-            nearest_other(X, [0, 1, 0, 1], norm="l2", device="cpu")
+    with (
+        mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "fastest"}),
+        pytest.raises(SepcheckError, match="SEPCHECK_L2_PATH='fastest' is not an l2 path: use one of"),
+    ):
+        nearest_other(X, [0, 1, 0, 1], norm="l2", device="cpu")
 
 
 def test_projection_bound_is_a_lower_bound():

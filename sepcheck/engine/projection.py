@@ -196,8 +196,8 @@ def search(
     ones) in every search; tests set 0 to show that the margins are needed.
 
     Returns (squared distances (m, S, k) float64 raw units, indices (m, S, k), extra,
-    done): ``extra`` holds ``l2_path`` ('projection'), ``projection_dims``, ``pairs``
-    (pairs bounded), ``pairs_refined`` (pairs past the GEMM bound), ``pairs_exact`` (pairs
+    done): ``extra`` holds ``l2_path`` ('projection'), ``projection_dims``,
+    ``pairs_bounded`` (pairs bounded), ``pairs_refined`` (pairs past the GEMM bound), ``pairs_exact`` (pairs
     whose exact distance was computed, candidates included); ``done`` is the number of
     queries answered: all of them, or fewer when after a block more than ``give_up`` of
     the pairs so far passed the GEMM bound (the bound does not pay on this data: the
@@ -208,26 +208,12 @@ def search(
     g, M = dims if dims is not None else default_dims(problem.dim)
     g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
     M = max(g, M)
-    proj = fit(problem.reference, M)
-    Rp, er = project(proj, problem.reference)
-    Qp, eq = (Rp, er) if problem.self_mode else project(proj, problem.queries)
-    Rg = torch.from_numpy(np.ascontiguousarray(Rp[:, :g]))
-    Qg = Rg if problem.self_mode else torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
-    sq_r = np.einsum("ij,ij->i", Rp[:, :g], Rp[:, :g], dtype=np.float64)
-    sq_q = sq_r if problem.self_mode else np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
-    full32 = float32_matmul_is_exact(torch.device("cpu"))
-    gerr = margin * gemm_sqdist_error(g, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
-    if not full32:  # float32 matmul in reduced precision: float64 GEMMs
-        Rg, Qg = Rg.double(), Qg.double()
-    # a pair is pruned when its projected squared distance exceeds
-    # (sigma * U * (1 + rel) + slack)**2 (+ gerr for the GEMM's value): see _limits
-    slack = margin * (eq + float(er.max(initial=0.0)))
-    rel = margin * (1e-12 if problem.integer else 4.0 * problem.dim * U64 + 1e-12)
+    prep = _prepare(problem, g, M, margin)
     k, S, n = problem.k, problem.n_slots, problem.n_ref
     c = min(n, k + EXTRA_CANDIDATES)
     bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
     bq = max(1, min(bq, problem.n_query))
-    buf = torch.empty((bq, n), dtype=Rg.dtype)
+    buf = torch.empty((bq, n), dtype=prep.Rg.dtype)
     codes = problem.slot_codes
     other = not problem.by_class
     out_d = np.empty((problem.n_query, S, k))
@@ -236,13 +222,13 @@ def search(
     qs = 0
     while qs < problem.n_query:
         qe = min(problem.n_query, qs + (min(first_block, bq) if first_block and qs == 0 else bq))
-        dot = torch.mm(Qg[qs:qe], Rg.T, out=buf[: qe - qs]).numpy()
+        dot = torch.mm(prep.Qg[qs:qe], prep.Rg.T, out=buf[: qe - qs]).numpy()
         bd = np.full((qe - qs, S, k), np.inf)
         bi = np.full((qe - qs, S, k), -1, dtype=np.int64)
         n_ref, n_exact = _block(
-            dot, sq_q[qs:qe], sq_r, Qp[qs:qe], Rp, problem.queries[qs:qe], problem.reference,
-            problem.query_labels[qs:qe], problem.reference_labels, codes, other, c, bd, bi,
-            proj.sigma, rel, slack[qs:qe], gerr[qs:qe],
+            dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp, problem.queries[qs:qe],
+            problem.reference, problem.query_labels[qs:qe], problem.reference_labels, codes,
+            other, c, bd, bi, prep.sigma, prep.rel, prep.slack[qs:qe], prep.gerr[qs:qe],
         )
         counts += (dot.size, n_ref, n_exact)
         out_d[qs:qe], out_i[qs:qe] = bd, bi
@@ -258,7 +244,7 @@ def _extra(g: int, M: int, counts: np.ndarray) -> dict:
     return {
         "l2_path": "projection",
         "projection_dims": [g, M],
-        "pairs": int(counts[0]),
+        "pairs_bounded": int(counts[0]),
         "pairs_refined": int(counts[1]),
         "pairs_exact": int(counts[2]),
     }
@@ -443,3 +429,151 @@ def _block(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, codes, other, c, bd, bi, sigma
                 for t in range(1, S):
                     top = max(top, gate[t])
     return n_ref.sum(), n_exact.sum()
+
+
+def radius_pairs(
+    problem: Problem,
+    budget: int,
+    block_size: int | None,
+    max_pairs: int,
+    threshold: float,
+    on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    progress: Callable[[int], None] | None = None,
+    dims: tuple[int, int] | None = None,
+) -> dict:
+    """Every OTHER_LABEL pair within ``threshold`` (raw units, closed) by projection bounds:
+    the GEMM bound and the refined bound prune, survivors get exact squared distances
+    (uint8: exact integers compared with ``threshold**2``; float data: a superset kept with
+    a relative slack, checked exactly by the caller). ``on_block(qs, n, rows, cols,
+    values)`` per query block (absolute query rows; float64 distances in raw units for
+    uint8, else None); a block holding more than ``max_pairs`` pairs is handed over in
+    parts of at most ``max_pairs`` (single queries may exceed it). Returns counters for
+    ``info``."""
+    g, M = dims if dims is not None else default_dims(problem.dim)
+    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
+    M = max(g, M)
+    prep = _prepare(problem, g, M, 1.0)
+    n = problem.n_ref
+    t2 = threshold * threshold if math.isfinite(threshold) else np.inf
+    if not problem.integer:
+        t2 *= 1.0 + 8.0 * problem.dim * U64 + 1e-12  # the caller checks every pair exactly
+    # the limit on the projected squared distance: (sigma * threshold * (1 + rel) + slack)^2
+    lim_base = prep.sigma * math.sqrt(t2) * (1.0 + prep.rel) if math.isfinite(t2) else np.inf
+    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
+    bq = max(1, min(bq, problem.n_query))
+    buf = torch.empty((bq, n), dtype=prep.Rg.dtype)
+    counts = np.zeros(3, dtype=np.int64)
+    for qs in range(0, problem.n_query, bq):
+        qe = min(problem.n_query, qs + bq)
+        dot = torch.mm(prep.Qg[qs:qe], prep.Rg.T, out=buf[: qe - qs]).numpy()
+        args = (
+            dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp,
+            problem.queries[qs:qe], problem.reference, problem.query_labels[qs:qe],
+            problem.reference_labels, lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe],
+        )
+        per_query, n_ref, n_exact = _radius_count(*args)
+        counts += (dot.size, n_ref, n_exact)
+        start = np.concatenate([[0], np.cumsum(per_query)])
+        a = 0
+        while a < qe - qs:  # parts of at most max_pairs pairs (at least one query)
+            b = a + 1
+            while b < qe - qs and start[b + 1] - start[a] <= max_pairs:
+                b += 1
+            rows, cols, vals = _radius_fill(*args, a, b, start[a:b + 1] - start[a])
+            values = np.sqrt(vals) if problem.integer else None
+            on_block(qs + a, b - a, rows + qs, cols, values)
+            a = b
+        if progress is not None:
+            progress(qe - qs)
+    return _extra(g, M, counts)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What every projection search needs once: projected rows, their GEMM copies, norms
+    and proven margins (see :func:`search`)."""
+
+    Rp: np.ndarray
+    Qp: np.ndarray
+    Rg: torch.Tensor
+    Qg: torch.Tensor
+    sq_r: np.ndarray
+    sq_q: np.ndarray
+    gerr: np.ndarray
+    slack: np.ndarray
+    rel: float
+    sigma: float
+
+
+def _prepare(problem: Problem, g: int, M: int, margin: float) -> _Prepared:
+    proj = fit(problem.reference, M)
+    Rp, er = project(proj, problem.reference)
+    Qp, eq = (Rp, er) if problem.self_mode else project(proj, problem.queries)
+    Rg = torch.from_numpy(np.ascontiguousarray(Rp[:, :g]))
+    Qg = Rg if problem.self_mode else torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
+    sq_r = np.einsum("ij,ij->i", Rp[:, :g], Rp[:, :g], dtype=np.float64)
+    sq_q = sq_r if problem.self_mode else np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
+    full32 = float32_matmul_is_exact(torch.device("cpu"))
+    gerr = margin * gemm_sqdist_error(g, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
+    if not full32:  # float32 matmul in reduced precision: float64 GEMMs
+        Rg, Qg = Rg.double(), Qg.double()
+    slack = margin * (eq + float(er.max(initial=0.0)))
+    rel = margin * (1e-12 if problem.integer else 4.0 * problem.dim * U64 + 1e-12)
+    return _Prepared(Rp, Qp, Rg, Qg, sq_r, sq_q, gerr, slack, rel, proj.sigma)
+
+
+@njit(cache=True, inline="always")
+def _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr):
+    """-1 when the pair is pruned or beyond ``t2``, else its exact squared distance;
+    second value: 0 pruned by the GEMM bound, 1 by the refined one, 2 computed."""
+    if rl[j] == ql[i]:
+        return -1.0, 0
+    t = lim_base + slack[i]
+    lim = t * t * (1.0 + 1e-12)
+    if sq_q[i] + sq_r[j] - 2.0 * np.float64(dot[i, j]) > lim + gerr[i]:
+        return -1.0, 0
+    if _projected_sq(Qp[i], Rp[j], lim) > lim:
+        return -1.0, 1
+    dd = np.float64(_sqdist(Q[i], R[j], t2))
+    return (dd if dd <= t2 else -1.0), 2
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _radius_count(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr):
+    """Per query the pairs within ``t2``; (counts, pairs refined, pairs computed)."""
+    b, n = dot.shape
+    hits = np.zeros(b, dtype=np.int64)
+    refined = np.zeros(b, dtype=np.int64)
+    exact = np.zeros(b, dtype=np.int64)
+    for i in prange(b):
+        gate = (lim_base + slack[i]) ** 2 * (1.0 + 1e-12) + gerr[i] - sq_q[i]
+        for j in range(n):
+            if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                continue
+            v, stage = _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr)
+            refined[i] += stage >= 1
+            exact[i] += stage == 2
+            hits[i] += v >= 0
+    return hits, refined.sum(), exact.sum()
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _radius_fill(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr, a, b, start):
+    """The pairs of queries a..b (block rows) counted by :func:`_radius_count`, at offsets
+    ``start``: (rows, cols, squared distances)."""
+    n = dot.shape[1]
+    total = start[-1]
+    rows = np.empty(total, dtype=np.int64)
+    cols = np.empty(total, dtype=np.int64)
+    vals = np.empty(total)
+    for i in prange(a, b):
+        at = start[i - a]
+        gate = (lim_base + slack[i]) ** 2 * (1.0 + 1e-12) + gerr[i] - sq_q[i]
+        for j in range(n):
+            if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                continue
+            v, _ = _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr)
+            if v >= 0:
+                rows[at], cols[at], vals[at] = i, j, v
+                at += 1
+    return rows, cols, vals

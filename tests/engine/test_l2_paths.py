@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sepcheck import SepcheckError, nearest_by_class, nearest_other
+from sepcheck import SepcheckError, nearest_by_class, nearest_other, neighbors_within
 from sepcheck.engine import l2, projection, torch_backend
 from sepcheck.engine.problem import make_problem
 from tests import oracle
@@ -79,8 +79,8 @@ def test_projection_info_says_what_ran():
     with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "projection"}):
         nearest_other(X, y, norm="l2", device="cpu", info=info)
     assert info["l2_path"] == "projection"
-    assert info["pairs"] == 300 * 300
-    assert 0 <= info["pairs_exact"] <= info["pairs"]
+    assert info["pairs_bounded"] == 300 * 300
+    assert 0 <= info["pairs_exact"] <= info["pairs_refined"] + 300 * 4 <= info["pairs_bounded"]
     assert info["projection_dims"] == [32, 64]
 
 
@@ -170,3 +170,62 @@ def test_projection_bound_is_a_lower_bound():
     assert np.all(np.linalg.norm(Xp - exact, axis=1) <= err)
     diff = X[:50, None, :].astype(np.float64) - X[None, 50:100, :]
     assert np.all(np.linalg.norm(diff @ P, axis=2) <= proj.sigma * np.linalg.norm(diff, axis=2))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    path=st.sampled_from(PATHS),
+    dtype=st.sampled_from(["uint8", "float32", "float64"]),
+    n=st.integers(3, 90),
+    d=st.sampled_from([17, 60]),
+    quantile=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    queries=st.booleans(),
+    other=st.booleans(),
+)
+def test_forced_paths_radius_match_oracle(seed, path, dtype, n, d, quantile, queries, other):
+    rng = np.random.default_rng(seed)
+    X = _rows(rng, dtype, n, d, 3)
+    y = rng.integers(0, 3, n)
+    y[:2] = [0, 1]
+    Q = _rows(rng, dtype, 7, d, 3) if queries else None
+    yq = rng.integers(0, 3, 7) if queries else None
+    scale = 255.0 if dtype == "uint8" else 1.0
+    D = oracle.pairwise(X if Q is None else Q, X, 2.0) / scale
+    radius = float(np.quantile(D, quantile))  # a radius that equals some pairs' distances
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}):
+        info: dict = {}
+        got = neighbors_within(X, y, radius, Q, yq, norm="l2", other_label=other, device="cpu", info=info)
+    want = oracle.within(X, y, radius, Q, yq, p=2.0, scale=scale, other_label=other)
+    assert info["l2_path"] == ("float32" if path == "int8" and dtype != "uint8" else path)
+    for i, (wi, wd) in enumerate(want):
+        gi, gd = got.row(i)
+        np.testing.assert_array_equal(gi, wi)
+        np.testing.assert_allclose(gd, wd, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("max_pairs", [1, 5, 10**6])
+def test_projection_radius_hands_over_parts_of_at_most_max_pairs(max_pairs):
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 3, (80, 30)).astype(np.uint8)
+    y = np.arange(80) % 2
+    problem = make_problem(X, y, norm="l2")
+    threshold = 4.0  # raw units: pairs at squared distance <= 16
+    seen: list = []
+
+    def on_block(qs, n, rows, cols, values):
+        assert rows.size <= max(max_pairs, np.bincount(rows - qs, minlength=n).max())
+        assert np.all((rows >= qs) & (rows < qs + n))
+        seen.append((qs, n, rows, cols, values))
+
+    projection.radius_pairs(problem, 2**26, 16, max_pairs, threshold, on_block)
+    starts = [s[0] for s in seen]
+    assert starts == sorted(starts) and sum(s[1] for s in seen) == 80
+    rows = np.concatenate([s[2] for s in seen])
+    cols = np.concatenate([s[3] for s in seen])
+    vals = np.concatenate([s[4] for s in seen])
+    dist = oracle.pairwise(X, X, 2.0)
+    want = np.argwhere((dist <= threshold) & (y[:, None] != y[None, :]))
+    got = np.stack([rows, cols], axis=1)
+    np.testing.assert_array_equal(got[np.lexsort((cols, rows))], want)
+    np.testing.assert_array_equal(vals[np.lexsort((cols, rows))], dist[want[:, 0], want[:, 1]])

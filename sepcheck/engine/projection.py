@@ -57,6 +57,9 @@ EXTRA_CANDIDATES = 3
 CHUNK = 256
 #: fewest queries per GEMM block that the memory estimate allows for
 MIN_BLOCK = 16
+#: OTHER_LABEL references with more labels than this are searched as one group, each
+#: pair's label checked (radius searches of every pair give every row its own label)
+MAX_GROUPS = 1024
 
 
 def default_dims(d: int) -> tuple[int, int]:
@@ -214,7 +217,6 @@ def search(
     bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
     bq = max(1, min(bq, problem.n_query))
     buf = torch.empty((bq, n), dtype=prep.Rg.dtype)
-    codes = problem.slot_codes
     other = not problem.by_class
     out_d = np.empty((problem.n_query, S, k))
     out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
@@ -227,8 +229,10 @@ def search(
         bi = np.full((qe - qs, S, k), -1, dtype=np.int64)
         n_ref, n_exact = _block(
             dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp, problem.queries[qs:qe],
-            problem.reference, problem.query_labels[qs:qe], problem.reference_labels, codes,
-            other, c, bd, bi, prep.sigma, prep.rel, prep.slack[qs:qe], prep.gerr[qs:qe],
+            problem.reference, prep.order, prep.bounds, prep.group_label, prep.group_slot,
+            prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe], other, c, bd, bi,
+            prep.sigma, prep.rel,
+            prep.slack[qs:qe], prep.gerr[qs:qe],
         )
         counts += (dot.size, n_ref, n_exact)
         out_d[qs:qe], out_i[qs:qe] = bd, bi
@@ -352,84 +356,88 @@ def _insert(bd, bi, s, v, j):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _block(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, codes, other, c, bd, bi, sigma, rel, slack, gerr):
-    """One block of queries against every reference row. ``dot`` (b, n): the GEMM of the
-    first g projected directions. Per query: (1) the c rows of smallest GEMM bound per slot
-    get exact distances (the first k best); (2) every other row passes three tests, each
-    against the current k-th best of its slot: the GEMM bound, the refined bound over all
-    stored directions, the exact distance abandoned once beyond it. ``bd``/``bi`` (b, S, k)
-    receive the k best squared distances and indices. Returns (pairs refined, exact)."""
-    b, n = dot.shape
+def _block(
+    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, group_slot, pair_check,
+    pair_labels, ql, other, c, bd, bi, sigma, rel, slack, gerr,
+):
+    """One block of queries against every reference row. The reference's projected rows
+    (``Rp``, ``sq_r``, the columns of ``dot``) are grouped by label (OTHER_LABEL) or slot
+    (BY_CLASS): group ``g`` holds sorted positions ``bounds[g]..bounds[g+1]`` (original rows
+    ``order[...]``); a query skips the group of its own label (with ``pair_check``: one
+    group, each pair's label ``pair_labels[j]`` checked instead). ``dot`` (b, n): the GEMM of
+    the first directions. Per query: (1) the c rows of smallest GEMM bound per slot get exact
+    distances (the first k best); (2) every other row passes three tests, each against the
+    current k-th best of its slot: the GEMM bound, the refined bound over all stored
+    directions, the exact distance abandoned once beyond it. ``bd``/``bi`` (b, S, k)
+    receive the k best squared distances and original indices, ties to the lowest index.
+    Returns (pairs refined, pairs computed exactly)."""
+    b = dot.shape[0]
     S = bd.shape[1]
     k = bd.shape[2]
+    G = group_slot.shape[0]
     n_ref = np.zeros(b, dtype=np.int64)
     n_exact = np.zeros(b, dtype=np.int64)
     for i in prange(b):
-        # (1) candidates: c smallest values of sq_r[j] - 2 dot[i, j] per slot
+        # (1) candidates: the c smallest values of sq_r[j] - 2 dot[i, j] per slot
         cv = np.full((S, c), np.inf)
         ci = np.full((S, c), -1, dtype=np.int64)
-        worst = np.inf
-        for j in range(n):
-            v = sq_r[j] - 2.0 * np.float64(dot[i, j])
-            if v >= worst:  # a predictable branch: faster than vectorised tests here
+        for grp in range(G):
+            if other and not pair_check and group_label[grp] == ql[i]:
                 continue
-            s = codes[j]
-            if v >= cv[s, c - 1] or (other and rl[j] == ql[i]):
-                continue
-            pos = c - 1
-            while pos > 0 and cv[s, pos - 1] > v:
-                cv[s, pos] = cv[s, pos - 1]
-                ci[s, pos] = ci[s, pos - 1]
-                pos -= 1
-            cv[s, pos] = v
-            ci[s, pos] = j
-            worst = cv[0, c - 1]
-            for t in range(1, S):
-                worst = max(worst, cv[t, c - 1])
+            s = group_slot[grp]
+            worst = cv[s, c - 1]
+            for j in range(bounds[grp], bounds[grp + 1]):
+                v = sq_r[j] - 2.0 * np.float64(dot[i, j])
+                if v >= worst:  # a predictable branch: faster than vectorised tests here
+                    continue
+                if pair_check and pair_labels[j] == ql[i]:
+                    continue
+                pos = c - 1
+                while pos > 0 and cv[s, pos - 1] > v:
+                    cv[s, pos] = cv[s, pos - 1]
+                    ci[s, pos] = ci[s, pos - 1]
+                    pos -= 1
+                cv[s, pos] = v
+                ci[s, pos] = j
+                worst = cv[s, c - 1]
         best_d = bd[i]
         best_i = bi[i]
         for s in range(S):
             for t in range(c):
                 j = ci[s, t]
                 if j >= 0:
-                    _insert(best_d, best_i, s, np.float64(_sqdist(Q[i], R[j], np.inf)), j)
+                    _insert(best_d, best_i, s, np.float64(_sqdist(Q[i], R[order[j]], np.inf)), order[j])
                     n_exact[i] += 1
-        # (2) every other row, against per-slot limits that follow the k-th best
-        lim = np.empty(S)  # on the refined (projected squared) distance
-        gate = np.empty(S)  # on sq_r[j] - 2 dot[i, j] (GEMM bound less sq_q[i])
-        top = -np.inf
-        for s in range(S):
-            lim[s] = _limit(best_d[s, k - 1], sigma, rel, slack[i])
-            gate[s] = lim[s] + gerr[i] - sq_q[i]
-            top = max(top, gate[s])
-        for j in range(n):
-            v = sq_r[j] - 2.0 * np.float64(dot[i, j])
-            if v > top:
+        # (2) every other row, against its slot's limits, which follow the k-th best
+        for grp in range(G):
+            if other and not pair_check and group_label[grp] == ql[i]:
                 continue
-            s = codes[j]
-            if v > gate[s] or (other and rl[j] == ql[i]):
-                continue
-            seen = False
-            for t in range(c):
-                seen |= ci[s, t] == j
-            if seen:
-                continue
-            n_ref[i] += 1
-            if _projected_sq(Qp[i], Rp[j], lim[s]) > lim[s]:
-                continue
-            n_exact[i] += 1
-            kth = best_d[s, k - 1]
-            dd = _sqdist(Q[i], R[j], kth)
-            if dd > kth:
-                continue
-            if _insert(best_d, best_i, s, np.float64(dd), j):
-                lim[s] = _limit(best_d[s, k - 1], sigma, rel, slack[i])
-                gate[s] = lim[s] + gerr[i] - sq_q[i]
-                top = gate[0]
-                for t in range(1, S):
-                    top = max(top, gate[t])
+            s = group_slot[grp]
+            lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])  # on the refined bound
+            gate = lim + gerr[i] - sq_q[i]  # on sq_r[j] - 2 dot[i, j]
+            for j in range(bounds[grp], bounds[grp + 1]):
+                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                    continue
+                if pair_check and pair_labels[j] == ql[i]:
+                    continue
+                seen = False
+                for t in range(c):
+                    seen |= ci[s, t] == j
+                if seen:
+                    continue
+                n_ref[i] += 1
+                if _projected_sq(Qp[i], Rp[j], lim) > lim:
+                    continue
+                n_exact[i] += 1
+                kth = best_d[s, k - 1]
+                row = order[j]
+                dd = _sqdist(Q[i], R[row], kth)
+                if dd > kth:
+                    continue
+                if _insert(best_d, best_i, s, np.float64(dd), row):
+                    lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])
+                    gate = lim + gerr[i] - sq_q[i]
     return n_ref.sum(), n_exact.sum()
-
 
 def radius_pairs(
     problem: Problem,
@@ -468,8 +476,9 @@ def radius_pairs(
         dot = torch.mm(prep.Qg[qs:qe], prep.Rg.T, out=buf[: qe - qs]).numpy()
         args = (
             dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp,
-            problem.queries[qs:qe], problem.reference, problem.query_labels[qs:qe],
-            problem.reference_labels, lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe],
+            problem.queries[qs:qe], problem.reference, prep.order, prep.bounds,
+            prep.group_label, prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe],
+            lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe],
         )
         per_query, n_ref, n_exact = _radius_count(*args)
         counts += (dot.size, n_ref, n_exact)
@@ -490,8 +499,11 @@ def radius_pairs(
 
 @dataclass(frozen=True)
 class _Prepared:
-    """What every projection search needs once: projected rows, their GEMM copies, norms
-    and proven margins (see :func:`search`)."""
+    """What every projection search needs once (see :func:`search`): the reference's
+    projected rows grouped by label (OTHER_LABEL) or slot (BY_CLASS) (``Rp``, ``Rg`` (the
+    first g directions, for the GEMM), ``sq_r``; sorted position j is row ``order[j]``,
+    group g spans ``bounds[g]..bounds[g+1]`` with ``group_label``/``group_slot``), the
+    queries' projected rows in their own order, and the proven margins."""
 
     Rp: np.ndarray
     Qp: np.ndarray
@@ -503,77 +515,114 @@ class _Prepared:
     slack: np.ndarray
     rel: float
     sigma: float
+    order: np.ndarray
+    bounds: np.ndarray
+    group_label: np.ndarray
+    group_slot: np.ndarray
+    #: too many labels for groups (OTHER_LABEL): one group, labels (``pair_labels``,
+    #: in the original order, which ``order`` keeps) checked per pair
+    pair_check: bool
+    pair_labels: np.ndarray
 
 
 def _prepare(problem: Problem, g: int, M: int, margin: float) -> _Prepared:
     proj = fit(problem.reference, M)
-    Rp, er = project(proj, problem.reference)
-    Qp, eq = (Rp, er) if problem.self_mode else project(proj, problem.queries)
+    P, er = project(proj, problem.reference)
+    Qp, eq = (P, er) if problem.self_mode else project(proj, problem.queries)
+    key = problem.codes if problem.by_class else problem.reference_labels
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    pair_labels = None
+    if not problem.by_class and starts.size > MAX_GROUPS:  # e.g. one label per row
+        order, starts, pair_labels = np.arange(key.size), np.zeros(1, dtype=np.int64), key
+    bounds = np.r_[starts, order.size].astype(np.int64)
+    group_label = key[order][starts].astype(np.int64)
+    group_slot = group_label if problem.by_class else np.zeros(starts.size, dtype=np.int64)
+    Rp = P[order]
     Rg = torch.from_numpy(np.ascontiguousarray(Rp[:, :g]))
-    Qg = Rg if problem.self_mode else torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
+    Qg = torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
     sq_r = np.einsum("ij,ij->i", Rp[:, :g], Rp[:, :g], dtype=np.float64)
-    sq_q = sq_r if problem.self_mode else np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
+    sq_q = np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
     full32 = float32_matmul_is_exact(torch.device("cpu"))
     gerr = margin * gemm_sqdist_error(g, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
     if not full32:  # float32 matmul in reduced precision: float64 GEMMs
         Rg, Qg = Rg.double(), Qg.double()
     slack = margin * (eq + float(er.max(initial=0.0)))
     rel = margin * (1e-12 if problem.integer else 4.0 * problem.dim * U64 + 1e-12)
-    return _Prepared(Rp, Qp, Rg, Qg, sq_r, sq_q, gerr, slack, rel, proj.sigma)
+    return _Prepared(
+        Rp, Qp, Rg, Qg, sq_r, sq_q, gerr, slack, rel, proj.sigma, order, bounds, group_label,
+        group_slot, pair_labels is not None,
+        pair_labels if pair_labels is not None else np.zeros(0, dtype=np.int64),
+    )
 
 
 @njit(cache=True, inline="always")
-def _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr):
-    """-1 when the pair is pruned or beyond ``t2``, else its exact squared distance;
-    second value: 0 pruned by the GEMM bound, 1 by the refined one, 2 computed."""
-    if rl[j] == ql[i]:
-        return -1.0, 0
-    t = lim_base + slack[i]
-    lim = t * t * (1.0 + 1e-12)
-    if sq_q[i] + sq_r[j] - 2.0 * np.float64(dot[i, j]) > lim + gerr[i]:
-        return -1.0, 0
+def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2):
+    """Pair (query i, sorted position j = reference ``row``) past the GEMM bound: -1 when
+    the refined bound prunes it or it lies beyond ``t2``, else its exact squared distance;
+    second value 2 when the exact distance was computed, else 1."""
     if _projected_sq(Qp[i], Rp[j], lim) > lim:
         return -1.0, 1
-    dd = np.float64(_sqdist(Q[i], R[j], t2))
+    dd = np.float64(_sqdist(Q[i], R[row], t2))
     return (dd if dd <= t2 else -1.0), 2
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _radius_count(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr):
-    """Per query the pairs within ``t2``; (counts, pairs refined, pairs computed)."""
-    b, n = dot.shape
+def _radius_count(
+    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
+    lim_base, t2, slack, gerr,
+):
+    """Per query the pairs within ``t2`` (groups as in :func:`_block`; the query's own
+    label's group skipped); (counts, pairs refined, pairs computed)."""
+    b = dot.shape[0]
     hits = np.zeros(b, dtype=np.int64)
     refined = np.zeros(b, dtype=np.int64)
     exact = np.zeros(b, dtype=np.int64)
     for i in prange(b):
-        gate = (lim_base + slack[i]) ** 2 * (1.0 + 1e-12) + gerr[i] - sq_q[i]
-        for j in range(n):
-            if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+        t = lim_base + slack[i]
+        lim = t * t * (1.0 + 1e-12)
+        gate = lim + gerr[i] - sq_q[i]
+        for grp in range(group_label.shape[0]):
+            if not pair_check and group_label[grp] == ql[i]:
                 continue
-            v, stage = _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr)
-            refined[i] += stage >= 1
-            exact[i] += stage == 2
-            hits[i] += v >= 0
+            for j in range(bounds[grp], bounds[grp + 1]):
+                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                    continue
+                if pair_check and pair_labels[j] == ql[i]:
+                    continue
+                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2)
+                refined[i] += 1
+                exact[i] += stage == 2
+                hits[i] += v >= 0
     return hits, refined.sum(), exact.sum()
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _radius_fill(dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr, a, b, start):
+def _radius_fill(
+    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
+    lim_base, t2, slack, gerr, a, b, start,
+):
     """The pairs of queries a..b (block rows) counted by :func:`_radius_count`, at offsets
-    ``start``: (rows, cols, squared distances)."""
-    n = dot.shape[1]
+    ``start``: (rows, reference rows, squared distances)."""
     total = start[-1]
     rows = np.empty(total, dtype=np.int64)
     cols = np.empty(total, dtype=np.int64)
     vals = np.empty(total)
     for i in prange(a, b):
         at = start[i - a]
-        gate = (lim_base + slack[i]) ** 2 * (1.0 + 1e-12) + gerr[i] - sq_q[i]
-        for j in range(n):
-            if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+        t = lim_base + slack[i]
+        lim = t * t * (1.0 + 1e-12)
+        gate = lim + gerr[i] - sq_q[i]
+        for grp in range(group_label.shape[0]):
+            if not pair_check and group_label[grp] == ql[i]:
                 continue
-            v, _ = _radius_test(i, j, dot, sq_q, sq_r, Qp, Rp, Q, R, ql, rl, lim_base, t2, slack, gerr)
-            if v >= 0:
-                rows[at], cols[at], vals[at] = i, j, v
-                at += 1
+            for j in range(bounds[grp], bounds[grp + 1]):
+                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                    continue
+                if pair_check and pair_labels[j] == ql[i]:
+                    continue
+                v, _ = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2)
+                if v >= 0:
+                    rows[at], cols[at], vals[at] = i, order[j], v
+                    at += 1
     return rows, cols, vals

@@ -44,8 +44,9 @@ def _rows(rng, dtype: str, n: int, d: int, levels: int) -> np.ndarray:
     queries=st.booleans(),
     block=st.sampled_from([None, 1, 7, 64]),
     dims=st.sampled_from([None, (1, 1), (4, 16), (16, 8), (32, 400)]),
+    groups=st.sampled_from([1024, 1]),
 )
-def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, block, dims):
+def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, block, dims, groups):
     rng = np.random.default_rng(seed)
     X = _rows(rng, dtype, n, d, levels)
     y = rng.integers(0, 3, n)
@@ -56,7 +57,8 @@ def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, 
         Q[:3] = X[:3]  # exact duplicates under other labels
     scale = 255.0 if dtype == "uint8" else 1.0
     dims_patch = mock.patch.object(projection, "default_dims", lambda dd: dims or (min(dd, 32), min(dd, 128)))
-    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}), dims_patch:
+    groups_patch = mock.patch.object(projection, "MAX_GROUPS", groups)  # 1: labels per pair
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}), dims_patch, groups_patch:
         info: dict = {}
         dist, idx = nearest_other(X, y, Q, yq, norm="l2", k=k, device="cpu", block_size=block, info=info)
         want = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k, scale=scale)
@@ -182,8 +184,9 @@ def test_projection_bound_is_a_lower_bound():
     quantile=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
     queries=st.booleans(),
     other=st.booleans(),
+    groups=st.sampled_from([1024, 1]),
 )
-def test_forced_paths_radius_match_oracle(seed, path, dtype, n, d, quantile, queries, other):
+def test_forced_paths_radius_match_oracle(seed, path, dtype, n, d, quantile, queries, other, groups):
     rng = np.random.default_rng(seed)
     X = _rows(rng, dtype, n, d, 3)
     y = rng.integers(0, 3, n)
@@ -193,7 +196,10 @@ def test_forced_paths_radius_match_oracle(seed, path, dtype, n, d, quantile, que
     scale = 255.0 if dtype == "uint8" else 1.0
     D = oracle.pairwise(X if Q is None else Q, X, 2.0) / scale
     radius = float(np.quantile(D, quantile))  # a radius that equals some pairs' distances
-    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}):
+    with (
+        mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}),
+        mock.patch.object(projection, "MAX_GROUPS", groups),  # 1: labels checked per pair
+    ):
         info: dict = {}
         got = neighbors_within(X, y, radius, Q, yq, norm="l2", other_label=other, device="cpu", info=info)
     want = oracle.within(X, y, radius, Q, yq, p=2.0, scale=scale, other_label=other)

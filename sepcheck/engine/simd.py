@@ -8,18 +8,24 @@ How it is fast and still exact:
 
 - **Narrow lanes.** uint8 data stays uint8: ``|a - b|`` is ``max(a, b) - min(a, b)`` in
   uint8 lanes (``vpmaxub``/``vpminub``/``vpsubb``), linf takes the max in uint8 lanes, l1
-  sums chunks of :data:`CHUNK` (= 256) features in uint16 lanes (256 * 255 < 2**16) and
-  group sums in uint16/uint32 lanes. Float data is computed in float64 lanes (float32 is
-  widened element by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
+  sums chunks of :data:`CHUNK` (= 256) features with ``psadbw`` (sum of absolute
+  differences of 8 bytes per 64-bit lane, :func:`_sad_intrinsic`) and group sums in
+  uint16/uint32 lanes. Float data is computed in float64 lanes (float32 is widened element
+  by element, so linf values equal ``|float64(a) - float64(b)|`` exactly).
 - **A first bound for a block of queries x 64 rows at once.** The reference's bound values are kept
   transposed (64 rows side by side, :func:`transposed_blocks`), so the bound of a query
   block against a row block is pure vertical vector work, each row block read once per
   query block. linf: the distance on the first :data:`PREFIX` features of a fixed random
   feature order (:func:`feature_order`; a partial max is a lower bound). l1: the l1
   distance of sums over groups of :data:`COARSE` features (triangle inequality).
-- **l1 group bound per chunk.** Sums over groups of :data:`GROUP` features bound every
-  chunk; the running test is *exact sum of the chunks scanned + bound of the rest >= k-th
-  best*.
+- **Surviving lanes as a bit mask.** The first bounds of a query against the 64 rows are
+  compared with the k-th best at once (a mask); only the rows that may enter are visited.
+- **l1 second bound per chunk.** uint8: the floor means of groups of :data:`FINE` (= 4)
+  features, one uint8 each (:func:`fine_means`): a group's sum lies in ``[4 m, 4 m + 3]``, so
+  ``l1 >= 4 * SAD(means) - 3 * groups`` (exact integers, ``psadbw`` on a quarter of the
+  bytes; within a few percent of l1 on natural images). Float: sums over groups of
+  :data:`GROUP` features. Both bound every chunk; the running test is *exact sum of the
+  chunks scanned + bound of the rest >= k-th best*.
 - **Chunked early abandon.** linf continues in the random order :data:`LINF_CHUNK` features
   at a time (differences of natural images cluster in space, so a spread-out order reaches
   the threshold after a few features); both norms stop once the k-th best is reached.
@@ -31,8 +37,9 @@ Float bounds are shrunk by a provable rounding margin. Distances are in raw unit
 integers 0..255 for linf, up to 255 * d for l1).
 
 Extra memory: linf keeps a permuted copy of the reference (n x d, its own size) and the
-transposed prefix (n x 64 values); l1 the group sums (n x d/16 uint16 or float64) and the
-coarse sums (n x d/64); per query batch the same for :data:`QUERY_BATCH` queries.
+transposed prefix (n x 64 values); l1 the coarse sums (n x d/64) and the fine means (uint8:
+n x d/4 bytes, a quarter of the data) or the group sums (float: n x d/16 float64); per query
+batch the same for :data:`QUERY_BATCH` queries.
 
 Float l1 sums are accumulated in float64 in feature order; they can differ from another
 summation order in the last bits, so callers that need the oracle's exact rounding rerank
@@ -48,8 +55,11 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic, overload
 
 from ..errors import SepcheckError
 
@@ -61,6 +71,11 @@ GROUP = 16
 CHUNK = 256
 #: groups per chunk
 GPC = CHUNK // GROUP
+#: uint8 l1: features per group of the fine bound (a group's sum floored to a multiple of
+#: FINE, divided by FINE, fits one uint8: the group's floor mean)
+FINE = 4
+#: fine means per chunk
+FPC = CHUNK // FINE
 #: features per early-abandon chunk of linf (in the permuted order, most pairs stop in the first)
 LINF_CHUNK = 64
 #: queries per tile
@@ -131,12 +146,67 @@ def _linf_part(q, r, m):
     return m
 
 
+def _sad_intrinsic(width):
+    """An intrinsic ``f(a, b) -> int64``: sum |a[t] - b[t]| over the first ``width``
+    elements of two C-contiguous uint8 arrays (the caller checks the lengths), written as
+    LLVM's sum-of-absolute-differences pattern (zext, sub, abs, add reduction) so that the
+    x86 backend emits ``psadbw`` (64 features per instruction with AVX-512BW; portable IR,
+    legalised to narrower vectors elsewhere)."""
+
+    def typer(typingctx, a, b):
+        ok = all(isinstance(x, types.Array) and x.dtype == types.uint8 and x.ndim == 1 and x.layout == "C"
+                 for x in (a, b))
+        if not ok:
+            return None
+
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.IntType(8), width)
+            wide = ir.VectorType(ir.IntType(32), width)
+            loaded = []
+            for ty, val in zip(signature.args, args, strict=True):
+                ptr = builder.bitcast(context.make_array(ty)(context, builder, value=val).data, vec.as_pointer())
+                loaded.append(builder.zext(builder.load(ptr, align=1), wide))
+            abs_fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(wide, [wide, ir.IntType(1)]), f"llvm.abs.v{width}i32")
+            sum_fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), [wide]), f"llvm.vector.reduce.add.v{width}i32")
+            diff = builder.call(abs_fn, [builder.sub(loaded[0], loaded[1]), ir.Constant(ir.IntType(1), 0)])
+            return builder.zext(builder.call(sum_fn, [diff]), ir.IntType(64))
+
+        return types.int64(a, b), codegen
+
+    typer.__name__ = f"_sad{width}"
+    return intrinsic(typer)
+
+
+#: sum of |differences| of CHUNK uint8 values (one early-abandon chunk of the l1 scan)
+_sad_chunk = _sad_intrinsic(CHUNK)
+#: sum of |differences| of the CHUNK // FINE fine means of one chunk
+_sad_fine = _sad_intrinsic(FPC)
+
+
 @njit(inline="always", error_model="numpy")
-def _l1_part(q, r):
+def _l1_loop(q, r):
     acc = _l1_zero(q[0])
     for t in range(q.shape[0]):
         acc = _l1_add(acc, _absdiff(q[t], r[t]))
     return np.float64(acc)
+
+
+def _l1_part(q, r):  # pragma: no cover - only called inside numba
+    """l1 of two slices of at most :data:`CHUNK` features (exact for uint8)."""
+    raise NotImplementedError
+
+
+@overload(_l1_part)
+def _l1_part_impl(q, r):
+    if q.dtype == types.uint8 and q.layout == "C" and r.layout == "C":
+        def impl(q, r):
+            if q.shape[0] == CHUNK:
+                return np.float64(_sad_chunk(q, r))
+            return _l1_loop(q, r)
+        return impl
+    return lambda q, r: _l1_loop(q, r)
 
 
 @njit(inline="always", error_model="numpy")
@@ -194,6 +264,23 @@ def _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, s
     return (acc_l1[g, ln] - 64.0 * _EPS * (Qa[i] + Ra[j])) * shrink
 
 
+@njit(inline="always")
+def _all_lanes(nl):
+    """A uint64 mask of the first ``nl`` (<= 64) lanes."""
+    return np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(LANES - nl)
+
+
+@njit(inline="always", error_model="numpy")
+def _below(acc_lin, acc_int, acc_l1, g, nl, linf, integer, Qa, Ra, i, j0, shrink, thr):
+    """A uint64 mask of the lanes ``ln < nl`` whose first bound (:func:`_first_bound`) is
+    below ``thr`` (the pairs that may enter)."""
+    mask = np.uint64(0)
+    for ln in range(nl):
+        lb = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j0 + ln, shrink)
+        mask |= np.uint64(lb < thr) << np.uint64(ln)
+    return mask
+
+
 @njit(inline="always", error_model="numpy")
 def _linf_scan(q, r, mx, e, thr):
     """linf of a pair continued from feature ``e`` with the running max ``mx``,
@@ -208,6 +295,42 @@ def _linf_scan(q, r, mx, e, thr):
         if mx >= thr:
             break
     return np.float64(mx), e - e_start
+
+
+@njit(inline="always", error_model="numpy")
+def _fine_bound(qm, rm, slack):
+    """uint8 l1 lower bound from the floor means of groups of :data:`FINE` features
+    (:func:`fine_means`): a group's sum ``s`` lies in ``[FINE * m, FINE * m + FINE - 1]``,
+    so ``|s_q - s_r| >= FINE * |m_q - m_r| - (FINE - 1)`` and, summed over the groups
+    (``slack`` = ``(FINE - 1)`` x the number of groups), ``l1 >= FINE * SAD(m_q, m_r) -
+    slack`` (triangle inequality). Exact integers; the means are padded to whole chunks."""
+    acc = 0
+    for e in range(0, qm.shape[0], CHUNK):
+        acc += _sad_chunk(qm[e : e + CHUNK], rm[e : e + CHUNK])
+    return np.float64(FINE * acc) - slack
+
+
+@njit(inline="always", error_model="numpy")
+def _l1_scan_fine(q, r, qm, rm, rest, thr):
+    """uint8 l1 of a pair by chunks of :data:`CHUNK` features, abandoned once the exact sum
+    of the chunks scanned plus the fine bound (:func:`_fine_bound`) of the rest reaches
+    ``thr``: (value, or ``max(partial, thr)`` when abandoned; features scanned)."""
+    d = q.shape[0]
+    v = 0.0
+    e = 0
+    c = 0
+    while e < d:
+        e2 = min(e + CHUNK, d)
+        v += _l1_part(q[e:e2], r[e:e2])
+        groups = (e2 - e + FINE - 1) // FINE
+        rest -= np.float64(FINE * _sad_fine(qm[c * FPC : (c + 1) * FPC], rm[c * FPC : (c + 1) * FPC])
+                           - (FINE - 1) * groups)
+        e = e2
+        c += 1
+        if v + rest >= thr:
+            v = max(v, thr)  # abandoned
+            break
+    return v, e
 
 
 @njit(inline="always", error_model="numpy")
@@ -261,7 +384,7 @@ def _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, integer, out_d, out_i,
+def _search_kernel(Q, Qs, Qg, Qa, Qm, ql, R, Rs, Rg, Ra, Rm, rl, slot, by_slot, linf, integer, out_d, out_i,
                    counts, fixed, stop, out_q, out_j, out_v, out_n):
     """k-NN (``fixed`` False): the k best per query and slot into ``out_d``/``out_i``.
     Radius (``fixed`` True, OTHER_LABEL): every pair at distance < ``stop`` (the threshold
@@ -275,6 +398,8 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
     nblocks = (m + QUERY_BLOCK - 1) // QUERY_BLOCK
     # float bounds carry rounding: shrink them by a provable relative error
     shrink = 1.0 - 4.0 * (d + GROUP) * _EPS
+    # uint8 l1: the fine bound's slack, (FINE - 1) per group of FINE features
+    slack = np.float64((FINE - 1) * ((d + FINE - 1) // FINE))
     for b in prange(nblocks):
         q0 = b * QUERY_BLOCK
         q1 = min(q0 + QUERY_BLOCK, m)
@@ -296,8 +421,16 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                 q = Q[i]
                 lab = ql[i]
                 thr0 = stop if fixed else out_d[i, 0, k - 1]
-                for j in range(j0, j1):
-                    ln = j - j0
+                if by_slot:
+                    mask = _all_lanes(j1 - j0)
+                else:
+                    mask = _below(acc_lin, acc_int, acc_l1, g, j1 - j0, linf, integer, Qa, Ra, i, j0, shrink, thr0)
+                n_stage1 += j1 - j0
+                while mask:
+                    ln = trailing_zeros(mask)
+                    mask &= mask - np.uint64(1)
+                    n_stage1 -= 1
+                    j = j0 + ln
                     lb1 = _first_bound(acc_lin, acc_int, acc_l1, g, ln, linf, integer, Qa, Ra, i, j, shrink)
                     if by_slot:
                         s = slot[j]
@@ -315,6 +448,15 @@ def _search_kernel(Q, Qs, Qg, Qa, ql, R, Rs, Rg, Ra, rl, slot, by_slot, linf, in
                     if linf:
                         # the first features are in the bound already
                         v, scanned = _linf_scan(q, r, acc_lin[g, ln], Qs.shape[1], thr)
+                        n_scanned += scanned
+                    elif integer:
+                        # l1 >= FINE x SAD of the fine floor means - slack, kept per chunk:
+                        # exact sum of the chunks scanned + the fine bound of the rest
+                        rest = _fine_bound(Qm[i], Rm[j], slack)
+                        if rest >= thr:
+                            n_group += 1
+                            continue
+                        v, scanned = _l1_scan_fine(q, r, Qm[i], Rm[j], rest, thr)
                         n_scanned += scanned
                     else:
                         # l1 >= sum of |group sum differences| (triangle inequality), kept
@@ -410,6 +552,36 @@ def group_sums(x: np.ndarray, size: int = GROUP, block: int = 1024) -> tuple[np.
     return sums, norms
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _fine_means_kernel(x, out):
+    n, d = x.shape
+    full = d // FINE
+    for i in prange(n):
+        row = x[i]
+        dst = out[i]
+        for g in range(full):
+            acc = np.uint16(0)
+            for t in range(FINE):
+                acc += np.uint16(row[g * FINE + t])
+            dst[g] = np.uint8(acc // FINE)
+        if full * FINE < d:
+            acc = np.uint16(0)
+            for t in range(full * FINE, d):
+                acc += np.uint16(row[t])
+            dst[full] = np.uint8(acc // FINE)
+
+
+def fine_means(x: np.ndarray) -> np.ndarray:
+    """uint8 rows: the floor means of groups of :data:`FINE` consecutive features (the last
+    group padded with zeros), one uint8 each, padded with zero columns to a multiple of
+    :data:`CHUNK` (the read width of :func:`_fine_bound`; zeros on both sides add nothing)."""
+    groups = -(-x.shape[1] // FINE)
+    out = np.zeros((x.shape[0], -(-groups // CHUNK) * CHUNK), dtype=np.uint8)
+    if x.shape[0]:
+        _fine_means_kernel(x, out)
+    return out
+
+
 _DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -497,8 +669,9 @@ def search_simd(
     idx : ndarray (m, S, k) int64
         Reference rows, lowest index first on ties, -1 where missing.
     info : dict
-        ``pairs``: pairs pruned by the first bound, skipped by label, pruned by the l1 group
-        bound, abandoned during the scan, fully computed, and the features scanned after the
+        ``pairs``: pairs pruned by the first bound, skipped by label, pruned by the l1 second
+        bound (``group``: the fine means for uint8, the group sums for float), abandoned
+        during the scan, fully computed, and the features scanned after the
         first bound; ``extra_bytes``: the memory of the copies the search keeps.
     """
     by_slot = slot_of_row is not None
@@ -530,14 +703,13 @@ def search_simd(
     try:
         for s in range(0, m, QUERY_BATCH):
             sl = slice(s, min(s + QUERY_BATCH, m))
-            Q, Qs, Qg, Qa = prep.query_values(queries[sl])
-            counts = np.zeros((-(-Q.shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
-            _search_kernel(Q, Qs, Qg, Qa, ql[sl], prep.R, prep.Rs, prep.Rg, prep.Ra, rl, slot,
-                           by_slot, prep.linf, prep.integer, out_d[sl], out_i[sl], counts,
-                           False, math.inf, *_no_pairs(counts.shape[0]))
+            qv = prep.query_values(queries[sl])
+            counts = np.zeros((-(-qv[0].shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
+            _search_kernel(*qv, ql[sl], *prep.row_values, rl, slot, by_slot, prep.linf, prep.integer,
+                           out_d[sl], out_i[sl], counts, False, math.inf, *_no_pairs(counts.shape[0]))
             pairs += counts.sum(axis=0)
             if progress is not None:
-                progress(Q.shape[0])
+                progress(qv[0].shape[0])
     finally:
         numba.set_num_threads(prev)
     info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
@@ -547,20 +719,28 @@ def search_simd(
 @dataclass(frozen=True)
 class _Prepared:
     """The reference as the kernels read it: ``R`` (linf: columns in :func:`feature_order`),
-    ``Rs`` the transposed first-bound values, ``Rg``/``Ra`` the l1 group sums and norms
-    (placeholders for linf, so both norms share one compiled kernel)."""
+    ``Rs`` the transposed first-bound values, ``Rg``/``Ra`` the float l1 group sums and
+    norms, ``Rm`` the uint8 l1 fine means (:func:`fine_means`; placeholders where unused, so
+    every case shares one compiled kernel per dtype)."""
 
     R: np.ndarray
     Rs: np.ndarray
     Rg: np.ndarray
     Ra: np.ndarray
+    Rm: np.ndarray
     perm: np.ndarray | None
     linf: bool
     integer: bool
 
     @property
     def extra_bytes(self) -> int:
-        return (self.R.nbytes if self.perm is not None else 0) + self.Rs.nbytes + self.Rg.nbytes + self.Ra.nbytes
+        return ((self.R.nbytes if self.perm is not None else 0) + self.Rs.nbytes + self.Rg.nbytes
+                + self.Ra.nbytes + self.Rm.nbytes)
+
+    @property
+    def row_values(self) -> tuple[np.ndarray, ...]:
+        """(R, Rs, Rg, Ra, Rm): the reference arguments of :func:`_search_kernel`."""
+        return self.R, self.Rs, self.Rg, self.Ra, self.Rm
 
     def first_bound_values(self, x: np.ndarray) -> np.ndarray:
         """First PREFIX features (linf, already permuted) or coarse group sums (l1)."""
@@ -568,11 +748,16 @@ class _Prepared:
             return np.ascontiguousarray(x[:, :PREFIX], dtype=np.uint8 if self.integer else np.float64)
         return group_sums(x, COARSE)[0]
 
-    def query_values(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(Q, Qs, Qg, Qa) of a batch of queries, as the kernels read them."""
+    def query_values(self, queries: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(Q, Qs, Qg, Qa, Qm) of a batch of queries, as the kernels read them (the
+        placeholders of the reference where unused)."""
         Q = permuted_columns(queries, self.perm) if self.perm is not None else queries
-        Qg, Qa = (self.Rg, self.Ra) if self.linf else group_sums(Q)
-        return Q, self.first_bound_values(Q), Qg, Qa
+        Qg, Qa, Qm = self.Rg, self.Ra, self.Rm
+        if not self.linf and self.integer:
+            Qm = fine_means(Q)
+        elif not self.linf:
+            Qg, Qa = group_sums(Q)
+        return Q, self.first_bound_values(Q), Qg, Qa, Qm
 
 
 def _prepared(
@@ -587,17 +772,20 @@ def _prepared(
     linf = math.isinf(p)
     integer = queries.dtype == np.uint8
     perm = None
+    # placeholders of the arrays a case does not read (one compiled kernel per dtype)
+    Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
+    Rm = np.zeros((1, CHUNK), dtype=np.uint8)
     if linf:
-        # unused; the dtype of the l1 group sums, so both norms share one compiled kernel
-        Rg, Ra = np.zeros((1, 1), dtype=np.uint16 if integer else np.float64), np.zeros(1)
         # a fixed random feature order: differences of natural images cluster in space, so
         # a spread-out order reaches the threshold after a few features, not hundreds
         if not ordered:
             perm = feature_order(reference)
             reference = permuted_columns(reference, perm)
+    elif integer:
+        Rm = fine_means(reference)
     else:
         Rg, Ra = group_sums(reference)
-    prep = _Prepared(reference, np.empty(0), Rg, Ra, perm, linf, integer)
+    prep = _Prepared(reference, np.empty(0), Rg, Ra, Rm, perm, linf, integer)
     return queries, dataclasses.replace(prep, Rs=transposed_blocks(prep.first_bound_values(reference)))
 
 
@@ -651,9 +839,9 @@ def _no_pairs(blocks: int) -> tuple[np.ndarray, ...]:
             np.empty((blocks, 0)), np.zeros(blocks, dtype=np.int64))
 
 
-def _radius_call(prep, Q, Qs, Qg, Qa, ql, rl, stop, out_q, out_j, out_v, out_n, counts):
+def _radius_call(prep, qv, ql, rl, stop, out_q, out_j, out_v, out_n, counts):
     """:func:`_search_kernel` in radius mode (OTHER_LABEL, no k-best outputs)."""
-    _search_kernel(Q, Qs, Qg, Qa, ql, prep.R, prep.Rs, prep.Rg, prep.Ra, rl, np.zeros(1, dtype=np.int64),
+    _search_kernel(*qv, ql, *prep.row_values, rl, np.zeros(1, dtype=np.int64),
                    False, prep.linf, prep.integer, np.empty((1, 1, 1)), np.empty((1, 1, 1), dtype=np.int64),
                    counts, True, stop, out_q, out_j, out_v, out_n)
 
@@ -661,15 +849,16 @@ def _radius_call(prep, Q, Qs, Qg, Qa, ql, rl, stop, out_q, out_j, out_v, out_n, 
 def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
     """The pairs of one batch: (rows within the batch, cols, values); blocks that overflow
     their share of ``max_pairs`` are rerun alone with room for all their pairs."""
-    Q, Qs, Qg, Qa = prep.query_values(queries)
-    nb = -(-Q.shape[0] // QUERY_BLOCK)
+    qv = prep.query_values(queries)
+    m = qv[0].shape[0]
+    nb = -(-m // QUERY_BLOCK)
     cap = max(1, max_pairs // nb)
     out_q = np.empty((nb, cap), dtype=np.int64)
     out_j = np.empty((nb, cap), dtype=np.int64)
     out_v = np.empty((nb, cap))
     out_n = np.zeros(nb, dtype=np.int64)
     counts = np.zeros((nb, len(_PAIR_NAMES)), dtype=np.int64)
-    _radius_call(prep, Q, Qs, Qg, Qa, ql, rl, stop, out_q, out_j, out_v, out_n, counts)
+    _radius_call(prep, qv, ql, rl, stop, out_q, out_j, out_v, out_n, counts)
     pairs += counts.sum(axis=0)
     parts = []
     for b in range(nb):
@@ -681,8 +870,9 @@ def _radius_batch(prep, queries, ql, rl, stop, max_pairs, pairs):
         bq = np.empty((1, k), dtype=np.int64)
         bj = np.empty((1, k), dtype=np.int64)
         bv = np.empty((1, k))
-        _radius_call(prep, Q[sl], Qs[sl], Qg if prep.linf else Qg[sl], Qa if prep.linf else Qa[sl],
-                     ql[sl], rl, stop, bq, bj, bv, np.zeros(1, dtype=np.int64), np.zeros_like(counts[:1]))
+        # the rows of this block (placeholders, one row, stay whole)
+        sub = tuple(x[sl] if x.shape[0] == m else x for x in qv)
+        _radius_call(prep, sub, ql[sl], rl, stop, bq, bj, bv, np.zeros(1, dtype=np.int64), np.zeros_like(counts[:1]))
         parts.append((bq[0] + b * QUERY_BLOCK, bj[0], bv[0]))
     if not parts:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)

@@ -2,9 +2,12 @@
 
 Three exact paths compute l2 for rows of more than ``DIRECT_L2_MAX_DIM`` features:
 
-* ``projection`` (CPU): projection lower bounds prune almost every pair, the rest get exact
-  distances (:mod:`sepcheck.engine.projection`); fast wherever the data has a few dominant
-  directions, as natural images do, and on any CPU (a float32 GEMM of a few dozen columns);
+* ``projection``: projection lower bounds prune almost every pair, the rest get exact
+  distances (:mod:`sepcheck.engine.projection`, compiled CPU kernels); fast wherever the
+  data has a few dominant directions, as natural images do, and on any CPU (a float32 GEMM
+  of a few dozen columns). On CUDA the same bounds run as torch operations
+  (:mod:`sepcheck.engine.projection_torch`) when forced: not yet timed on a GPU, so 'auto'
+  does not pick it there;
 * ``int8`` (uint8 rows): exact squared distances from an int8 GEMM, where it is exact and
   fast (VNNI/AMX CPUs, CUDA: :func:`sepcheck.engine.torch_backend.use_int8`);
 * ``float32``: float32 GEMM candidates reranked exactly (any data, any device).
@@ -47,7 +50,7 @@ def choose_path(problem: Problem, device: torch.device, budget: int) -> str:
     if setting == "int8":
         return "int8" if torch_backend.use_int8(problem, device) else "float32"
     if setting == "projection":
-        return "projection" if device.type == "cpu" else "float32"
+        return "projection"
     if setting == "float32":
         return "float32"
     if torch_backend.use_int8(problem, device):
@@ -74,6 +77,11 @@ def search(
     path = choose_path(problem, device, budget)
     if path != "projection":
         return torch_backend.search(problem, device, budget, block_size, progress)
+    if device.type != "cpu":  # forced: the torch version (not timed on a GPU yet)
+        from . import projection_torch
+
+        d2, idx, extra = projection_torch.search(problem, device, budget, block_size, progress)
+        return np.sqrt(d2), idx, extra
     auto = torch_backend.l2_path_setting() == "auto"
     with numba_threads():
         d2, idx, extra, done = projection.search(

@@ -65,7 +65,7 @@ MAX_GROUPS = 1024
 def default_dims(d: int) -> tuple[int, int]:
     """(directions in the GEMM bound, directions stored for the refined bound) for rows of
     ``d`` features."""
-    return int(min(d, 32)), int(min(d, 128))
+    return int(min(d, 64)), int(min(d, 128))
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,11 @@ class Projection:
         return int(self.matrix.shape[1])
 
 
-def fit(reference: np.ndarray, m: int, seed: int = SEED, sample: int = SAMPLE_ROWS) -> Projection:
-    """The top-``m`` principal directions of a seeded sample of ``reference`` rows (any
-    directions give a valid bound: the sample only decides how tight it is)."""
+def fit(reference: np.ndarray, m: int, seed: int = SEED, sample: int | None = None) -> Projection:
+    """The top-``m`` principal directions of a seeded sample of ``sample`` (default
+    :data:`SAMPLE_ROWS`) ``reference`` rows (any directions give a valid bound: the sample
+    only decides how tight it is)."""
+    sample = SAMPLE_ROWS if sample is None else sample
     n, d = reference.shape
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
@@ -123,7 +125,7 @@ def _orthonormal(Y: np.ndarray) -> np.ndarray:
     return (Y @ (W[:, keep] / np.sqrt(lam[keep])).astype(Y.dtype)).astype(Y.dtype)
 
 
-def _top_directions(X: np.ndarray, m: int, rng: np.random.Generator, iters: int = 2) -> np.ndarray:
+def _top_directions(X: np.ndarray, m: int, rng: np.random.Generator, iters: int = 1) -> np.ndarray:
     """(d, m) orthonormal top right singular vectors of ``X`` (s, d) by a randomised SVD
     (Halko, Martinsson and Tropp: a Gaussian sketch, ``iters`` power iterations), padded
     with zero columns when ``X`` has fewer independent directions."""

@@ -380,7 +380,7 @@ def _run(problem, name, device, budget, block_size, max_pairs, threshold, on_blo
     if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
         from . import l2
 
-        if l2.choose_path(problem, dev, budget) == "projection":
+        if dev.type == "cpu" and l2.choose_path(problem, dev, budget) == "projection":
             from . import projection
             from .numba_backend import numba_threads
 

@@ -235,3 +235,41 @@ def test_projection_radius_hands_over_parts_of_at_most_max_pairs(max_pairs):
     got = np.stack([rows, cols], axis=1)
     np.testing.assert_array_equal(got[np.lexsort((cols, rows))], want)
     np.testing.assert_array_equal(vals[np.lexsort((cols, rows))], dist[want[:, 0], want[:, 1]])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(["uint8", "float32", "float64"]),
+    n=st.integers(4, 100),
+    d=st.sampled_from([17, 40, 300]),
+    levels=st.sampled_from([2, 3, 256]),
+    k=st.integers(1, 4),
+    queries=st.booleans(),
+    block=st.sampled_from([None, 1, 7]),
+    dims=st.sampled_from([None, (1, 1), (4, 16), (32, 400)]),
+    groups=st.sampled_from([1024, 1]),
+)
+def test_projection_in_torch_ops_matches_oracle(seed, dtype, n, d, levels, k, queries, block, dims, groups):
+    """The CUDA version of the projection search (torch operations), run on the CPU."""
+    from sepcheck.engine import projection_torch
+    from sepcheck.engine.problem import make_by_class_problem
+
+    rng = np.random.default_rng(seed)
+    X = _rows(rng, dtype, n, d, levels)
+    y = rng.integers(0, 3, n)
+    y[:2] = [0, 1]
+    Q = _rows(rng, dtype, 9, d, levels) if queries else None
+    yq = rng.integers(0, 3, 9) if queries else None
+    cpu = torch.device("cpu")
+    with mock.patch.object(projection, "MAX_GROUPS", groups):
+        d2, idx, extra = projection_torch.search(make_problem(X, y, Q, yq, norm="l2", k=k), cpu, 2**26, block, dims=dims)
+        want = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k)
+        np.testing.assert_array_equal(idx[:, 0, :], want[1])
+        np.testing.assert_allclose(np.sqrt(d2[:, 0, :]), want[0], rtol=1e-12, atol=0)
+        assert extra["l2_path"] == "projection"
+        if Q is not None:
+            d2, idx, _ = projection_torch.search(make_by_class_problem(X, y, Q, norm="l2"), cpu, 2**26, block, dims=dims)
+            wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0)
+            np.testing.assert_array_equal(idx[:, :, 0], wi)
+            np.testing.assert_allclose(np.sqrt(d2[:, :, 0]), wd, rtol=1e-12, atol=0)

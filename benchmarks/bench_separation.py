@@ -67,7 +67,11 @@ QUICK = ("cifar10k", "mnist10k")
 #: sums shown in the table: (name, parts)
 TOTALS = (("CIFAR-10 50 000 train-train + 10 000 test-train", ("cifar50k", "cifar-test")),
           ("MNIST 60 000 train-train + 10 000 test-train", ("mnist60k", "mnist-test")))
-SEPCHECK = (("linf", "numba"), ("l1", "numba"), ("l2", "auto"))
+#: sepcheck rows: (norm, backend, SEPCHECK_L2_PATH or None); the forced l2 paths show each
+#: exact path on this machine (int8 only where the CPU runs it fast: elsewhere it is the slow
+#: path 'auto' avoids, minutes on CIFAR)
+SEPCHECK = (("linf", "numba", None), ("l1", "numba", None), ("l2", "auto", None),
+            ("l2", "auto", "projection"), ("l2", "auto", "float32"), ("l2", "auto", "int8"))
 
 
 # ----- data ------------------------------------------------------------------------------
@@ -181,17 +185,31 @@ def child(spec: dict) -> None:
     np.save(folder / "out_d.npy", d[:, 0])
     np.save(folder / "out_i.npy", i[:, 0])
     print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "extra_peak_mib": max(peak - rss0, 0) / 1024,
-                      "backend_used": str(info.get("backend", spec["backend"]))}))
+                      "backend_used": str(info.get("backend", spec["backend"])),
+                      "l2_path": info.get("l2_path"), "pairs_exact": info.get("pairs_exact"),
+                      "pairs_bounded": info.get("pairs_bounded")}))
 
 
-def run_sepcheck(folder: Path, norm: str, backend: str) -> tuple[dict, np.ndarray, np.ndarray]:
+def run_sepcheck(folder: Path, norm: str, backend: str, path: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     spec = json.dumps({"dir": str(folder), "norm": norm, "backend": backend})
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("SEPCHECK_L2_PATH", None)
+    if path is not None:
+        env["SEPCHECK_L2_PATH"] = path
     res = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise SystemExit(f"sepcheck {norm} failed:\n{res.stderr[-2000:]}")
     row = json.loads(res.stdout.strip().splitlines()[-1])
     return row, np.load(folder / "out_d.npy"), np.load(folder / "out_i.npy")
+
+
+def _int8_fast() -> bool:
+    """Whether this CPU runs torch's int8 GEMM fast (sepcheck's own test)."""
+    import torch
+
+    from sepcheck.engine.torch_backend import int8_gemm_fast
+
+    return int8_gemm_fast(torch.device("cpu"))
 
 
 # ----- baselines (float32 pixel values 0..255, per class) --------------------------------
@@ -290,10 +308,14 @@ def run_case(case: str, arrays: dict, sample: int, quick: bool, tmp: Path, norms
           f"{time.perf_counter() - t:.1f} s", flush=True)
     out = []
     base = {"case": case, "data": CASES[case][3], "queries": m, "reference": len(R), "features": R.shape[1]}
-    for norm, backend in (sb for sb in SEPCHECK if sb[0] in norms):
-        res, d, i = run_sepcheck(folder, norm, backend)
+    for norm, backend, path in (sb for sb in SEPCHECK if sb[0] in norms):
+        if path == "int8" and not _int8_fast():
+            continue
+        res, d, i = run_sepcheck(folder, norm, backend, path)
         ok = check(d[rows], i[rows], want[norm], 1e-12 if norm == "l2" else 0.0)
-        row = {**base, "norm": norm, "method": f"sepcheck {norm} ({backend})", "subset": None, **res, **ok}
+        how = f"{backend}: {res['l2_path']}" if res.get("l2_path") else backend
+        forced = f" forced {path}" if path else ""
+        row = {**base, "norm": norm, "method": f"sepcheck {norm}{forced} ({how})", "subset": None, **res, **ok}
         out.append(row)
         print(f"  {row['method']:48s} {res['seconds']:8.2f} s  cpu {res['cpu_seconds']:7.2f} s  "
               f"+{res['extra_peak_mib']:.0f} MiB  exact={ok['exact']}", flush=True)

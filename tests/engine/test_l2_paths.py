@@ -83,7 +83,7 @@ def test_projection_info_says_what_ran():
     assert info["l2_path"] == "projection"
     assert info["pairs_bounded"] == 300 * 300
     assert 0 <= info["pairs_exact"] <= info["pairs_refined"] + 300 * 4 <= info["pairs_bounded"]
-    assert info["projection_dims"] == [32, 64]
+    assert info["projection_dims"] == [64, 64]
 
 
 def _tie_problem(seed: int, dtype):
@@ -273,3 +273,26 @@ def test_projection_in_torch_ops_matches_oracle(seed, dtype, n, d, levels, k, qu
             wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0)
             np.testing.assert_array_equal(idx[:, :, 0], wi)
             np.testing.assert_allclose(np.sqrt(d2[:, :, 0]), wd, rtol=1e-12, atol=0)
+
+
+def test_auto_path_choice():
+    """'auto' on the CPU: projection for rows long and many enough whose arrays fit the
+    budget, else the int8 GEMM where it is fast, else float32; CUDA never auto-projects."""
+    cpu = torch.device("cpu")
+    rng = np.random.default_rng(0)
+    big = make_problem(rng.integers(0, 256, (2048, 64)).astype(np.uint8), np.arange(2048) % 2, norm="l2")
+    short = make_problem(rng.integers(0, 256, (2048, 63)).astype(np.uint8), np.arange(2048) % 2, norm="l2")
+    few = make_problem(rng.integers(0, 256, (2047, 64)).astype(np.uint8), np.arange(2047) % 2, norm="l2")
+    floats = make_problem(rng.normal(size=(2048, 64)), np.arange(2048) % 2, norm="l2")
+    assert l2.choose_path(big, cpu, 2**29) == "projection"
+    assert l2.choose_path(floats, cpu, 2**29) == "projection"
+    assert l2.choose_path(big, cpu, projection.memory_needed(big) - 1) != "projection"
+    for fast in (True, False):
+        with mock.patch.object(torch_backend, "int8_gemm_fast", lambda device, fast=fast: fast):
+            want = "int8" if fast and torch_backend.int8_gemm_exact(short, cpu) else "float32"
+            assert l2.choose_path(short, cpu, 2**29) == want
+            assert l2.choose_path(few, cpu, 2**29) == want
+    with mock.patch.object(torch_backend, "use_int8", lambda problem, device: True):
+        assert l2.choose_path(big, torch.device("cuda"), 2**29) == "int8"  # never auto-projection
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "float32"}):
+        assert l2.choose_path(big, cpu, 2**29) == "float32"

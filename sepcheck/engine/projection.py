@@ -233,8 +233,7 @@ def search(
             dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp, problem.queries[qs:qe],
             problem.reference, prep.order, prep.bounds, prep.group_label, prep.group_slot,
             prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe], other, c, bd, bi,
-            prep.sigma, prep.rel,
-            prep.slack[qs:qe], prep.gerr[qs:qe],
+            prep.sigma, prep.rel, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
         )
         counts += (dot.size, n_ref, n_exact)
         out_d[qs:qe], out_i[qs:qe] = bd, bi
@@ -327,12 +326,14 @@ overload(_zero, inline="always")(
 
 
 @njit(cache=True, inline="always")
-def _projected_sq(qp, rp, limit):
-    """Squared distance of two projected rows in float64 (differences of float32 values are
-    exact) in chunks of 32 directions, or a partial sum beyond ``limit``."""
+def _projected_sq(qp, rp, start, limit):
+    """Squared distance of two projected rows over directions ``start..`` in float64
+    (differences of float32 values are exact) in chunks of 32 directions, or a partial sum
+    beyond ``limit``. The first directions are the GEMM's: the callers add its value less
+    its error bound instead of computing them again."""
     M = qp.shape[0]
     acc = 0.0
-    for s in range(0, M, 32):
+    for s in range(start, M, 32):
         e = min(M, s + 32)
         acc += _chunk_sq_float(qp[s:e], rp[s:e])
         if acc > limit:
@@ -360,7 +361,7 @@ def _insert(bd, bi, s, v, j):
 @njit(cache=True, parallel=True, error_model="numpy")
 def _block(
     dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, group_slot, pair_check,
-    pair_labels, ql, other, c, bd, bi, sigma, rel, slack, gerr,
+    pair_labels, ql, other, c, bd, bi, sigma, rel, slack, gerr, g,
 ):
     """One block of queries against every reference row. The reference's projected rows
     (``Rp``, ``sq_r``, the columns of ``dot``) are grouped by label (OTHER_LABEL) or slot
@@ -418,7 +419,8 @@ def _block(
             lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])  # on the refined bound
             gate = lim + gerr[i] - sq_q[i]  # on sq_r[j] - 2 dot[i, j]
             for j in range(bounds[grp], bounds[grp + 1]):
-                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                v = sq_r[j] - 2.0 * np.float64(dot[i, j])
+                if v > gate:
                     continue
                 if pair_check and pair_labels[j] == ql[i]:
                     continue
@@ -428,7 +430,8 @@ def _block(
                 if seen:
                     continue
                 n_ref[i] += 1
-                if _projected_sq(Qp[i], Rp[j], lim) > lim:
+                room = lim - (v + sq_q[i] - gerr[i])  # for the directions after the GEMM's
+                if _projected_sq(Qp[i], Rp[j], g, room) > room:
                     continue
                 n_exact[i] += 1
                 kth = best_d[s, k - 1]
@@ -480,7 +483,7 @@ def radius_pairs(
             dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp,
             problem.queries[qs:qe], problem.reference, prep.order, prep.bounds,
             prep.group_label, prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe],
-            lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe],
+            lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
         )
         per_query, n_ref, n_exact = _radius_count(*args)
         counts += (dot.size, n_ref, n_exact)
@@ -559,11 +562,12 @@ def _prepare(problem: Problem, g: int, M: int, margin: float) -> _Prepared:
 
 
 @njit(cache=True, inline="always")
-def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2):
-    """Pair (query i, sorted position j = reference ``row``) past the GEMM bound: -1 when
-    the refined bound prunes it or it lies beyond ``t2``, else its exact squared distance;
-    second value 2 when the exact distance was computed, else 1."""
-    if _projected_sq(Qp[i], Rp[j], lim) > lim:
+def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2, room, g):
+    """Pair (query i, sorted position j = reference ``row``) past the GEMM bound (``room``:
+    ``lim`` less the GEMM's value less its error bound): -1 when the refined bound prunes
+    it or it lies beyond ``t2``, else its exact squared distance; second value 2 when the
+    exact distance was computed, else 1."""
+    if _projected_sq(Qp[i], Rp[j], g, room) > room:
         return -1.0, 1
     dd = np.float64(_sqdist(Q[i], R[row], t2))
     return (dd if dd <= t2 else -1.0), 2
@@ -572,7 +576,7 @@ def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2):
 @njit(cache=True, parallel=True, error_model="numpy")
 def _radius_count(
     dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
-    lim_base, t2, slack, gerr,
+    lim_base, t2, slack, gerr, g,
 ):
     """Per query the pairs within ``t2`` (groups as in :func:`_block`; the query's own
     label's group skipped); (counts, pairs refined, pairs computed)."""
@@ -588,11 +592,13 @@ def _radius_count(
             if not pair_check and group_label[grp] == ql[i]:
                 continue
             for j in range(bounds[grp], bounds[grp + 1]):
-                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                w = sq_r[j] - 2.0 * np.float64(dot[i, j])
+                if w > gate:
                     continue
                 if pair_check and pair_labels[j] == ql[i]:
                     continue
-                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2)
+                room = lim - (w + sq_q[i] - gerr[i])
+                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
                 refined[i] += 1
                 exact[i] += stage == 2
                 hits[i] += v >= 0
@@ -602,7 +608,7 @@ def _radius_count(
 @njit(cache=True, parallel=True, error_model="numpy")
 def _radius_fill(
     dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
-    lim_base, t2, slack, gerr, a, b, start,
+    lim_base, t2, slack, gerr, g, a, b, start,
 ):
     """The pairs of queries a..b (block rows) counted by :func:`_radius_count`, at offsets
     ``start``: (rows, reference rows, squared distances)."""
@@ -619,11 +625,13 @@ def _radius_fill(
             if not pair_check and group_label[grp] == ql[i]:
                 continue
             for j in range(bounds[grp], bounds[grp + 1]):
-                if sq_r[j] - 2.0 * np.float64(dot[i, j]) > gate:
+                w = sq_r[j] - 2.0 * np.float64(dot[i, j])
+                if w > gate:
                     continue
                 if pair_check and pair_labels[j] == ql[i]:
                     continue
-                v, _ = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2)
+                room = lim - (w + sq_q[i] - gerr[i])
+                v, _ = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
                 if v >= 0:
                     rows[at], cols[at], vals[at] = i, order[j], v
                     at += 1

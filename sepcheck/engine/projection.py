@@ -93,10 +93,10 @@ def fit(reference: np.ndarray, m: int, seed: int = SEED, sample: int | None = No
     n, d = reference.shape
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
-    X = reference[rows].astype(np.float32)
-    mu = X.mean(axis=0, dtype=np.float64)
+    X = torch.from_numpy(reference[rows]).to(torch.float32)
+    mu = X.numpy().mean(axis=0, dtype=np.float64)
     center = (np.round(mu) if reference.dtype == np.uint8 else mu).astype(np.float32)
-    X -= center
+    X.sub_(torch.from_numpy(center))
     m = max(1, min(m, d))
     P = _top_directions(X, m, rng).astype(np.float32)
     P64 = P.astype(np.float64)
@@ -114,33 +114,33 @@ def _spectral_bound(A: np.ndarray) -> float:
     return math.sqrt(max(lam, 0.0)) * (1.0 + 1e-9) + 1e-300
 
 
-def _orthonormal(Y: np.ndarray) -> np.ndarray:
+def _orthonormal(Y: torch.Tensor) -> torch.Tensor:
     """Orthonormal columns spanning (most of) ``Y``'s range, by the eigenvectors of its
     small Gram matrix (no tall QR: LAPACK's is slow on some builds)."""
-    G = Y.T.astype(np.float64) @ Y.astype(np.float64)
+    G = (Y.T @ Y).double().numpy()  # float32 Gram: only the span matters here
     lam, W = np.linalg.eigh(G)
     keep = lam > lam.max(initial=0.0) * 1e-10
     if not keep.any():
-        return np.zeros((Y.shape[0], 0), dtype=Y.dtype)
-    return (Y @ (W[:, keep] / np.sqrt(lam[keep])).astype(Y.dtype)).astype(Y.dtype)
+        return torch.zeros((Y.shape[0], 0), dtype=Y.dtype)
+    return Y @ torch.from_numpy((W[:, keep] / np.sqrt(lam[keep])).astype(np.float32))
 
 
-def _top_directions(X: np.ndarray, m: int, rng: np.random.Generator, iters: int = 1) -> np.ndarray:
-    """(d, m) orthonormal top right singular vectors of ``X`` (s, d) by a randomised SVD
-    (Halko, Martinsson and Tropp: a Gaussian sketch, ``iters`` power iterations), padded
-    with zero columns when ``X`` has fewer independent directions."""
+def _top_directions(X: torch.Tensor, m: int, rng: np.random.Generator, iters: int = 1) -> np.ndarray:
+    """(d, m) orthonormal top right singular vectors of ``X`` (s, d) float32 by a randomised
+    SVD (Halko, Martinsson and Tropp: a Gaussian sketch, ``iters`` power iterations),
+    padded with zero columns when ``X`` has fewer independent directions."""
     s, d = X.shape
     width = min(d, m + 16)
-    Y = _orthonormal(X @ rng.standard_normal((d, width)).astype(np.float32))
+    Y = _orthonormal(X @ torch.from_numpy(rng.standard_normal((d, width)).astype(np.float32)))
     for _ in range(iters):
         Z = _orthonormal(X.T @ Y)
         Y = _orthonormal(X @ Z)
-    B = (Y.T @ X).astype(np.float64)  # (width', d)
-    lam, U = np.linalg.eigh(B @ B.T)
+    B = (Y.T @ X).double()  # (width', d)
+    lam, U = np.linalg.eigh((B @ B.T).numpy())
     order = np.argsort(lam)[::-1]
     lam, U = lam[order], U[:, order]
     keep = lam > lam.max(initial=0.0) * 1e-12
-    V = (B.T @ U[:, keep]) / np.sqrt(lam[keep])
+    V = (B.T @ torch.from_numpy(np.ascontiguousarray(U[:, keep]))).numpy() / np.sqrt(lam[keep])
     V = V[:, :m]
     if V.shape[1] < m:
         V = np.hstack([V, np.zeros((d, m - V.shape[1]))])
@@ -149,26 +149,32 @@ def _top_directions(X: np.ndarray, m: int, rng: np.random.Generator, iters: int 
 
 def project(proj: Projection, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Projected rows (n, m) float32 and, per row, a bound (float64) on the l2 norm of
-    their error against ``matrix^T (x - center)`` in exact arithmetic on the input values."""
+    their error against ``matrix^T (x - center)`` in exact arithmetic on the input values.
+
+    The error of a float32 product of d terms is at most gamma_d sum |P_tc| |x_t| per
+    direction, whose norm over the directions is at most gamma_d ||abs(P)||_2 ||x||_2;
+    float input adds its rounding to float32 and the centring's (each relative, at most u
+    per element). Norms are computed in float32 and widened by their own error bound."""
     n, d = X.shape
     m = proj.dim
     out = np.empty((n, m), dtype=np.float32)
     err = np.empty(n)
     P = torch.from_numpy(proj.matrix)
+    center = torch.from_numpy(proj.center)
     gamma = d * U32 / (1.0 - d * U32)
+    widen = 1.0 + 2.0 * gamma + 4.0 * U32  # a float32 norm of d terms, rounded up
     exact_center = X.dtype == np.uint8
     for s in range(0, n, chunk):
-        x = X[s : s + chunk]
-        b = x.astype(np.float32)
-        b -= proj.center  # exact for uint8 rows (integers below 2**24)
-        torch.mm(torch.from_numpy(b), P, out=torch.from_numpy(out[s : s + chunk]))
-        nb = np.sqrt(np.einsum("ij,ij->i", b, b, dtype=np.float64))
+        x = torch.from_numpy(X[s : s + chunk])
+        b = x.to(torch.float32, copy=True).sub_(center)  # exact for uint8 (integers < 2**24)
+        torch.mm(b, P, out=torch.from_numpy(out[s : s + chunk]))
+        nb = torch.linalg.vector_norm(b, dim=1).double().numpy() * widen
         e = gamma * proj.abs_sigma * nb
         if not exact_center:
             # float32 rounding of the input and of the centring: elementwise at most
             # u|x| and u|x - center| (relative, so their norms bound the vectors)
-            nx = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-            e += proj.sigma * U32 * (nx + nb * (1.0 + 2 * U32)) * (1.0 + 2 * U32)
+            nx = torch.linalg.vector_norm(x.double(), dim=1).numpy()
+            e += proj.sigma * U32 * (nx + nb) * (1.0 + 4 * U32)
         err[s : s + chunk] = 2.0 * e + 1e-300
     return out, err
 

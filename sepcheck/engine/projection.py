@@ -147,7 +147,7 @@ def _top_directions(X: torch.Tensor, m: int, rng: np.random.Generator, iters: in
     return V
 
 
-def project(proj: Projection, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def project(proj: Projection, X: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Projected rows (n, m) float32 and, per row, a bound (float64) on the l2 norm of
     their error against ``matrix^T (x - center)`` in exact arithmetic on the input values.
 
@@ -164,9 +164,10 @@ def project(proj: Projection, X: np.ndarray, chunk: int = 4096) -> tuple[np.ndar
     gamma = d * U32 / (1.0 - d * U32)
     widen = 1.0 + 2.0 * gamma + 4.0 * U32  # a float32 norm of d terms, rounded up
     exact_center = X.dtype == np.uint8
+    buf = torch.empty((min(chunk, n), d), dtype=torch.float32)  # reused: no page faults
     for s in range(0, n, chunk):
         x = torch.from_numpy(X[s : s + chunk])
-        b = x.to(torch.float32, copy=True).sub_(center)  # exact for uint8 (integers < 2**24)
+        b = buf[: x.shape[0]].copy_(x).sub_(center)  # exact for uint8 (integers < 2**24)
         torch.mm(b, P, out=torch.from_numpy(out[s : s + chunk]))
         nb = torch.linalg.vector_norm(b, dim=1).double().numpy() * widen
         e = gamma * proj.abs_sigma * nb

@@ -56,6 +56,7 @@ def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, 
     if queries:
         Q[:3] = X[:3]  # exact duplicates under other labels
     scale = 255.0 if dtype == "uint8" else 1.0
+    before = (X.copy(), None if Q is None else Q.copy())
     dims_patch = mock.patch.object(projection, "default_dims", lambda dd: dims or (min(dd, 32), min(dd, 128)))
     groups_patch = mock.patch.object(projection, "MAX_GROUPS", groups)  # 1: labels per pair
     with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}), dims_patch, groups_patch:
@@ -71,6 +72,9 @@ def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, 
             wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0, scale=scale)
             np.testing.assert_array_equal(bi, wi)
             np.testing.assert_allclose(bd, wd, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(X, before[0])  # the inputs are never written to
+    if Q is not None:
+        np.testing.assert_array_equal(Q, before[1])
 
 
 def test_projection_info_says_what_ran():
@@ -296,3 +300,48 @@ def test_auto_path_choice():
         assert l2.choose_path(big, torch.device("cuda"), 2**29) == "int8"  # never auto-projection
     with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "float32"}):
         assert l2.choose_path(big, cpu, 2**29) == "float32"
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    path=st.sampled_from(PATHS),
+    dtype=st.sampled_from(["uint8", "float32"]),
+    n=st.integers(5, 70),
+    k=st.integers(1, 3),
+    queries=st.booleans(),
+    by_class=st.booleans(),
+    block_rows=st.integers(1, 40),
+    query_rows=st.integers(1, 30),
+)
+def test_forced_paths_streamed_match_oracle(seed, path, dtype, n, k, queries, by_class, block_rows, query_rows):
+    """Every l2 path on streamed .npy blocks: each block pair is its own problem (the
+    projection fitted on that block), the answer the oracle's."""
+    import tempfile
+    from pathlib import Path
+
+    from sepcheck.engine.problem import Grouping
+    from sepcheck.engine.stream import stream_search
+
+    rng = np.random.default_rng(seed)
+    X = _rows(rng, dtype, n, 40, 3)
+    y = rng.integers(0, 3, n)
+    y[:2] = [0, 1]
+    Q = _rows(rng, dtype, 11, 40, 3) if (queries or by_class) else None
+    yq = rng.integers(0, 3, 11) if Q is not None else None
+    scale = 255.0 if dtype == "uint8" else 1.0
+    sizes = {"block_rows": block_rows, "query_rows": query_rows}
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}):
+        np.save(Path(tmp) / "x.npy", X)
+        ref = str(Path(tmp) / "x.npy")
+        if by_class:
+            np.save(Path(tmp) / "q.npy", Q)
+            d, i, _ = stream_search(ref, y, str(Path(tmp) / "q.npy"), grouping=Grouping.BY_CLASS, norm="l2", device="cpu", **sizes)
+            wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0, scale=scale)
+            np.testing.assert_array_equal(i[:, :, 0], wi)
+            np.testing.assert_allclose(d[:, :, 0], wd, rtol=1e-12, atol=0)
+            return
+        d, i, _ = stream_search(ref, y, Q, yq, norm="l2", k=k, device="cpu", **sizes)
+    wd, wi = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k, scale=scale)
+    np.testing.assert_array_equal(i[:, 0], wi)
+    np.testing.assert_allclose(d[:, 0], wd, rtol=1e-12, atol=0)

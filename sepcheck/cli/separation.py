@@ -177,6 +177,7 @@ def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float |
             "typical_eps": ds.eps,
             "cached": cached,
             "backend": info.get("backend", "cache" if cached else None),
+            "l2_path": info.get("l2_path"),  # which exact l2 path ran (None: not l2 / cached)
             "streamed": bool(info.get("streamed", False)),
             "notes": list(ds.notes),
         }

@@ -6,6 +6,7 @@ the int8 GEMM only where the CPU has an int8 dot-product instruction."""
 
 from __future__ import annotations
 
+import json
 import os
 from unittest import mock
 
@@ -345,3 +346,18 @@ def test_forced_paths_streamed_match_oracle(seed, path, dtype, n, k, queries, by
     wd, wi = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k, scale=scale)
     np.testing.assert_array_equal(i[:, 0], wi)
     np.testing.assert_allclose(d[:, 0], wd, rtol=1e-12, atol=0)
+
+
+def test_cli_json_names_the_l2_path(tmp_path):
+    from tests.cli.helpers import run
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (60, 8, 8)).astype(np.uint8)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    with mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": "projection"}):
+        r = run("separation", "--device", "cpu", str(tmp_path / "d.npz"), "--norm", "l2", "--json", "--no-cache")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["l2_path"] == "projection"
+    assert rep["separation"] == oracle.nearest_other(X, y, p=2.0, scale=255.0)[0].min()

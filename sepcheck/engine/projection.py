@@ -349,6 +349,16 @@ def _projected_sq(qp, rp, start, limit):
 
 
 @njit(cache=True, inline="always")
+def _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql):
+    """``sq_r[j] - 2 dot[i, j]`` (the GEMM bound less ``||q_i||^2``) when the pair passes
+    the GEMM gate and, with ``pair_check``, has another label; +inf otherwise."""
+    w = sq_r[j] - 2.0 * np.float64(dot[i, j])
+    if w > gate or (pair_check and pair_labels[j] == ql[i]):
+        return np.inf
+    return w
+
+
+@njit(cache=True, inline="always")
 def _insert(bd, bi, s, v, j):
     """Insert (v, j) into slot s of the k best (ascending by (distance, index)) if it
     belongs there; True when the k-th changed."""
@@ -426,10 +436,8 @@ def _block(
             lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])  # on the refined bound
             gate = lim + gerr[i] - sq_q[i]  # on sq_r[j] - 2 dot[i, j]
             for j in range(bounds[grp], bounds[grp + 1]):
-                v = sq_r[j] - 2.0 * np.float64(dot[i, j])
-                if v > gate:
-                    continue
-                if pair_check and pair_labels[j] == ql[i]:
+                v = _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql)
+                if v == np.inf:
                     continue
                 seen = False
                 for t in range(c):
@@ -492,7 +500,9 @@ def radius_pairs(
             prep.group_label, prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe],
             lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
         )
-        per_query, n_ref, n_exact = _radius_count(*args)
+        none = np.empty(0, dtype=np.int64)
+        at = np.zeros(qe - qs + 1, dtype=np.int64)
+        per_query, n_ref, n_exact = _radius_scan(*args, 0, qe - qs, at, none, none, np.empty(0))
         counts += (dot.size, n_ref, n_exact)
         start = np.concatenate([[0], np.cumsum(per_query)])
         a = 0
@@ -500,7 +510,10 @@ def radius_pairs(
             b = a + 1
             while b < qe - qs and start[b + 1] - start[a] <= max_pairs:
                 b += 1
-            rows, cols, vals = _radius_fill(*args, a, b, start[a:b + 1] - start[a])
+            total = int(start[b] - start[a])
+            rows, cols, vals = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64), np.empty(total)
+            if total:
+                _radius_scan(*args, a, b, start[a:b + 1] - start[a], rows, cols, vals)
             values = np.sqrt(vals) if problem.integer else None
             on_block(qs + a, b - a, rows + qs, cols, values)
             a = b
@@ -581,48 +594,18 @@ def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2, room, g):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _radius_count(
+def _radius_scan(
     dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
-    lim_base, t2, slack, gerr, g,
+    lim_base, t2, slack, gerr, g, a, b, start, rows, cols, vals,
 ):
-    """Per query the pairs within ``t2`` (groups as in :func:`_block`; the query's own
-    label's group skipped); (counts, pairs refined, pairs computed)."""
-    b = dot.shape[0]
-    hits = np.zeros(b, dtype=np.int64)
-    refined = np.zeros(b, dtype=np.int64)
-    exact = np.zeros(b, dtype=np.int64)
-    for i in prange(b):
-        t = lim_base + slack[i]
-        lim = t * t * (1.0 + 1e-12)
-        gate = lim + gerr[i] - sq_q[i]
-        for grp in range(group_label.shape[0]):
-            if not pair_check and group_label[grp] == ql[i]:
-                continue
-            for j in range(bounds[grp], bounds[grp + 1]):
-                w = sq_r[j] - 2.0 * np.float64(dot[i, j])
-                if w > gate:
-                    continue
-                if pair_check and pair_labels[j] == ql[i]:
-                    continue
-                room = lim - (w + sq_q[i] - gerr[i])
-                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
-                refined[i] += 1
-                exact[i] += stage == 2
-                hits[i] += v >= 0
-    return hits, refined.sum(), exact.sum()
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _radius_fill(
-    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
-    lim_base, t2, slack, gerr, g, a, b, start,
-):
-    """The pairs of queries a..b (block rows) counted by :func:`_radius_count`, at offsets
-    ``start``: (rows, reference rows, squared distances)."""
-    total = start[-1]
-    rows = np.empty(total, dtype=np.int64)
-    cols = np.empty(total, dtype=np.int64)
-    vals = np.empty(total)
+    """The pairs within ``t2`` of block rows a..b (groups as in :func:`_block`; the query's
+    own label's group skipped). With ``rows`` of size 0 it counts them: returns (pairs per
+    query, pairs refined, pairs computed); otherwise it also writes each query's pairs at
+    its offset ``start[i - a]``: (block row, reference row, squared distance)."""
+    fill = rows.shape[0] > 0
+    hits = np.zeros(b - a, dtype=np.int64)
+    refined = np.zeros(b - a, dtype=np.int64)
+    exact = np.zeros(b - a, dtype=np.int64)
     for i in prange(a, b):
         at = start[i - a]
         t = lim_base + slack[i]
@@ -632,14 +615,16 @@ def _radius_fill(
             if not pair_check and group_label[grp] == ql[i]:
                 continue
             for j in range(bounds[grp], bounds[grp + 1]):
-                w = sq_r[j] - 2.0 * np.float64(dot[i, j])
-                if w > gate:
-                    continue
-                if pair_check and pair_labels[j] == ql[i]:
+                w = _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql)
+                if w == np.inf:
                     continue
                 room = lim - (w + sq_q[i] - gerr[i])
-                v, _ = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
+                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
+                refined[i - a] += 1
+                exact[i - a] += stage == 2
                 if v >= 0:
-                    rows[at], cols[at], vals[at] = i, order[j], v
-                    at += 1
-    return rows, cols, vals
+                    hits[i - a] += 1
+                    if fill:
+                        rows[at], cols[at], vals[at] = i, order[j], v
+                        at += 1
+    return hits, refined.sum(), exact.sum()

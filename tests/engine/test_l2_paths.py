@@ -33,6 +33,18 @@ def _rows(rng, dtype: str, n: int, d: int, levels: int) -> np.ndarray:
     return (X * 0.5 + 300.0).astype(dtype)
 
 
+def _data(seed: int, dtype: str, n: int, d: int, levels: int, queries: bool, m: int = 9):
+    """(X, y, Q, yq): n rows of :func:`_rows` with labels 0..2 (both of the first two
+    labels present), and m query rows (None without ``queries``)."""
+    rng = np.random.default_rng(seed)
+    X = _rows(rng, dtype, n, d, levels)
+    y = rng.integers(0, 3, n)
+    y[:2] = [0, 1]
+    if not queries:
+        return X, y, None, None
+    return X, y, _rows(rng, dtype, m, d, levels), rng.integers(0, 3, m)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -48,12 +60,7 @@ def _rows(rng, dtype: str, n: int, d: int, levels: int) -> np.ndarray:
     groups=st.sampled_from([1024, 1]),
 )
 def test_forced_paths_match_oracle(seed, path, dtype, n, d, levels, k, queries, block, dims, groups):
-    rng = np.random.default_rng(seed)
-    X = _rows(rng, dtype, n, d, levels)
-    y = rng.integers(0, 3, n)
-    y[:2] = [0, 1]
-    Q = _rows(rng, dtype, 9, d, levels) if queries else None
-    yq = rng.integers(0, 3, 9) if queries else None
+    X, y, Q, yq = _data(seed, dtype, n, d, levels, queries)
     if queries:
         Q[:3] = X[:3]  # exact duplicates under other labels
     scale = 255.0 if dtype == "uint8" else 1.0
@@ -192,12 +199,7 @@ def test_projection_bound_is_a_lower_bound():
     groups=st.sampled_from([1024, 1]),
 )
 def test_forced_paths_radius_match_oracle(seed, path, dtype, n, d, quantile, queries, other, groups):
-    rng = np.random.default_rng(seed)
-    X = _rows(rng, dtype, n, d, 3)
-    y = rng.integers(0, 3, n)
-    y[:2] = [0, 1]
-    Q = _rows(rng, dtype, 7, d, 3) if queries else None
-    yq = rng.integers(0, 3, 7) if queries else None
+    X, y, Q, yq = _data(seed, dtype, n, d, 3, queries, m=7)
     scale = 255.0 if dtype == "uint8" else 1.0
     D = oracle.pairwise(X if Q is None else Q, X, 2.0) / scale
     radius = float(np.quantile(D, quantile))  # a radius that equals some pairs' distances
@@ -260,12 +262,7 @@ def test_projection_in_torch_ops_matches_oracle(seed, dtype, n, d, levels, k, qu
     from sepcheck.engine import projection_torch
     from sepcheck.engine.problem import make_by_class_problem
 
-    rng = np.random.default_rng(seed)
-    X = _rows(rng, dtype, n, d, levels)
-    y = rng.integers(0, 3, n)
-    y[:2] = [0, 1]
-    Q = _rows(rng, dtype, 9, d, levels) if queries else None
-    yq = rng.integers(0, 3, 9) if queries else None
+    X, y, Q, yq = _data(seed, dtype, n, d, levels, queries)
     cpu = torch.device("cpu")
     with mock.patch.object(projection, "MAX_GROUPS", groups):
         d2, idx, extra = projection_torch.search(make_problem(X, y, Q, yq, norm="l2", k=k), cpu, 2**26, block, dims=dims)
@@ -324,12 +321,7 @@ def test_forced_paths_streamed_match_oracle(seed, path, dtype, n, k, queries, by
     from sepcheck.engine.problem import Grouping
     from sepcheck.engine.stream import stream_search
 
-    rng = np.random.default_rng(seed)
-    X = _rows(rng, dtype, n, 40, 3)
-    y = rng.integers(0, 3, n)
-    y[:2] = [0, 1]
-    Q = _rows(rng, dtype, 11, 40, 3) if (queries or by_class) else None
-    yq = rng.integers(0, 3, 11) if Q is not None else None
+    X, y, Q, yq = _data(seed, dtype, n, 40, 3, queries or by_class, m=11)
     scale = 255.0 if dtype == "uint8" else 1.0
     sizes = {"block_rows": block_rows, "query_rows": query_rows}
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"SEPCHECK_L2_PATH": path}):

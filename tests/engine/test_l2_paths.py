@@ -353,3 +353,23 @@ def test_cli_json_names_the_l2_path(tmp_path):
     rep = json.loads(r.stdout)
     assert rep["l2_path"] == "projection"
     assert rep["separation"] == oracle.nearest_other(X, y, p=2.0, scale=255.0)[0].min()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 1100),
+    dtype=st.sampled_from([np.int32, np.float32, np.float64]),
+    levels=st.sampled_from([2, 1000]),
+)
+def test_column_min_is_numpy_argmin(seed, rows, cols, dtype, levels):
+    """The symmetric driver's column minima (select._column_min): the minimum and its first
+    row, as numpy's argmin, ties included."""
+    from sepcheck.engine.select import _column_min
+
+    base = np.random.default_rng(seed).integers(0, levels, (rows, cols)).astype(dtype)
+    m, idx = _column_min(base)
+    want = np.argmin(base, axis=0)
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_array_equal(m, base[want, np.arange(cols)])

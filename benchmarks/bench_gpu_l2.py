@@ -1,5 +1,6 @@
 """GPU l2 benchmark (issue 10 point 3): sepcheck's exact l2 search on CUDA (torch's int8 GEMM,
-the fused Triton kernel, float32 candidates + rerank) against a plain
+the fused Triton kernel, float32 candidates + rerank, projection bounds in torch operations;
+issue 19's target for the last: CIFAR-10 50 000 within 0.3 s on one H100) against a plain
 float32 GEMM + argmin per class (what faiss-gpu ``IndexFlatL2`` computes; used here as its
 stand-in where faiss-gpu is not installed, and *not* exact).
 
@@ -57,17 +58,20 @@ def gemm_argmin(X: np.ndarray, y: np.ndarray, block: int = 4096):
     return best_d.clamp_min(0).sqrt().cpu().numpy(), best_i.cpu().numpy()
 
 
-def float32_path(X, y, info):
-    """sepcheck with the int8 path switched off: the float32 GEMM candidates, reranked."""
+def forced_path(X, y, info, path: str):
+    """sepcheck with its l2 path forced (SEPCHECK_L2_PATH): 'float32' (GEMM candidates,
+    reranked) or 'projection' (projection bounds; torch operations on CUDA)."""
     from sepcheck import nearest_other
-    from sepcheck.engine import torch_backend
 
-    keep = torch_backend.int8_gemm_exact
-    torch_backend.int8_gemm_exact = lambda problem, device: False
+    keep = os.environ.get("SEPCHECK_L2_PATH")
+    os.environ["SEPCHECK_L2_PATH"] = path
     try:
         return nearest_other(X, y, norm="l2", device=DEVICE, info=info)
     finally:
-        torch_backend.int8_gemm_exact = keep
+        if keep is None:
+            os.environ.pop("SEPCHECK_L2_PATH", None)
+        else:
+            os.environ["SEPCHECK_L2_PATH"] = keep
 
 
 def oracle(X, y, rows):
@@ -93,7 +97,7 @@ def main() -> None:
     if args.smoke:  # every method on the CPU; triton in its interpreter (read at its import), so tiny shapes
         os.environ["TRITON_INTERPRET"] = "1"
         DEVICE, args.out = "cpu", _smoke.out_dir(args.out, "bench_gpu_l2")
-        args.data = _smoke.write_arrays(Path(args.out) / "arrays", n_train=32, n_test=8, cifar_dim=16,
+        args.data = _smoke.write_arrays(Path(args.out) / "arrays", n_train=32, n_test=8, cifar_dim=40,
                                         mnist_dim=16) / "bench_arrays.npz"
         args.sample = 8
     elif args.data is None:
@@ -115,12 +119,15 @@ def main() -> None:
     nearest_other(X[warm], y[warm], norm="l2", device=DEVICE)  # warm-up (and triton's compile)
     nearest_other(X[warm], y[warm], norm="l2", device=DEVICE, backend="triton")
     gemm_argmin(X[warm], y[warm])
+    forced_path(X[warm], y[warm], {}, "projection")
     info: dict = {}
     for name, fn in [
         ("sepcheck auto (exact int8 GEMM)", lambda: nearest_other(X, y, norm="l2", device=DEVICE, info=info)),
         ("sepcheck triton (fused int8 tl.dot + running best)",
          lambda: nearest_other(X, y, norm="l2", device=DEVICE, backend="triton", info=info)),
-        ("sepcheck float32 GEMM candidates + exact rerank", lambda: float32_path(X, y, info)),
+        ("sepcheck float32 GEMM candidates + exact rerank", lambda: forced_path(X, y, info, "float32")),
+        ("sepcheck projection bounds (forced; torch operations on CUDA)",
+         lambda: forced_path(X, y, info, "projection")),
         ("float32 GEMM + argmin (faiss-gpu IndexFlatL2 arithmetic)", lambda: gemm_argmin(X, y)),
     ]:
         info.clear()  # each row's own: the lambdas share the dict

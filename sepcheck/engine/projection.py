@@ -182,12 +182,20 @@ def project(proj: Projection, X: np.ndarray, chunk: int = 1024) -> tuple[np.ndar
 
 def memory_needed(problem: Problem, dims: tuple[int, int] | None = None) -> int:
     """Bytes a projection search keeps besides its output (an upper estimate): the fitting
-    sample, the projected rows (both sides, float32), the GEMM tile of one query block
-    (at least :data:`MIN_BLOCK` queries) and per-row norms and error bounds."""
+    sample, the projected rows (float32: the reference's as computed and grouped by label,
+    the queries'), their GEMM copies, the projection's buffer, per-row norms and bounds,
+    and the GEMM tile of one query block of :data:`MIN_BLOCK` queries (larger blocks take
+    at most a quarter of the budget)."""
     g, M = dims if dims is not None else default_dims(problem.dim)
-    rows = problem.n_ref + (0 if problem.self_mode else problem.n_query)
-    sample = min(problem.n_ref, SAMPLE_ROWS) * problem.dim * 4 * 2
-    return sample + rows * (M + g) * 4 + rows * 24 + MIN_BLOCK * problem.n_ref * 4 + 4 * 2**20
+    g, M = min(g, problem.dim), min(M, problem.dim)
+    n, d = problem.n_ref, problem.dim
+    q = 0 if problem.self_mode else problem.n_query
+    # the sample in its own dtype and as float32, and the sketches (width M + 16)
+    fit = min(n, SAMPLE_ROWS) * (d * (4 + problem.reference.itemsize) + (M + 16) * 8) + d * (M + 16) * 16
+    # projected rows as computed and grouped (2n + q rows of M), GEMM copies (n + q rows of
+    # g), the projection's buffer, norms and bounds
+    rows = (2 * n + q) * M * 4 + (n + q) * (g * 4 + 48) + min(n + q, 1024) * d * 4
+    return fit + rows + MIN_BLOCK * n * 4 + 4 * 2**20
 
 
 def search(

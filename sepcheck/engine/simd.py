@@ -508,11 +508,21 @@ def feature_order(reference: np.ndarray, sample: int = 2048) -> np.ndarray:
     return np.concatenate([rng.permutation(np.flatnonzero(~low)), rng.permutation(np.flatnonzero(low))])
 
 
-def permuted_columns(x: np.ndarray, perm: np.ndarray, block: int = 4096) -> np.ndarray:
-    """C-contiguous copy of ``x[:, perm]``, ``block`` rows at a time (bounded temporaries)."""
-    out = np.empty((x.shape[0], perm.size), dtype=x.dtype)
-    for s in range(0, x.shape[0], block):
-        out[s : s + block] = x[s : s + block][:, perm]
+def permuted_columns(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """C-contiguous copy of ``x[:, perm]``, rows in parallel and without temporaries
+    (numpy's fancy indexing of columns runs on one thread, many times slower)."""
+    return _permuted_columns(np.ascontiguousarray(x), np.ascontiguousarray(perm, dtype=np.int64))
+
+
+@njit(parallel=True, cache=True)
+def _permuted_columns(x, perm):
+    n = x.shape[0]
+    out = np.empty((n, perm.size), dtype=x.dtype)
+    for i in prange(n):
+        row = x[i]
+        o = out[i]
+        for t in range(perm.size):
+            o[t] = row[perm[t]]
     return out
 
 

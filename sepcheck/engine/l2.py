@@ -95,3 +95,29 @@ def search(
         extra["l2_path"] = f"projection (first {done} queries), then {e_r.pop('l2_path')}"
         extra.update(e_r)
     return dist, idx, extra
+
+
+def radius_pairs(
+    problem: Problem,
+    device: torch.device,
+    budget: int,
+    block_size: int | None,
+    max_pairs: int,
+    threshold: float,
+    on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Every pair within ``threshold`` (an l2 radius search of rows of more than
+    DIRECT_L2_MAX_DIM features) by the path of :func:`choose_path`: projection bounds on the
+    CPU (:func:`sepcheck.engine.projection.radius_pairs`), else the torch tiles of the int8
+    or float32 GEMM (:func:`sepcheck.engine.torch_backend.radius_pairs`); ``extra`` for
+    ``info`` with ``l2_path``."""
+    if device.type == "cpu" and choose_path(problem, device, budget) == "projection":
+        with numba_threads():
+            return projection.radius_pairs(
+                problem, budget, block_size, max_pairs, threshold, on_block, progress
+            )
+    torch_backend.radius_pairs(
+        problem, device, budget, block_size, max_pairs, threshold, on_block, progress
+    )
+    return {"l2_path": "int8" if torch_backend.use_int8(problem, device) else "float32"}

@@ -68,6 +68,23 @@ def default_dims(d: int) -> tuple[int, int]:
     return int(min(d, 64)), int(min(d, 128))
 
 
+def resolve_dims(problem: Problem, dims: tuple[int, int] | None) -> tuple[int, int]:
+    """(g, M) of a search: ``dims`` or :func:`default_dims`, each within 1..features and
+    M >= g."""
+    g, M = dims if dims is not None else default_dims(problem.dim)
+    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
+    return g, max(g, M)
+
+
+def query_block(problem: Problem, budget: int, block_size: int | None, entry_bytes: int) -> int:
+    """Queries per block: ``block_size``, or as many (up to 512, at least
+    :data:`MIN_BLOCK`) as fit a tile of ``entry_bytes`` per pair in a quarter of ``budget``;
+    never more than the queries."""
+    fit = (budget // 4) // max(1, entry_bytes * problem.n_ref)
+    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, fit))
+    return max(1, min(bq, problem.n_query))
+
+
 @dataclass(frozen=True)
 class Projection:
     """A fitted projection: ``matrix`` (d, m) float32 (orthonormal columns up to rounding,
@@ -186,8 +203,7 @@ def memory_needed(problem: Problem, dims: tuple[int, int] | None = None) -> int:
     the queries'), their GEMM copies, the projection's buffer, per-row norms and bounds,
     and the GEMM tile of one query block of :data:`MIN_BLOCK` queries (larger blocks take
     at most a quarter of the budget)."""
-    g, M = dims if dims is not None else default_dims(problem.dim)
-    g, M = min(g, problem.dim), min(M, problem.dim)
+    g, M = resolve_dims(problem, dims)
     n, d = problem.n_ref, problem.dim
     q = 0 if problem.self_mode else problem.n_query
     # the sample in its own dtype and as float32, and the sketches (width M + 16)
@@ -225,14 +241,11 @@ def search(
     ``first_block``: queries in the first block (a small probe for ``give_up``).
     Memory: :func:`memory_needed`; the query blocks take up to a quarter of ``budget``.
     """
-    g, M = dims if dims is not None else default_dims(problem.dim)
-    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
-    M = max(g, M)
+    g, M = resolve_dims(problem, dims)
     prep = _prepare(problem, g, M, margin)
     k, S, n = problem.k, problem.n_slots, problem.n_ref
     c = min(n, k + EXTRA_CANDIDATES)
-    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
-    bq = max(1, min(bq, problem.n_query))
+    bq = query_block(problem, budget, block_size, 4)
     buf = torch.empty((bq, n), dtype=prep.Rg.dtype)
     other = not problem.by_class
     out_d = np.empty((problem.n_query, S, k))
@@ -467,6 +480,7 @@ def _block(
                     gate = lim + gerr[i] - sq_q[i]
     return n_ref.sum(), n_exact.sum()
 
+
 def radius_pairs(
     problem: Problem,
     budget: int,
@@ -485,18 +499,13 @@ def radius_pairs(
     uint8, else None); a block holding more than ``max_pairs`` pairs is handed over in
     parts of at most ``max_pairs`` (single queries may exceed it). Returns counters for
     ``info``."""
-    g, M = dims if dims is not None else default_dims(problem.dim)
-    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
-    M = max(g, M)
+    g, M = resolve_dims(problem, dims)
     prep = _prepare(problem, g, M, 1.0)
     n = problem.n_ref
     t2 = threshold * threshold if math.isfinite(threshold) else np.inf
     if not problem.integer:
         t2 *= 1.0 + 8.0 * problem.dim * U64 + 1e-12  # the caller checks every pair exactly
-    # the limit on the projected squared distance: (sigma * threshold * (1 + rel) + slack)^2
-    lim_base = prep.sigma * math.sqrt(t2) * (1.0 + prep.rel) if math.isfinite(t2) else np.inf
-    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 4 * n)))
-    bq = max(1, min(bq, problem.n_query))
+    bq = query_block(problem, budget, block_size, 4)
     buf = torch.empty((bq, n), dtype=prep.Rg.dtype)
     counts = np.zeros(3, dtype=np.int64)
     for qs in range(0, problem.n_query, bq):
@@ -506,7 +515,7 @@ def radius_pairs(
             dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp,
             problem.queries[qs:qe], problem.reference, prep.order, prep.bounds,
             prep.group_label, prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe],
-            lim_base, t2, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
+            prep.sigma, prep.rel, t2, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
         )
         none = np.empty(0, dtype=np.int64)
         at = np.zeros(qe - qs + 1, dtype=np.int64)
@@ -604,7 +613,7 @@ def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2, room, g):
 @njit(cache=True, parallel=True, error_model="numpy")
 def _radius_scan(
     dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
-    lim_base, t2, slack, gerr, g, a, b, start, rows, cols, vals,
+    sigma, rel, t2, slack, gerr, g, a, b, start, rows, cols, vals,
 ):
     """The pairs within ``t2`` of block rows a..b (groups as in :func:`_block`; the query's
     own label's group skipped). With ``rows`` of size 0 it counts them: returns (pairs per
@@ -616,8 +625,7 @@ def _radius_scan(
     exact = np.zeros(b - a, dtype=np.int64)
     for i in prange(a, b):
         at = start[i - a]
-        t = lim_base + slack[i]
-        lim = t * t * (1.0 + 1e-12)
+        lim = _limit(t2, sigma, rel, slack[i])
         gate = lim + gerr[i] - sq_q[i]
         for grp in range(group_label.shape[0]):
             if not pair_check and group_label[grp] == ql[i]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .problem import Problem
-from .projection import EXTRA_CANDIDATES, MIN_BLOCK, _prepare, default_dims
+from .projection import EXTRA_CANDIDATES, _prepare, query_block, resolve_dims
 from .torch_backend import as_tensor
 
 #: survivor pairs whose rows are gathered at once for their exact distances
@@ -41,9 +41,7 @@ def search(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact l2 search of either grouping on ``device``; results (m, S, k): squared
     distances in raw units and indices, and ``extra`` (as :func:`projection.search`'s)."""
-    g, M = dims if dims is not None else default_dims(problem.dim)
-    g, M = max(1, min(g, problem.dim)), max(1, min(M, problem.dim))
-    M = max(g, M)
+    g, M = resolve_dims(problem, dims)
     prep = _prepare(problem, g, M, 1.0)
     n, k, S = problem.n_ref, problem.k, problem.n_slots
     c = min(n, k + EXTRA_CANDIDATES)
@@ -57,8 +55,7 @@ def search(
     label_of = on(prep.pair_labels if prep.pair_check else np.repeat(prep.group_label, sizes))
     R = on(problem.reference)
     wide = torch.int32 if problem.integer else torch.float64
-    bq = block_size or max(MIN_BLOCK, min(problem.n_query, 512, (budget // 4) // max(1, 24 * n)))
-    bq = max(1, min(bq, problem.n_query))
+    bq = query_block(problem, budget, block_size, 24)  # the tile, its mask and float64 copies
     out_d = np.empty((problem.n_query, S, k))
     out_i = np.empty((problem.n_query, S, k), dtype=np.int64)
     refined = exact = 0

@@ -380,18 +380,9 @@ def _run(problem, name, device, budget, block_size, max_pairs, threshold, on_blo
     if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
         from . import l2
 
-        if dev.type == "cpu" and l2.choose_path(problem, dev, budget) == "projection":
-            from . import projection
-            from .numba_backend import numba_threads
-
-            with numba_threads():
-                return projection.radius_pairs(
-                    problem, budget, block_size, max_pairs, threshold, on_block, tick
-                )
+        return l2.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
     torch_backend.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
-    return {"l2_path": "int8" if torch_backend.use_int8(problem, dev) else "float32"} if (
-        problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM
-    ) else {}
+    return {}
 
 
 def _exact(problem: Problem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

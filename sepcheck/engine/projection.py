@@ -8,9 +8,10 @@ distance for natural images, and a GEMM of m columns (instead of d) bounds every
 
 The search, per block of queries (:func:`search`):
 
-1. *bounds*: a float32 GEMM of the projected rows gives every pair's squared projected
-   distance (the tiles of :func:`sepcheck.engine.torch_backend.gemm_setup`, with their
-   proven error bound);
+1. *bounds*: a float32 GEMM of the projected rows, extended by a column of ones and one of
+   squared norms (``[q, 1] . [-2 r, |r|^2]``), gives every pair's squared projected distance
+   less ``|q|^2`` at once, with a proven error bound; the scans below skip whole chunks of
+   :data:`LANES` pairs by their smallest value (a vectorised minimum);
 2. *candidates*: per (query, slot) the ``k + EXTRA_CANDIDATES`` rows of smallest bound get
    their exact distance, whose k-th best ``U`` bounds the answer from above;
 3. *survivors*: every other row whose bound, widened by the proven rounding margins, is not
@@ -65,7 +66,7 @@ MAX_GROUPS = 1024
 def default_dims(d: int) -> tuple[int, int]:
     """(directions in the GEMM bound, directions stored for the refined bound) for rows of
     ``d`` features."""
-    return int(min(d, 64)), int(min(d, 128))
+    return int(min(d, 63)), int(min(d, 128))
 
 
 def resolve_dims(problem: Problem, dims: tuple[int, int] | None) -> tuple[int, int]:
@@ -124,8 +125,10 @@ def _spectral_bound(A: np.ndarray) -> float:
     """An upper bound of the largest singular value of ``A`` (d, m): the square root of the
     largest eigenvalue of the float64 Gram matrix, widened by its rounding error (at most
     d u ||A||^2 for the product, m u for the eigenvalue), with a wide margin."""
-    G = A.T @ A
-    lam = float(np.linalg.eigvalsh(G).max(initial=0.0)) if G.size else 0.0
+    # linear algebra in torch, never numpy's: numpy's OpenBLAS threads busy-wait after a
+    # call and take the cores from the torch and numba threads of the search that follows
+    T = torch.from_numpy(A)
+    lam = float(torch.linalg.eigvalsh(T.T @ T).max()) if A.size else 0.0
     fro2 = float(np.einsum("ij,ij->", A, A))
     lam += (A.shape[0] + A.shape[1] + 8) * U64 * fro2 * 16
     return math.sqrt(max(lam, 0.0)) * (1.0 + 1e-9) + 1e-300
@@ -134,8 +137,7 @@ def _spectral_bound(A: np.ndarray) -> float:
 def _orthonormal(Y: torch.Tensor) -> torch.Tensor:
     """Orthonormal columns spanning (most of) ``Y``'s range, by the eigenvectors of its
     small Gram matrix (no tall QR: LAPACK's is slow on some builds)."""
-    G = (Y.T @ Y).double().numpy()  # float32 Gram: only the span matters here
-    lam, W = np.linalg.eigh(G)
+    lam, W = (t.numpy() for t in torch.linalg.eigh((Y.T @ Y).double()))  # only the span matters
     keep = lam > lam.max(initial=0.0) * 1e-10
     if not keep.any():
         return torch.zeros((Y.shape[0], 0), dtype=Y.dtype)
@@ -153,7 +155,7 @@ def _top_directions(X: torch.Tensor, m: int, rng: np.random.Generator, iters: in
         Z = _orthonormal(X.T @ Y)
         Y = _orthonormal(X @ Z)
     B = (Y.T @ X).double()  # (width', d)
-    lam, U = np.linalg.eigh((B @ B.T).numpy())
+    lam, U = (t.numpy() for t in torch.linalg.eigh(B @ B.T))
     order = np.argsort(lam)[::-1]
     lam, U = lam[order], U[:, order]
     keep = lam > lam.max(initial=0.0) * 1e-12
@@ -209,8 +211,8 @@ def memory_needed(problem: Problem, dims: tuple[int, int] | None = None) -> int:
     # the sample in its own dtype and as float32, and the sketches (width M + 16)
     fit = min(n, SAMPLE_ROWS) * (d * (4 + problem.reference.itemsize) + (M + 16) * 8) + d * (M + 16) * 16
     # projected rows as computed and grouped (2n + q rows of M), GEMM copies (n + q rows of
-    # g), the projection's buffer, norms and bounds
-    rows = (2 * n + q) * M * 4 + (n + q) * (g * 4 + 48) + min(n + q, 1024) * d * 4
+    # g + 1), the projection's buffer, norms and bounds
+    rows = (2 * n + q) * M * 4 + (n + q) * ((g + 1) * 8 + 48) + min(n + q, 1024) * d * 4
     return fit + rows + MIN_BLOCK * n * 4 + 4 * 2**20
 
 
@@ -258,10 +260,10 @@ def search(
         bd = np.full((qe - qs, S, k), np.inf)
         bi = np.full((qe - qs, S, k), -1, dtype=np.int64)
         n_ref, n_exact = _block(
-            dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp, problem.queries[qs:qe],
+            dot, prep.sq_q[qs:qe], prep.Qp[qs:qe], prep.Rp, problem.queries[qs:qe],
             problem.reference, prep.order, prep.bounds, prep.group_label, prep.group_slot,
             prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe], other, c, bd, bi,
-            prep.sigma, prep.rel, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
+            prep.sigma, prep.rel, prep.slack[qs:qe], prep.gerr[qs:qe], g,
         )
         counts += (dot.size, n_ref, n_exact)
         out_d[qs:qe], out_i[qs:qe] = bd, bi
@@ -370,10 +372,10 @@ def _projected_sq(qp, rp, start, limit):
 
 
 @njit(cache=True, inline="always")
-def _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql):
-    """``sq_r[j] - 2 dot[i, j]`` (the GEMM bound less ``||q_i||^2``) when the pair passes
-    the GEMM gate and, with ``pair_check``, has another label; +inf otherwise."""
-    w = sq_r[j] - 2.0 * np.float64(dot[i, j])
+def _gemm_pass(i, j, dot, gate, pair_check, pair_labels, ql):
+    """``dot[i, j]`` (the GEMM bound less ``||q_i||^2``) when the pair passes the GEMM gate
+    and, with ``pair_check``, has another label; +inf otherwise."""
+    w = np.float64(dot[i, j])
     if w > gate or (pair_check and pair_labels[j] == ql[i]):
         return np.inf
     return w
@@ -396,13 +398,37 @@ def _insert(bd, bi, s, v, j):
     return True
 
 
+#: rows per chunk of the GEMM tile whose smallest bound is taken at once (vectorised), so
+#: that the scans over every pair skip whole chunks
+LANES = 16
+
+
+@njit(cache=True, fastmath={"nnan", "ninf", "nsz"})
+def _chunk_mins(row):
+    """Per chunk of :data:`LANES` entries of ``row`` (finite), the smallest (exact: a
+    minimum rounds nothing; vectorised)."""
+    n = row.shape[0]
+    mins = np.empty((n + LANES - 1) // LANES, dtype=row.dtype)
+    for ch in range(n // LANES):
+        m = row[ch * LANES]
+        for t in range(1, LANES):
+            m = min(m, row[ch * LANES + t])
+        mins[ch] = m
+    if n % LANES:
+        m = row[n - n % LANES]
+        for j in range(n - n % LANES, n):
+            m = min(m, row[j])
+        mins[-1] = m
+    return mins
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _block(
-    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, group_slot, pair_check,
+    dot, sq_q, Qp, Rp, Q, R, order, bounds, group_label, group_slot, pair_check,
     pair_labels, ql, other, c, bd, bi, sigma, rel, slack, gerr, g,
 ):
     """One block of queries against every reference row. The reference's projected rows
-    (``Rp``, ``sq_r``, the columns of ``dot``) are grouped by label (OTHER_LABEL) or slot
+    (``Rp``, the columns of ``dot``) are grouped by label (OTHER_LABEL) or slot
     (BY_CLASS): group ``g`` holds sorted positions ``bounds[g]..bounds[g+1]`` (original rows
     ``order[...]``); a query skips the group of its own label (with ``pair_check``: one
     group, each pair's label ``pair_labels[j]`` checked instead). ``dot`` (b, n): the GEMM of
@@ -419,28 +445,31 @@ def _block(
     n_ref = np.zeros(b, dtype=np.int64)
     n_exact = np.zeros(b, dtype=np.int64)
     for i in prange(b):
-        # (1) candidates: the c smallest values of sq_r[j] - 2 dot[i, j] per slot
+        mins = _chunk_mins(dot[i])
+        # (1) candidates: the c smallest values of dot[i, j] per slot
         cv = np.full((S, c), np.inf)
         ci = np.full((S, c), -1, dtype=np.int64)
         for grp in range(G):
             if other and not pair_check and group_label[grp] == ql[i]:
                 continue
             s = group_slot[grp]
-            worst = cv[s, c - 1]
-            for j in range(bounds[grp], bounds[grp + 1]):
-                v = sq_r[j] - 2.0 * np.float64(dot[i, j])
-                if v >= worst:  # a predictable branch: faster than vectorised tests here
+            lo, hi = bounds[grp], bounds[grp + 1]
+            for ch in range(lo // LANES, (hi + LANES - 1) // LANES):
+                if mins[ch] >= cv[s, c - 1]:  # no row of the chunk improves the candidates
                     continue
-                if pair_check and pair_labels[j] == ql[i]:
-                    continue
-                pos = c - 1
-                while pos > 0 and cv[s, pos - 1] > v:
-                    cv[s, pos] = cv[s, pos - 1]
-                    ci[s, pos] = ci[s, pos - 1]
-                    pos -= 1
-                cv[s, pos] = v
-                ci[s, pos] = j
-                worst = cv[s, c - 1]
+                for j in range(max(lo, ch * LANES), min(hi, ch * LANES + LANES)):
+                    v = np.float64(dot[i, j])
+                    if v >= cv[s, c - 1]:
+                        continue
+                    if pair_check and pair_labels[j] == ql[i]:
+                        continue
+                    pos = c - 1
+                    while pos > 0 and cv[s, pos - 1] > v:
+                        cv[s, pos] = cv[s, pos - 1]
+                        ci[s, pos] = ci[s, pos - 1]
+                        pos -= 1
+                    cv[s, pos] = v
+                    ci[s, pos] = j
         best_d = bd[i]
         best_i = bi[i]
         for s in range(S):
@@ -455,29 +484,33 @@ def _block(
                 continue
             s = group_slot[grp]
             lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])  # on the refined bound
-            gate = lim + gerr[i] - sq_q[i]  # on sq_r[j] - 2 dot[i, j]
-            for j in range(bounds[grp], bounds[grp + 1]):
-                v = _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql)
-                if v == np.inf:
+            gate = lim + gerr[i] - sq_q[i]  # on dot[i, j]
+            lo, hi = bounds[grp], bounds[grp + 1]
+            for ch in range(lo // LANES, (hi + LANES - 1) // LANES):
+                if mins[ch] > gate:  # every row of the chunk fails the GEMM gate
                     continue
-                seen = False
-                for t in range(c):
-                    seen |= ci[s, t] == j
-                if seen:
-                    continue
-                n_ref[i] += 1
-                room = lim - (v + sq_q[i] - gerr[i])  # for the directions after the GEMM's
-                if _projected_sq(Qp[i], Rp[j], g, room) > room:
-                    continue
-                n_exact[i] += 1
-                kth = best_d[s, k - 1]
-                row = order[j]
-                dd = _sqdist(Q[i], R[row], kth)
-                if dd > kth:
-                    continue
-                if _insert(best_d, best_i, s, np.float64(dd), row):
-                    lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])
-                    gate = lim + gerr[i] - sq_q[i]
+                for j in range(max(lo, ch * LANES), min(hi, ch * LANES + LANES)):
+                    v = _gemm_pass(i, j, dot, gate, pair_check, pair_labels, ql)
+                    if v == np.inf:
+                        continue
+                    seen = False
+                    for t in range(c):
+                        seen |= ci[s, t] == j
+                    if seen:
+                        continue
+                    n_ref[i] += 1
+                    room = lim - (v + sq_q[i] - gerr[i])  # for the directions after the GEMM's
+                    if _projected_sq(Qp[i], Rp[j], g, room) > room:
+                        continue
+                    n_exact[i] += 1
+                    kth = best_d[s, k - 1]
+                    row = order[j]
+                    dd = _sqdist(Q[i], R[row], kth)
+                    if dd > kth:
+                        continue
+                    if _insert(best_d, best_i, s, np.float64(dd), row):
+                        lim = _limit(best_d[s, k - 1], sigma, rel, slack[i])
+                        gate = lim + gerr[i] - sq_q[i]
     return n_ref.sum(), n_exact.sum()
 
 
@@ -512,10 +545,10 @@ def radius_pairs(
         qe = min(problem.n_query, qs + bq)
         dot = torch.mm(prep.Qg[qs:qe], prep.Rg.T, out=buf[: qe - qs]).numpy()
         args = (
-            dot, prep.sq_q[qs:qe], prep.sq_r, prep.Qp[qs:qe], prep.Rp,
+            dot, prep.sq_q[qs:qe], prep.Qp[qs:qe], prep.Rp,
             problem.queries[qs:qe], problem.reference, prep.order, prep.bounds,
             prep.group_label, prep.pair_check, prep.pair_labels, problem.query_labels[qs:qe],
-            prep.sigma, prep.rel, t2, prep.slack[qs:qe], prep.gerr[qs:qe], prep.Rg.shape[1],
+            prep.sigma, prep.rel, t2, prep.slack[qs:qe], prep.gerr[qs:qe], g,
         )
         none = np.empty(0, dtype=np.int64)
         at = np.zeros(qe - qs + 1, dtype=np.int64)
@@ -542,8 +575,11 @@ def radius_pairs(
 @dataclass(frozen=True)
 class _Prepared:
     """What every projection search needs once (see :func:`search`): the reference's
-    projected rows grouped by label (OTHER_LABEL) or slot (BY_CLASS) (``Rp``, ``Rg`` (the
-    first g directions, for the GEMM), ``sq_r``; sorted position j is row ``order[j]``,
+    projected rows grouped by label (OTHER_LABEL) or slot (BY_CLASS) (``Rp``; ``sq_r``,
+    the squared norms of their first g directions; ``Rg``, the GEMM's operand: those
+    directions times -2 and ``sq_r`` rounded to the GEMM's format as a last column, against
+    ``Qg``, the queries' first g directions and a column of ones, so that the GEMM gives
+    ``sq_r - 2 q.r`` at once); sorted position j is row ``order[j]``,
     group g spans ``bounds[g]..bounds[g+1]`` with ``group_label``/``group_slot``), the
     queries' projected rows in their own order, and the proven margins."""
 
@@ -581,14 +617,20 @@ def _prepare(problem: Problem, g: int, M: int, margin: float) -> _Prepared:
     group_label = key[order][starts].astype(np.int64)
     group_slot = group_label if problem.by_class else np.zeros(starts.size, dtype=np.int64)
     Rp = P[order]
-    Rg = torch.from_numpy(np.ascontiguousarray(Rp[:, :g]))
-    Qg = torch.from_numpy(np.ascontiguousarray(Qp[:, :g]))
     sq_r = np.einsum("ij,ij->i", Rp[:, :g], Rp[:, :g], dtype=np.float64)
     sq_q = np.einsum("ij,ij->i", Qp[:, :g], Qp[:, :g], dtype=np.float64)
     full32 = float32_matmul_is_exact(torch.device("cpu"))
-    gerr = margin * gemm_sqdist_error(g, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
-    if not full32:  # float32 matmul in reduced precision: float64 GEMMs
-        Rg, Qg = Rg.double(), Qg.double()
+    # the GEMM of [q, 1] and [-2 r, fl(|r|^2)] (g + 1 terms): its error, the float64 sum of
+    # |r|^2 and its rounding to the GEMM's format are within gemm_sqdist_error(g + 1)'s
+    # half (the bound is doubled for safety)
+    fmt = np.float32 if full32 else np.float64  # float32 matmul in reduced precision: float64
+    Rg = np.empty((Rp.shape[0], g + 1), dtype=fmt)
+    np.multiply(Rp[:, :g], -2.0, out=Rg[:, :g])
+    Rg[:, g] = sq_r
+    Qg = np.ones((Qp.shape[0], g + 1), dtype=fmt)
+    Qg[:, :g] = Qp[:, :g]
+    gerr = margin * gemm_sqdist_error(g + 1, sq_q, float(sq_r.max(initial=0.0)), U32 if full32 else U64)
+    Rg, Qg = torch.from_numpy(Rg), torch.from_numpy(Qg)
     slack = margin * (eq + float(er.max(initial=0.0)))
     rel = margin * (1e-12 if problem.integer else 4.0 * problem.dim * U64 + 1e-12)
     return _Prepared(
@@ -612,7 +654,7 @@ def _radius_test(i, j, row, Qp, Rp, Q, R, lim, t2, room, g):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _radius_scan(
-    dot, sq_q, sq_r, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
+    dot, sq_q, Qp, Rp, Q, R, order, bounds, group_label, pair_check, pair_labels, ql,
     sigma, rel, t2, slack, gerr, g, a, b, start, rows, cols, vals,
 ):
     """The pairs within ``t2`` of block rows a..b (groups as in :func:`_block`; the query's
@@ -631,7 +673,7 @@ def _radius_scan(
             if not pair_check and group_label[grp] == ql[i]:
                 continue
             for j in range(bounds[grp], bounds[grp + 1]):
-                w = _gemm_pass(i, j, dot, sq_r, gate, pair_check, pair_labels, ql)
+                w = _gemm_pass(i, j, dot, gate, pair_check, pair_labels, ql)
                 if w == np.inf:
                     continue
                 room = lim - (w + sq_q[i] - gerr[i])

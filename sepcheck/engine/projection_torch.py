@@ -48,7 +48,7 @@ def search(
     on = lambda a: as_tensor(np.ascontiguousarray(a)).to(device)  # noqa: E731
     Rg, Qg = prep.Rg.to(device).double(), prep.Qg.to(device).double()
     Rp, Qp = on(prep.Rp).double(), on(prep.Qp).double()
-    sq_r, sq_q, gerr, slack = on(prep.sq_r), on(prep.sq_q), on(prep.gerr), on(prep.slack)
+    sq_q, gerr, slack = on(prep.sq_q), on(prep.gerr), on(prep.slack)
     order = on(prep.order)
     sizes = np.diff(prep.bounds)
     slot_of = on(np.repeat(prep.group_slot, sizes))  # slot of each sorted position
@@ -63,7 +63,7 @@ def search(
         qe = min(problem.n_query, qs + bq)
         b = qe - qs
         Q = on(problem.queries[qs:qe])
-        v = sq_r[None, :] - 2.0 * (Qg[qs:qe] @ Rg.T)  # GEMM bound less sq_q
+        v = Qg[qs:qe] @ Rg.T  # GEMM bound less sq_q (see projection._Prepared)
         if not problem.by_class:
             ql = on(problem.query_labels[qs:qe])
             v.masked_fill_(label_of[None, :] == ql[:, None], math.inf)

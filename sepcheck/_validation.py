@@ -95,7 +95,8 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
 
 
 def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.ndarray:
-    """Validate labels for ``n`` rows and return them as a 1-D int64 array.
+    """Validate labels for ``n`` rows and return them as a 1-D C-contiguous int64 array
+    (a strided view is copied: the compiled kernels take one layout).
 
     Integer arrays and floating arrays holding whole numbers are accepted; strings and
     fractional values are rejected, as is a count that differs from ``n``.
@@ -116,7 +117,7 @@ def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.n
             "np.unique(y, return_inverse=True)"
         )
     if arr.dtype.kind in "iub":
-        return arr.astype(np.int64, copy=False)
+        return np.ascontiguousarray(arr, dtype=np.int64)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             raise SepcheckError(

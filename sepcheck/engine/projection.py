@@ -211,8 +211,10 @@ def memory_needed(problem: Problem, dims: tuple[int, int] | None = None) -> int:
     # the sample in its own dtype and as float32, and the sketches (width M + 16)
     fit = min(n, SAMPLE_ROWS) * (d * (4 + problem.reference.itemsize) + (M + 16) * 8) + d * (M + 16) * 16
     # projected rows as computed and grouped (2n + q rows of M), GEMM copies (n + q rows of
-    # g + 1), the projection's buffer, norms and bounds
-    rows = (2 * n + q) * M * 4 + (n + q) * ((g + 1) * 8 + 48) + min(n + q, 1024) * d * 4
+    # g + 1, float64 where float32 matmul is not exact), the projection's buffer, norms and
+    # bounds
+    gemm = 4 if float32_matmul_is_exact(torch.device("cpu")) else 8
+    rows = (2 * n + q) * M * 4 + (n + q) * ((g + 1) * gemm + 48) + min(n + q, 1024) * d * 4
     return fit + rows + MIN_BLOCK * n * 4 + 4 * 2**20
 
 
@@ -669,20 +671,25 @@ def _radius_scan(
         at = start[i - a]
         lim = _limit(t2, sigma, rel, slack[i])
         gate = lim + gerr[i] - sq_q[i]
+        mins = _chunk_mins(dot[i])
         for grp in range(group_label.shape[0]):
             if not pair_check and group_label[grp] == ql[i]:
                 continue
-            for j in range(bounds[grp], bounds[grp + 1]):
-                w = _gemm_pass(i, j, dot, gate, pair_check, pair_labels, ql)
-                if w == np.inf:
+            lo, hi = bounds[grp], bounds[grp + 1]
+            for ch in range(lo // LANES, (hi + LANES - 1) // LANES):
+                if mins[ch] > gate:  # every pair of the chunk fails the GEMM gate
                     continue
-                room = lim - (w + sq_q[i] - gerr[i])
-                v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
-                refined[i - a] += 1
-                exact[i - a] += stage == 2
-                if v >= 0:
-                    hits[i - a] += 1
-                    if fill:
-                        rows[at], cols[at], vals[at] = i, order[j], v
-                        at += 1
+                for j in range(max(lo, ch * LANES), min(hi, ch * LANES + LANES)):
+                    w = _gemm_pass(i, j, dot, gate, pair_check, pair_labels, ql)
+                    if w == np.inf:
+                        continue
+                    room = lim - (w + sq_q[i] - gerr[i])
+                    v, stage = _radius_test(i, j, order[j], Qp, Rp, Q, R, lim, t2, room, g)
+                    refined[i - a] += 1
+                    exact[i - a] += stage == 2
+                    if v >= 0:
+                        hits[i - a] += 1
+                        if fill:
+                            rows[at], cols[at], vals[at] = i, order[j], v
+                            at += 1
     return hits, refined.sum(), exact.sum()

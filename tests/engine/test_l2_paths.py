@@ -373,3 +373,20 @@ def test_column_min_is_numpy_argmin(seed, rows, cols, dtype, levels):
     want = np.argmin(base, axis=0)
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(m, base[want, np.arange(cols)])
+
+
+def test_strided_labels_reach_the_kernels_contiguous():
+    """A strided label view is copied once at validation, so the compiled kernels see one
+    layout (a view used to compile a second specialisation of every kernel: seconds)."""
+    from sepcheck.engine.problem import make_problem
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (40, 8)).astype(np.uint8)
+    y = np.repeat(np.arange(4), 10)[::-1]  # a negative-stride view
+    problem = make_problem(X, y[::1], norm="l2")
+    assert problem.reference_labels.flags.c_contiguous
+    wide = np.zeros((40, 2), dtype=np.int64)
+    wide[:, 0] = np.arange(40) % 3
+    problem = make_problem(X, wide[:, 0], norm="l2")  # a strided column
+    assert problem.reference_labels.flags.c_contiguous
+    np.testing.assert_array_equal(problem.reference_labels, np.arange(40) % 3)

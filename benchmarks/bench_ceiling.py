@@ -1,7 +1,7 @@
 """Benchmark: the robust-accuracy ceiling curve (20 radii, linf and l2) on real MNIST 60 000 and
 CIFAR-10 JPEG 50 000 training images, cold (no cache), where the time goes.
 
-Each curve is one :func:`sepcheck.ceiling.robust_ceiling` call on the CPU: the exact nearest
+Each curve is one :func:`sepcheck.analysis.ceiling.robust_ceiling` call on the CPU: the exact nearest
 different-label distance of every point (``nearest_other``), one exact radius search at
 2 max(eps) among the points within that distance of another label (only they can conflict),
 then per eps the conflict graph, its components, matchings and integer programs. The grids
@@ -48,7 +48,7 @@ CASES = {
 
 
 def run_case(case: str, time_limit: float, arrays: Path = ARRAYS) -> dict:
-    from sepcheck.ceiling import robust_ceiling
+    from sepcheck.analysis.ceiling import robust_ceiling
 
     name, norm, grid = CASES[case]
     with np.load(arrays / f"{name}.npz") as z:

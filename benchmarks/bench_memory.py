@@ -66,7 +66,7 @@ def measure(n: int, nq: int, dim: int, norm: str, backend: str, budget: str) -> 
 
 
 def main() -> None:
-    from sepcheck._validation import as_memory_budget
+    from sepcheck.core.validation import as_memory_budget
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budgets", nargs="+", default=["64MiB", "256MiB"])

@@ -168,7 +168,7 @@ def streaming_case(name: str, args: argparse.Namespace) -> dict:
     q_rows, b_rows = stream["info"]["query_rows"], stream["info"]["block_rows"]
     array = child("array", path, n, args, q_rows, b_rows)
     memory = child("memory", path, n, args)
-    from sepcheck._validation import as_memory_budget
+    from sepcheck.core.validation import as_memory_budget
 
     budget = as_memory_budget(args.budget)
     extra = stream["peak_bytes"] - stream["baseline_bytes"]

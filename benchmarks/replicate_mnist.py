@@ -278,7 +278,7 @@ def render(report: dict[str, Any], out: Path, name: str) -> int:
 
 
 def _jsonable(obj: Any) -> Any:
-    from sepcheck.fileio import to_jsonable
+    from sepcheck.core.fileio import to_jsonable
 
     return to_jsonable(obj)
 

@@ -54,8 +54,8 @@ LOCAL: dict[str, tuple[str, str]] = {
 
 def measure(key: str, folder: Path, cache: str | None) -> dict[str, Any]:
     """sepcheck's train-train and test-train linf separation of one data set."""
-    from sepcheck.cache import cached_separation
     from sepcheck.datasets import open_dataset
+    from sepcheck.runs.cache import cached_separation
 
     t0 = time.perf_counter()
     ds = open_dataset(str(folder), download=False)

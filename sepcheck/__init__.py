@@ -18,19 +18,19 @@ CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
 train               the five training methods, models, trainer and evaluation
 TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
-sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.shards)
+sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.runs.shards)
 """
 
 from __future__ import annotations
 
 from . import datasets
 from ._version import __version__
-from .certify import CertificationResult
+from .analysis.certify import CertificationResult
+from .analysis.hygiene import HygieneReport, hygiene
+from .analysis.separation import SeparationResult, separation
 from .classifier import LipschitzNNClassifier
+from .core.errors import SepcheckError
 from .engine import nearest_other
-from .errors import SepcheckError
-from .hygiene import HygieneReport, hygiene
-from .separation import SeparationResult, separation
 
 _TRAIN_NAMES = {"TrainConfig", "train_model", "evaluate_runs", "lipschitz_estimate"}
 
@@ -46,7 +46,7 @@ def __getattr__(name: str):
 
         return open_source
     if name in ("sharded_separation", "merge_pieces"):
-        from . import shards
+        from .runs import shards
 
         return getattr(shards, name)
     if name in ("neighbors_within", "RadiusNeighbors"):
@@ -54,11 +54,11 @@ def __getattr__(name: str):
 
         return getattr(radius, name)
     if name in ("robust_ceiling", "CeilingResult"):
-        from . import ceiling
+        from .analysis import ceiling
 
         return getattr(ceiling, name)
     if name in ("class_pair_separation", "ClassPairs"):
-        from . import classpairs
+        from .analysis import classpairs
 
         return getattr(classpairs, name)
     if name in _TRAIN_NAMES:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sepcheck.ceiling import CeilingResult, robust_ceiling
-from sepcheck.errors import SepcheckError
+from sepcheck.analysis.ceiling import CeilingResult, robust_ceiling
+from sepcheck.core.errors import SepcheckError
 
 from .oracle import pairwise
 
@@ -233,7 +233,7 @@ def same_answer(a, b):
 
 
 def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
-    from sepcheck.cache import cached_ceiling
+    from sepcheck.runs.cache import cached_ceiling
 
     rng = np.random.default_rng(6)
     X = rng.random((40, 3))
@@ -250,13 +250,13 @@ def test_cache_is_keyed_by_data_grid_and_time_limit(tmp_path):
     res, hit3 = cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, device="cpu")
     assert not hit3 and same_answer(res, first)
     assert not cached_ceiling(X, y, [0.0, 0.2], device="cpu")[1]  # no cache given: nothing read or written
-    from sepcheck.hashing import array_digest
+    from sepcheck.core.hashing import array_digest
 
     assert cached_ceiling(X, y, [0.0, 0.2], cache=tmp_path, content_hash=array_digest(X, y), device="cpu")[1]
 
 
 def test_cached_ceiling_uses_given_nearest_distances(tmp_path):
-    from sepcheck.cache import cached_ceiling
+    from sepcheck.runs.cache import cached_ceiling
 
     from .oracle import nearest_other
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sepcheck import LipschitzNNClassifier
-from sepcheck.errors import SepcheckError
-from sepcheck.separation import separation_after_drop
+from sepcheck.analysis.separation import separation_after_drop
+from sepcheck.core.errors import SepcheckError
 
 from .oracle import nearest_other
 

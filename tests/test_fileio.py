@@ -1,4 +1,4 @@
-"""sepcheck.fileio: atomic writes leave nothing half-written; JSON is strict."""
+"""sepcheck.core.fileio: atomic writes leave nothing half-written; JSON is strict."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sepcheck.errors import SepcheckError
-from sepcheck.fileio import atomic_write, check_writable, json_text, to_jsonable
+from sepcheck.core.errors import SepcheckError
+from sepcheck.core.fileio import atomic_write, check_writable, json_text, to_jsonable
 
 
 def test_atomic_write_replaces_the_file(tmp_path):

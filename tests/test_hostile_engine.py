@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sepcheck import nearest_other
-from sepcheck.errors import SepcheckError
+from sepcheck.core.errors import SepcheckError
 from tests import oracle
 
 BACKENDS = ["numba", "torch", "faiss"]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sepcheck import hygiene
-from sepcheck.errors import SepcheckError
+from sepcheck.core.errors import SepcheckError
 
 from .oracle import pairwise
 
@@ -87,8 +87,8 @@ def test_lists_match_brute_force(seed, n, m, p, tau, k, uint8):
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.sampled_from([math.inf, 2.0, 1.0]), uint8=st.booleans())
 def test_nearest_other_label_matches_brute_force(seed, p, uint8):
+    from sepcheck.analysis.hygiene import nearest_other_label
     from sepcheck.engine import nearest_by_class
-    from sepcheck.hygiene import nearest_other_label
 
     from .oracle import nearest_other
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import sys
 
-from sepcheck.progress import bar, progress_callback
+from sepcheck.core.progress import bar, progress_callback
 
 
 class _Terminal(io.StringIO):

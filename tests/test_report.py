@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sepcheck.core.errors import SepcheckError
 from sepcheck.datasets import Dataset
-from sepcheck.errors import SepcheckError
-from sepcheck.report import build_report, check_out
+from sepcheck.report.build import build_report, check_out
 
 from .oracle import class_distances, nearest_other, pairwise
 
@@ -121,7 +121,7 @@ def test_mnist_subset_report(mnist_test, tmp_path):
 
 
 def test_cache_is_shared_with_the_library_calls(tmp_path):
-    from sepcheck.cache import cached_ceiling, cached_separation
+    from sepcheck.runs.cache import cached_ceiling, cached_separation
 
     ds = _synthetic(1)
     grid = {"linf": [0.0, 0.05, 0.1], "l2": [0.0, 0.3]}

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from sepcheck.cache import cached_separation
-from sepcheck.errors import SepcheckError
-from sepcheck.separation import SeparationResult
+from sepcheck.analysis.separation import SeparationResult
+from sepcheck.core.errors import SepcheckError
+from sepcheck.runs.cache import cached_separation
 from tests.fuzz import FLIPS, flip
 from tests.oracle import nearest_other
 

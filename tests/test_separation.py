@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SeparationResult, SepcheckError, separation
-from sepcheck.cache import cached_separation
+from sepcheck.core.hashing import array_digest
 from sepcheck.datasets import make_spiral
-from sepcheck.hashing import array_digest
+from sepcheck.runs.cache import cached_separation
 from tests import oracle
 
 

@@ -1,4 +1,4 @@
-"""Sharded, resumable runs (sepcheck.shards): the same answer as one exact search, resume after
+"""Sharded, resumable runs (sepcheck.runs.shards): the same answer as one exact search, resume after
 a crash or SIGKILL, SLURM-style groups and their merge, and the refusals (one line, nothing
 touched)."""
 
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sepcheck
-from sepcheck.errors import SepcheckError
-from sepcheck.shards import (
+from sepcheck.core.errors import SepcheckError
+from sepcheck.runs.shards import (
     LogLines,
     ShardPlan,
     certification,
@@ -193,7 +193,7 @@ def test_resume_of_a_finished_output_computes_nothing(tmp_path):
 
 _KILLED = """
 import sys, time
-from sepcheck.shards import sharded_separation
+from sepcheck.runs.shards import sharded_separation
 from tests.test_shards import _data
 X, y, _, _ = _data()
 count = []

@@ -12,15 +12,15 @@ the distance from x to the decision boundary (triangle inequality).
 
 Modules: ``estimator`` (the scikit-learn style estimator), ``scores`` (its torch module,
 :class:`LipschitzScores`; imports torch, so it is loaded on first use); the figure is
-:func:`sepcheck.plots.plot_classifier`.
+:func:`sepcheck.analysis.plots.plot_classifier`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..certify import CertificationResult
-from ..errors import NotFittedError, TheoremWarning
+from ..analysis.certify import CertificationResult
+from ..core.errors import NotFittedError, TheoremWarning
 from .estimator import ENGINE_OPTIONS, LipschitzNNClassifier
 
 
@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return LipschitzScores
     if name in ("plot_classifier", "CLASS_COLORS"):
-        from .. import plots
+        from ..analysis import plots
 
         return getattr(plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,11 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_features, as_labels, check_two_classes
-from ..certify import CertificationResult, build_result, parse_eps, predicted_columns, radii
+from ..analysis.certify import (
+    CertificationResult,
+    build_result,
+    parse_eps,
+    predicted_columns,
+    radii,
+)
+from ..core.errors import NotFittedError, SepcheckError, TheoremWarning
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import as_features, as_labels, check_two_classes
 from ..engine.sources import is_source, open_source
-from ..errors import NotFittedError, SepcheckError, TheoremWarning
-from ..norms import norm_name, parse_norm
 
 #: keyword options the classifier accepts besides norm, r and clip
 ENGINE_OPTIONS = (
@@ -48,7 +54,7 @@ class LipschitzNNClassifier:
     drop
         Fit without the ``drop`` training points closest to another label (the paper's
         convention for SVHN, 4, and Restricted ImageNet, 6; see
-        :func:`sepcheck.separation.separation_after_drop`): r is then half the separation
+        :func:`sepcheck.analysis.separation.separation_after_drop`): r is then half the separation
         of the kept points, and ``dropped_`` lists the excluded rows. With a raw separation
         of 0 (identical inputs labelled differently) give ``drop`` or a number ``r``.
     **engine_options
@@ -113,9 +119,9 @@ class LipschitzNNClassifier:
         ``X`` may be a row source or a file (:func:`sepcheck.open_source`): it is then
         streamed by every search within ``memory_budget`` and ``X_train_`` is that source
         (with ``drop`` the kept rows are read into memory)."""
-        from ..cache import cached_separation
+        from ..analysis.separation import units_of, validated_inputs
         from ..engine.by_class import BY_CLASS_BACKENDS
-        from ..separation import units_of, validated_inputs
+        from ..runs.cache import cached_separation
 
         p = parse_norm(self.norm)
         clip = self.clip
@@ -144,7 +150,7 @@ class LipschitzNNClassifier:
                                 f"{Xf.shape[0] - 1}")
         dropped = np.empty(0, dtype=np.int64)
         if drop:
-            from ..separation import separation_after_drop
+            from ..analysis.separation import separation_after_drop
 
             if is_source(Xf):  # the kept rows are stored: read them
                 Xf = Xf.read(0, len(Xf))
@@ -275,8 +281,8 @@ class LipschitzNNClassifier:
     # ----- picture ----------------------------------------------------------------------
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
         """Heat map of the scores and the decision boundary of a 2-D classifier (see
-        :func:`sepcheck.plots.plot_classifier`). Returns the matplotlib Axes."""
-        from ..plots import plot_classifier
+        :func:`sepcheck.analysis.plots.plot_classifier`). Returns the matplotlib Axes."""
+        from ..analysis.plots import plot_classifier
 
         return plot_classifier(self, ax=ax, **kwargs)
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..devices import torch_device
+from ..core.devices import torch_device
+from ..core.errors import SepcheckError
 from ..engine.sources import is_source
 from ..engine.torch_backend import as_tensor
-from ..errors import SepcheckError
 
 if TYPE_CHECKING:
     from .estimator import LipschitzNNClassifier

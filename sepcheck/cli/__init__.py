@@ -2,10 +2,10 @@
 
 Exit codes and messages (one line on stderr, never a traceback, except for a bug):
 
-* 2: bad input, a :class:`~sepcheck.errors.SepcheckError` (or a click usage error):
+* 2: bad input, a :class:`~sepcheck.core.errors.SepcheckError` (or a click usage error):
   ``error: <what is wrong and the fix>``.
-* 1: a failure that is not the input, a :class:`~sepcheck.errors.SepcheckRuntimeError`
-  (:class:`~sepcheck.errors.DivergedError`, :class:`~sepcheck.errors.KernelError`), or an
+* 1: a failure that is not the input, a :class:`~sepcheck.core.errors.SepcheckRuntimeError`
+  (:class:`~sepcheck.core.errors.DivergedError`, :class:`~sepcheck.core.errors.KernelError`), or an
   ``OSError`` from the system (disk full, permission denied while writing):
   ``error: <message>``.
 * 130: interrupted (Ctrl-C).
@@ -22,7 +22,7 @@ from typing import NoReturn
 import click
 
 from .._version import __version__
-from ..errors import SepcheckError, SepcheckRuntimeError
+from ..core.errors import SepcheckError, SepcheckRuntimeError
 
 #: command name -> "module:attribute" (loaded lazily so that `sepcheck --help` is quick)
 COMMANDS = {

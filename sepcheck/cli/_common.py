@@ -1,6 +1,6 @@
 """Shared pieces of the CLI commands: options, JSON output, number formatting.
 
-File writing and JSON conversion are core helpers in :mod:`sepcheck.fileio`."""
+File writing and JSON conversion are core helpers in :mod:`sepcheck.core.fileio`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from ..fileio import atomic_write, json_text
-from ..paths import results_dir
+from ..core.fileio import atomic_write, json_text
+from ..core.paths import results_dir
 
 
 def json_option(f: Callable) -> Callable:
@@ -61,14 +61,14 @@ def engine_options(f: Callable) -> Callable:
 
 
 def cli_cache(no_cache: bool) -> Path | None:
-    """The CLI's results cache folder (:func:`sepcheck.paths.results_dir`), or None with
+    """The CLI's results cache folder (:func:`sepcheck.core.paths.results_dir`), or None with
     ``--no-cache``. Library calls have no cache unless given one; the CLI keeps one."""
     return None if no_cache else results_dir()
 
 
 def shard_options(f: Callable) -> Callable:
     """--resume, --shard I/N, --shard-rows (sharded, resumable and distributed runs; see
-    :mod:`sepcheck.shards`)."""
+    :mod:`sepcheck.runs.shards`)."""
     f = click.option("--shard-rows", type=int, default=None, metavar="ROWS",
                      help="Queries per shard (default: about 1/64 of them, within the memory budget).")(f)
     f = click.option("--shard", default=None, metavar="I/N",
@@ -122,8 +122,8 @@ def save_figure(fig: Any, path: Path) -> None:
 def check_engine(backend: str, device: str, backends: tuple[str, ...], what: str = "") -> None:
     """``--backend`` among ``backends`` (those of the command's search; ``what`` names it in
     the message) and ``--device`` among auto, cpu, cuda, cuda:N: a one-line error otherwise."""
-    from ..devices import DEVICES
-    from ..errors import SepcheckError
+    from ..core.devices import DEVICES
+    from ..core.errors import SepcheckError
 
     if backend.lower() not in backends:
         names = ", ".join(backends[:-1]) + " or " + backends[-1]

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
-from ..fileio import atomic_write, check_writable, json_text
-from ..norms import parse_norm
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, check_writable, json_text
+from ..core.norms import parse_norm
 from ._common import (
     check_engine,
     cli_cache,
@@ -70,11 +70,11 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
 
     Give --eps E (repeatable) or --eps-grid START:STOP:NUM.
     """
-    from .._validation import as_memory_budget
-    from ..cache import cached_ceiling
-    from ..ceiling import as_eps_grid, check_time_limit
+    from ..analysis.ceiling import as_eps_grid, check_time_limit
+    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
     from ..engine.radius import RADIUS_BACKENDS
+    from ..runs.cache import cached_ceiling
 
     if more_runs and not runs:
         raise SepcheckError(f"unexpected argument {more_runs[0]!r}: give one DATASET (run folders go after --runs)")

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
-from ..fileio import atomic_write, check_writable
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, check_writable
 from ._common import (
     check_engine,
     cli_cache,
@@ -74,9 +74,9 @@ def certify(
     X.npy, y.npy, X_test.npy, y_test.npy (streamed too), or a directory of MNIST-format
     IDX files.
     """
-    from .._validation import as_memory_budget
-    from ..certify import parse_eps
+    from ..analysis.certify import parse_eps
     from ..classifier import LipschitzNNClassifier
+    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
 
     _check_engine(backend, device)
@@ -88,15 +88,15 @@ def certify(
             f"data set {ds.name!r} has no test split: certify needs one (a .npz/.h5 with X_test "
             "and y_test, or IDX files with t10k and train)"
         )
-    from ..distributed import env_world_size
-    from ..shards import check_run_options, parse_shard
+    from ..core.process_group import env_world_size
+    from ..runs.shards import check_run_options, parse_shard
 
     check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
     typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
     shards = None
     if out_p is not None or shard_rows is not None or env_world_size() > 1:
-        from ..shards import certification, certify_job, finish_output, run_job, save_piece
+        from ..runs.shards import certification, certify_job, finish_output, run_job, save_piece
 
         # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
         job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,
@@ -205,8 +205,8 @@ def plot_classifier(
 ) -> None:
     """Picture of the theorem on 2-D data (e.g. spiral): the classifier's score as a heat
     map, its decision boundary and the radius r."""
-    from .._validation import as_features
     from ..classifier import LipschitzNNClassifier
+    from ..core.validation import as_features
     from ..datasets import open_dataset
 
     _check_engine(backend, device)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from ._common import data_options, emit_json, fmt, json_option
 
 _DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -90,11 +90,11 @@ def info(name: str, data_dir: str | None, as_json: bool) -> None:
 def prepare(name: str, data_dir: str | None, no_download: bool, no_verify: bool, workers: int | None,
             as_json: bool) -> None:
     """Download (when allowed), verify and convert every split of NAME to its HDF5 cache."""
+    from ..core.paths import data_dir as resolve_data_dir
     from ..datasets import prepare as prepare_splits
     from ..datasets.loader import collect_notes
     from ..datasets.registry import SOURCES, require_name
     from ..datasets.splitcache import cache_file
-    from ..paths import data_dir as resolve_data_dir
 
     canonical = require_name(name)
     src = SOURCES[canonical]

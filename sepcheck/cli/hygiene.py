@@ -1,5 +1,5 @@
 """``sepcheck hygiene DATASET --tau T``: test-train near-duplicates, cross-label
-near-duplicates and label-noise candidates (definitions: :mod:`sepcheck.hygiene`)."""
+near-duplicates and label-noise candidates (definitions: :mod:`sepcheck.analysis.hygiene`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
-from ..fileio import check_writable
+from ..core.errors import SepcheckError
+from ..core.fileio import check_writable
 from ._common import (
     check_engine,
     cli_cache,
@@ -48,13 +48,13 @@ def hygiene(
     their own (margin = d(other label) - d(own label, itself excluded) < 0) or whose K
     nearest neighbours all carry another label, ranked by margin.
     """
-    from .._validation import as_memory_budget, check_positive_int
-    from ..cache import cached_separation
+    from ..analysis.hygiene import check_tau
+    from ..analysis.hygiene import hygiene as run_hygiene
+    from ..core.norms import parse_norm
+    from ..core.validation import as_memory_budget, check_positive_int
     from ..datasets import open_dataset
     from ..engine.radius import RADIUS_BACKENDS
-    from ..hygiene import check_tau
-    from ..hygiene import hygiene as run_hygiene
-    from ..norms import parse_norm
+    from ..runs.cache import cached_separation
 
     t = check_tau(tau)
     check_engine(backend, device, RADIUS_BACKENDS, "the searches of this command")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..fileio import check_writable
+from ..core.fileio import check_writable
 from ._common import emit_json, fmt, json_option
 
 
@@ -20,7 +20,7 @@ def merge(pieces: tuple[str, ...], out: str, as_json: bool) -> None:
     once (an overlap or a gap names the rows). The merged file equals the result of one run:
     `sepcheck separation ... --out` (or certify) with the same options.
     """
-    from ..shards import merge_pieces, separation_result
+    from ..runs.shards import merge_pieces, separation_result
 
     out_p = check_writable(out, "--out")
     merged = merge_pieces(list(pieces), out_p)

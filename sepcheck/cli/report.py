@@ -38,11 +38,11 @@ def report(
 
     Progress goes to stderr; --json prints report.json (with the folder and seconds) on stdout.
     """
-    from .._validation import as_memory_budget
+    from ..analysis.hygiene import check_tau
+    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
     from ..engine.radius import RADIUS_BACKENDS
-    from ..hygiene import check_tau
-    from ..report import build_report, check_out
+    from ..report.build import build_report, check_out
 
     t0 = time.perf_counter()
     check_out(out, force)

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
-from ..fileio import check_writable
-from ..norms import parse_norm
+from ..core.errors import SepcheckError
+from ..core.fileio import check_writable
+from ..core.norms import parse_norm
 from ._common import (
     check_engine,
     cli_cache,
@@ -84,18 +84,18 @@ def separation(
     of MNIST-format IDX files, or an ImageFolder tree. Features in an .h5 file or .npy files
     are streamed from disk within --memory-budget.
     """
-    from .._validation import as_memory_budget
-    from ..cache import cached_separation
+    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
     from ..engine import BACKENDS
+    from ..runs.cache import cached_separation
 
     parse_norm(norm)
     budget = as_memory_budget(memory_budget) if memory_budget is not None else None
     if eps is not None and not eps > 0:
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
     check_engine(backend, device, BACKENDS)
-    from ..distributed import env_world_size
-    from ..shards import check_run_options, parse_shard
+    from ..core.process_group import env_world_size
+    from ..runs.shards import check_run_options, parse_shard
 
     check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
@@ -107,7 +107,7 @@ def separation(
     info: dict[str, Any] = {}
     run = None
     if sharded:
-        from ..shards import (
+        from ..runs.shards import (
             finish_output,
             run_job,
             separation_job,
@@ -137,7 +137,7 @@ def separation(
     if run is not None:
         report["shards"] = shard_report(run)
     if drop:
-        from ..separation import separation_after_drop
+        from ..analysis.separation import separation_after_drop
 
         if drop < 0 or drop >= res.n:
             raise SepcheckError(f"--drop {drop} is invalid: give a number of training points from 0 to {res.n - 1}")
@@ -165,7 +165,7 @@ def separation(
 
 def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,
             cached: bool, info: dict) -> dict[str, Any]:
-    from ..separation import ratio_to_eps
+    from ..analysis.separation import ratio_to_eps
 
     rep = res.summary(QUANTILES)
     rep.update(

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from ..errors import SepcheckError
-from ..fileio import check_writable
+from ..core.errors import SepcheckError
+from ..core.fileio import check_writable
 from ._common import cli_cache, data_options, emit_json, fmt, json_option
 
 METHOD_NAMES = ("natural", "gr", "llr", "at", "trades")

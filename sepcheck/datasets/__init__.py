@@ -27,7 +27,7 @@ and :mod:`.base` (containers, the data set interface).
 
 from __future__ import annotations
 
-from ..errors import DatasetWarning, DataUnavailableError
+from ..core.errors import DatasetWarning, DataUnavailableError
 from .base import Dataset, DatasetInfo, SplitData
 from .idx import find_idx_pairs, read_idx, read_idx_pair
 from .loader import load, load_split, open_dataset, open_registered, prepare

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from ..errors import DatasetWarning, SepcheckError
+from ..core.errors import DatasetWarning, SepcheckError
 
 if TYPE_CHECKING:
     from .download import RemoteFile

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from .base import DatasetInfo, RegisteredDataset, SplitData, check_split
 from .download import RemoteFile, ensure_files, fingerprint
 from .safe_pickle import safe_loads

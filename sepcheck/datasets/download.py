@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import DataUnavailableError, DownloadError, SepcheckError
-from ..fileio import default_file_mode, output_target, replace_file
-from ..progress import bar as progress_bar
+from ..core.errors import DataUnavailableError, DownloadError, SepcheckError
+from ..core.fileio import default_file_mode, output_target, replace_file
+from ..core.progress import bar as progress_bar
 from .base import warn
 
 #: seconds without data before a transfer is abandoned

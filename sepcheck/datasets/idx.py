@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import SepcheckError
-from ..fileio import check_read_size, input_file
+from ..core.errors import SepcheckError
+from ..core.fileio import check_read_size, input_file
 from .base import Dataset, DatasetInfo, RegisteredDataset, SplitData, check_split
 from .download import RemoteFile, ensure_files, fingerprint, verification_notes
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DataUnavailableError, SepcheckError
+from ..core.errors import DataUnavailableError, SepcheckError
 from .base import DatasetInfo, RegisteredDataset, SplitData, check_split
 from .userfiles import DecodeSpec, decode_all, is_image, list_images
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetWarning, DataUnavailableError, SepcheckError
-from ..paths import data_dir as resolve_data_dir
+from ..core.errors import DatasetWarning, DataUnavailableError, SepcheckError
+from ..core.paths import data_dir as resolve_data_dir
 from .base import Dataset, SplitData, warn
 from .download import unavailable
 from .idx import IdxDataset, is_idx_dir, open_idx_dir

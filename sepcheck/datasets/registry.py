@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError
-from ..paths import data_dir as resolve_data_dir
+from ..core.errors import SepcheckError
+from ..core.paths import data_dir as resolve_data_dir
 from .base import DatasetInfo, RegisteredDataset
 from .cifar import CIFAR10, CIFAR100
 from .idx import MNIST, FashionMNIST

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError, UnsafePickleError, cause
+from ..core.errors import SepcheckError, UnsafePickleError, cause
 
 #: dtype kinds a pickled array may have: booleans, signed and unsigned integers, floats
 NUMERIC_KINDS = "biuf"

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import SepcheckError
-from ..fileio import (
+from ..core.errors import SepcheckError
+from ..core.fileio import (
     USERBLOCK,
     default_file_mode,
     h5_dataset,

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError, cause
-from ..fileio import check_read_size, h5_dataset, input_file
-from ..progress import bar as progress_bar
+from ..core.errors import SepcheckError, cause
+from ..core.fileio import check_read_size, h5_dataset, input_file
+from ..core.progress import bar as progress_bar
 from .base import Dataset, warn
 
 KEYS = ("X", "y", "X_test", "y_test")

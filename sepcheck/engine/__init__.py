@@ -42,8 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..devices import DEVICES, resolve_device
-from ..errors import SepcheckError
+from ..core.devices import DEVICES, resolve_device
+from ..core.errors import SepcheckError
 from .problem import (
     Grouping,
     Problem,
@@ -394,7 +394,7 @@ def run_backend(
     :func:`sepcheck.engine.simd.search_simd`); other backends ignore it. Give it only where
     the kernel's distances are exact (uint8). ``ordered``: the features are in the numba
     linf kernel's order already (no permuted copies)."""
-    from ..progress import progress_callback
+    from ..core.progress import progress_callback
 
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from .candidates import EXTRA_CANDIDATES, U32, finish, gemm_sqdist_error, prune
 from .exact import row_norms, sq_norms
 from .problem import Problem
@@ -75,7 +75,7 @@ _GPU_RESOURCES: dict[int, object] = {}
 def gpu_id(device: str) -> int:
     """The GPU number of a resolved device: 'cuda:N' -> N; a plain 'cuda' is this
     process's ``LOCAL_RANK`` under torchrun, else 0."""
-    from ..devices import env_local_rank
+    from ..core.devices import env_local_rank
 
     if ":" in device:
         return int(device.split(":")[1])

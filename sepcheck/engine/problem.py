@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import (
+from ..core.errors import SepcheckError
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import (
     as_features,
     as_labels,
     as_memory_budget,
@@ -28,8 +30,6 @@ from .._validation import (
     check_same_dim,
     check_two_classes,
 )
-from ..errors import SepcheckError
-from ..norms import norm_name, parse_norm
 
 #: default extra memory one search may use for its blocks (bytes); see README "Memory"
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
@@ -271,7 +271,7 @@ def abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
 
 def search_limits(block_size: int | None, memory_budget: Any) -> tuple[int | None, int]:
     """Validated (block_size, memory budget in bytes) for a search; the budget may be given
-    as bytes or a string such as ``"512MiB"`` (see :func:`sepcheck._validation.as_memory_budget`)."""
+    as bytes or a string such as ``"512MiB"`` (see :func:`sepcheck.core.validation.as_memory_budget`)."""
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
     budget = as_memory_budget(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET

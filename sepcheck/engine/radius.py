@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import as_features, as_labels, check_same_dim
-from ..errors import SepcheckError
-from ..norms import norm_name, parse_norm
+from ..core.errors import SepcheckError
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import as_features, as_labels, check_same_dim
 from .problem import (
     Problem,
     common_dtype,
@@ -322,7 +322,7 @@ def neighbors_within(
         order = np.lexsort((cols, d, rows))
         sink.add(qs, n, rows[order], cols[order], d[order])
 
-    from ..progress import progress_callback
+    from ..core.progress import progress_callback
 
     max_pairs = max(1, (budget // 4) // CANDIDATE_BYTES)
     try:

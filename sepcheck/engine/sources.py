@@ -11,12 +11,12 @@ bounded. :func:`open_source` makes one from
   file reads at their offsets; a memory map would leave every page read resident, counted
   in the process's memory, so the pages are read, not mapped),
 * an ``.h5``/``.hdf5`` file (``dataset=`` or ``"file.h5:name"``, default ``"X"``) or an
-  open ``h5py.Dataset`` (:class:`H5Source`: checked by :func:`sepcheck.fileio.h5_dataset`,
+  open ``h5py.Dataset`` (:class:`H5Source`: checked by :func:`sepcheck.core.fileio.h5_dataset`,
   external links never followed; blocks aligned to the dataset's chunk rows),
 * a :class:`RowSource` (returned as it is).
 
 Blocks hold the values as stored (native byte order); the engine converts and validates
-each block as it would an in-memory array (:func:`sepcheck._validation.as_features`).
+each block as it would an in-memory array (:func:`sepcheck.core.validation.as_features`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SepcheckError, cause
-from ..fileio import h5_dataset, input_file
+from ..core.errors import SepcheckError, cause
+from ..core.fileio import h5_dataset, input_file
 
 #: the dataset read from an HDF5 file when none is named
 DEFAULT_DATASET = "X"

@@ -37,14 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import (
+from ..core.norms import parse_norm
+from ..core.validation import (
     as_features,
     as_labels,
     check_positive_int,
     check_same_dim,
     check_two_classes,
 )
-from ..norms import parse_norm
 from .problem import (
     Grouping,
     Problem,
@@ -296,7 +296,7 @@ def stream_search(
     """Every query shard of :func:`plan_stream`'s plan: slots (m, S, k) of distances (reported
     units) and indices, and the classes (BY_CLASS; None otherwise). ``options`` go to
     :func:`plan_stream`."""
-    from ..progress import progress_callback
+    from ..core.progress import progress_callback
 
     plan = plan_stream(reference, reference_labels, queries, query_labels, **options)
     m = len(plan.queries)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
 from .exact import sq_norms
 from .problem import Problem

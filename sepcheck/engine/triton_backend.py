@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 
 Lanes = Literal["auto", "i32", "f16", "packed", "dot"]
 LANES = ("auto", "i32", "f16", "packed", "dot")
@@ -101,7 +101,7 @@ def _check_device(device: str):
         return torch.device("cpu")
     if triton_kernels.interpreting():
         raise SepcheckError("TRITON_INTERPRET=1 runs triton on the CPU: use device='cpu' or unset TRITON_INTERPRET")
-    from ..devices import cuda_available, resolve_device
+    from ..core.devices import cuda_available, resolve_device
 
     if not cuda_available():
         raise SepcheckError(

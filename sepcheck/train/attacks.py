@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 
 #: the threat models every method supports
 THREAT_NORMS = ("linf", "l2")

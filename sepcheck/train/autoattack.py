@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from .attacks import eval_mode, threat_norm, unwrap
 
 #: the optional extra that provides ART

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 from .config import dataset_spec
 from .data import load as load_data
 from .data import prepare
@@ -31,13 +31,13 @@ def run_points(run_dirs: list[str | os.PathLike], *, time_limit: float = 10.0,
     ``attack``, ``accuracy`` (measured), ``ceiling`` and ``upper`` (its bounds; equal when
     ``exact``), ``n_points`` (test points evaluated; a seeded subset when ``subset``),
     ``above`` (the measured value exceeds the upper bound: impossible for a true robust
-    accuracy). ``cache``: a folder for the ceilings (see :func:`sepcheck.cache.cached_ceiling`).
+    accuracy). ``cache``: a folder for the ceilings (see :func:`sepcheck.runs.cache.cached_ceiling`).
     ``data_options``: ``data_dir`` (overrides the run's), ``download``, ``verify`` for
     opening a run's data set. ``opened``: (spec, :class:`sepcheck.datasets.Dataset`) the
     caller opened with ``data_options``: a run on that spec and data folder is prepared from
     it (:func:`sepcheck.train.data.prepare`) instead of being opened again.
     """
-    from ..cache import cached_ceiling
+    from ..runs.cache import cached_ceiling
 
     opts = data_options or {}
     data: dict[tuple[Any, ...], Any] = {}

@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Literal, Union, get_args
 import torch
 
 from .._version import __version__
-from ..devices import torch_device
-from ..errors import SepcheckError
+from ..core.devices import torch_device
+from ..core.errors import SepcheckError
 from .attacks import AttackMode, threat_norm
 from .losses import method_label
 from .models import ARCHS

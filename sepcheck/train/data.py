@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import SepcheckError
+from ..core.errors import SepcheckError
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Multi-process training through ``torchrun`` (DistributedDataParallel).
 
 ``torchrun --nproc_per_node=N --no-python sepcheck train ...`` starts N processes; each joins
-the process group (:mod:`sepcheck.distributed`, shared with the sharded searches), takes its
+the process group (:mod:`sepcheck.core.process_group`, shared with the sharded searches), takes its
 share of every batch, and DistributedDataParallel averages the gradients. Only rank 0 writes
 the run folder.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..distributed import DistContext, all_reduce_sum, barrier, cleanup, gather_tensor, setup
+from ..core.process_group import DistContext, all_reduce_sum, barrier, cleanup, gather_tensor, setup
 
 
 def wrap(model: nn.Module, ctx: DistContext, device) -> nn.Module:

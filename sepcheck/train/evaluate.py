@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..devices import torch_device
-from ..errors import SepcheckError, cause
+from ..core.devices import torch_device
+from ..core.errors import SepcheckError, cause
 from .attacks import (
     as_float32,
     ascent_direction,
@@ -297,7 +297,7 @@ def separation_bound(data: TrainData, norm: str, eps: float, subset: int | None 
 
     ``cache``: a folder for the separation result (None: no cache is read or written);
     ``device``: where the exact searches run."""
-    from ..cache import cached_separation
+    from ..runs.cache import cached_separation
 
     assert data.raw is not None
     X, y, Xt, yt = data.raw
@@ -322,7 +322,7 @@ def reference_classifier(X: np.ndarray, y: np.ndarray, Xt: np.ndarray | None, yt
     and its test Lipschitz, measured on its torch module (``LipschitzScores``: scores
     ``1 - d(x, X_i) / r``, one per class) with the same estimator and settings as the
     models' (``lip``; None: skip the estimate). ``drop``: fit after dropping the ``drop``
-    closest training points (see :func:`sepcheck.separation.robust_separation`)."""
+    closest training points (see :func:`sepcheck.analysis.separation.robust_separation`)."""
     from .data import to_unit_float
 
     try:

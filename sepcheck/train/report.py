@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write, to_jsonable
+from ..core.fileio import atomic_write, to_jsonable
 
 #: (key, header) of the paper's table, then the bound columns
 PAPER_COLUMNS = [("train_acc", "train acc"), ("test_acc", "test acc"), ("adv_test_acc", "adv test acc"),

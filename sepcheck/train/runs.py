@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from ..errors import SepcheckError
-from ..fileio import atomic_write, input_file, read_json_object, to_jsonable
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, input_file, read_json_object, to_jsonable
 
 CONFIG = "config.json"
 LOG = "log.jsonl"

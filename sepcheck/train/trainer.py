@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..devices import torch_device
-from ..errors import DivergedError, SepcheckError, cause
-from ..progress import bar as progress_bar
+from ..core.devices import torch_device
+from ..core.errors import DivergedError, SepcheckError, cause
+from ..core.progress import bar as progress_bar
 from . import distributed
 from .config import TrainConfig, check_same_run, run_config
 from .data import TrainData, crop_flip

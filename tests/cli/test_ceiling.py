@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from sepcheck.ceiling import CeilingResult, robust_ceiling
+from sepcheck.analysis.ceiling import CeilingResult, robust_ceiling
 from tests.cli.helpers import assert_one_line_error, run
 from tests.train.tiny import stripes
 

@@ -10,10 +10,10 @@ import importlib
 import numpy as np
 import pytest
 
-from sepcheck.errors import KernelError, SepcheckError
+from sepcheck.core.errors import KernelError, SepcheckError
 from tests.cli.helpers import assert_one_line_error, run
 
-SEPARATION = importlib.import_module("sepcheck.separation")  # the module, not the function
+SEPARATION = importlib.import_module("sepcheck.analysis.separation")  # the module, not the function
 
 
 def _images(tmp_path):

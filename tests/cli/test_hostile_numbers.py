@@ -34,8 +34,8 @@ def test_huge_separation_is_printed_briefly_and_plotted(tmp_path):
 
 
 def test_a_failing_plot_leaves_no_out_file(tmp_path, monkeypatch):
-    from sepcheck.errors import SepcheckError
-    from sepcheck.separation import SeparationResult
+    from sepcheck.analysis.separation import SeparationResult
+    from sepcheck.core.errors import SepcheckError
 
     def broken(self, *args, **kwargs):
         raise SepcheckError("cannot draw this histogram")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from sepcheck import SepcheckError
+from sepcheck.analysis.separation import separation
 from sepcheck.datasets import DatasetWarning, load, load_split, open_dataset
 from sepcheck.datasets.cifar import CIFAR10 as c10
 from sepcheck.datasets.cifar import CIFAR100 as c100
 from sepcheck.datasets.download import RemoteFile
 from sepcheck.datasets.safe_pickle import safe_loads
-from sepcheck.separation import separation
 from tests import oracle
 from tests.datasets.fixtures import (
     cifar_batch,

@@ -9,11 +9,11 @@ import stat
 import numpy as np
 import pytest
 
+from sepcheck.core.errors import DownloadError
 from sepcheck.datasets import DatasetWarning, DataUnavailableError, load, open_dataset
 from sepcheck.datasets.cifar import CIFAR10 as c10
 from sepcheck.datasets.download import RemoteFile, download
 from sepcheck.datasets.idx import MNIST as mnist_table
-from sepcheck.errors import DownloadError
 from tests.datasets.fixtures import (
     http_server,
     make_cifar10,

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sepcheck.core.errors import SepcheckError
 from sepcheck.datasets.cifar import read_members
 from sepcheck.datasets.download import STALE_PART_S, clean_stale_parts
 from sepcheck.datasets.idx import read_idx
 from sepcheck.datasets.svhn import read_svhn_mat
 from sepcheck.datasets.userfiles import list_images, load_imagefolder, read_arrays
-from sepcheck.errors import SepcheckError
 from tests.fuzz import FLIPS, flip
 
 FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sepcheck.core.errors import SepcheckError
 from sepcheck.datasets.cifar import parse_batch
 from sepcheck.datasets.safe_pickle import safe_loads
-from sepcheck.errors import SepcheckError
 from tests.datasets.fixtures import cifar_batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_bytearray_of_a_size_is_refused():
 _CHILD = r"""
 import json, sys
 from sepcheck.datasets.cifar import parse_batch
-from sepcheck.errors import SepcheckError
+from sepcheck.core.errors import SepcheckError
 blobs = open(sys.argv[1], "rb").read()
 out = []
 pos = 0

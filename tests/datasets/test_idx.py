@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError
+from sepcheck.analysis.separation import separation
 from sepcheck.datasets import (
     DatasetWarning,
     DataUnavailableError,
@@ -28,7 +29,6 @@ from sepcheck.datasets import (
 from sepcheck.datasets.idx import MNIST as mnist_table
 from sepcheck.datasets.idx import FashionMNIST as fashion_table
 from sepcheck.datasets.idx import parse_idx
-from sepcheck.separation import separation
 from tests import oracle
 from tests.conftest import MNIST_FILES
 from tests.datasets.fixtures import idx_bytes, md5, patch_table, write_idx_gz, write_mnist_like

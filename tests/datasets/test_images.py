@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sepcheck import SepcheckError
+from sepcheck.analysis.separation import separation
 from sepcheck.datasets import (
     DatasetWarning,
     DataUnavailableError,
@@ -20,7 +21,6 @@ from sepcheck.datasets import (
     open_dataset,
 )
 from sepcheck.datasets.imagenet import RestrictedImageNet
-from sepcheck.separation import separation
 from tests import oracle
 
 WNIDS = RestrictedImageNet.WNIDS

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from sepcheck import SepcheckError
+from sepcheck.analysis.separation import separation
 from sepcheck.datasets import DatasetWarning, load, open_dataset
 from sepcheck.datasets.download import RemoteFile
 from sepcheck.datasets.svhn import SVHN
-from sepcheck.separation import separation
 from tests import oracle
 from tests.datasets.fixtures import md5, write_svhn_mat
 

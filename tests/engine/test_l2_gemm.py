@@ -123,7 +123,7 @@ def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
 
     monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
     # a budget below the data (d = 3072: 184 KB) but above the reference: rows shifted per block
-    monkeypatch.setattr("sepcheck._validation.MIN_MEMORY_BUDGET", 1)
+    monkeypatch.setattr("sepcheck.core.validation.MIN_MEMORY_BUDGET", 1)
     monkeypatch.setattr("sepcheck.engine.FIXED_TEMPORARIES", 0)
     rng = np.random.default_rng(d)
     X = _adversarial(rng, "uint8", d, 60, False)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sepcheck.core.errors import SepcheckError
 from sepcheck.engine.simd import search_simd
-from sepcheck.errors import SepcheckError
 from tests import oracle
 
 NORMS = [math.inf, 1.0]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sepcheck import SepcheckError, open_source
+from sepcheck.core.hashing import array_digest
 from sepcheck.engine.sources import ArraySource, is_source
-from sepcheck.hashing import array_digest
 
 
 @pytest.fixture

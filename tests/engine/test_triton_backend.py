@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sepcheck.errors import SepcheckError
+from sepcheck.core.errors import SepcheckError
 from tests import oracle
 
 torch = pytest.importorskip("torch")

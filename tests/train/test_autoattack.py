@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sepcheck.errors import SepcheckError
+from sepcheck.core.errors import SepcheckError
 from sepcheck.train.autoattack import AutoAttackSettings, autoattack_robust, require_art
 from sepcheck.train.evaluate import adversarial_accuracy
 

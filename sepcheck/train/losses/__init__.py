@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import SepcheckError
+from ...core.errors import SepcheckError
 from . import at, gr, llr, natural, trades
 
 LossFn = Callable[..., Any]

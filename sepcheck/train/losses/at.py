@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import SepcheckError
+from ...core.errors import SepcheckError
 from ..attacks import pgd
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import SepcheckError
+from ...core.errors import SepcheckError
 from ..attacks import as_float32, ascent_direction, float32
 
 

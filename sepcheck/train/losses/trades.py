@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import SepcheckError
+from ...core.errors import SepcheckError
 from ..attacks import (
     as_float32,
     default_step_size,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ...errors import SepcheckError
+from ...core.errors import SepcheckError
 from .mnist_cnn import MnistCNN
 from .resnet import ResNet
 from .small import MLP, TinyCNN

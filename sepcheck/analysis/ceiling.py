@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_features, as_labels, check_two_classes
-from ._version import __version__
-from .engine.problem import units_of
-from .errors import SepcheckError
-from .fileio import atomic_write, json_text, read_json_object
-from .hashing import array_digest
-from .norms import norm_name, parse_norm
+from .._version import __version__
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, json_text, read_json_object
+from ..core.hashing import array_digest
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import as_features, as_labels, check_two_classes
+from ..engine.problem import units_of
 
 FORMAT = "sepcheck.ceiling/1"
 #: how each component with an edge was solved (the keys of ``details[i]["components"]``)
@@ -144,7 +144,7 @@ class CeilingResult:
         return int(hit[0])
 
     def plot(self, ax: Any = None, *, typical_eps: float | None = None, runs: Any = None, **kwargs: Any) -> Any:
-        """The ceiling curve (see :func:`sepcheck.plots.plot_ceiling`)."""
+        """The ceiling curve (see :func:`sepcheck.analysis.plots.plot_ceiling`)."""
         from .plots import plot_ceiling
 
         return plot_ceiling(self, ax=ax, typical_eps=typical_eps, runs=runs, **kwargs)
@@ -225,8 +225,8 @@ def robust_ceiling(
         norm and units), to skip that search. Only the points within 2 max(eps) of another
         label can conflict: the radius search runs on them alone.
     content_hash : str, optional
-        :func:`sepcheck.hashing.array_digest` of ``(X, y)`` when the caller has it already
-        (:func:`sepcheck.cache.cached_ceiling`).
+        :func:`sepcheck.core.hashing.array_digest` of ``(X, y)`` when the caller has it already
+        (:func:`sepcheck.runs.cache.cached_ceiling`).
 
     Returns
     -------
@@ -238,8 +238,8 @@ def robust_ceiling(
     make every different-label pair conflict: their ceiling is the largest class share,
     without a search.
     """
-    from .engine import nearest_other
-    from .engine.radius import neighbors_within
+    from ..engine import nearest_other
+    from ..engine.radius import neighbors_within
 
     p = parse_norm(norm)
     Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_features, as_labels, check_same_dim
-from ._version import __version__
+from .._version import __version__
+from ..core.errors import SepcheckError
+from ..core.hashing import array_digest
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import as_features, as_labels, check_same_dim
+from ..engine import nearest_other
+from ..engine.problem import units_of
+from ..engine.sources import is_source, open_source
 from .conflicts import find_conflicts
-from .engine import nearest_other
-from .engine.problem import units_of
-from .engine.sources import is_source, open_source
-from .errors import SepcheckError
-from .hashing import array_digest
-from .norms import norm_name, parse_norm
 from .results_io import read_result, save_result
 
 
@@ -193,8 +193,8 @@ def separation(
 
     ``engine_options`` go to :func:`sepcheck.nearest_other` (backend, device, block_size,
     memory_budget, progress). uint8 distances are divided by 255 unless ``raw``.
-    ``content_hash``: :func:`sepcheck.hashing.array_digest` of ``(X, y, X_test, y_test)``
-    when the caller has it already (:func:`sepcheck.cache.cached_separation`), so that data
+    ``content_hash``: :func:`sepcheck.core.hashing.array_digest` of ``(X, y, X_test, y_test)``
+    when the caller has it already (:func:`sepcheck.runs.cache.cached_separation`), so that data
     streamed from disk is not read once more to hash it.
 
     ``X`` and ``X_test`` may be row sources or files (a ``.npy`` path, ``"file.h5:X"``, an

@@ -29,17 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_features, as_labels
-from .cache import cached, cached_ceiling, cached_separation
-from .ceiling import check_time_limit
-from .certify import build_result
-from .classpairs import ClassPairs, class_pair_separation
-from .conflicts import find_conflicts
-from .engine import nearest_by_class
-from .errors import SepcheckError
-from .fileio import atomic_write, default_file_mode, json_text, to_jsonable
-from .hashing import array_digest
-from .hygiene import (
+from ..analysis.ceiling import check_time_limit
+from ..analysis.certify import build_result
+from ..analysis.classpairs import ClassPairs, class_pair_separation
+from ..analysis.conflicts import find_conflicts
+from ..analysis.hygiene import (
     HygieneReport,
     HygieneTable,
     check_tau,
@@ -49,7 +43,13 @@ from .hygiene import (
     nearest_other_label,
     test_train_table,
 )
-from .separation import SeparationResult, separation_after_drop, units_of
+from ..analysis.separation import SeparationResult, separation_after_drop, units_of
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, default_file_mode, json_text, to_jsonable
+from ..core.hashing import array_digest
+from ..core.validation import as_features, as_labels
+from ..engine import nearest_by_class
+from ..runs.cache import cached, cached_ceiling, cached_separation
 
 #: the norms whose separation, ceiling and certified curve the report shows (primary first)
 NORMS = ("linf", "l2")
@@ -235,7 +235,7 @@ def build_report(
     pairs
         Image pairs per grid.
     time_limit
-        Seconds per conflict-graph component (:func:`sepcheck.ceiling.robust_ceiling`).
+        Seconds per conflict-graph component (:func:`sepcheck.analysis.ceiling.robust_ceiling`).
     cache
         Results cache folder (None: compute everything).
     progress
@@ -253,7 +253,7 @@ def build_report(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from . import plots
+    from ..analysis import plots
 
     log = say or (lambda s: None)
     t_start = time.perf_counter()
@@ -274,7 +274,7 @@ def build_report(
     time_limit = check_time_limit(time_limit)
     run_points: list[dict[str, Any]] = []
     if runs:
-        from .train.ceiling_points import run_points as measured_points
+        from ..train.ceiling_points import run_points as measured_points
 
         run_points = measured_points(list(runs), time_limit=time_limit, cache=cache, data_options=data_options,
                                      opened=None if spec is None else (spec, ds), **engine_options)
@@ -461,7 +461,7 @@ def _subplots(panels: int, width: float = 4.5, height: float = 3.2) -> tuple[Any
 
 def cached_arrays(kind: str, key_parts: Sequence[Any], compute: Callable[[], dict[str, np.ndarray]],
                   cache: str | os.PathLike | None) -> tuple[dict[str, np.ndarray], bool]:
-    """A dict of numpy arrays through the results cache (:func:`sepcheck.cache.cached`, .npz
+    """A dict of numpy arrays through the results cache (:func:`sepcheck.runs.cache.cached`, .npz
     without pickles)."""
 
     def load(path: Path) -> dict[str, np.ndarray] | None:

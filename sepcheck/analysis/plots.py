@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_features, as_labels
+from ..core.errors import SepcheckError
+from ..core.validation import as_features, as_labels
 from .certify import predicted_columns
-from .errors import SepcheckError
 
 
 def plot_separation(result: Any, ax: Any = None, eps: float | None = None, test: bool = False, bins: int = 50) -> Any:
@@ -285,7 +285,7 @@ def plot_ceiling(
     label: str | None = None,
     color: str = "#0072B2",
 ) -> Any:
-    """The robust-accuracy ceiling against eps (a :class:`~sepcheck.ceiling.CeilingResult`).
+    """The robust-accuracy ceiling against eps (a :class:`~sepcheck.analysis.ceiling.CeilingResult`).
 
     A line with markers through the ceiling (hollow markers where only a lower bound is
     known, with a shaded band up to the upper bound), a dotted line at the largest class

@@ -23,7 +23,7 @@ reference), so a sharded run gives the same answer, bit for bit, as one call.
   distance and one index per query and slot); rank 0 alone writes the output.
 
 The fingerprint of a run is the digest of its input arrays
-(:func:`sepcheck.hashing.array_digest`), the norm, the units, the kind of search, the parts
+(:func:`sepcheck.core.hashing.array_digest`), the norm, the units, the kind of search, the parts
 and their sizes, the shard plan and the sepcheck version.
 """
 
@@ -44,20 +44,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import distributed
-from ._validation import as_memory_budget
-from ._version import __version__
-from .certify import CertificationResult, build_result, parse_eps
-from .conflicts import find_conflicts
-from .engine import Grouping, nearest_by_class, nearest_other
-from .engine.sources import is_source
-from .engine.stream import StreamPlan, plan_stream
-from .errors import SepcheckError, cause
-from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
-from .hashing import array_digest
-from .norms import norm_name, parse_norm
-from .progress import bar
-from .separation import SeparationResult, units_of, validated_inputs
+from .._version import __version__
+from ..analysis.certify import CertificationResult, build_result, parse_eps
+from ..analysis.conflicts import find_conflicts
+from ..analysis.separation import SeparationResult, units_of, validated_inputs
+from ..core import process_group
+from ..core.errors import SepcheckError, cause
+from ..core.fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
+from ..core.hashing import array_digest
+from ..core.norms import norm_name, parse_norm
+from ..core.progress import bar
+from ..core.validation import as_memory_budget
+from ..engine import Grouping, nearest_by_class, nearest_other
+from ..engine.sources import is_source
+from ..engine.stream import StreamPlan, plan_stream
 
 Task = Literal["separation", "certify"]
 SearchKind = Literal["other", "by_class"]
@@ -557,15 +557,15 @@ class ShardRun:
 
 def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: bool = False,
                 shard: str | tuple[int, int] | None = None, progress: bool | Callable[[int], None] = False,
-                ctx: distributed.DistContext | None = None) -> ShardRun:
+                ctx: process_group.DistContext | None = None) -> ShardRun:
     """Run ``job``'s shards (all, or group ``shard`` = (I, N)), journaled next to ``out``.
 
-    Several processes (``ctx`` from :func:`sepcheck.distributed.setup`) share the shards
+    Several processes (``ctx`` from :func:`sepcheck.core.process_group.setup`) share the shards
     round-robin; rank 0 gathers them. The output is written by the caller (see
     :func:`sharded_separation`); the journal is removed by :func:`finish_output`.
     """
     t0 = time.perf_counter()
-    ctx = ctx or distributed.DistContext()
+    ctx = ctx or process_group.DistContext()
     check_run_options(out, resume, shard)
     group = parse_shard(shard) or (0, 1)
     if group != (0, 1):
@@ -587,7 +587,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
                                 ctx.world_size, Path(out), time.perf_counter() - t0)
         if ctx.is_main:
             journal.start(resume)
-        distributed.barrier(ctx)
+        process_group.barrier(ctx)
         if not ctx.is_main:
             journal.attach()
     try:
@@ -597,7 +597,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
         if journal is not None and not journal.done():  # failed before any shard: leave no empty journal
             journal.remove()
         raise
-    gathered = distributed.gather_object((results, computed, reused), ctx)
+    gathered = process_group.gather_object((results, computed, reused), ctx)
     if not ctx.is_main or gathered is None:
         return ShardRun(None, job.plan.count, group, computed, reused, ctx.rank, ctx.world_size,
                         None if out is None else Path(out), time.perf_counter() - t0)
@@ -613,7 +613,7 @@ def run_sharded(job: ShardJob, *, out: str | os.PathLike | None = None, resume: 
 
 
 def _run_mine(job: ShardJob, mine: list[int], journal: Journal | None, resume: bool,
-              progress: bool | Callable[[int], None], ctx: distributed.DistContext,
+              progress: bool | Callable[[int], None], ctx: process_group.DistContext,
               total: int) -> tuple[dict[int, dict[str, np.ndarray]], int, int]:
     """This process's shards: from the journal (resume) or computed and journaled."""
     results: dict[int, dict[str, np.ndarray]] = {}
@@ -750,12 +750,12 @@ def run_job(job: ShardJob, *, out: str | os.PathLike | None = None, resume: bool
     """:func:`run_sharded` inside the torchrun process group when there is one (joined, cores
     shared, left); nothing is written but the journal (see :func:`finish_output`)."""
     check_run_options(out, resume, shard)
-    ctx = distributed.setup(str(job.engine_options.get("device", "auto")))
+    ctx = process_group.setup(str(job.engine_options.get("device", "auto")))
     try:
-        distributed.share_cores(ctx)
+        process_group.share_cores(ctx)
         return run_sharded(job, out=out, resume=resume, shard=shard, progress=progress, ctx=ctx)
     finally:
-        distributed.cleanup(ctx)
+        process_group.cleanup(ctx)
 
 
 def sharded_separation(X: Any, y: Any, X_test: Any = None, y_test: Any = None, *, norm: str | float = "linf",

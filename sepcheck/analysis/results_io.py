@@ -1,6 +1,6 @@
-"""HDF5 persistence of :class:`~sepcheck.separation.SeparationResult`.
+"""HDF5 persistence of :class:`~sepcheck.analysis.separation.SeparationResult`.
 
-This module sits below :mod:`sepcheck.separation`: it writes any object with the result's
+This module sits below :mod:`sepcheck.analysis.separation`: it writes any object with the result's
 attributes and reads back the keyword arguments of the result, so it never imports the class
 (``SeparationResult.save`` / ``SeparationResult.load`` are the public entry points).
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SepcheckError, cause
-from .fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
+from ..core.errors import SepcheckError, cause
+from ..core.fileio import USERBLOCK, atomic_write, h5_dataset, input_file, seal_file, seal_problem
 
 #: /2: sealed with a checksum in the HDF5 user block (/1 files are refused: recompute them)
 FORMAT = "sepcheck.separation/2"

@@ -1,6 +1,6 @@
 """Safe file writing and strict JSON: the I/O helpers every layer shares (results, runs, CLI).
 
-A core module: it imports nothing from sepcheck except :mod:`sepcheck.errors`.
+A core module: it imports nothing from sepcheck except :mod:`sepcheck.core.errors`.
 """
 
 from __future__ import annotations

@@ -40,18 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import (
+from ..core.errors import SepcheckError
+from ..core.fileio import atomic_write, to_jsonable
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import (
     as_features,
     as_labels,
     check_positive_int,
     check_same_dim,
     check_two_classes,
 )
+from ..engine import nearest_by_class, nearest_other
 from .certify import predicted_columns
-from .engine import nearest_by_class, nearest_other
-from .errors import SepcheckError
-from .fileio import atomic_write, to_jsonable
-from .norms import norm_name, parse_norm
 from .separation import SeparationResult, separation, units_of
 
 
@@ -247,7 +247,7 @@ def test_train_table(
 def cross_label_table(X: np.ndarray, y: np.ndarray, tau: float, *, p: float, raw: bool,
                       **engine_options: Any) -> HygieneTable:
     """Training pairs i < j with different labels at distance <= tau (exact radius search)."""
-    from .engine.radius import neighbors_within
+    from ..engine.radius import neighbors_within
 
     nb = neighbors_within(X, y, tau, norm=p, other_label=True, raw=raw, **engine_options)
     rows, cols, dist = nb.pairs()

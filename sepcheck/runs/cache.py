@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .ceiling import CeilingResult, ceiling_inputs, robust_ceiling
-from .errors import SepcheckError
-from .fileio import writable_dir
-from .hashing import array_digest
-from .norms import norm_name, parse_norm
-from .separation import SeparationResult, separation, validated_inputs
+from ..analysis.ceiling import CeilingResult, ceiling_inputs, robust_ceiling
+from ..analysis.separation import SeparationResult, separation, validated_inputs
+from ..core.errors import SepcheckError
+from ..core.fileio import writable_dir
+from ..core.hashing import array_digest
+from ..core.norms import norm_name, parse_norm
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def cached(
     regular file is skipped, never opened, and a read-only cache folder is read but never
     written; ``save(result, path)`` writes atomically. ``None`` (the default) reads and
     writes nothing: a library call has no hidden side effects. The CLI passes
-    :func:`sepcheck.paths.results_dir` unless ``--no-cache``.
+    :func:`sepcheck.core.paths.results_dir` unless ``--no-cache``.
     """
     path = None if cache is None else Path(cache) / f"{kind}-{key_of(key_parts)}{suffix}"
     if path is not None and path.is_file():  # a FIFO or folder at the cache path is skipped
@@ -92,7 +92,7 @@ def cached_separation(
     """:func:`~sepcheck.separation` with an optional results cache (:func:`cached`, kind
     ``separation``, HDF5). Returns (result, came_from_cache). ``X`` and ``X_test`` may be
     row sources or files, as for :func:`~sepcheck.separation` (the digest then streams them
-    once). ``content_hash``: :func:`sepcheck.hashing.array_digest` of ``(X, y, X_test,
+    once). ``content_hash``: :func:`sepcheck.core.hashing.array_digest` of ``(X, y, X_test,
     y_test)`` (Nones included) when the caller has it already; it is the cache key."""
     p = parse_norm(norm)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
@@ -128,13 +128,13 @@ def cached_ceiling(
     content_hash: str | None = None,
     **engine_options: Any,
 ) -> tuple[CeilingResult, bool]:
-    """:func:`~sepcheck.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
+    """:func:`~sepcheck.analysis.ceiling.robust_ceiling` with an optional results cache (:func:`cached`,
     kind ``ceiling``, JSON), keyed by the data, norm, units, the eps grid and the time limit;
     the nearest-other distances it needs are ``nearest_distances`` when given (shape (n,):
     :attr:`SeparationResult.distances <sepcheck.SeparationResult>` of the same data, norm and
     units), else come from :func:`cached_separation` in the same cache (``cache=None``:
-    :func:`~sepcheck.ceiling.robust_ceiling` searches them). ``content_hash``:
-    :func:`sepcheck.hashing.array_digest` of ``(X, y)`` when the caller has it already (the
+    :func:`~sepcheck.analysis.ceiling.robust_ceiling` searches them). ``content_hash``:
+    :func:`sepcheck.core.hashing.array_digest` of ``(X, y)`` when the caller has it already (the
     cache key). Returns (result, came_from_cache)."""
     p = parse_norm(norm)
     Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_features, as_labels, check_two_classes
-from .engine.problem import units_of
-from .norms import norm_name, parse_norm
+from ..core.norms import norm_name, parse_norm
+from ..core.validation import as_features, as_labels, check_two_classes
+from ..engine.problem import units_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +88,7 @@ def class_pair_separation(
     -------
     ClassPairs
     """
-    from .engine import nearest_by_class
+    from ..engine import nearest_by_class
 
     p = parse_norm(norm)
     Xf = as_features(X, "X")

@@ -1,6 +1,6 @@
 """Input validation in one place: features, labels and their agreement.
 
-Every check raises :class:`~sepcheck.errors.SepcheckError` with a one-line message that
+Every check raises :class:`~sepcheck.core.errors.SepcheckError` with a one-line message that
 names the problem and the fix.
 """
 

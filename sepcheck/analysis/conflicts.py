@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine.sources import open_source
-from .hashing import row_keys
+from ..core.hashing import row_keys
+from ..engine.sources import open_source
 
 #: bytes of reference rows hashed at a time
 _KEY_BLOCK_BYTES = 64 * 2**20

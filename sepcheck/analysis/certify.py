@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SepcheckError
+from ..core.errors import SepcheckError
 
 _BIG_INDEX = np.iinfo(np.int64).max
 

@@ -103,11 +103,18 @@ def oracle_check(Xq, yq, X, y, p, dist, idx, sample: int, seed: int = 1) -> dict
 
 
 def run_simd(Xq, yq, X, y, p, threads):
+    import numba
+
     from sepcheck.engine.simd import search_simd
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    dist, idx, info = search_simd(Xq, yq, X, y, p=p, k=1, threads=threads)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    prev = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)) if threads else prev)
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        dist, idx, info = search_simd(Xq, yq, X, y, p=p, k=1)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        numba.set_num_threads(prev)
     return dist[:, 0, 0], idx[:, 0, 0], wall, cpu, info
 
 

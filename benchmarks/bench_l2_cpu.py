@@ -83,7 +83,7 @@ def main() -> None:
         args.n, args.repeat, args.by_class = 200, 1, True
 
     from sepcheck import nearest_other
-    from sepcheck.engine.by_class import nearest_by_class
+    from sepcheck.engine import nearest_by_class
 
     X, y = load(args.npz, args.n, args.seed)
     m = machine()

@@ -38,7 +38,7 @@ _TRAIN_NAMES = {"TrainConfig", "train_model", "evaluate_runs", "lipschitz_estima
 def __getattr__(name: str):
     """Names whose modules import numba or torch are loaded on first use."""
     if name == "nearest_by_class":
-        from .engine.by_class import nearest_by_class
+        from .engine import nearest_by_class
 
         return nearest_by_class
     if name == "open_source":

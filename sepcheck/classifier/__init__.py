@@ -6,7 +6,7 @@ If the training data is 2r-separated, the scores
 
 are 1/r-Lipschitz in the chosen norm and their argmax, the 1-NN label, is accurate and
 robust at radius r around the training data. :class:`LipschitzNNClassifier` builds that
-classifier on top of the exact engine (:func:`sepcheck.engine.by_class.nearest_by_class`)
+classifier on top of the exact engine (:func:`sepcheck.engine.nearest_by_class`)
 and certifies it: ``certified_radius(x) = (d_other - d_own) / 2`` is a lower bound on
 the distance from x to the decision boundary (triangle inequality).
 

@@ -120,7 +120,7 @@ class LipschitzNNClassifier:
         streamed by every search within ``memory_budget`` and ``X_train_`` is that source
         (with ``drop`` the kept rows are read into memory)."""
         from ..analysis.separation import units_of, validated_inputs
-        from ..engine.by_class import BY_CLASS_BACKENDS
+        from ..engine import BY_CLASS_BACKENDS
         from ..runs.cache import cached_separation
 
         p = parse_norm(self.norm)
@@ -224,7 +224,7 @@ class LipschitzNNClassifier:
                 f"X has {Xq.shape[1]} features per row but the classifier was fitted on "
                 f"{self.n_features_in_}: pass rows from the same feature space"
             )
-        from ..engine.by_class import nearest_by_class
+        from ..engine import nearest_by_class
 
         opts = {k: self.engine_options[k] for k in _SEARCH_OPTIONS if k in self.engine_options}
         d, idx, _ = nearest_by_class(self.X_train_, self.y_train_, Xq, norm=self.p_, **opts)

@@ -23,7 +23,7 @@ class LipschitzScores(torch.nn.Module):
     """Torch forward of :class:`LipschitzNNClassifier`: x (n, ...) -> scores (n, n_classes).
 
     The nearest training row of each class is found by the exact engine
-    (:func:`sepcheck.engine.by_class.nearest_by_class`, ties to the lowest index) on the
+    (:func:`sepcheck.engine.nearest_by_class`, ties to the lowest index) on the
     training rows as the module sees them (floats on the classifier's scale, in the module's
     dtype); then d(x, X_i) = ||x - X_i[nearest]|| is recomputed with gradient. That is the
     value of the min and one of its (sub)gradients, so gradient attacks see the true function.
@@ -85,7 +85,7 @@ class LipschitzScores(torch.nn.Module):
     def nearest_indices(self, x: Any) -> Any:
         """(n, n_classes) index of the nearest training row of each class (no gradient),
         found exactly by the engine on the module's device."""
-        from ..engine.by_class import nearest_by_class
+        from ..engine import nearest_by_class
 
         dev = self.reference.device
         q = x.detach().to(self.float_dtype).cpu().numpy()

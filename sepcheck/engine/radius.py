@@ -34,6 +34,7 @@ import numpy as np
 from ..core.errors import SepcheckError
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_same_dim
+from .dispatch import choose, within_budget
 from .problem import (
     Problem,
     common_dtype,
@@ -348,11 +349,10 @@ def neighbors_within(
 def choose_radius(
     problem: Problem, backend: str, device: str, explicit_budget: bool, budget: int
 ) -> tuple[str, str]:
-    """(backend that runs, device) of a radius search: :func:`sepcheck.engine.choose`'s
+    """(backend that runs, device) of a radius search: :func:`sepcheck.engine.dispatch.choose`'s
     rules over :data:`RADIUS_BACKENDS` (the GPU kernels' slot of 'auto' runs torch), and
     the compiled kernels' copy of the reference within half of an explicit budget (see
-    :func:`sepcheck.engine.within_budget`)."""
-    from . import choose, within_budget
+    :func:`sepcheck.engine.dispatch.within_budget`)."""
 
     b = str(backend).lower()
     if b not in RADIUS_BACKENDS:

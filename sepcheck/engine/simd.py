@@ -53,7 +53,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -633,7 +632,6 @@ def search_simd(
     k: int,
     slot_of_row: np.ndarray | None = None,
     n_slots: int = 1,
-    threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     seed: np.ndarray | None = None,
     ordered: bool = False,
@@ -658,8 +656,6 @@ def search_simd(
         Otherwise BY_CLASS: the slot 0..n_slots-1 of every reference row.
     n_slots : int
         Number of slots S when ``slot_of_row`` is given.
-    threads : int or None
-        numba threads (default: numba's setting).
     progress : callable or None
         Called with the number of queries finished after every batch.
     seed : ndarray (m, S) float64 or None
@@ -707,21 +703,15 @@ def search_simd(
         ql = np.zeros(m, dtype=np.int64)
     if slot is None:
         slot = np.zeros(1, dtype=np.int64)
-    prev = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        for s in range(0, m, QUERY_BATCH):
-            sl = slice(s, min(s + QUERY_BATCH, m))
-            qv = prep.query_values(queries[sl])
-            counts = np.zeros((-(-qv[0].shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
-            _search_kernel(*qv, ql[sl], *prep.row_values, rl, slot, by_slot, prep.linf, prep.integer,
-                           out_d[sl], out_i[sl], counts, False, math.inf, *_no_pairs(counts.shape[0]))
-            pairs += counts.sum(axis=0)
-            if progress is not None:
-                progress(qv[0].shape[0])
-    finally:
-        numba.set_num_threads(prev)
+    for s in range(0, m, QUERY_BATCH):
+        sl = slice(s, min(s + QUERY_BATCH, m))
+        qv = prep.query_values(queries[sl])
+        counts = np.zeros((-(-qv[0].shape[0] // QUERY_BLOCK), len(_PAIR_NAMES)), dtype=np.int64)
+        _search_kernel(*qv, ql[sl], *prep.row_values, rl, slot, by_slot, prep.linf, prep.integer,
+                       out_d[sl], out_i[sl], counts, False, math.inf, *_no_pairs(counts.shape[0]))
+        pairs += counts.sum(axis=0)
+        if progress is not None:
+            progress(qv[0].shape[0])
     info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
     return out_d, out_i, info
 

@@ -4,7 +4,7 @@ For each query shard (rows ``a:b`` read once), the reference is read in blocks, 
 in file order (a reader thread fetches the next block while the current one is searched);
 every (reference block, query shard) pair runs the in-memory pipeline of
 :mod:`sepcheck.engine` (same backends, same :class:`~sepcheck.engine.problem.Problem`), its
-neighbours get exact distances (:func:`~sepcheck.engine.final_distances`) and the block's row
+neighbours get exact distances (:func:`~sepcheck.engine.dispatch.final_distances`) and the block's row
 offset, and they are merged into the shard's running top-k per slot by
 :func:`~sepcheck.engine.select.sort_candidates` (lexicographic on (distance, index): ties
 to the lowest index). The answer is the in-memory run's, bit for bit.
@@ -45,6 +45,7 @@ from ..core.validation import (
     check_same_dim,
     check_two_classes,
 )
+from .dispatch import final_distances, plan_backend, run_backend
 from .problem import (
     Grouping,
     Problem,
@@ -120,7 +121,6 @@ class StreamPlan:
     def search_shard(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Slots (b - a, S, k) of queries ``a:b``: distances in reported units, indices into
         the reference (ties to the lowest index; +inf / -1 where a slot has fewer rows)."""
-        from . import final_distances, run_backend
 
         Q = self._convert(self.queries.read(a, b), "queries")
         ql = self.query_labels[a:b]
@@ -203,7 +203,6 @@ def plan_stream(
     ``query_rows`` / ``block_rows`` force the rows per query shard / reference block
     (otherwise from the budget; both are rounded to whole HDF5 chunks).
     """
-    from . import plan_backend
 
     p = parse_norm(norm)
     k = check_positive_int(k, "k")

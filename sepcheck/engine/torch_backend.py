@@ -44,7 +44,7 @@ from ..core.errors import SepcheckError
 from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
 from .exact import sq_norms
 from .problem import Problem
-from .select import empty_best, far_value, merge_block, merge_candidates
+from .select_torch import empty_best, far_value, merge_block, merge_candidates
 
 #: up to this many features, l2 is computed by exact tiles (cheaper than a GEMM plus
 #: candidate selection when rows are short)

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from sepcheck import SepcheckError, nearest_other
-from sepcheck.engine import choose, make_by_class_problem, make_problem
-from sepcheck.engine.by_class import nearest_by_class
+from sepcheck.engine import choose, make_by_class_problem, make_problem, nearest_by_class
 from sepcheck.engine.faiss_backend import has_gpu
 from tests import oracle
 

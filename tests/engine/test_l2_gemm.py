@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import nearest_other
-from sepcheck.engine.by_class import nearest_by_class
+from sepcheck.engine import nearest_by_class
 from sepcheck.engine.torch_backend import float32_matmul_is_exact
 from tests import oracle
 
@@ -124,7 +124,7 @@ def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
     monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
     # a budget below the data (d = 3072: 184 KB) but above the reference: rows shifted per block
     monkeypatch.setattr("sepcheck.core.validation.MIN_MEMORY_BUDGET", 1)
-    monkeypatch.setattr("sepcheck.engine.FIXED_TEMPORARIES", 0)
+    monkeypatch.setattr("sepcheck.engine.dispatch.FIXED_TEMPORARIES", 0)
     rng = np.random.default_rng(d)
     X = _adversarial(rng, "uint8", d, 60, False)
     y = rng.integers(0, 3, 60)

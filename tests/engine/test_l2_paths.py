@@ -364,12 +364,12 @@ def test_cli_json_names_the_l2_path(tmp_path):
     levels=st.sampled_from([2, 1000]),
 )
 def test_column_min_is_numpy_argmin(seed, rows, cols, dtype, levels):
-    """The symmetric driver's column minima (select._column_min): the minimum and its first
+    """The symmetric driver's column minima (select.column_min): the minimum and its first
     row, as numpy's argmin, ties included."""
-    from sepcheck.engine.select import _column_min
+    from sepcheck.engine.select import column_min
 
     base = np.random.default_rng(seed).integers(0, levels, (rows, cols)).astype(dtype)
-    m, idx = _column_min(base)
+    m, idx = column_min(base)
     want = np.argmin(base, axis=0)
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(m, base[want, np.arange(cols)])

@@ -18,7 +18,7 @@ CertificationResult     what :meth:`LipschitzNNClassifier.certify` returns
 hygiene, HygieneReport  test-train and cross-label near-duplicates, label-noise candidates
 train               the five training methods, models, trainer and evaluation
 TrainConfig, train_model, evaluate_runs, lipschitz_estimate   (from sepcheck.train)
-sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.runs.shards)
+sharded_separation, merge_pieces   resumable / SLURM-array / torchrun runs (sepcheck.runs)
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ def __getattr__(name: str):
         from .engine.sources import open_source
 
         return open_source
-    if name in ("sharded_separation", "merge_pieces"):
-        from .runs import shards
+    if name == "sharded_separation":
+        from .runs.run import sharded_separation
 
-        return getattr(shards, name)
+        return sharded_separation
+    if name == "merge_pieces":
+        from .runs.merge import merge_pieces
+
+        return merge_pieces
     if name in ("neighbors_within", "RadiusNeighbors"):
         from .engine import radius
 

@@ -1,4 +1,4 @@
-"""Sharded, resumable runs (sepcheck.runs.shards): the same answer as one exact search, resume after
+"""Sharded, resumable runs (sepcheck.runs): the same answer as one exact search, resume after
 a crash or SIGKILL, SLURM-style groups and their merge, and the refusals (one line, nothing
 touched)."""
 
@@ -19,17 +19,11 @@ from hypothesis import strategies as st
 
 import sepcheck
 from sepcheck.core.errors import SepcheckError
-from sepcheck.runs.shards import (
-    LogLines,
-    ShardPlan,
-    certification,
-    certify_job,
-    merge_pieces,
-    plan_shards,
-    read_piece,
-    run_job,
-    sharded_separation,
-)
+from sepcheck.runs.job import certify_job
+from sepcheck.runs.merge import merge_pieces
+from sepcheck.runs.pieces import certification, read_piece
+from sepcheck.runs.plan import ShardPlan, plan_shards
+from sepcheck.runs.run import LogLines, run_job, sharded_separation
 from tests import oracle
 
 ARRAYS = ("distances", "neighbors", "test_distances", "test_neighbors", "conflicts", "test_conflicts")
@@ -193,7 +187,7 @@ def test_resume_of_a_finished_output_computes_nothing(tmp_path):
 
 _KILLED = """
 import sys, time
-from sepcheck.runs.shards import sharded_separation
+from sepcheck.runs.run import sharded_separation
 from tests.test_shards import _data
 X, y, _, _ = _data()
 count = []

@@ -68,7 +68,7 @@ def cli_cache(no_cache: bool) -> Path | None:
 
 def shard_options(f: Callable) -> Callable:
     """--resume, --shard I/N, --shard-rows (sharded, resumable and distributed runs; see
-    :mod:`sepcheck.runs.shards`)."""
+    :mod:`sepcheck.runs.run`)."""
     f = click.option("--shard-rows", type=int, default=None, metavar="ROWS",
                      help="Queries per shard (default: about 1/64 of them, within the memory budget).")(f)
     f = click.option("--shard", default=None, metavar="I/N",

@@ -89,14 +89,17 @@ def certify(
             "and y_test, or IDX files with t10k and train)"
         )
     from ..core.process_group import env_world_size
-    from ..runs.shards import check_run_options, parse_shard
+    from ..runs.plan import parse_shard
+    from ..runs.run import check_run_options
 
     check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
     typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
     shards = None
     if out_p is not None or shard_rows is not None or env_world_size() > 1:
-        from ..runs.shards import certification, certify_job, finish_output, run_job, save_piece
+        from ..runs.job import certify_job
+        from ..runs.pieces import certification, save_piece
+        from ..runs.run import finish_output, run_job
 
         # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
         job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,

@@ -20,7 +20,8 @@ def merge(pieces: tuple[str, ...], out: str, as_json: bool) -> None:
     once (an overlap or a gap names the rows). The merged file equals the result of one run:
     `sepcheck separation ... --out` (or certify) with the same options.
     """
-    from ..runs.shards import merge_pieces, separation_result
+    from ..runs.merge import merge_pieces
+    from ..runs.pieces import separation_result
 
     out_p = check_writable(out, "--out")
     merged = merge_pieces(list(pieces), out_p)

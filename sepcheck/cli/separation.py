@@ -95,7 +95,8 @@ def separation(
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
     check_engine(backend, device, BACKENDS)
     from ..core.process_group import env_world_size
-    from ..runs.shards import check_run_options, parse_shard
+    from ..runs.plan import parse_shard
+    from ..runs.run import check_run_options
 
     check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
@@ -107,13 +108,9 @@ def separation(
     info: dict[str, Any] = {}
     run = None
     if sharded:
-        from ..runs.shards import (
-            finish_output,
-            run_job,
-            separation_job,
-            separation_result,
-            write_piece_or_result,
-        )
+        from ..runs.job import separation_job
+        from ..runs.pieces import separation_result
+        from ..runs.run import finish_output, run_job, write_piece_or_result
 
         # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
         job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,

@@ -4,7 +4,7 @@
 ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`setup`
 joins the process group (NCCL on GPUs, one GPU per process from ``LOCAL_RANK``; gloo on the
 CPU). Training (:mod:`sepcheck.train`, DistributedDataParallel) and the sharded searches
-(:mod:`sepcheck.runs.shards`) both use it. Every collective here turns a failure of another
+(:mod:`sepcheck.runs.run`) both use it. Every collective here turns a failure of another
 process (it died, or the group was torn down) into one :class:`SepcheckError` line (exit
 code 2, as the issue's bad-input list asks for a rank that dies).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 import sepcheck
-from sepcheck.report.build import build_report
+from sepcheck.report import build_report
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from sepcheck.core.errors import SepcheckError
 from sepcheck.datasets import Dataset
-from sepcheck.report.build import build_report, check_out
+from sepcheck.report import build_report
+from sepcheck.report.model import check_out
 
 from .oracle import class_distances, nearest_other, pairwise
 

@@ -42,7 +42,8 @@ def report(
     from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
     from ..engine.radius import RADIUS_BACKENDS
-    from ..report.build import build_report, check_out
+    from ..report import build_report
+    from ..report.model import check_out
 
     t0 = time.perf_counter()
     check_out(out, force)

@@ -14,6 +14,8 @@ from the matching); a component with three or more labels is an integer program 
 sum x subject to x_u + x_v <= 1 per edge) solved exactly by HiGHS (``scipy.optimize.milp``)
 within ``time_limit`` seconds, after which the ceiling is bounded by HiGHS's MIP dual bound
 (above) and the better of HiGHS's incumbent and a min-degree greedy independent set (below).
+That solver is :mod:`.ceiling_graph`; this module finds the conflict pairs, one exact radius
+search for the whole grid of radii, and holds the result type.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,10 +36,9 @@ from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_two_classes
 from ..engine.problem import units_of
+from .ceiling_graph import METHODS, solve_conflict_graph
 
 FORMAT = "sepcheck.ceiling/1"
-#: how each component with an edge was solved (the keys of ``details[i]["components"]``)
-METHODS = ("bipartite", "milp", "milp_inexact")
 
 
 @dataclass
@@ -238,67 +239,89 @@ def robust_ceiling(
     make every different-label pair conflict: their ceiling is the largest class share,
     without a search.
     """
-    from ..engine import nearest_other
-    from ..engine.radius import neighbors_within
-
     p = parse_norm(norm)
     Xf, yv, grid, limit = ceiling_inputs(X, y, eps, time_limit)
     n = int(Xf.shape[0])
     _, yidx = np.unique(yv, return_inverse=True)
     yidx = yidx.astype(np.int64)
     sizes = np.bincount(yidx)
-    share = float(sizes.max() / n)
     whole = 2.0 * grid >= _diameter_bound(Xf, p, raw)  # complete multipartite graphs
     rmax = float(2.0 * grid[~whole].max()) if (~whole).any() else None
     engine = {"backend": backend, "device": device, "memory_budget": memory_budget, "progress": progress}
-    t0 = time.perf_counter()
-    nb, close, nearest_s, radius_s = None, np.empty(0, np.int64), 0.0, 0.0
-    if rmax is not None:
-        if nearest_distances is None:
-            d1 = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine)[0][:, 0]
-        else:
-            d1 = np.asarray(nearest_distances, dtype=np.float64).reshape(-1)
-            if d1.shape != (n,) or np.isnan(d1).any() or (d1 < 0).any():
-                raise SepcheckError(f"nearest_distances has shape {d1.shape} or holds NaN or negative values: "
-                                    f"give the {n} distances of SeparationResult.distances")
-        close = np.flatnonzero(d1 <= rmax)  # only they can conflict at any eps of the grid
-        t1 = time.perf_counter()
-        if close.size >= 2 and np.unique(yv[close]).size >= 2:
-            nb = neighbors_within(Xf[close], yv[close], rmax, norm=p, other_label=True, raw=raw, **engine)
-        nearest_s, radius_s = t1 - t0, time.perf_counter() - t1
-    acc, up, ex, ne, nc, sac, det = [], [], [], [], [], [], []
-    cross = (n * n - int((sizes.astype(np.int64) ** 2).sum())) // 2
-    for e, full in zip(grid, whole, strict=True):
-        t1 = time.perf_counter()
-        if full:
-            big = int(np.argmax(sizes))
-            g = {"lower": int(sizes[big]), "upper": int(sizes[big]), "exact": True, "n_edges": cross,
-                 "n_components": 1, "sacrificed": np.flatnonzero(yidx != big).astype(np.int64),
-                 "details": {"components": dict.fromkeys(METHODS, 0), "largest_component": n, "bounds": "exact",
-                             "shortcut": "2 eps beyond the diameter: every different-label pair conflicts"}}
-        elif nb is None:
-            g = solve_conflict_graph(n, yidx, np.empty(0, np.int64), np.empty(0, np.int64), limit)
-        else:
-            r, c, _ = nb.within(2.0 * float(e)).pairs()
-            keep = r < c
-            g = solve_conflict_graph(n, yidx, close[r[keep]], close[c[keep]], limit)
-        g["details"]["seconds"] = time.perf_counter() - t1
-        acc.append(g["lower"] / n)
-        up.append(g["upper"] / n)
-        ex.append(g["exact"])
-        ne.append(g["n_edges"])
-        nc.append(g["n_components"])
-        sac.append(g["sacrificed"])
-        det.append(g["details"])
+    search = _conflict_search(Xf, yv, p, raw, rmax, nearest_distances, engine)
+    graphs = [_graph_at(float(e), bool(full), yidx, sizes, search, limit)
+              for e, full in zip(grid, whole, strict=True)]
     return CeilingResult(
-        eps=grid, accuracy=np.array(acc), upper=np.array(up), exact=np.array(ex, dtype=bool),
-        n_edges=np.array(ne, dtype=np.int64), n_components=np.array(nc, dtype=np.int64), n_points=n,
-        class_share=share, sacrificed=sac, details=det, norm=norm_name(p), units=units_of(Xf, raw),
+        eps=grid, accuracy=np.array([g["lower"] / n for g in graphs]),
+        upper=np.array([g["upper"] / n for g in graphs]),
+        exact=np.array([g["exact"] for g in graphs], dtype=bool),
+        n_edges=np.array([g["n_edges"] for g in graphs], dtype=np.int64),
+        n_components=np.array([g["n_components"] for g in graphs], dtype=np.int64), n_points=n,
+        class_share=float(sizes.max() / n), sacrificed=[g["sacrificed"] for g in graphs],
+        details=[g["details"] for g in graphs], norm=norm_name(p), units=units_of(Xf, raw),
         dataset=dataset, content_hash=content_hash or array_digest(Xf, yv), time_limit=limit,
-        extra={"nearest_seconds": nearest_s, "radius_seconds": radius_s, "search_radius": rmax,
-               "searched_points": int(close.size), "pairs": 0 if nb is None else int(nb.nnz)},
+        extra={"nearest_seconds": search.nearest_s, "radius_seconds": search.radius_s, "search_radius": rmax,
+               "searched_points": int(search.close.size), "pairs": 0 if search.nb is None else int(search.nb.nnz)},
     )
 
+
+class _Search(NamedTuple):
+    """The exact searches of :func:`robust_ceiling`: every different-label pair within the
+    largest radius searched (``nb``, over the rows ``close``; None: no pair), and their seconds."""
+
+    nb: Any
+    close: np.ndarray
+    nearest_s: float
+    radius_s: float
+
+
+def _conflict_search(Xf: np.ndarray, yv: np.ndarray, p: float, raw: bool, rmax: float | None,
+                     nearest_distances: Any, engine: dict[str, Any]) -> _Search:
+    """Each point's nearest other label (or ``nearest_distances``), then one radius search at
+    ``rmax`` among the points that close to another label (``rmax`` None: no search)."""
+    from ..engine import nearest_other
+    from ..engine.radius import neighbors_within
+
+    if rmax is None:
+        return _Search(None, np.empty(0, np.int64), 0.0, 0.0)
+    n = int(Xf.shape[0])
+    t0 = time.perf_counter()
+    if nearest_distances is None:
+        d1 = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine)[0][:, 0]
+    else:
+        d1 = np.asarray(nearest_distances, dtype=np.float64).reshape(-1)
+        if d1.shape != (n,) or np.isnan(d1).any() or (d1 < 0).any():
+            raise SepcheckError(f"nearest_distances has shape {d1.shape} or holds NaN or negative values: "
+                                f"give the {n} distances of SeparationResult.distances")
+    close = np.flatnonzero(d1 <= rmax)  # only they can conflict at any eps of the grid
+    t1 = time.perf_counter()
+    nb = None
+    if close.size >= 2 and np.unique(yv[close]).size >= 2:
+        nb = neighbors_within(Xf[close], yv[close], rmax, norm=p, other_label=True, raw=raw, **engine)
+    return _Search(nb, close, t1 - t0, time.perf_counter() - t1)
+
+
+def _graph_at(e: float, full: bool, yidx: np.ndarray, sizes: np.ndarray, search: _Search,
+              limit: float) -> dict[str, Any]:
+    """:func:`~.ceiling_graph.solve_conflict_graph`'s result at radius ``e`` (``full``: 2 e is
+    beyond the diameter, every different-label pair conflicts), with its seconds in ``details``."""
+    t1 = time.perf_counter()
+    n = int(yidx.size)
+    if full:
+        big = int(np.argmax(sizes))
+        cross = (n * n - int((sizes.astype(np.int64) ** 2).sum())) // 2
+        g = {"lower": int(sizes[big]), "upper": int(sizes[big]), "exact": True, "n_edges": cross,
+             "n_components": 1, "sacrificed": np.flatnonzero(yidx != big).astype(np.int64),
+             "details": {"components": dict.fromkeys(METHODS, 0), "largest_component": n, "bounds": "exact",
+                         "shortcut": "2 eps beyond the diameter: every different-label pair conflicts"}}
+    elif search.nb is None:
+        g = solve_conflict_graph(n, yidx, np.empty(0, np.int64), np.empty(0, np.int64), limit)
+    else:
+        r, c, _ = search.nb.within(2.0 * e).pairs()
+        keep = r < c
+        g = solve_conflict_graph(n, yidx, search.close[r[keep]], search.close[c[keep]], limit)
+    g["details"]["seconds"] = time.perf_counter() - t1
+    return g
 
 def _diameter_bound(X: np.ndarray, p: float, raw: bool) -> float:
     """An upper bound of every distance in ``X`` (reported units), with a margin for the
@@ -309,165 +332,6 @@ def _diameter_bound(X: np.ndarray, p: float, raw: bool) -> float:
         bound = float(rng.max()) / scale
         return bound if X.dtype == np.uint8 else bound * (1 + 1e-9)
     return float(np.sum(rng**p) ** (1.0 / p)) / scale * (1 + 1e-9)
-
-
-# ----- the graph -------------------------------------------------------------------------
-def solve_conflict_graph(n: int, labels: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                         time_limit: float) -> dict[str, Any]:
-    """Maximum independent set of the graph on ``n`` vertices with edges (rows[i], cols[i])
-    (each unordered edge once, endpoints of different ``labels``).
-
-    Returns a dict: ``lower`` and ``upper`` (independent-set sizes; equal when ``exact``),
-    ``exact``, ``sacrificed`` (sorted int64 vertices outside the set found), ``n_edges``,
-    ``n_components`` (components with an edge) and ``details``.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    counts = dict.fromkeys(METHODS, 0)
-    details: dict[str, Any] = {"components": counts, "largest_component": 0, "bounds": "exact"}
-    if rows.size == 0:
-        return {"lower": n, "upper": n, "exact": True, "sacrificed": np.empty(0, np.int64), "n_edges": 0,
-                "n_components": 0, "details": details}
-    adj = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n)).tocsr()
-    adj = (adj + adj.T).tocsr()
-    adj.data[:] = 1
-    _, comp = connected_components(adj, directed=False)
-    deg = np.diff(adj.indptr)
-    busy = deg > 0
-    comp_ids, comp_of = np.unique(comp[busy], return_inverse=True)
-    verts = np.flatnonzero(busy)
-    n_comp = comp_ids.size
-    # labels per component: two -> bipartite, three or more -> integer program
-    k = int(labels.max()) + 1
-    pair = np.unique(comp_of * k + labels[verts])
-    n_labels = np.bincount(pair // k, minlength=n_comp)
-    sizes = np.bincount(comp_of, minlength=n_comp)
-    details["largest_component"] = int(sizes.max())
-    two = n_labels[comp_of] == 2
-    sacrificed = [_bipartite_cover(adj, verts[two], comp_of[two], labels)] if two.any() else []
-    counts["bipartite"] = int(np.count_nonzero(n_labels == 2))
-    lower = upper = n - sum(s.size for s in sacrificed)
-    many = np.flatnonzero(n_labels >= 3)
-    upper_by: dict[str, int] = {}
-    if many.size:
-        order = np.argsort(comp_of, kind="stable")
-        starts = np.searchsorted(comp_of[order], np.arange(n_comp + 1))
-        for c in many:
-            members = verts[order[starts[c]:starts[c + 1]]]
-            lo, hi, lost, bound = _milp_component(adj[members][:, members].tocoo(), members, time_limit)
-            counts["milp_inexact" if bound else "milp"] += 1
-            if bound:
-                upper_by[bound] = upper_by.get(bound, 0) + 1
-            lower -= members.size - lo
-            upper -= members.size - hi
-            sacrificed.append(lost)
-    exact = lower == upper
-    if not exact:  # which upper bound, per inexact component; the lower bound is always the same
-        details["bounds"] = {"upper": upper_by, "lower": "best of HiGHS incumbent and min-degree greedy"}
-    lost_all = np.sort(np.concatenate(sacrificed)) if sacrificed else np.empty(0, np.int64)
-    return {"lower": int(lower), "upper": int(upper), "exact": bool(exact), "sacrificed": lost_all.astype(np.int64),
-            "n_edges": int(rows.size), "n_components": int(n_comp), "details": details}
-
-
-def _bipartite_cover(adj: Any, verts: np.ndarray, comp_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """A minimum vertex cover of the two-label components spanned by ``verts`` (Konig): one
-    maximum matching over all of them (they are disjoint), then the vertices reachable from
-    the unmatched left vertices by alternating paths decide the cover."""
-    from scipy.sparse import coo_matrix, csr_matrix
-    from scipy.sparse.csgraph import breadth_first_order, maximum_bipartite_matching
-
-    lab = labels[verts]
-    low = np.full(int(comp_of.max()) + 1, np.iinfo(np.int64).max)
-    np.minimum.at(low, comp_of, lab)
-    left = lab == low[comp_of]  # in each component, the smaller label is the left side
-    L, R = verts[left], verts[~left]
-    pos = np.full(adj.shape[0], -1, np.int64)
-    pos[L] = np.arange(L.size)
-    pos[R] = np.arange(R.size)
-    sub = adj[L].tocoo()  # rows: left vertices; columns: all vertices (their neighbours are right)
-    B = csr_matrix((np.ones(sub.nnz, np.int8), (sub.row, pos[sub.col])), shape=(L.size, R.size))
-    mate = maximum_bipartite_matching(B, perm_type="column")  # per left row: its right column or -1
-    # alternating reachability from a super source to the unmatched left vertices
-    nl, nr = L.size, R.size
-    src = nl + nr
-    matched = np.flatnonzero(mate >= 0)
-    free = np.flatnonzero(mate < 0)
-    Bc = B.tocoo()
-    r = np.concatenate([Bc.row, nl + mate[matched], np.full(free.size, src)])
-    c = np.concatenate([nl + Bc.col, matched, free])
-    G = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(src + 1, src + 1)).tocsr()
-    reach = np.zeros(src + 1, dtype=bool)
-    reach[breadth_first_order(G, src, directed=True, return_predecessors=False)] = True
-    cover = np.concatenate([L[~reach[:nl]], R[reach[nl:src]]])
-    if cover.size != matched.size:  # Konig: |minimum vertex cover| = |maximum matching|
-        raise AssertionError(f"vertex cover {cover.size} != matching {matched.size}")
-    return cover
-
-
-def _milp_component(sub: Any, members: np.ndarray, time_limit: float) -> tuple[int, int, np.ndarray, str]:
-    """Maximum independent set of one component by HiGHS: (lower, upper, sacrificed vertices,
-    the upper bound's source: "" when proven optimal, else "mip_dual_bound" (HiGHS's, after
-    the time limit), "lp_relaxation" (when HiGHS stopped before it had one) or "size")."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import csr_matrix
-
-    m = members.size
-    keep = sub.row < sub.col
-    er, ec = sub.row[keep], sub.col[keep]
-    ne = er.size
-    A = csr_matrix((np.ones(2 * ne), (np.repeat(np.arange(ne), 2), np.stack([er, ec], 1).ravel())), shape=(ne, m))
-    res = milp(-np.ones(m), constraints=LinearConstraint(A, -np.inf, 1.0), integrality=np.ones(m),
-               bounds=Bounds(0, 1), options={"time_limit": time_limit, "mip_rel_gap": 0.0, "disp": False})
-    take = np.zeros(m, dtype=bool)
-    if res.x is not None:
-        take = res.x > 0.5
-        both = take[er] & take[ec]  # never trust a tolerance: repair any violated edge
-        take[er[both]] = False
-    if res.status == 0 and res.x is not None:
-        best = int(take.sum())
-        return best, best, np.sort(members[~take]), ""
-    greedy = _greedy_independent(m, er, ec)
-    if greedy.sum() > take.sum():
-        take = greedy
-    bound = getattr(res, "mip_dual_bound", None)
-    how = "mip_dual_bound"
-    if bound is None or not np.isfinite(bound):  # stopped before HiGHS had a bound: the LP relaxation
-        lp = milp(-np.ones(m), constraints=LinearConstraint(A, -np.inf, 1.0), bounds=Bounds(0, 1))
-        bound, how = (lp.fun, "lp_relaxation") if lp.status == 0 else (-float(m), "size")
-    hi = min(m, int(math.floor(-bound + 1e-6)))
-    lo = int(take.sum())
-    return lo, max(hi, lo), np.sort(members[~take]), how if lo < hi else ""
-
-
-def _greedy_independent(m: int, er: np.ndarray, ec: np.ndarray) -> np.ndarray:
-    """Min-degree greedy independent set (take a vertex of least remaining degree, drop its
-    neighbours, repeat); boolean mask."""
-    import heapq
-
-    nbrs: list[list[int]] = [[] for _ in range(m)]
-    for a, b in zip(er.tolist(), ec.tolist(), strict=True):
-        nbrs[a].append(b)
-        nbrs[b].append(a)
-    deg = [len(v) for v in nbrs]
-    alive = [True] * m
-    take = np.zeros(m, dtype=bool)
-    heap = [(d, v) for v, d in enumerate(deg)]
-    heapq.heapify(heap)
-    while heap:
-        d, v = heapq.heappop(heap)
-        if not alive[v] or d != deg[v]:
-            continue
-        take[v] = True
-        alive[v] = False
-        for u in nbrs[v]:
-            if alive[u]:
-                alive[u] = False
-                for w in nbrs[u]:
-                    if alive[w]:
-                        deg[w] -= 1
-                        heapq.heappush(heap, (deg[w], w))
-    return take
 
 
 __all__ = ["CeilingResult", "robust_ceiling", "solve_conflict_graph", "as_eps_grid", "check_time_limit", "METHODS"]

@@ -10,7 +10,7 @@ and counts the points that survive all of them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -105,10 +105,6 @@ def autoattack_accuracy(model: nn.Module, X: Tensor, y: Tensor, *, eps: float, n
     r = autoattack_robust(model, X.to(device), y.to(device), eps=eps, norm=norm, settings=settings,
                           batch_size=batch_size)
     return float(r.mean())
-
-
-def settings_dict(settings: AutoAttackSettings) -> dict[str, Any]:
-    return asdict(settings)
 
 
 __all__ = ["AutoAttackSettings", "require_art", "autoattack_robust", "autoattack_accuracy", "EXTRA"]

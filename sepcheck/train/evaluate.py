@@ -27,6 +27,7 @@ the same estimator on its torch module (:class:`sepcheck.classifier.LipschitzSco
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -399,17 +400,9 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
     datasets: dict[tuple[Any, ...], TrainData] = {}
     bounds: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows = []
-    opts = data_options or {}
     for path, model, cfg, finished in loaded:
         key = _data_key(cfg)
-        if key not in datasets:
-            datasets[key] = data if data is not None else load_data(
-                cfg["dataset"], holdout=cfg.get("holdout"), data_dir=opts.get("data_dir") or cfg.get("data_dir"),
-                download=opts.get("download", True), verify=opts.get("verify", True))
-        ds = datasets[key]
-        if list(ds.input_shape) != list(cfg["data"]["input_shape"]) or ds.classes != cfg["data"]["classes"]:
-            raise SepcheckError(f"the data set of {path} no longer matches the run (input shape or classes "
-                                "changed): evaluate with the data the run was trained on")
+        ds = _run_data(path, cfg, key, datasets, data, data_options or {})
         norm = threat_norm(cfg.get("norm", "linf"))
         e = float(eps if eps is not None else (cfg.get("eps") if cfg.get("eps") is not None else float("nan")))
         if not e > 0:
@@ -427,13 +420,7 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
             say(f"separation bound for {ds.name} ({norm}, eps={e:g})")
             bounds[bkey] = separation_bound(ds, norm, e, subset=subset, cache=cache, lip=lip, device=dev)
         if bound:
-            b = bounds[bkey]
-            row.update({"separation": b["separation"], "r": b["r"], "inv_r": b["inv_r"]})
-            ref = b.get("reference") or {}
-            main = lip_key(lip.protocols[0])
-            if ref.get(main):
-                # like with like: the same estimator on the model and on the theorem's classifier
-                row["lipschitz_vs_reference"] = row[main] / ref[main]
+            _add_bound(row, bounds[bkey], lip)
         row["attack"] = attack.resolved(e)
         if autoattack is not None:
             row["autoattack"] = asdict(autoattack)
@@ -442,10 +429,44 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
             write_json(RunDir(path).eval, row)
         rows.append(row)
     rows.sort(key=_paper_order)
+    return _report(rows, list(bounds.values()), datasets.values(), attack, lip, subset, autoattack)
+
+
+def _run_data(path: Path, cfg: dict[str, Any], key: tuple[Any, ...], datasets: dict[tuple[Any, ...], TrainData],
+              data: TrainData | None, opts: dict[str, Any]) -> TrainData:
+    """The data set of the run at ``path`` (config ``cfg``): ``data``, else loaded once per
+    ``key`` into ``datasets``; a SepcheckError when it no longer matches the run."""
+    if key not in datasets:
+        datasets[key] = data if data is not None else load_data(
+            cfg["dataset"], holdout=cfg.get("holdout"), data_dir=opts.get("data_dir") or cfg.get("data_dir"),
+            download=opts.get("download", True), verify=opts.get("verify", True))
+    ds = datasets[key]
+    if list(ds.input_shape) != list(cfg["data"]["input_shape"]) or ds.classes != cfg["data"]["classes"]:
+        raise SepcheckError(f"the data set of {path} no longer matches the run (input shape or classes "
+                            "changed): evaluate with the data the run was trained on")
+    return ds
+
+
+def _add_bound(row: dict[str, Any], bound: dict[str, Any], lip: LipschitzSettings) -> None:
+    """The bound columns of a row: separation, r, 1/r and the model's Lipschitz estimate over
+    the reference classifier's."""
+    row.update({"separation": bound["separation"], "r": bound["r"], "inv_r": bound["inv_r"]})
+    ref = bound.get("reference") or {}
+    main = lip_key(lip.protocols[0])
+    if ref.get(main):
+        # like with like: the same estimator on the model and on the theorem's classifier
+        row["lipschitz_vs_reference"] = row[main] / ref[main]
+
+
+def _report(rows: list[dict[str, Any]], bounds: list[dict[str, Any]], datasets: Iterable[TrainData],
+            attack: AttackSettings, lip: LipschitzSettings, subset: int | None,
+            autoattack: AutoAttackSettings | None) -> dict[str, Any]:
+    """:func:`evaluate_runs`'s result from its sorted rows (settings described at the first row's
+    norm and eps)."""
     first = rows[0]
     return {
         "rows": rows,
-        "bounds": list(bounds.values()),
+        "bounds": bounds,
         "settings": {
             "attack": attack.resolved(first["eps"]),
             "lipschitz": asdict(lip),
@@ -454,9 +475,8 @@ def evaluate_runs(run_dirs: list[str | Path], *, eps: float | None = None, subse
             + ("; " + autoattack.describe(first["norm"], first["eps"]) if autoattack is not None else ""),
             "autoattack": None if autoattack is None else asdict(autoattack),
         },
-        "notes": sorted({n for d in datasets.values() for n in d.notes}),
+        "notes": sorted({n for d in datasets for n in d.notes}),
     }
-
 
 __all__ = ["AttackSettings", "LipschitzSettings", "LipProtocol", "LIP_PROTOCOLS", "lip_key", "local_lipschitz",
            "local_lipschitz_paper_code", "lipschitz_estimate",

@@ -1,16 +1,15 @@
-"""The evaluation table (Markdown, CSV, JSON) and the plot of adversarial accuracy against the
+"""The evaluation table (Markdown, CSV) and the plot of adversarial accuracy against the
 Lipschitz estimate, one point per run."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from ..core.fileio import atomic_write, to_jsonable
+from ..core.fileio import atomic_write
 
 #: (key, header) of the paper's table, then the bound columns
 PAPER_COLUMNS = [("train_acc", "train acc"), ("test_acc", "test acc"), ("adv_test_acc", "adv test acc"),
@@ -103,10 +102,6 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n"
-
-
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -189,4 +184,4 @@ def save_plot(report: dict[str, Any], path: str | Path) -> Path:
     return out
 
 
-__all__ = ["table_rows", "to_markdown", "to_csv", "to_json", "plot", "save_plot", "write_text"]
+__all__ = ["table_rows", "to_markdown", "to_csv", "plot", "save_plot", "write_text"]

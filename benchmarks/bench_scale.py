@@ -116,12 +116,13 @@ mode, path, n, budget, norm, q_rows, b_rows, repeat = sys.argv[1:9]
 n, q_rows, b_rows, repeat = int(n), int(q_rows), int(b_rows), int(repeat)
 import h5py, sepcheck
 from sepcheck.engine.sources import ArraySource, open_source
+from sepcheck.engine.options import SearchOptions
 from sepcheck.engine.stream import stream_search
 with h5py.File(path, "r") as f:
     y = f["y"][:n]
 src = open_source(path).rows(0, n)
 tiny = src.rows(0, 300)
-stream_search(tiny, np.arange(300) % 2, norm=norm, memory_budget=budget)  # imports, kernels, h5py
+stream_search(tiny, np.arange(300) % 2, norm=norm, options=SearchOptions(memory_budget=budget))  # imports, kernels, h5py
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 out = {"mode": mode, "n": n, "baseline_bytes": peak()}
 info = {}
@@ -132,7 +133,7 @@ for _ in range(repeat):
     if mode == "stream":
         sepcheck.nearest_other(src, y, norm=norm, memory_budget=budget, info=info)
     elif mode == "array":
-        stream_search(ArraySource(X), y, norm=norm, memory_budget=budget, query_rows=q_rows,
+        stream_search(ArraySource(X), y, norm=norm, options=SearchOptions(memory_budget=budget), query_rows=q_rows,
                       block_rows=b_rows, info=info)
     else:
         sepcheck.nearest_other(X, y, norm=norm, info=info)

@@ -34,7 +34,7 @@ from ..core.errors import SepcheckError
 from ..core.fileio import atomic_write, json_text, read_json_object
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
-from ..core.validation import as_features, as_labels, check_two_classes
+from ..core.validation import as_features, as_labels, check_two_classes, checked_once
 from ..engine.problem import units_of
 from .ceiling_graph import METHODS, solve_conflict_graph
 
@@ -188,6 +188,7 @@ def ceiling_inputs(X: Any, y: Any, eps: Any, time_limit: Any) -> tuple[np.ndarra
     return Xf, yv, grid, limit
 
 
+@checked_once
 def robust_ceiling(
     X: Any,
     y: Any,

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..core.norms import norm_name, parse_norm
-from ..core.validation import as_features, as_labels, check_two_classes
+from ..core.validation import as_features, as_labels, check_two_classes, checked_once
+from ..engine.options import SearchOptions
 from ..engine.problem import units_of
 
 
@@ -66,8 +67,10 @@ class ClassPairs:
         }
 
 
+@checked_once
 def class_pair_separation(
-    X: Any, y: Any, *, norm: str | float = "linf", raw: bool = False, **engine_options: Any
+    X: Any, y: Any, *, norm: str | float = "linf", raw: bool = False, options: SearchOptions | None = None,
+    **engine_options: Any,
 ) -> ClassPairs:
     """The matrix of minimum distances between every two classes of (X, y). Exact.
 
@@ -80,8 +83,9 @@ def class_pair_separation(
         'linf', 'l2', 'l1' or any float p >= 1.
     raw
         uint8 input: distances in raw 0-255 units instead of the [0, 1] pixel scale.
-    **engine_options
-        backend, device, block_size, memory_budget, progress, info: as for
+    options, **engine_options
+        How the search runs: a validated :class:`~sepcheck.engine.options.SearchOptions`, or
+        backend, device, block_size, memory_budget, progress; ``info``: as for
         :func:`~sepcheck.engine.nearest_by_class`.
 
     Returns
@@ -94,7 +98,9 @@ def class_pair_separation(
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
     check_two_classes(yv, "y")
-    dist, idx, classes = nearest_by_class(Xf, yv, Xf, norm=p, raw=raw, **engine_options)
+    info = engine_options.pop("info", None)
+    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    dist, idx, classes = nearest_by_class(Xf, yv, Xf, norm=p, options=opts, info=info)
     codes = np.searchsorted(classes, yv)
     C = classes.size
     distances = np.full((C, C), np.nan)

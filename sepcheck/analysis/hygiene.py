@@ -49,8 +49,10 @@ from ..core.validation import (
     check_positive_int,
     check_same_dim,
     check_two_classes,
+    checked_once,
 )
 from ..engine import nearest_by_class, nearest_other
+from ..engine.options import SearchOptions
 from .certify import predicted_columns
 from .separation import SeparationResult, separation, units_of
 
@@ -244,12 +246,12 @@ def test_train_table(
     )
 
 
-def cross_label_table(X: np.ndarray, y: np.ndarray, tau: float, *, p: float, raw: bool,
-                      **engine_options: Any) -> HygieneTable:
+def cross_label_table(X: np.ndarray, y: np.ndarray, tau: float, *, p: float,
+                      options: SearchOptions) -> HygieneTable:
     """Training pairs i < j with different labels at distance <= tau (exact radius search)."""
     from ..engine.radius import neighbors_within
 
-    nb = neighbors_within(X, y, tau, norm=p, other_label=True, raw=raw, **engine_options)
+    nb = neighbors_within(X, y, tau, norm=p, other_label=True, **options.keywords())
     rows, cols, dist = nb.pairs()
     keep = rows < cols
     i, j, d = rows[keep].astype(np.int64), cols[keep].astype(np.int64), dist[keep].astype(np.float64)
@@ -262,8 +264,8 @@ def cross_label_table(X: np.ndarray, y: np.ndarray, tau: float, *, p: float, raw
     )
 
 
-def own_class_nearest(X: np.ndarray, y: np.ndarray, *, p: float, raw: bool,
-                      **engine_options: Any) -> tuple[np.ndarray, np.ndarray]:
+def own_class_nearest(X: np.ndarray, y: np.ndarray, *, p: float,
+                      options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
     """Per row: distance to and index of the nearest *other* row of the same label (a
     duplicate counts at 0; +inf and -1 for a class of one row). Exact: per class,
     :func:`nearest_other` over that class's rows with one label per row."""
@@ -273,27 +275,27 @@ def own_class_nearest(X: np.ndarray, y: np.ndarray, *, p: float, raw: bool,
         members = np.flatnonzero(y == c)
         if members.size < 2:
             continue
-        d, i = nearest_other(X[members], np.arange(members.size), norm=p, k=1, raw=raw, **engine_options)
+        d, i = nearest_other(X[members], np.arange(members.size), norm=p, k=1, options=options)
         dist[members], idx[members] = d[:, 0], members[i[:, 0]]
     return dist, idx
 
 
 def label_noise_table(
-    X: np.ndarray, y: np.ndarray, *, p: float, raw: bool, k: int | None, result: SeparationResult,
-    **engine_options: Any,
+    X: np.ndarray, y: np.ndarray, *, p: float, k: int | None, result: SeparationResult,
+    options: SearchOptions,
 ) -> tuple[HygieneTable, np.ndarray]:
     """(candidates table, margin per training point); see the module docstring. ``k=None``
     skips the k-nearest-neighbour flag (one search fewer: the candidates are then the
     points with a negative margin)."""
     n = X.shape[0]
-    d_same, same_idx = own_class_nearest(X, y, p=p, raw=raw, **engine_options)
+    d_same, same_idx = own_class_nearest(X, y, p=p, options=options)
     d_other, other_idx = result.distances, result.neighbors
     margin = d_other - d_same
     flagged = margin < 0
     extra: dict[str, np.ndarray] = {}
     if k is not None:
         kk = min(k, n - 1)
-        _, ki = nearest_other(X, np.arange(n), norm=p, k=kk, raw=raw, **engine_options)  # plain k-NN, self excluded
+        _, ki = nearest_other(X, np.arange(n), norm=p, k=kk, options=options)  # plain k-NN, self excluded
         knn_other = np.count_nonzero(y[ki] != y[:, None], axis=1).astype(np.int64)
         all_other = knn_other == kk
         flagged |= all_other
@@ -315,6 +317,7 @@ def label_noise_table(
     return table, margin
 
 
+@checked_once
 def hygiene(
     X: Any,
     y: Any,
@@ -327,6 +330,7 @@ def hygiene(
     k: int | None = 5,
     dataset: str = "",
     result: SeparationResult | None = None,
+    options: SearchOptions | None = None,
     **engine_options: Any,
 ) -> HygieneReport:
     """Exact data-hygiene lists of a labelled data set (definitions in the module docstring).
@@ -349,8 +353,10 @@ def hygiene(
     result
         The training data's :class:`~sepcheck.SeparationResult` for the same norm and
         units, when known (saves one search).
-    engine_options
-        backend, device, block_size, memory_budget, progress (see :func:`sepcheck.nearest_other`).
+    options, engine_options
+        How the searches run: a validated :class:`~sepcheck.engine.options.SearchOptions`,
+        or backend, device, block_size, memory_budget, progress (see
+        :func:`sepcheck.nearest_other`).
 
     Returns
     -------
@@ -365,21 +371,22 @@ def hygiene(
     if (X_test is None) != (y_test is None):
         raise SepcheckError("X_test and y_test go together: pass both or neither")
     engine_options.pop("info", None)
+    opts = SearchOptions.of(options, raw=raw, **engine_options)
     if result is None:
-        result = separation(Xf, yv, norm=p, raw=raw, **engine_options)
+        result = separation(Xf, yv, norm=p, raw=raw, options=opts)
     elif result.n != Xf.shape[0] or result.norm != norm_name(p) or result.units != units_of(Xf, raw):
         raise SepcheckError("result= is not this data's separation for this norm and units: pass the matching one")
-    noise, margin = label_noise_table(Xf, yv, p=p, raw=raw, k=kk, result=result, **engine_options)
+    noise, margin = label_noise_table(Xf, yv, p=p, k=kk, result=result, options=opts)
     rep = HygieneReport(
         tau=t, norm=norm_name(p), units=units_of(Xf, raw), k=kk, n=int(Xf.shape[0]),
-        cross_label=cross_label_table(Xf, yv, t, p=p, raw=raw, **engine_options),
+        cross_label=cross_label_table(Xf, yv, t, p=p, options=opts),
         label_noise=noise, margin=margin, dataset=dataset,
     )
     if X_test is not None:
         Xt = as_features(X_test, "X_test")
         yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
         check_same_dim(Xf, Xt)
-        d, i, _ = nearest_by_class(Xf, yv, Xt, norm=p, raw=raw, **engine_options)
+        d, i, _ = nearest_by_class(Xf, yv, Xt, norm=p, options=opts)
         rep.test_nearest, rep.test_nearest_index = nearest_any(d, i)
         rep.test_train = test_train_table(rep.test_nearest, rep.test_nearest_index, yt, yv, t)
     return rep

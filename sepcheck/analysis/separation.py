@@ -16,8 +16,9 @@ from .._version import __version__
 from ..core.errors import SepcheckError
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
-from ..core.validation import as_features, as_labels, check_same_dim
+from ..core.validation import as_features, as_labels, check_same_dim, checked_once
 from ..engine import nearest_other
+from ..engine.options import SearchOptions
 from ..engine.problem import units_of
 from ..engine.sources import is_source, open_source
 from .conflicts import find_conflicts
@@ -177,6 +178,7 @@ class SeparationResult:
         return cls(**read_result(path))
 
 
+@checked_once
 def separation(
     X: Any,
     y: Any,
@@ -187,12 +189,15 @@ def separation(
     dataset: str = "",
     raw: bool = False,
     content_hash: str | None = None,
+    options: SearchOptions | None = None,
+    info: dict | None = None,
     **engine_options: Any,
 ) -> SeparationResult:
     """Train-train (and test-train) nearest-different-label distances of a data set.
 
-    ``engine_options`` go to :func:`sepcheck.nearest_other` (backend, device, block_size,
-    memory_budget, progress). uint8 distances are divided by 255 unless ``raw``.
+    ``engine_options`` (backend, device, block_size, memory_budget, progress) or ``options``
+    (a :class:`~sepcheck.engine.options.SearchOptions`, validated once by the caller) say how
+    :func:`sepcheck.nearest_other` runs; ``info`` receives what it reports (backend, device). uint8 distances are divided by 255 unless ``raw``.
     ``content_hash``: :func:`sepcheck.core.hashing.array_digest` of ``(X, y, X_test, y_test)``
     when the caller has it already (:func:`sepcheck.runs.cache.cached_separation`), so that data
     streamed from disk is not read once more to hash it.
@@ -202,8 +207,9 @@ def separation(
     disk within ``memory_budget`` (data blocks included), with the same result.
     """
     p = parse_norm(norm)
+    opts = SearchOptions.of(options, raw=raw, **engine_options)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
-    dist, nbr = nearest_other(Xf, yv, norm=p, k=1, raw=raw, **engine_options)
+    dist, nbr = nearest_other(Xf, yv, norm=p, k=1, options=opts, info=info)
     res = SeparationResult(
         norm=norm_name(p),
         distances=dist[:, 0],
@@ -216,7 +222,7 @@ def separation(
     )
     res.conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.distances == 0))
     if Xt is not None:
-        td, tn = nearest_other(Xf, yv, Xt, yt, norm=p, k=1, raw=raw, **engine_options)
+        td, tn = nearest_other(Xf, yv, Xt, yt, norm=p, k=1, options=opts, info=info)
         res.test_distances, res.test_neighbors = td[:, 0], tn[:, 0]
         res.test_conflicts = find_conflicts(Xf, yv, np.flatnonzero(res.test_distances == 0), Xt, yt)
     return res
@@ -241,9 +247,10 @@ def validated_inputs(X: Any, y: Any, X_test: Any = None, y_test: Any = None) -> 
     return Xf, yv, Xt, yt
 
 
+@checked_once
 def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "linf", raw: bool = False,
-                          result: SeparationResult | None = None,
-                          **engine_options: Any) -> tuple[SeparationResult, np.ndarray]:
+                          result: SeparationResult | None = None, options: SearchOptions | None = None,
+                          info: dict | None = None, **engine_options: Any) -> tuple[SeparationResult, np.ndarray]:
     """The paper's convention for SVHN (drop 4) and Restricted ImageNet (drop 6): remove the
     ``drop`` training points closest to another label (smallest nearest-other distance, ties
     to the lowest index; :meth:`SeparationResult.closest`) and compute the separation of the
@@ -259,7 +266,8 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
         X = src.read(0, len(src))
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
-    full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, **engine_options)
+    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, options=opts, info=info)
     dropped = full.closest(drop)
     if dropped.size == 0:
         return full, dropped
@@ -275,7 +283,7 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
     again = np.flatnonzero(~keep[full.neighbors[keep]])
     if again.size:
         p = parse_norm(norm)
-        d, i = nearest_other(Xk, yk, Xk[again], yk[again], norm=p, k=1, raw=raw, **engine_options)
+        d, i = nearest_other(Xk, yk, Xk[again], yk[again], norm=p, k=1, options=opts, info=info)
         dist[again], nbr[again] = d[:, 0], i[:, 0]
     res = SeparationResult(
         norm=full.norm, distances=dist, neighbors=nbr, dataset=full.dataset, n_classes=int(np.unique(yk).size),

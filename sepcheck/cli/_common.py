@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
+from ..core.devices import DEVICES
 from ..core.fileio import atomic_write, json_text
 from ..core.paths import results_dir
+from ..engine.options import BACKENDS, SearchOptions
 
 
 def json_option(f: Callable) -> Callable:
@@ -53,11 +55,31 @@ memory_budget_option = click.option(
 )
 
 
-def engine_options(f: Callable) -> Callable:
-    """--backend, --device and --memory-budget of the commands that search."""
-    f = memory_budget_option(f)
-    f = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")(f)
-    return click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")(f)
+def search_options(backends: tuple[str, ...] = BACKENDS, what: str = "the search",
+                   memory: bool = True) -> Callable[[Callable], Callable]:
+    """--backend (choices from the engine's registry: ``backends``), --device and
+    --memory-budget of a command that searches; :func:`options_of` turns them into one
+    validated :class:`~sepcheck.engine.options.SearchOptions`. ``memory=False``: no
+    --memory-budget (a command whose searches are small)."""
+
+    def decorate(f: Callable) -> Callable:
+        if memory:
+            f = memory_budget_option(f)
+        f = click.option("--device", default="auto", show_default=True,
+                         help=f"{', '.join(DEVICES)} or cuda:N.")(f)
+        return click.option("--backend", default="auto", show_default=True,
+                            help=f"{', '.join(backends)}: the backend of {what}.")(f)
+
+    return decorate
+
+
+def options_of(backend: str, device: str, memory_budget: str | None, backends: tuple[str, ...] = BACKENDS,
+               what: str = "", **more: Any) -> SearchOptions:
+    """The command's :class:`~sepcheck.engine.options.SearchOptions`, validated once:
+    ``backend`` among the command's ``backends`` (:func:`check_engine`), then every field (a
+    bad value is a one-line error, exit 2)."""
+    check_engine(backend, device, backends, what)
+    return SearchOptions(backend=backend, device=device, memory_budget=memory_budget, **more)
 
 
 def cli_cache(no_cache: bool) -> Path | None:

@@ -10,15 +10,16 @@ import click
 from ..core.errors import SepcheckError
 from ..core.fileio import atomic_write, check_writable, json_text
 from ..core.norms import parse_norm
+from ..engine.options import RADIUS_BACKENDS
 from ._common import (
-    check_engine,
     cli_cache,
     data_options,
     emit_json,
     fmt,
     json_option,
-    memory_budget_option,
+    options_of,
     save_figure,
+    search_options,
 )
 
 
@@ -52,9 +53,7 @@ def parse_eps_grid(text: str) -> list[float]:
               help="Run folders evaluated by `sepcheck eval` (--runs runs/*): their robust accuracy against "
               "the ceiling of the same test points at the same eps.")
 @click.option("--raw", is_flag=True, help="uint8 data: radii in raw 0-255 units, not [0, 1].")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch (the radius search).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@memory_budget_option
+@search_options(RADIUS_BACKENDS, "the radius search")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the result (JSON).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="The curve as PNG.")
 @click.option("--no-cache", is_flag=True, help="Recompute even when a cached result exists.")
@@ -71,9 +70,7 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
     Give --eps E (repeatable) or --eps-grid START:STOP:NUM.
     """
     from ..analysis.ceiling import as_eps_grid, check_time_limit
-    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
-    from ..engine.radius import RADIUS_BACKENDS
     from ..runs.cache import cached_ceiling
 
     if more_runs and not runs:
@@ -88,14 +85,13 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
         check_time_limit(time_limit)
     except SepcheckError:
         raise SepcheckError(f"--time-limit {time_limit} is invalid: give the seconds per component, > 0") from None
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
-    check_engine(backend, device, RADIUS_BACKENDS, "the radius search")
+    opts = options_of(backend, device, memory_budget, RADIUS_BACKENDS, "the radius search")
     out_p = check_writable(out, "--out") if out else None
     plot_p = check_writable(plot_path, "--plot") if plot_path else None
 
     ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify)
     X, y, _, _ = ds.split_arrays(split)
-    engine = {"backend": backend, "device": device, "memory_budget": budget}
+    engine = {"backend": opts.backend, "device": opts.device, "memory_budget": opts.memory_budget}
     res, cached = cached_ceiling(X, y, grid, norm=norm, raw=raw, time_limit=time_limit,
                                  dataset=f"{ds.name} {split}", cache=cli_cache(no_cache), progress=not as_json,
                                  **engine)

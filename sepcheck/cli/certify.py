@@ -9,16 +9,17 @@ import click
 
 from ..core.errors import SepcheckError
 from ..core.fileio import atomic_write, check_writable
+from ..engine.options import BY_CLASS_BACKENDS, SearchOptions
 from ._common import (
-    check_engine,
     cli_cache,
     data_options,
     echo_shards,
     emit_json,
     fmt,
     json_option,
-    memory_budget_option,
+    options_of,
     report_piece,
+    search_options,
     shard_options,
     shard_report,
 )
@@ -26,8 +27,9 @@ from ._common import (
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
 
 
-def _check_engine(backend: str, device: str) -> None:
-    check_engine(backend, device, ("auto", "numba", "torch"), "certify")
+def _options(backend: str, device: str, memory_budget: str | None = None, **more: Any) -> SearchOptions:
+    """The command's validated search options (backends of a per-class search)."""
+    return options_of(backend, device, memory_budget, BY_CLASS_BACKENDS, "certify", **more)
 
 
 @click.command()
@@ -37,10 +39,8 @@ def _check_engine(backend: str, device: str) -> None:
     "--eps", "eps", type=float, multiple=True,
     help="Attack radius (repeatable). Default: the data set's typical linf eps (if known) and r.",
 )
-@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@search_options(BY_CLASS_BACKENDS, "the searches")
 @click.option("--raw", is_flag=True, help="uint8 data: distances and eps in raw 0-255 units, not [0, 1].")
-@memory_budget_option
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Keep the per-point searches (HDF5; resumable with --resume).")
@@ -76,11 +76,9 @@ def certify(
     """
     from ..analysis.certify import parse_eps
     from ..classifier import LipschitzNNClassifier
-    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
 
-    _check_engine(backend, device)
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
+    opts = _options(backend, device, memory_budget, raw=raw)
     eps_given = parse_eps(list(eps)) if eps else ()
     ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     if not ds.has_test:
@@ -103,7 +101,7 @@ def certify(
 
         # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
         job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,
-                          shard_rows=shard_rows, backend=backend, device=device, memory_budget=budget)
+                          shard_rows=shard_rows, options=opts)
         run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
         if run.piece is None:
             return  # a rank other than 0: rank 0 reports
@@ -120,7 +118,7 @@ def certify(
         n_train, cached = len(ds.y), False  # ds.X may be a streamed source's spec
     else:
         clf = LipschitzNNClassifier(
-            norm=norm, backend=backend, device=device, raw=raw, memory_budget=budget,
+            norm=norm, backend=opts.backend, device=opts.device, raw=raw, memory_budget=opts.memory_budget,
             progress=True, cache=cli_cache(no_cache), dataset=ds.name,
         ).fit(ds.X, ds.y)
         if eps_given:
@@ -187,8 +185,7 @@ def _print_human(rep: dict[str, Any]) -> None:
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True, help="Norm of the classifier.")
 @click.option("--resolution", type=int, default=600, show_default=True, help="Grid points per axis.")
 @click.option("--test/--no-test", "show_test", default=False, show_default=True, help="Also draw the test points (hollow).")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba or torch.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@search_options(BY_CLASS_BACKENDS, "the searches", memory=False)
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
 @data_options
 @json_option
@@ -212,7 +209,7 @@ def plot_classifier(
     from ..core.validation import as_features
     from ..datasets import open_dataset
 
-    _check_engine(backend, device)
+    opts = _options(backend, device)
     if not 10 <= resolution <= 4000:
         raise SepcheckError(f"--resolution {resolution} is invalid: give 10 to 4000 grid points per axis")
     out_p = check_writable(out, "--out")
@@ -229,7 +226,7 @@ def plot_classifier(
     if X.dtype.kind != "f":
         raise SepcheckError(f"plot-classifier needs float coordinates but {ds.name!r} is {X.dtype}")
     clf = LipschitzNNClassifier(
-        norm=norm, backend=backend, device=device, cache=cli_cache(no_cache), dataset=ds.name
+        norm=norm, backend=opts.backend, device=opts.device, cache=cli_cache(no_cache), dataset=ds.name
     ).fit(X, ds.y)
     import matplotlib
 

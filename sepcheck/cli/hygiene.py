@@ -10,14 +10,15 @@ import click
 
 from ..core.errors import SepcheckError
 from ..core.fileio import check_writable
+from ..engine.options import RADIUS_BACKENDS
 from ._common import (
-    check_engine,
     cli_cache,
     data_options,
     emit_json,
-    engine_options,
     fmt,
     json_option,
+    options_of,
+    search_options,
 )
 
 
@@ -32,7 +33,7 @@ from ._common import (
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
               help="Write every list in full as CSV files into this folder.")
 @click.option("--raw", is_flag=True, help="uint8 data: distances and tau in raw 0-255 units, not [0, 1].")
-@engine_options
+@search_options(RADIUS_BACKENDS, "the searches of this command")
 @click.option("--no-cache", is_flag=True, help="Recompute the training separation even when cached.")
 @data_options
 @json_option
@@ -51,18 +52,17 @@ def hygiene(
     from ..analysis.hygiene import check_tau
     from ..analysis.hygiene import hygiene as run_hygiene
     from ..core.norms import parse_norm
-    from ..core.validation import as_memory_budget, check_positive_int
+    from ..core.validation import check_positive_int
     from ..datasets import open_dataset
-    from ..engine.radius import RADIUS_BACKENDS
     from ..runs.cache import cached_separation
 
     t = check_tau(tau)
-    check_engine(backend, device, RADIUS_BACKENDS, "the searches of this command")
+    opts_ = options_of(backend, device, memory_budget, RADIUS_BACKENDS, "the searches of this command")
     parse_norm(norm)
     check_positive_int(k, "--k")
     if top < 0:
         raise SepcheckError(f"--top {top} is invalid: give a number of rows >= 0")
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
+    budget = opts_.memory_budget
     if csv_dir is not None:
         for name in ("test_train", "cross_label", "label_noise"):
             check_writable(Path(csv_dir) / f"{name}.csv", "--csv")

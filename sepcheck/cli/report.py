@@ -7,7 +7,15 @@ import time
 
 import click
 
-from ._common import check_engine, cli_cache, data_options, emit_json, engine_options, json_option
+from ..engine.options import RADIUS_BACKENDS
+from ._common import (
+    cli_cache,
+    data_options,
+    emit_json,
+    json_option,
+    options_of,
+    search_options,
+)
 
 
 @click.command()
@@ -24,7 +32,7 @@ from ._common import check_engine, cli_cache, data_options, emit_json, engine_op
               help="Also give the separation after dropping the K closest training points.")
 @click.option("--time-limit", type=float, default=10.0, show_default=True,
               help="Seconds per conflict-graph component of the ceiling.")
-@engine_options
+@search_options(RADIUS_BACKENDS, "the searches of this command")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is neither read nor written).")
 @data_options
 @json_option
@@ -39,18 +47,16 @@ def report(
     Progress goes to stderr; --json prints report.json (with the folder and seconds) on stdout.
     """
     from ..analysis.hygiene import check_tau
-    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
-    from ..engine.radius import RADIUS_BACKENDS
     from ..report import build_report
     from ..report.model import check_out
 
     t0 = time.perf_counter()
     check_out(out, force)
-    check_engine(backend, device, RADIUS_BACKENDS, "the searches of this command")
+    opts_ = options_of(backend, device, memory_budget, RADIUS_BACKENDS, "the searches of this command")
     if tau is not None:
         check_tau(tau)
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
+    budget = opts_.memory_budget
     opts = {"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
     ds = open_dataset(dataset, **opts)
     rep = build_report(

@@ -9,17 +9,18 @@ import click
 from ..core.errors import SepcheckError
 from ..core.fileio import check_writable
 from ..core.norms import parse_norm
+from ..engine.options import BACKENDS
 from ._common import (
-    check_engine,
     cli_cache,
     data_options,
     echo_shards,
     emit_json,
     fmt,
     json_option,
-    memory_budget_option,
+    options_of,
     report_piece,
     save_figure,
+    search_options,
     shard_options,
     shard_report,
 )
@@ -42,10 +43,8 @@ def _arrays_for_split(ds: Any, split: str) -> tuple[Any, Any, Any, Any]:
     help="train: train-train; test: test-test; both: train-train and test-train.",
 )
 @click.option("--eps", type=float, default=None, help="Attack radius: report separation / (2 eps).")
-@click.option("--backend", default="auto", show_default=True, help="auto, numba, torch or faiss.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@search_options(BACKENDS, "the search")
 @click.option("--raw", is_flag=True, help="uint8 data: distances in raw 0-255 units, not [0, 1].")
-@memory_budget_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Save the result (HDF5); finished shards are journaled in FILE.parts/ meanwhile (--resume).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Histogram PNG.")
@@ -84,16 +83,13 @@ def separation(
     of MNIST-format IDX files, or an ImageFolder tree. Features in an .h5 file or .npy files
     are streamed from disk within --memory-budget.
     """
-    from ..core.validation import as_memory_budget
     from ..datasets import open_dataset
-    from ..engine import BACKENDS
     from ..runs.cache import cached_separation
 
     parse_norm(norm)
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else None
+    opts = options_of(backend, device, memory_budget, raw=raw)
     if eps is not None and not eps > 0:
         raise SepcheckError(f"--eps {eps} is invalid: give an attack radius > 0")
-    check_engine(backend, device, BACKENDS)
     from ..core.process_group import env_world_size
     from ..runs.plan import parse_shard
     from ..runs.run import check_run_options
@@ -114,7 +110,7 @@ def separation(
 
         # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
         job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,
-                             backend=backend, device=device, memory_budget=budget)
+                             options=opts)
         run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
         if run.piece is None:
             return  # a rank other than 0: rank 0 reports
@@ -127,7 +123,7 @@ def separation(
     else:
         res, cached = cached_separation(
             X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
-            backend=backend, device=device, memory_budget=budget, progress=True, info=info,
+            options=opts.with_(progress=True), info=info,
         )
     ratio_eps = eps if eps is not None else ds.eps
     report = _report(res, ds, split, eps, ratio_eps, cached, info)
@@ -138,8 +134,7 @@ def separation(
 
         if drop < 0 or drop >= res.n:
             raise SepcheckError(f"--drop {drop} is invalid: give a number of training points from 0 to {res.n - 1}")
-        kept, dropped = separation_after_drop(X, y, drop, norm=norm, raw=raw, result=res, backend=backend,
-                                              device=device)
+        kept, dropped = separation_after_drop(X, y, drop, norm=norm, raw=raw, result=res, options=opts)
         report["drop"] = {"k": int(drop), "dropped": [int(i) for i in dropped],
                           "separation": kept.separation, "r": kept.r,
                           "kth_smallest": res.robust_separation(int(drop))}

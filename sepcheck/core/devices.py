@@ -9,6 +9,7 @@ this process's ``LOCAL_RANK``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .errors import SepcheckError
 
@@ -31,13 +32,22 @@ def env_local_rank() -> int | None:
     return int(text)
 
 
+def check_device_name(device: Any) -> str:
+    """``device`` lower-cased when it names one: 'auto', 'cpu', 'cuda' or 'cuda:N' (whether
+    it exists is :func:`resolve_device`'s question); otherwise a one-line error."""
+    text = str(device).strip().lower()
+    if text in DEVICES or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
 def resolve_device(device: str, local_rank: int | None = None) -> str:
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu'; 'cuda' / 'cuda:N'.
 
     A plain 'cuda' (also from 'auto') becomes 'cuda:<local_rank>' when ``local_rank`` is
     given or ``LOCAL_RANK`` is set (one GPU per process under torchrun).
     """
-    text = str(device).strip().lower()
+    text = check_device_name(device)
     if text == "auto":
         text = "cuda" if cuda_available() else "cpu"
     if text == "cpu":

@@ -6,11 +6,89 @@ names the problem and the fix.
 
 from __future__ import annotations
 
-from typing import Any
+import collections
+import contextlib
+import functools
+import weakref
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .errors import SepcheckError
+
+#: within one public call (:func:`checked_once`): id -> (weak reference to the object, weak
+#: reference to its checked array) of every array :func:`as_features` / :func:`as_labels`
+#: returned, and ("abs_max", id) -> (weak reference, value); weak, so that the scope keeps
+#: no block of a streamed search alive
+_CHECKED: ContextVar[dict | None] = ContextVar("sepcheck_checked", default=None)
+#: full reads of the data by the checks, by kind ('finite', 'abs_max'): tests count them
+SCANS: collections.Counter = collections.Counter()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def checked_once_scope() -> Iterator[None]:
+    """Inside, an array already checked by :func:`as_features` or :func:`as_labels` (the
+    caller's object or the checked one) is returned at once, not read again: "check once,
+    then trust" for the layers of one call. Scopes nest: the outermost one counts. Arrays
+    are trusted only within the call (a caller may change theirs between calls)."""
+    if _CHECKED.get() is not None:
+        yield
+        return
+    token = _CHECKED.set({})
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def checked_once(f: F) -> F:
+    """Decorator of a public entry point: its whole call is one :func:`checked_once_scope`."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with checked_once_scope():
+            return f(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _recall(obj: Any) -> np.ndarray | None:
+    """The checked array of ``obj`` when this call checked it already."""
+    scope = _CHECKED.get()
+    if scope is None:
+        return None
+    hit = scope.get(id(obj))
+    return hit[1]() if hit is not None and hit[0]() is obj else None
+
+
+def _remember(obj: Any, out: np.ndarray) -> np.ndarray:
+    scope = _CHECKED.get()
+    if scope is not None:
+        try:
+            ref_obj, ref_out = weakref.ref(obj), weakref.ref(out)
+        except TypeError:  # not weakly referable (a list): checked again when passed again
+            return out
+        scope[id(obj)] = (ref_obj, ref_out)
+        scope[id(out)] = (ref_out, ref_out)
+    return out
+
+
+def abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
+    """The largest |value| of ``a`` (read in chunks; once per array within a call)."""
+    scope = _CHECKED.get()
+    key = ("abs_max", id(a))
+    if scope is not None and key in scope and scope[key][0]() is a:
+        return scope[key][1]
+    SCANS["abs_max"] += 1
+    flat = a.reshape(-1)
+    top = max((float(np.abs(flat[s : s + chunk]).max()) for s in range(0, flat.size, chunk)), default=0.0)
+    if scope is not None:
+        scope[key] = (weakref.ref(a), top)
+    return top
 
 #: rows checked for NaN/inf at a time (bounded memory for the finiteness check)
 _FINITE_CHUNK_BYTES = 64 * 2**20
@@ -35,8 +113,12 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
     Images of shape (n, ...) are flattened. uint8 stays uint8 (no copy when already
     contiguous); float16 becomes float32; other integer and bool types become float64;
     float32/float64 stay as they are. NaN or inf values, empty arrays and non-numeric
-    data are rejected.
+    data are rejected. Within a :func:`checked_once_scope` an array checked already is
+    returned at once.
     """
+    done = _recall(X)
+    if done is not None:
+        return done
     arr = _to_numpy(X)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise SepcheckError(
@@ -65,7 +147,7 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
     out = np.ascontiguousarray(out.reshape(n, d))
     if out.dtype.kind == "f":
         _check_finite(out, name)
-    return out
+    return _remember(X, out)
 
 
 #: integers of larger magnitude are not all exact in float64
@@ -84,6 +166,7 @@ def _check_exact_in_float64(arr: np.ndarray, name: str) -> None:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
+    SCANS["finite"] += 1
     step = max(1, _FINITE_CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
     for start in range(0, arr.shape[0], step):
         block = arr[start : start + step]
@@ -101,6 +184,9 @@ def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.n
     Integer arrays and floating arrays holding whole numbers are accepted; strings and
     fractional values are rejected, as is a count that differs from ``n``.
     """
+    done = _recall(y)
+    if done is not None and done.shape[0] == n:
+        return done
     arr = _to_numpy(y)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
@@ -117,7 +203,7 @@ def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.n
             "np.unique(y, return_inverse=True)"
         )
     if arr.dtype.kind in "iub":
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return _remember(y, np.ascontiguousarray(arr, dtype=np.int64))
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             raise SepcheckError(
@@ -129,7 +215,7 @@ def as_labels(y: Any, n: int, name: str = "y", features_name: str = "X") -> np.n
                 f"{name} has float labels beyond 2**53 ({float(np.abs(arr).max()):g}), which "
                 "float64 cannot tell apart: map them with np.unique(y, return_inverse=True)"
             )
-        return arr.astype(np.int64)
+        return _remember(y, arr.astype(np.int64))
     raise SepcheckError(
         f"{name} has dtype {arr.dtype}: labels must be integers "
         "(map them with np.unique(y, return_inverse=True))"

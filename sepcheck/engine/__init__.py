@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 
 from ..core.devices import DEVICES, resolve_device
+from ..core.errors import SepcheckError
+from ..core.validation import checked_once
 from .dispatch import (
     BACKENDS,
     BY_CLASS_BACKENDS,
@@ -58,16 +60,18 @@ from .dispatch import (
     plan_backend,
     run_backend,
 )
+from .options import SearchOptions
 from .problem import (
+    DEFAULT_MEMORY_BUDGET,
     Grouping,
     Problem,
     make_by_class_problem,
     make_problem,
     scale_of,
-    search_limits,
 )
 
 
+@checked_once
 def nearest_other(
     reference: Any,
     reference_labels: Any,
@@ -83,6 +87,7 @@ def nearest_other(
     memory_budget: int | None = None,
     progress: bool | Callable[[int], None] = False,
     info: dict | None = None,
+    options: SearchOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest reference rows whose label differs from each query's label. Exact.
 
@@ -126,6 +131,10 @@ def nearest_other(
         True for a progress bar on stderr, or a callable receiving query counts done.
     info
         Optional dict that receives details: backend, device, queries recomputed exactly.
+    options
+        A :class:`~sepcheck.engine.options.SearchOptions` validated already (a caller that
+        searches several times builds it once), instead of backend, device, raw,
+        block_size, memory_budget and progress.
 
     Returns
     -------
@@ -134,20 +143,20 @@ def nearest_other(
     indices : int64 array (n_queries, k)
         Row indices into ``reference``; ties go to the lowest index; -1 with +inf.
     """
+    opts = _options(options, backend, device, raw, block_size, memory_budget, progress)
     if _streams(reference, queries):
         from .stream import stream_search
 
         dist, idx, _ = stream_search(
-            reference, reference_labels, queries, query_labels, norm=norm, k=k, backend=backend,
-            device=device, raw=raw, block_size=block_size, memory_budget=memory_budget,
-            progress=progress, info=info,
+            reference, reference_labels, queries, query_labels, norm=norm, k=k, options=opts, info=info,
         )
         return dist[:, 0, :], idx[:, 0, :]
     problem = make_problem(reference, reference_labels, queries, query_labels, norm=norm, k=k)
-    dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
+    dist, idx = _search(problem, opts, info)
     return dist[:, 0, :], idx[:, 0, :]
 
 
+@checked_once
 def nearest_by_class(
     reference: Any,
     reference_labels: Any,
@@ -161,6 +170,7 @@ def nearest_by_class(
     memory_budget: int | None = None,
     progress: bool | Callable[[int], None] = False,
     info: dict | None = None,
+    options: SearchOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query and per class, the distance to and index of the nearest reference row of
     that class. Exact, with the conventions of :func:`nearest_other`.
@@ -197,6 +207,9 @@ def nearest_by_class(
     info
         Optional dict that receives details: backend, device, queries recomputed exactly
         on the l2 GEMM path.
+    options
+        Validated :class:`~sepcheck.engine.options.SearchOptions` instead of the six
+        keywords above, as for :func:`nearest_other`.
 
     Returns
     -------
@@ -207,17 +220,17 @@ def nearest_by_class(
     classes : int64 array (n_classes,)
         The sorted unique reference labels (the column order).
     """
+    opts = _options(options, backend, device, raw, block_size, memory_budget, progress)
     if _streams(reference, queries):
         from .stream import stream_search
 
         dist, idx, classes = stream_search(
             reference, reference_labels, queries, None, grouping=Grouping.BY_CLASS, norm=norm,
-            backend=backend, device=device, raw=raw, block_size=block_size,
-            memory_budget=memory_budget, progress=progress, info=info,
+            options=opts, info=info,
         )
         return dist[:, :, 0], idx[:, :, 0], classes
     problem = make_by_class_problem(reference, reference_labels, queries, norm=norm)
-    dist, idx = _search(problem, backend, device, raw, block_size, memory_budget, progress, info)
+    dist, idx = _search(problem, opts, info)
     return dist[:, :, 0], idx[:, :, 0], problem.classes
 
 
@@ -229,21 +242,38 @@ def _streams(reference: Any, queries: Any) -> bool:
     return is_source(reference) or (queries is not None and is_source(queries))
 
 
-def _search(
-    problem: Problem,
+def _options(
+    options: SearchOptions | None,
     backend: str,
     device: str,
     raw: bool,
     block_size: int | None,
-    memory_budget: int | None,
+    memory_budget: Any,
     progress: bool | Callable[[int], None],
-    info: dict | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> SearchOptions:
+    """``options`` as given (validated already), or built from the keywords; both is a
+    one-line error unless the keywords are left at their defaults."""
+    keywords = (backend, device, raw, block_size, memory_budget, progress)
+    if options is None:
+        return SearchOptions(*keywords)
+    if any(v is not d and v != d for v, d in zip(keywords, _DEFAULTS, strict=True)):
+        raise SepcheckError(
+            "options= replaces backend, device, raw, block_size, memory_budget and progress: "
+            "give one or the other"
+        )
+    return options
+
+
+#: the keywords' defaults (left alone when ``options=`` is given)
+_DEFAULTS = ("auto", "auto", False, None, None, False)
+
+
+def _search(problem: Problem, opts: SearchOptions, info: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
-    block_size, budget = search_limits(block_size, memory_budget)
-    name, dev, budget = plan_backend(problem, backend, device, budget, memory_budget is not None)
-    dist, idx, extra = run_backend(problem, name, dev, budget, block_size, progress)
-    dist = final_distances(problem, dist, idx) / scale_of(problem, raw)
+    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    name, dev, budget = plan_backend(problem, opts.backend, opts.device, budget, opts.memory_budget is not None)
+    dist, idx, extra = run_backend(problem, name, dev, budget, opts.block_size, opts.progress)
+    dist = final_distances(problem, dist, idx) / scale_of(problem, opts.raw)
     if info is not None:
         info.update({"backend": name, "device": dev, **extra})
     return dist, idx
@@ -264,6 +294,7 @@ __all__ = [
     "RadiusNeighbors",
     "nearest_by_class",
     "choose",
+    "SearchOptions",
     "BACKENDS",
     "BY_CLASS_BACKENDS",
     "DEVICES",

@@ -18,12 +18,10 @@ import numpy as np
 
 from ..core.devices import resolve_device
 from ..core.errors import SepcheckError
+from .options import BACKENDS, BY_CLASS_BACKENDS
 from .problem import Problem, is_linf_or_l1
 
 BackendName = Literal["auto", "numba", "torch", "faiss", "triton"]
-BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "faiss", "triton")
-#: backends that nearest_by_class runs (faiss has no per-class search here)
-BY_CLASS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "triton")
 #: backends that run on the CPU only (faiss too when it has no GPU support)
 CPU_ONLY_BACKENDS = ("numba",)
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..core.errors import SepcheckError
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import (
+    abs_max,
     as_features,
     as_labels,
     as_memory_budget,
@@ -262,11 +263,6 @@ def apply_scale(a: np.ndarray, scale: float) -> np.ndarray:
     info = np.finfo(a.dtype)
     dtype = a.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
     return a.astype(dtype) * dtype.type(scale) if dtype != a.dtype else a * dtype.type(scale)
-
-
-def abs_max(a: np.ndarray, chunk: int = 2**20) -> float:
-    flat = a.reshape(-1)
-    return max(float(np.abs(flat[s : s + chunk]).max()) for s in range(0, flat.size, chunk))
 
 
 def search_limits(block_size: int | None, memory_budget: Any) -> tuple[int | None, int]:

@@ -35,6 +35,7 @@ from ..core.errors import SepcheckError
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_same_dim
 from .dispatch import choose, within_budget
+from .options import RADIUS_BACKENDS
 from .problem import (
     Problem,
     common_dtype,
@@ -46,8 +47,6 @@ from .problem import (
 )
 
 Units = Literal["pixel", "raw", "data"]
-#: backends with a radius search
-RADIUS_BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
 #: bytes per stored pair: its reference index (int64) and distance (float64)
 PAIR_BYTES = 16
 #: bytes per candidate pair while a query block is collected (row, column, value, and the

@@ -30,7 +30,7 @@ units; any ``(a, b)`` inside the queries works, the answer per query never depen
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +39,7 @@ import numpy as np
 
 from ..core.norms import parse_norm
 from ..core.validation import (
+    abs_max,
     as_features,
     as_labels,
     check_positive_int,
@@ -46,10 +47,11 @@ from ..core.validation import (
     check_two_classes,
 )
 from .dispatch import final_distances, plan_backend, run_backend
+from .options import SearchOptions
 from .problem import (
+    DEFAULT_MEMORY_BUDGET,
     Grouping,
     Problem,
-    abs_max,
     apply_scale,
     check_query_pair,
     common_dtype,
@@ -57,7 +59,6 @@ from .problem import (
     range_scale,
     require_queries,
     scale_of,
-    search_limits,
 )
 from .select import sort_candidates
 from .sources import RowSource, open_source
@@ -188,15 +189,14 @@ def plan_stream(
     grouping: Grouping = Grouping.OTHER_LABEL,
     norm: str | float = "linf",
     k: int = 1,
-    backend: str = "auto",
-    device: str = "auto",
-    raw: bool = False,
-    block_size: int | None = None,
-    memory_budget: Any = None,
+    options: SearchOptions | None = None,
     query_rows: int | None = None,
     block_rows: int | None = None,
 ) -> StreamPlan:
     """Validate a streamed search and size its blocks (see the module docstring).
+
+    ``options``: how it runs (validated :class:`~sepcheck.engine.options.SearchOptions`;
+    default: all defaults); its ``progress`` is the caller's (:func:`stream_search`).
 
     ``reference`` and ``queries`` are anything :func:`~sepcheck.engine.sources.open_source`
     accepts; ``queries=None`` searches the reference against itself (OTHER_LABEL only).
@@ -235,7 +235,9 @@ def plan_stream(
             top = max(top, _largest(qry, "queries", dtype))
         scale = range_scale(top, p, d)
 
-    block_size, budget = search_limits(block_size, memory_budget)
+    opts = options if options is not None else SearchOptions()
+    block_size = opts.block_size
+    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
     q_row, r_row = _row_bytes(qry, dtype, scale), _row_bytes(ref, dtype, scale)
     q_rows = check_positive_int(query_rows, "query_rows") if query_rows is not None else max(
         1, budget // QUERY_SHARE // q_row)
@@ -248,9 +250,9 @@ def plan_stream(
         np.empty((r_rows, d), dtype), rl[:r_rows], np.empty((q_rows, d), dtype), ql[:q_rows], p, k, False,
         grouping, codes[:r_rows] if by_class else None, classes, scale,
     )
-    name, dev, inner_budget = plan_backend(probe, backend, device, inner, memory_budget is not None)
+    name, dev, inner_budget = plan_backend(probe, opts.backend, opts.device, inner, opts.memory_budget is not None)
     plan = StreamPlan(
-        ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, raw),
+        ref, rl, qry, ql, p, k, grouping, codes, classes, dtype, scale, scale_of(probe, opts.raw),
         q_rows, r_rows, name, dev, inner_budget, block_size,
     )
     if name == "numba" and math.isinf(p):  # one feature order for every block (from the first)
@@ -288,16 +290,18 @@ def stream_search(
     queries: Any = None,
     query_labels: Any = None,
     *,
-    progress: bool | Callable[[int], None] = False,
+    options: SearchOptions | None = None,
     info: dict | None = None,
-    **options: Any,
+    **problem: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Every query shard of :func:`plan_stream`'s plan: slots (m, S, k) of distances (reported
-    units) and indices, and the classes (BY_CLASS; None otherwise). ``options`` go to
-    :func:`plan_stream`."""
+    units) and indices, and the classes (BY_CLASS; None otherwise). ``problem`` (grouping,
+    norm, k) and ``options`` go to :func:`plan_stream`; progress is ``options.progress``."""
     from ..core.progress import progress_callback
 
-    plan = plan_stream(reference, reference_labels, queries, query_labels, **options)
+    opts = options if options is not None else SearchOptions()
+    progress = opts.progress
+    plan = plan_stream(reference, reference_labels, queries, query_labels, options=opts, **problem)
     m = len(plan.queries)
     shape = (m, plan.n_slots, plan.k)
     dist, idx = np.empty(shape), np.empty(shape, dtype=np.int64)

@@ -32,6 +32,7 @@ from ..analysis.hygiene import (
 from ..analysis.separation import SeparationResult, separation_after_drop
 from ..core.fileio import to_jsonable
 from ..engine import nearest_by_class
+from ..engine.options import SearchOptions
 from ..runs.cache import cached_ceiling, cached_separation
 from .arrays import cached_arrays, hygiene_table, table_columns
 from .figures import image_array, subplots
@@ -239,12 +240,12 @@ def _hygiene_report(inp: Inputs, res: SeparationResult, nearest: Nearest) -> Hyg
 
 
 def _noise_arrays(X: np.ndarray, y: np.ndarray, res: SeparationResult, opts: dict[str, Any]) -> dict[str, np.ndarray]:
-    table, margin = label_noise_table(X, y, p=math.inf, raw=False, k=None, result=res, **opts)
+    table, margin = label_noise_table(X, y, p=math.inf, k=None, result=res, options=SearchOptions.of(**opts))
     return {**table_columns(table), "margin": margin}
 
 
 def _cross_label_arrays(X: np.ndarray, y: np.ndarray, tau: float, opts: dict[str, Any]) -> dict[str, np.ndarray]:
-    return table_columns(cross_label_table(X, y, tau, p=math.inf, raw=False, **opts))
+    return table_columns(cross_label_table(X, y, tau, p=math.inf, options=SearchOptions.of(**opts)))
 
 
 def image_pairs(inp: Inputs, seps: dict[str, SeparationResult], nearest: Nearest) -> list[Figure]:

@@ -23,6 +23,8 @@ from ..core.errors import SepcheckError
 from ..core.fileio import writable_dir
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
+from ..core.validation import checked_once
+from ..engine.options import SearchOptions
 
 T = TypeVar("T")
 
@@ -76,6 +78,7 @@ def _separation_parts(content_hash: str, norm: str, raw: bool) -> tuple[Any, ...
     return (content_hash, norm, f"raw={bool(raw)}", "v1")
 
 
+@checked_once
 def cached_separation(
     X: Any,
     y: Any,
@@ -87,14 +90,18 @@ def cached_separation(
     raw: bool = False,
     cache: str | os.PathLike | None = None,
     content_hash: str | None = None,
+    options: SearchOptions | None = None,
+    info: dict | None = None,
     **engine_options: Any,
 ) -> tuple[SeparationResult, bool]:
     """:func:`~sepcheck.separation` with an optional results cache (:func:`cached`, kind
     ``separation``, HDF5). Returns (result, came_from_cache). ``X`` and ``X_test`` may be
     row sources or files, as for :func:`~sepcheck.separation` (the digest then streams them
     once). ``content_hash``: :func:`sepcheck.core.hashing.array_digest` of ``(X, y, X_test,
-    y_test)`` (Nones included) when the caller has it already; it is the cache key."""
+    y_test)`` (Nones included) when the caller has it already; it is the cache key.
+    ``options`` / ``engine_options``: how the search runs (as for :func:`~sepcheck.separation`)."""
     p = parse_norm(norm)
+    opts = SearchOptions.of(options, raw=raw, **engine_options)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
     digest = content_hash or array_digest(Xf, yv, Xt, yt)
 
@@ -109,11 +116,12 @@ def cached_separation(
     return cached(
         "separation", _separation_parts(digest, norm_name(p), raw),
         lambda: separation(Xf, yv, Xt, yt, norm=p, dataset=dataset, raw=raw, content_hash=digest,
-                           **engine_options),
+                           options=opts, info=info),
         load, lambda res, path: res.save(path), cache,
     )
 
 
+@checked_once
 def cached_ceiling(
     X: Any,
     y: Any,

@@ -24,8 +24,8 @@ from ..analysis.separation import units_of, validated_inputs
 from ..core.errors import SepcheckError
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
-from ..core.validation import as_memory_budget
 from ..engine import Grouping, nearest_by_class, nearest_other
+from ..engine.options import SearchOptions
 from ..engine.sources import is_source
 from ..engine.stream import StreamPlan, plan_stream
 from .plan import Part, ShardPlan, Task, plan_shards, query_rows, split_rows
@@ -47,7 +47,8 @@ class ShardJob:
     p: float
     raw: bool
     dataset: str
-    engine_options: dict[str, Any]
+    #: how every shard's search runs (no progress: the run reports shards)
+    options: SearchOptions
     fingerprint: dict[str, Any] = field(default_factory=dict)
     #: what the engine reported on the last shard computed here (backend, device)
     info: dict[str, Any] = field(default_factory=dict)
@@ -72,11 +73,11 @@ class ShardJob:
             if is_source(self.X) or is_source(part.queries):  # one plan per part, not one per shard
                 d, idx = self._streamed(part, lo, hi)
             elif part.kind == "other":
-                d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, raw=self.raw, info=self.info,
-                                       **self.engine_options)
+                d, idx = nearest_other(self.X, self.y, q, ql, norm=self.p, k=1, info=self.info,
+                                       options=self.options)
             else:
-                d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, raw=self.raw, info=self.info,
-                                             **self.engine_options)
+                d, idx, _ = nearest_by_class(self.X, self.y, q, norm=self.p, info=self.info,
+                                             options=self.options)
             if part.kind == "other":  # (m, 1) -> (m,)
                 d, idx = d[:, 0], idx[:, 0]
             out[f"{part.name}.dist"], out[f"{part.name}.idx"] = d, idx
@@ -90,8 +91,8 @@ class ShardJob:
             other = part.kind == "other"
             plan = self.streams[part.name] = plan_stream(
                 self.X, self.y, part.queries, part.labels if other else None,
-                grouping=Grouping.OTHER_LABEL if other else Grouping.BY_CLASS, norm=self.p, raw=self.raw,
-                **self.engine_options)
+                grouping=Grouping.OTHER_LABEL if other else Grouping.BY_CLASS, norm=self.p,
+                options=self.options)
         dist, idx = np.empty((hi - lo, plan.n_slots)), np.empty((hi - lo, plan.n_slots), dtype=np.int64)
         for a, b in plan.queries.rows(lo, hi).block_bounds(plan.query_rows):
             d, i = plan.search_shard(lo + a, lo + b)
@@ -108,33 +109,33 @@ class ShardJob:
 
 def separation_job(X: Any, y: Any, X_test: Any = None, y_test: Any = None, *, norm: str | float = "linf",
                    dataset: str = "", raw: bool = False, shard_rows: int | None = None,
-                   **engine_options: Any) -> ShardJob:
+                   options: SearchOptions | None = None, **engine_options: Any) -> ShardJob:
     """The sharded form of :func:`sepcheck.separation`: training rows, then test rows, each
     against the training set (nearest differently labelled row)."""
-    return _job("separation", X, y, X_test, y_test, norm, dataset, raw, shard_rows, engine_options)
+    return _job("separation", X, y, X_test, y_test, norm, dataset, raw, shard_rows, engine_options, options)
 
 
 def certify_job(X: Any, y: Any, X_test: Any, y_test: Any, *, norm: str | float = "linf", dataset: str = "",
-                raw: bool = False, shard_rows: int | None = None, **engine_options: Any) -> ShardJob:
+                raw: bool = False, shard_rows: int | None = None, options: SearchOptions | None = None,
+                **engine_options: Any) -> ShardJob:
     """The searches of certification: the training separation (r) and, per test row, the nearest
     training row of every class."""
     if X_test is None or y_test is None:
         raise SepcheckError("certify needs a test set: pass X_test and y_test")
-    return _job("certify", X, y, X_test, y_test, norm, dataset, raw, shard_rows, engine_options)
+    return _job("certify", X, y, X_test, y_test, norm, dataset, raw, shard_rows, engine_options, options)
 
 
 def _job(task: Task, X: Any, y: Any, X_test: Any, y_test: Any, norm: str | float, dataset: str, raw: bool,
-         shard_rows: int | None, engine_options: dict[str, Any]) -> ShardJob:
+         shard_rows: int | None, engine_options: dict[str, Any], options: SearchOptions | None = None) -> ShardJob:
     p = parse_norm(norm)
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)  # arrays, or row sources that stream
     parts = [Part("train", "other", Xf, yv)]
     if Xt is not None:
         parts.append(Part("test", "other" if task == "separation" else "by_class", Xt, yt))
-    opts = {k: v for k, v in engine_options.items() if k not in ("progress", "info", "k")}
-    if opts.get("memory_budget") is not None:
-        opts["memory_budget"] = as_memory_budget(opts["memory_budget"])
+    given = {k: v for k, v in engine_options.items() if k not in ("progress", "info", "k")}
+    opts = SearchOptions.of(options, raw=raw, **given).with_(progress=False)
     n = sum(part.n for part in parts)
-    plan = plan_shards(n, int(Xf.shape[1]) * Xf.dtype.itemsize, opts.get("memory_budget"), shard_rows)
+    plan = plan_shards(n, int(Xf.shape[1]) * Xf.dtype.itemsize, opts.memory_budget, shard_rows)
     fp = {
         "format": JOURNAL_FORMAT,
         "task": task,

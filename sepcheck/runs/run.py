@@ -37,6 +37,7 @@ from ..analysis.separation import SeparationResult
 from ..core import process_group
 from ..core.errors import SepcheckError
 from ..core.progress import bar
+from ..core.validation import checked_once
 from .job import ShardJob, describe_mismatch, separation_job
 from .journal import Journal
 from .pieces import Piece, output_fingerprint, read_output, save_piece, separation_result
@@ -303,12 +304,13 @@ def write_piece_or_result(run: ShardRun, dataset: str = "") -> Callable[[Path], 
     return lambda path: save_piece(piece, path)
 
 
+@checked_once
 def run_job(job: ShardJob, *, out: str | os.PathLike | None = None, resume: bool = False,
             shard: str | tuple[int, int] | None = None, progress: bool = False) -> ShardRun:
     """:func:`run_sharded` inside the torchrun process group when there is one (joined, cores
     shared, left); nothing is written but the journal (see :func:`finish_output`)."""
     check_run_options(out, resume, shard)
-    ctx = process_group.setup(str(job.engine_options.get("device", "auto")))
+    ctx = process_group.setup(job.options.device)
     try:
         process_group.share_cores(ctx)
         return run_sharded(job, out=out, resume=resume, shard=shard, progress=progress, ctx=ctx)

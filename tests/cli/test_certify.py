@@ -100,7 +100,7 @@ def test_certify_errors(tmp_path):
     assert_one_line_error(run("certify", "--device", "cpu", path), "has no test split")
     assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--eps", "-1"), "eps=-1.0")
     assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--eps", "nan"), "eps=nan")
-    assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--backend", "faiss"), "use auto, numba or torch")
+    assert_one_line_error(run("certify", "--device", "cpu", "spiral", "--backend", "faiss"), "use auto, numba, torch or triton")
     assert_one_line_error(run("certify", "spiral", "--device", "gpu"), "unknown device")
     assert_one_line_error(run("certify", "--device", "cpu", tmp_path / "missing.npz"), "missing.npz")
     bad = run("certify", "--device", "cpu", "spiral", "--norm", "l7")

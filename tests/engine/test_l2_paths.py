@@ -11,6 +11,8 @@ import os
 from unittest import mock
 
 import numpy as np
+
+from sepcheck.engine.options import SearchOptions
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -329,12 +331,12 @@ def test_forced_paths_streamed_match_oracle(seed, path, dtype, n, k, queries, by
         ref = str(Path(tmp) / "x.npy")
         if by_class:
             np.save(Path(tmp) / "q.npy", Q)
-            d, i, _ = stream_search(ref, y, str(Path(tmp) / "q.npy"), grouping=Grouping.BY_CLASS, norm="l2", device="cpu", **sizes)
+            d, i, _ = stream_search(ref, y, str(Path(tmp) / "q.npy"), grouping=Grouping.BY_CLASS, norm="l2", options=SearchOptions(device="cpu"), **sizes)
             wd, wi, _ = oracle.class_distances(X, y, Q, p=2.0, scale=scale)
             np.testing.assert_array_equal(i[:, :, 0], wi)
             np.testing.assert_allclose(d[:, :, 0], wd, rtol=1e-12, atol=0)
             return
-        d, i, _ = stream_search(ref, y, Q, yq, norm="l2", k=k, device="cpu", **sizes)
+        d, i, _ = stream_search(ref, y, Q, yq, norm="l2", k=k, options=SearchOptions(device="cpu"), **sizes)
     wd, wi = oracle.nearest_other(X, y, Q, yq, p=2.0, k=k, scale=scale)
     np.testing.assert_array_equal(i[:, 0], wi)
     np.testing.assert_allclose(d[:, 0], wd, rtol=1e-12, atol=0)

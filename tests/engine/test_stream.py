@@ -11,6 +11,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from sepcheck.engine.options import SearchOptions
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,7 +86,7 @@ def test_streamed_equals_oracle_and_in_memory(case):
             Qc = X if Q is None else Q
             qry = _store(Path(tmp), "qry", Qc, case["kinds"][1], case["chunk"] + 2)
             want_d, want_i, want_c = oracle.class_distances(X, y, Qc, p=p, scale=scale)
-            d, i, c = stream_search(ref, y, qry, grouping=Grouping.BY_CLASS, norm=norm, device="cpu", **sizes)
+            d, i, c = stream_search(ref, y, qry, grouping=Grouping.BY_CLASS, norm=norm, options=SearchOptions(device="cpu"), **sizes)
             np.testing.assert_array_equal(c, want_c)
             np.testing.assert_array_equal(i[:, :, 0], want_i)
             mem = nearest_by_class(X, y, Qc, norm=norm, device="cpu")
@@ -93,7 +95,7 @@ def test_streamed_equals_oracle_and_in_memory(case):
             return
         qry = None if Q is None else _store(Path(tmp), "qry", Q, case["kinds"][1], case["chunk"] + 2)
         want_d, want_i = oracle.nearest_other(X, y, Q, yq, p=p, k=k, scale=scale)
-        d, i, c = stream_search(ref, y, qry, yq, norm=norm, k=k, device="cpu", **sizes)
+        d, i, c = stream_search(ref, y, qry, yq, norm=norm, k=k, options=SearchOptions(device="cpu"), **sizes)
         assert c is None
         np.testing.assert_array_equal(i[:, 0], want_i)
         mem = nearest_other(X, y, Q, yq, norm=norm, k=k, device="cpu")
@@ -128,7 +130,7 @@ def test_shards_cover_the_queries_and_any_shard_gives_the_same_rows(tmp_path):
     rng = np.random.default_rng(5)
     X = rng.integers(0, 3, (40, 4)).astype(np.uint8)
     y = rng.integers(0, 2, 40)
-    plan = plan_stream(ArraySource(X), y, k=3, query_rows=7, block_rows=9, device="cpu")
+    plan = plan_stream(ArraySource(X), y, k=3, query_rows=7, block_rows=9, options=SearchOptions(device="cpu"))
     shards = plan.shards()
     assert shards[0][0] == 0 and shards[-1][1] == 40
     assert all(b0 == a1 for (_, b0), (a1, _) in zip(shards, shards[1:], strict=False))
@@ -142,7 +144,7 @@ def test_budget_sizes_the_blocks(tmp_path):
     X = np.zeros((5000, 1000), dtype=np.uint8)
     X[::2] = 1
     y = np.arange(5000) % 2
-    plan = plan_stream(ArraySource(X), y, memory_budget="16MiB", device="cpu")
+    plan = plan_stream(ArraySource(X), y, options=SearchOptions(memory_budget="16MiB", device="cpu"))
     # a quarter of the budget for the query shard, an eighth for each reference block
     assert plan.query_rows * 1000 <= 4 * 2**20 and plan.block_rows * 1000 <= 2 * 2**20
     assert plan.query_rows * 1000 > 2 * 2**20 and plan.block_rows * 1000 > 2**20
@@ -194,11 +196,11 @@ def test_later_blocks_start_from_the_distances_found(norm):
     yq = rng.integers(0, 3, 30)
     p = NORMS[norm]
     for k in (1, 3):
-        d, i, _ = stream_search(ArraySource(X), y, Q, yq, norm=norm, k=k, block_rows=8, query_rows=11, device="cpu")
+        d, i, _ = stream_search(ArraySource(X), y, Q, yq, norm=norm, k=k, block_rows=8, query_rows=11, options=SearchOptions(device="cpu"))
         want = oracle.nearest_other(X, y, Q, yq, p=p, k=k, scale=255.0)
         np.testing.assert_array_equal(i[:, 0], want[1])
         np.testing.assert_array_equal(d[:, 0], want[0])
-    d, i, _ = stream_search(ArraySource(X), y, Q, grouping=Grouping.BY_CLASS, norm=norm, block_rows=8, device="cpu")
+    d, i, _ = stream_search(ArraySource(X), y, Q, grouping=Grouping.BY_CLASS, norm=norm, block_rows=8, options=SearchOptions(device="cpu"))
     want = oracle.class_distances(X, y, Q, p=p, scale=255.0)
     np.testing.assert_array_equal(i[:, :, 0], want[1])
     np.testing.assert_array_equal(d[:, :, 0], want[0])

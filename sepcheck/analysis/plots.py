@@ -166,6 +166,22 @@ def plot_classifier(
         _, ax = plt.subplots(figsize=(5.0, 4.4), dpi=200)
     from matplotlib.colors import to_rgb
 
+    _check_picture(clf, resolution)
+    X = clf.X_train_.astype(np.float64)
+    lo, hi, xx, yy = _grid(X, margin, int(resolution))
+    n_classes = clf.classes_.size
+    base = np.array([to_rgb(CLASS_COLORS[c % len(CLASS_COLORS)]) for c in range(n_classes)])
+    _draw_regions(ax, clf, xx, yy, lo, hi, base)
+    _draw_points(ax, X, clf.y_train_, clf.classes_, base, X_test, y_test)
+    if show_ball:
+        _draw_ball(ax, X, clf.p_, clf.r_, lo, hi)
+    _finish_picture(ax, clf, lo, hi, base, title)
+    return ax
+
+
+def _check_picture(clf: Any, resolution: Any) -> None:
+    """A one-line error unless ``clf`` is fitted on float 2-D data and ``resolution`` is an
+    integer from 10 to 4000."""
     clf.check_fitted()
     if clf.n_features_in_ != 2:
         raise SepcheckError(
@@ -175,33 +191,48 @@ def plot_classifier(
         raise SepcheckError(f"resolution={resolution!r} is invalid: give an integer from 10 to 4000")
     if clf.X_train_.dtype == np.uint8:
         raise SepcheckError("the picture needs float 2-D data: fit the classifier on float features")
-    X = clf.X_train_.astype(np.float64)
+
+
+def _grid(X: np.ndarray, margin: float, resolution: int) -> tuple[np.ndarray, ...]:
+    """(lo, hi, xx, yy): the picture's corners, the training points' box widened by
+    ``margin`` of its larger side, and its ``resolution`` x ``resolution`` pixel centres."""
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = margin * float(np.max(hi - lo) or 1.0)
     lo, hi = lo - pad, hi + pad
-    gx = np.linspace(lo[0], hi[0], int(resolution))
-    gy = np.linspace(lo[1], hi[1], int(resolution))
+    gx = np.linspace(lo[0], hi[0], resolution)
+    gy = np.linspace(lo[1], hi[1], resolution)
     xx, yy = np.meshgrid(gx, gy)
+    return lo, hi, xx, yy
+
+
+def _draw_regions(
+    ax: Any, clf: Any, xx: np.ndarray, yy: np.ndarray, lo: np.ndarray, hi: np.ndarray, base: np.ndarray
+) -> None:
+    """Each pixel tinted with its predicted class's colour ``base[c]`` in proportion to the
+    winning score, and the decision boundary (black)."""
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
     d, idx = clf.class_distances(grid.astype(clf.X_train_.dtype, copy=False))
     cols = predicted_columns(d, idx)
     win = np.clip(1.0 - d[np.arange(d.shape[0]), cols] / clf.r_, 0.0, 1.0)
-    n_classes = clf.classes_.size
-    base = np.array([to_rgb(CLASS_COLORS[c % len(CLASS_COLORS)]) for c in range(n_classes)])
     tint = 0.85 * win[:, None]
     rgb = 1.0 - tint * (1.0 - base[cols])
     ax.imshow(
         rgb.reshape(yy.shape + (3,)), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
         interpolation="bilinear", aspect="equal", zorder=0,
     )
-    for c in range(n_classes):  # boundary of each class region: d_c = min over others
+    for c in range(base.shape[0]):  # boundary of each class region: d_c = min over others
         rest = d.copy()
         rest[:, c] = np.inf
         gap = (d[:, c] - rest.min(axis=1)).reshape(yy.shape)
         if np.nanmin(gap) < 0 < np.nanmax(gap):
             ax.contour(xx, yy, gap, levels=[0.0], colors="black", linewidths=1.0, zorder=2)
-    y = clf.y_train_
-    for c, lab in enumerate(clf.classes_):
+
+
+def _draw_points(
+    ax: Any, X: np.ndarray, y: np.ndarray, classes: np.ndarray, base: np.ndarray, X_test: Any, y_test: Any
+) -> None:
+    """The training points (filled) and, when both are given, the test points (hollow)."""
+    for c, lab in enumerate(classes):
         pts = X[y == lab]
         ax.scatter(
             pts[:, 0], pts[:, 1], s=5, color=base[c], edgecolors="white", linewidths=0.25,
@@ -210,12 +241,16 @@ def plot_classifier(
     if X_test is not None and y_test is not None:
         Xt = as_features(X_test, "X_test").astype(np.float64)
         yt = as_labels(y_test, Xt.shape[0], "y_test", "X_test")
-        for c, lab in enumerate(clf.classes_):
+        for c, lab in enumerate(classes):
             pts = Xt[yt == lab]
             ax.scatter(pts[:, 0], pts[:, 1], s=9, facecolors="none", edgecolors=base[c], linewidths=0.5, zorder=3)
         ax.scatter([], [], s=9, facecolors="none", edgecolors="0.3", linewidths=0.5, label="test points")
-    if show_ball:
-        _draw_ball(ax, X, clf.p_, clf.r_, lo, hi)
+
+
+def _finish_picture(
+    ax: Any, clf: Any, lo: np.ndarray, hi: np.ndarray, base: np.ndarray, title: str | None
+) -> None:
+    """Limits, labels, title, legend and (up to 8 classes) the colour key."""
     ax.plot([], [], color="black", linewidth=1.0, label="decision boundary")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
@@ -225,10 +260,9 @@ def plot_classifier(
         title = f"1/r-Lipschitz 1-NN classifier ({clf.norm_}, r = {clf.r_:.3g})"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=7, frameon=True, framealpha=0.9, markerscale=2.0)
-    if n_classes <= 8:
+    if base.shape[0] <= 8:
         _score_key(ax, base, clf.classes_)
     ax.tick_params(labelsize=8)
-    return ax
 
 
 def _score_key(ax: Any, base: np.ndarray, classes: np.ndarray) -> None:

@@ -424,6 +424,53 @@ def _chunk_mins(row):
     return mins
 
 
+@njit(cache=True, inline="always")
+def _candidates(dot, mins, i, S, c, bounds, group_label, group_slot, other, pair_check, pair_labels, ql):
+    """The candidates of query ``i`` in :func:`_block`: per slot, the sorted positions of the
+    c smallest GEMM values ``dot[i, j]`` (ascending, ties to the lowest position; -1 where
+    the slot has fewer rows), groups and labels skipped as there. ``mins``: the smallest
+    value of every chunk of :data:`LANES` positions (:func:`_chunk_mins`)."""
+    cv = np.full((S, c), np.inf)
+    ci = np.full((S, c), -1, dtype=np.int64)
+    for grp in range(group_slot.shape[0]):
+        if other and not pair_check and group_label[grp] == ql[i]:
+            continue
+        s = group_slot[grp]
+        lo, hi = bounds[grp], bounds[grp + 1]
+        for ch in range(lo // LANES, (hi + LANES - 1) // LANES):
+            if mins[ch] >= cv[s, c - 1]:  # no row of the chunk improves the candidates
+                continue
+            for j in range(max(lo, ch * LANES), min(hi, ch * LANES + LANES)):
+                v = np.float64(dot[i, j])
+                if v >= cv[s, c - 1]:
+                    continue
+                if pair_check and pair_labels[j] == ql[i]:
+                    continue
+                pos = c - 1
+                while pos > 0 and cv[s, pos - 1] > v:
+                    cv[s, pos] = cv[s, pos - 1]
+                    ci[s, pos] = ci[s, pos - 1]
+                    pos -= 1
+                cv[s, pos] = v
+                ci[s, pos] = j
+    return ci
+
+
+@njit(cache=True, inline="always")
+def _insert_candidates(q, R, order, ci, best_d, best_i):
+    """The exact squared distances of query ``q``'s candidates ``ci`` (sorted positions per
+    slot, -1: none; original rows ``order[...]``) into its k best ``best_d``/``best_i``;
+    returns the number of distances computed."""
+    n = 0
+    for s in range(ci.shape[0]):
+        for t in range(ci.shape[1]):
+            j = ci[s, t]
+            if j >= 0:
+                _insert(best_d, best_i, s, np.float64(_sqdist(q, R[order[j]], np.inf)), order[j])
+                n += 1
+    return n
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _block(
     dot, sq_q, Qp, Rp, Q, R, order, bounds, group_label, group_slot, pair_check,
@@ -448,38 +495,13 @@ def _block(
     n_exact = np.zeros(b, dtype=np.int64)
     for i in prange(b):
         mins = _chunk_mins(dot[i])
-        # (1) candidates: the c smallest values of dot[i, j] per slot
-        cv = np.full((S, c), np.inf)
-        ci = np.full((S, c), -1, dtype=np.int64)
-        for grp in range(G):
-            if other and not pair_check and group_label[grp] == ql[i]:
-                continue
-            s = group_slot[grp]
-            lo, hi = bounds[grp], bounds[grp + 1]
-            for ch in range(lo // LANES, (hi + LANES - 1) // LANES):
-                if mins[ch] >= cv[s, c - 1]:  # no row of the chunk improves the candidates
-                    continue
-                for j in range(max(lo, ch * LANES), min(hi, ch * LANES + LANES)):
-                    v = np.float64(dot[i, j])
-                    if v >= cv[s, c - 1]:
-                        continue
-                    if pair_check and pair_labels[j] == ql[i]:
-                        continue
-                    pos = c - 1
-                    while pos > 0 and cv[s, pos - 1] > v:
-                        cv[s, pos] = cv[s, pos - 1]
-                        ci[s, pos] = ci[s, pos - 1]
-                        pos -= 1
-                    cv[s, pos] = v
-                    ci[s, pos] = j
+        # (1) candidates: the c smallest values of dot[i, j] per slot, their exact distances
+        ci = _candidates(
+            dot, mins, i, S, c, bounds, group_label, group_slot, other, pair_check, pair_labels, ql
+        )
         best_d = bd[i]
         best_i = bi[i]
-        for s in range(S):
-            for t in range(c):
-                j = ci[s, t]
-                if j >= 0:
-                    _insert(best_d, best_i, s, np.float64(_sqdist(Q[i], R[order[j]], np.inf)), order[j])
-                    n_exact[i] += 1
+        n_exact[i] += _insert_candidates(Q[i], R, order, ci, best_d, best_i)
         # (2) every other row, against its slot's limits, which follow the k-th best
         for grp in range(G):
             if other and not pair_check and group_label[grp] == ql[i]:

@@ -305,31 +305,56 @@ def neighbors_within(
         reference, reference_labels, queries, query_labels, norm, bool(other_label)
     )
     block_size, budget = search_limits(block_size, memory_budget)
-    name, dev = choose_radius(problem, backend, device, memory_budget is not None, budget)
+    plan = _plan(problem, r, raw, backend, device, memory_budget is not None, budget)
+    result, details = _collect(problem, plan, r, raw, block_size, progress, spill_dir)
+    if info is not None:
+        info.update(details)
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a radius search runs: backend ``name`` on ``device``; ``scale`` divides raw
+    distances into reported ones; candidate pairs are those under ``threshold`` (raw
+    units); ``share`` (a quarter of the memory budget) bounds the pairs kept in memory and
+    the backend's tiles; a query block collects at most ``max_pairs`` candidates at once."""
+
+    name: str
+    device: str
+    scale: float
+    threshold: float
+    share: int
+    max_pairs: int
+
+
+def _plan(
+    problem: Problem, r: float, raw: bool, backend: str, device: str, explicit_budget: bool,
+    budget: int,
+) -> _Plan:
+    """The plan of a search for the pairs within ``r`` (reported units)."""
+    name, dev = choose_radius(problem, backend, device, explicit_budget, budget)
     s = scale_of(problem, raw)
     # candidates: a threshold in computed units a hair above the radius (tile rounding)
     slack = 1.0 + 1e-9 + 8.0 * problem.dim * 2.0**-53
     threshold = math.inf if math.isinf(r) else r * s * slack
-    sink = _PairSink(problem.n_query, budget // 4, spill_dir)
-    checked = 0
-
-    def on_block(qs, n, rows, cols, values):
-        nonlocal checked
-        checked += rows.size
-        d = (values if values is not None else _exact(problem, rows, cols)) / s
-        keep = d <= r
-        rows, cols, d = rows[keep], cols[keep], d[keep]
-        order = np.lexsort((cols, d, rows))
-        sink.add(qs, n, rows[order], cols[order], d[order])
-
-    from ..core.progress import progress_callback
-
     max_pairs = max(1, (budget // 4) // CANDIDATE_BYTES)
+    return _Plan(name, dev, s, threshold, budget // 4, max_pairs)
+
+
+def _collect(
+    problem: Problem,
+    plan: _Plan,
+    r: float,
+    raw: bool,
+    block_size: int | None,
+    progress: bool | Callable[[int], None],
+    spill_dir: str | os.PathLike | None,
+) -> tuple[RadiusNeighbors, dict]:
+    """Run ``plan`` and assemble the result: (the pairs within ``r``, the details for
+    ``info``). A failed search leaves no spill file behind."""
+    sink = _PairSink(problem.n_query, plan.share, spill_dir)
     try:
-        with progress_callback(progress, problem.n_query, f"neighbors within ({name})") as tick:
-            extra = _run(
-                problem, name, dev, budget // 4, block_size, max_pairs, threshold, on_block, tick
-            )
+        extra, checked = _search(problem, plan, r, block_size, progress, sink)
         result = sink.result(
             shape=(problem.n_query, problem.n_ref), radius=r, norm=norm_name(problem.p),
             units=units_of(problem.reference, raw),
@@ -337,12 +362,50 @@ def neighbors_within(
     except BaseException:
         sink.discard()
         raise
-    if info is not None:
-        info.update(
-            {"backend": name, "device": dev, "candidates": checked, "pairs": result.nnz,
-             "spilled": result.spill_path is not None, **extra}
+    details = {"backend": plan.name, "device": plan.device, "candidates": checked,
+               "pairs": result.nnz, "spilled": result.spill_path is not None, **extra}
+    return result, details
+
+
+def _search(
+    problem: Problem,
+    plan: _Plan,
+    r: float,
+    block_size: int | None,
+    progress: bool | Callable[[int], None],
+    sink: _PairSink,
+) -> tuple[dict, int]:
+    """The backend's candidate pairs, those within ``r`` (:func:`_within`) into ``sink``:
+    (the backend's details, the number of candidates checked)."""
+    from ..core.progress import progress_callback
+
+    checked = 0
+
+    def on_block(qs, n, rows, cols, values):
+        nonlocal checked
+        checked += rows.size
+        sink.add(qs, n, *_within(problem, plan.scale, r, rows, cols, values))
+
+    with progress_callback(progress, problem.n_query, f"neighbors within ({plan.name})") as tick:
+        extra = _run(
+            problem, plan.name, plan.device, plan.share, block_size, plan.max_pairs,
+            plan.threshold, on_block, tick,
         )
-    return result
+    return extra, checked
+
+
+def _within(
+    problem: Problem, s: float, r: float, rows: np.ndarray, cols: np.ndarray,
+    values: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs (queries[rows], reference[cols]) at reported distance <= ``r``,
+    sorted by (row, distance, column): (rows, cols, distances). ``values``: their exact
+    distances in raw units, or None (computed here); ``s`` divides them into reported units."""
+    d = (values if values is not None else _exact(problem, rows, cols)) / s
+    keep = d <= r
+    rows, cols, d = rows[keep], cols[keep], d[keep]
+    order = np.lexsort((cols, d, rows))
+    return rows[order], cols[order], d[order]
 
 
 def choose_radius(

@@ -382,6 +382,65 @@ def _stage1_any(Qs, q0, q1, blk, acc_lin, acc_int, acc_l1, linf, integer):
         _stage1(Qs, q0, q1, blk, acc_l1, False)
 
 
+@njit(inline="always", error_model="numpy")
+def _lanes(acc_lin, acc_int, acc_l1, g, nl, linf, integer, Qa, Ra, i, j0, shrink, thr, by_slot):
+    """A uint64 mask of the lanes ``ln < nl`` to visit: all of them with ``by_slot`` (each
+    slot has its own threshold, tested per row), else those below ``thr`` (:func:`_below`)."""
+    if by_slot:
+        return _all_lanes(nl)
+    return _below(acc_lin, acc_int, acc_l1, g, nl, linf, integer, Qa, Ra, i, j0, shrink, thr)
+
+
+@njit(inline="always", error_model="numpy")
+def _l1_second(q, r, i, j, Qg, Qa, Qm, Rg, Ra, Rm, integer, slack, shrink, thr):
+    """l1 of the pair (query ``i`` = ``q``, row ``j`` = ``r``) past its first bound: its
+    second bound (uint8: the fine means, :func:`_fine_bound`; float: the group sums), then
+    the chunked scan (:func:`_l1_scan_fine`, :func:`_l1_scan`). Returns (value, or
+    ``max(partial, thr)`` when abandoned; features scanned; True when the second bound
+    alone reaches ``thr``: then nothing is scanned and the value is ``thr``)."""
+    if integer:
+        # l1 >= FINE x SAD of the fine floor means - slack, kept per chunk:
+        # exact sum of the chunks scanned + the fine bound of the rest
+        rest = _fine_bound(Qm[i], Rm[j], slack)
+        if rest >= thr:
+            return thr, 0, True
+        v, scanned = _l1_scan_fine(q, r, Qm[i], Rm[j], rest, thr)
+        return v, scanned, False
+    # l1 >= sum of |group sum differences| (triangle inequality), kept
+    # per chunk: exact sum of the chunks scanned + the bound of the rest
+    gq = Qg[i]
+    gr = Rg[j]
+    rest = _group_bound(gq, gr)
+    err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
+    if (rest - err) * shrink >= thr:
+        return thr, 0, True
+    v, scanned = _l1_scan(q, r, gq, gr, rest, err, shrink, thr)
+    return v, scanned, False
+
+
+@njit(inline="always")
+def _keep_pair(out_q, out_j, out_v, b, found, cap, i, j, v):
+    """Radius mode: the pair (query ``i``, row ``j``) at distance ``v`` as pair number
+    ``found`` of query block ``b`` (written while the block's ``cap`` places last, beyond
+    them only counted); returns the new number of pairs."""
+    if found < cap:
+        out_q[b, found] = i
+        out_j[b, found] = j
+        out_v[b, found] = v
+    return found + 1
+
+
+@njit(inline="always")
+def _store_counts(counts, b, n_label, n_stage1, n_group, n_abandon, n_full, n_scanned):
+    """Query block ``b``'s counters into ``counts[b]`` (:data:`_PAIR_NAMES`)."""
+    counts[b, _LABEL] = n_label
+    counts[b, _PREFIX] = n_stage1
+    counts[b, _GROUP] = n_group
+    counts[b, _ABANDON] = n_abandon
+    counts[b, _FULL] = n_full
+    counts[b, _SCANNED] = n_scanned
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _search_kernel(Q, Qs, Qg, Qa, Qm, ql, R, Rs, Rg, Ra, Rm, rl, slot, by_slot, linf, integer, out_d, out_i,
                    counts, fixed, stop, out_q, out_j, out_v, out_n):
@@ -402,13 +461,7 @@ def _search_kernel(Q, Qs, Qg, Qa, Qm, ql, R, Rs, Rg, Ra, Rm, rl, slot, by_slot, 
     for b in prange(nblocks):
         q0 = b * QUERY_BLOCK
         q1 = min(q0 + QUERY_BLOCK, m)
-        found = 0
-        n_label = 0
-        n_stage1 = 0
-        n_group = 0
-        n_abandon = 0
-        n_full = 0
-        n_scanned = 0
+        found = n_label = n_stage1 = n_group = n_abandon = n_full = n_scanned = 0
         acc_lin, acc_int, acc_l1 = _accumulators(linf, integer, Rs)
         for jb in range(Rs.shape[0]):
             blk = Rs[jb]
@@ -420,10 +473,7 @@ def _search_kernel(Q, Qs, Qg, Qa, Qm, ql, R, Rs, Rg, Ra, Rm, rl, slot, by_slot, 
                 q = Q[i]
                 lab = ql[i]
                 thr0 = stop if fixed else out_d[i, 0, k - 1]
-                if by_slot:
-                    mask = _all_lanes(j1 - j0)
-                else:
-                    mask = _below(acc_lin, acc_int, acc_l1, g, j1 - j0, linf, integer, Qa, Ra, i, j0, shrink, thr0)
+                mask = _lanes(acc_lin, acc_int, acc_l1, g, j1 - j0, linf, integer, Qa, Ra, i, j0, shrink, thr0, by_slot)
                 n_stage1 += j1 - j0
                 while mask:
                     ln = trailing_zeros(mask)
@@ -447,48 +497,23 @@ def _search_kernel(Q, Qs, Qg, Qa, Qm, ql, R, Rs, Rg, Ra, Rm, rl, slot, by_slot, 
                     if linf:
                         # the first features are in the bound already
                         v, scanned = _linf_scan(q, r, acc_lin[g, ln], Qs.shape[1], thr)
-                        n_scanned += scanned
-                    elif integer:
-                        # l1 >= FINE x SAD of the fine floor means - slack, kept per chunk:
-                        # exact sum of the chunks scanned + the fine bound of the rest
-                        rest = _fine_bound(Qm[i], Rm[j], slack)
-                        if rest >= thr:
-                            n_group += 1
-                            continue
-                        v, scanned = _l1_scan_fine(q, r, Qm[i], Rm[j], rest, thr)
-                        n_scanned += scanned
                     else:
-                        # l1 >= sum of |group sum differences| (triangle inequality), kept
-                        # per chunk: exact sum of the chunks scanned + the bound of the rest
-                        gq = Qg[i]
-                        gr = Rg[j]
-                        rest = _group_bound(gq, gr)
-                        err = 0.0 if integer else 64.0 * _EPS * (Qa[i] + Ra[j])
-                        if (rest - err) * shrink >= thr:
+                        v, scanned, pruned = _l1_second(q, r, i, j, Qg, Qa, Qm, Rg, Ra, Rm, integer, slack, shrink, thr)
+                        if pruned:
                             n_group += 1
                             continue
-                        v, scanned = _l1_scan(q, r, gq, gr, rest, err, shrink, thr)
-                        n_scanned += scanned
+                    n_scanned += scanned
                     if v >= thr:
                         n_abandon += 1
                         continue
                     n_full += 1
                     if fixed:
-                        if found < cap:
-                            out_q[b, found] = i
-                            out_j[b, found] = j
-                            out_v[b, found] = v
-                        found += 1
+                        found = _keep_pair(out_q, out_j, out_v, b, found, cap, i, j, v)
                     else:
                         _insert(out_d[i, s], out_i[i, s], v, j)
                         thr0 = out_d[i, 0, k - 1]
         out_n[b] = found
-        counts[b, _LABEL] = n_label
-        counts[b, _PREFIX] = n_stage1
-        counts[b, _GROUP] = n_group
-        counts[b, _ABANDON] = n_abandon
-        counts[b, _FULL] = n_full
-        counts[b, _SCANNED] = n_scanned
+        _store_counts(counts, b, n_label, n_stage1, n_group, n_abandon, n_full, n_scanned)
 
 
 def feature_order(reference: np.ndarray, sample: int = 2048) -> np.ndarray:
@@ -680,25 +705,47 @@ def search_simd(
         during the scan, fully computed, and the features scanned after the
         first bound; ``extra_bytes``: the memory of the copies the search keeps.
     """
-    by_slot = slot_of_row is not None
     rl = np.ascontiguousarray(reference_labels, dtype=np.int64)
     ql = None if query_labels is None else np.ascontiguousarray(query_labels, dtype=np.int64)
     slot = None if slot_of_row is None else np.ascontiguousarray(slot_of_row, dtype=np.int64)
     _check(queries, ql, reference, rl, p, k, slot, n_slots)
-    m = queries.shape[0]
-    S = int(n_slots) if by_slot else 1
-    k = int(k)
+    m, S = queries.shape[0], (int(n_slots) if slot is not None else 1)
+    out_d, out_i = _knn_outputs(m, S, int(k), seed)
+    pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
+    extra = 0
+    if m and reference.shape[0] and S:
+        queries, prep = _prepared(queries, reference, p, ordered)
+        extra = prep.extra_bytes
+        _knn_batches(prep, queries, ql, rl, slot, out_d, out_i, pairs, progress)
+    return out_d, out_i, {"pairs": dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True)), "extra_bytes": extra}
+
+
+def _knn_outputs(m: int, S: int, k: int, seed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The (m, S, k) distances and indices a k-NN search starts from: (+inf, or the
+    ``seed`` of its slot; -1)."""
     out_d = np.full((m, S, k), np.inf)
     if seed is not None:
         out_d[:] = np.asarray(seed, dtype=np.float64).reshape(m, S, 1)
     out_i = np.full((m, S, k), -1, dtype=np.int64)
-    pairs = np.zeros(len(_PAIR_NAMES), dtype=np.int64)
-    info = {"pairs": {}, "extra_bytes": 0}
-    if m == 0 or reference.shape[0] == 0 or S == 0:
-        info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
-        return out_d, out_i, info
-    queries, prep = _prepared(queries, reference, p, ordered)
-    info["extra_bytes"] += prep.extra_bytes
+    return out_d, out_i
+
+
+def _knn_batches(
+    prep: _Prepared,
+    queries: np.ndarray,
+    ql: np.ndarray | None,
+    rl: np.ndarray,
+    slot: np.ndarray | None,
+    out_d: np.ndarray,
+    out_i: np.ndarray,
+    pairs: np.ndarray,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """:func:`_search_kernel` (k-NN) over batches of :data:`QUERY_BATCH` queries into
+    ``out_d``/``out_i``; its counters added to ``pairs``. ``slot`` None: OTHER_LABEL (by
+    ``ql``); otherwise BY_CLASS (``ql`` unused, may be None)."""
+    m = queries.shape[0]
+    by_slot = slot is not None
     if ql is None:
         ql = np.zeros(m, dtype=np.int64)
     if slot is None:
@@ -712,8 +759,6 @@ def search_simd(
         pairs += counts.sum(axis=0)
         if progress is not None:
             progress(qv[0].shape[0])
-    info["pairs"] = dict(zip(_PAIR_NAMES, pairs.tolist(), strict=True))
-    return out_d, out_i, info
 
 
 @dataclass(frozen=True)

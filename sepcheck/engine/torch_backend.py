@@ -133,6 +133,7 @@ def _drive(
     on_block: Callable[[int, torch.Tensor, torch.Tensor], None],
     progress: Callable[[int], None] | None,
     symmetric: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """The tiling driver of both groupings.
 
@@ -149,6 +150,9 @@ def _drive(
     first row on, and the tile's columns of every later query block are merged, transposed,
     into that block's running answer; each pair is computed once. A block still receives its
     rows in increasing index order: earlier blocks' (transposed) first, then its own.
+
+    ``stop`` (or None) is asked after each tile's merge; True ends the drive there (the
+    current query block unfinished: no ``on_block``, no ``progress`` for it).
     """
     S = problem.n_slots
     symmetric = symmetric and problem.self_mode and not problem.by_class
@@ -164,13 +168,7 @@ def _drive(
         q = as_tensor(problem.queries[qs : qs + bq]).to(device=device, dtype=dt)
         best = pending.pop(qs, None) or [empty_best(q.shape[0], width, device) for _ in range(S)]
         for rs in range(qs if symmetric else 0, problem.n_ref, br):
-            if problem.by_class:
-                order = np.argsort(codes[rs : rs + br], kind="stable")
-                rows = rs + order
-                bounds = np.searchsorted(codes[rows], np.arange(S + 1))
-            else:
-                rows = np.arange(rs, min(rs + br, problem.n_ref))
-                bounds = np.array([0, rows.size])
+            rows, bounds = _block_rows(problem, codes, rs, br)
             ids = as_tensor(rows).to(device)
             if resident is not None:
                 r = (resident[ids] if problem.by_class else resident[rs : rs + br]).to(dt)
@@ -185,6 +183,8 @@ def _drive(
                 a, b = int(bounds[s]), int(bounds[s + 1])
                 if b > a:
                     best[s] = merge(*best[s], tile[:, a:b], ids[a:b])
+            if stop is not None and stop():
+                return
             if symmetric:
                 q_ids = torch.arange(qs, qs + q.shape[0], device=device)
                 for later in range(max(rs, qs + bq), rs + rows.size, bq):
@@ -198,6 +198,18 @@ def _drive(
         on_block(qs, vals, inds)
         if progress is not None:
             progress(q.shape[0])
+
+
+def _block_rows(problem: Problem, codes: np.ndarray, rs: int, br: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference rows, slot bounds) of the reference block from row ``rs`` (``br`` rows):
+    BY_CLASS, the rows class by class (index order inside each class), slot ``s`` at
+    ``rows[bounds[s] : bounds[s + 1]]``; OTHER_LABEL, the rows in order, one slot."""
+    if problem.by_class:
+        order = np.argsort(codes[rs : rs + br], kind="stable")
+        rows = rs + order
+        return rows, np.searchsorted(codes[rows], np.arange(problem.n_slots + 1))
+    rows = np.arange(rs, min(rs + br, problem.n_ref))
+    return rows, np.array([0, rows.size])
 
 
 def converted(
@@ -222,16 +234,21 @@ def brute_force(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact tiles for any norm and grouping; results (m, S, k) in raw units."""
-    p = problem.p
     dt = direct_dtype(problem)
     bq, br = block_sizes(problem, budget, block_size, torch.finfo(dt).bits // 8)
+    return _exact_tiles(problem, device, bq, br, dt, cdist_tiles(problem.p), progress)
+
+
+def cdist_tiles(p: float) -> Callable[[torch.Tensor, int, torch.Tensor, np.ndarray], torch.Tensor]:
+    """``tile_of`` for :func:`_drive`: exact ``torch.cdist`` tiles of the p-norm (no
+    matrix-product shortcut for l2)."""
 
     def tile_of(q, qs, r, rows):
         return torch.cdist(
             q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
         )[0]
 
-    return _exact_tiles(problem, device, bq, br, dt, tile_of, progress)
+    return tile_of
 
 
 def _exact_tiles(
@@ -582,9 +599,39 @@ def radius_pairs(
     rows, reference rows and float64 distances in raw units where the tiles are exact
     (uint8), else None.
     """
-    # a hit: tile value <= limit (a number, or per query row); ``row_add`` (per query row,
-    # or None) is added to a hit's value to give its distance (squared with ``squared``)
-    row_add = None
+    tiles = _radius_tiles(problem, device, budget, threshold)
+    bq, br = block_sizes(problem, budget, block_size, tiles.elem)
+    if block_size is None and br > 8:
+        br -= br % 8  # the int8 GEMM's operands need no padding
+    pairs = _PairCollector(tiles, max_pairs, on_block)
+    _drive_pairs(pairs, device, 0, problem.n_query, bq, br, progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RadiusTiles:
+    """The tiles of a radius search and their test. ``driven``: the problem whose rows the
+    driver converts (to ``dt``, ``elem`` bytes an element) into ``tile_of``'s tiles. A hit
+    is a tile value <= ``limit``: a number, a tensor (one limit per query row), or None
+    (every pair but the excluded ones). ``row_add`` (per query row, or None) is added to a
+    hit's value to give its distance, squared when ``squared``; ``exact``: the tile
+    values are exact (the distances are reported), else approximate (a superset)."""
+
+    driven: Problem
+    dt: torch.dtype
+    tile_of: Callable[[torch.Tensor, int, torch.Tensor, np.ndarray], torch.Tensor]
+    elem: int
+    limit: Any
+    row_add: np.ndarray | None
+    squared: bool
+    exact: bool
+
+
+def _radius_tiles(
+    problem: Problem, device: torch.device, budget: int, threshold: float
+) -> _RadiusTiles:
+    """The tiles :func:`radius_pairs` compares with ``threshold`` (raw units): int8 GEMM
+    (uint8 l2), float GEMM (other l2 with more than :data:`DIRECT_L2_MAX_DIM` features) or
+    cdist tiles."""
     squared = problem.p == 2 and problem.dim > DIRECT_L2_MAX_DIM
     if squared and use_int8(problem, device):
         # exact integers ||r||^2 - 2 q.r (shifted rows) <= floor(threshold^2) - ||q||^2
@@ -593,94 +640,122 @@ def radius_pairs(
         room = np.clip(math.floor(t2) - sq_q.astype(np.int64), -(2**31), 2**31 - 2)
         limit: Any = as_tensor(room.astype(np.int32)).to(device)
         limit = None if t2 >= 2**31 + 255**2 * problem.dim else limit  # every pair
-        row_add, exact, elem = sq_q.astype(np.float64), True, 1
-    elif squared:
-        driven, exact = problem, False
+        return _RadiusTiles(driven, dt, tile_of, 1, limit, sq_q.astype(np.float64), True, True)
+    if squared:
         dt, tile_of, err = gemm_setup(problem, device)
-        elem = torch.finfo(dt).bits // 8
         limit = None if math.isinf(threshold) else as_tensor(threshold * threshold + err).to(device)
-    else:
-        dt = direct_dtype(problem)
-        elem = torch.finfo(dt).bits // 8
-        p = problem.p
-        # cdist of integers, or a float64 linf (one rounded subtraction per feature, then
-        # abs and max: the exact routine's value)
-        exact = math.isinf(p) or (problem.integer and p == 1)
-        driven, limit = problem, None if math.isinf(threshold) else threshold
+        return _RadiusTiles(problem, dt, tile_of, torch.finfo(dt).bits // 8, limit, None, True, False)
+    dt = direct_dtype(problem)
+    p = problem.p
+    # cdist of integers, or a float64 linf (one rounded subtraction per feature, then
+    # abs and max: the exact routine's value)
+    exact = math.isinf(p) or (problem.integer and p == 1)
+    limit = None if math.isinf(threshold) else threshold
+    return _RadiusTiles(
+        problem, dt, cdist_tiles(p), torch.finfo(dt).bits // 8, limit, None, False, exact
+    )
 
-        def tile_of(q, qs, r, rows):
-            return torch.cdist(
-                q.unsqueeze(0), r.unsqueeze(0), p=p, compute_mode="donot_use_mm_for_euclid_dist"
-            )[0]
 
-    bq, br = block_sizes(problem, budget, block_size, elem)
-    if block_size is None and br > 8:
-        br -= br % 8  # the int8 GEMM's operands need no padding
-    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    held = [0]
-    start = [0]  # absolute first query row of the current tile
-    offset = [0]  # absolute first query row of the (sub)problem being driven
+class _PairCollector:
+    """The candidate pairs of the query block being driven by :func:`_drive_pairs`, and
+    what it needs to hand them on: :meth:`tile` is the driver's ``tile_of``,
+    :meth:`collect` its merge step (keeps nothing of the k best), :meth:`finish_block` its
+    ``on_block`` (the block's pairs to ``on_block`` of :func:`radius_pairs`) and
+    :meth:`overflowed` its ``stop``. A block of more than one query that collects more
+    than ``max_pairs`` pairs records its first query row in ``overflow`` and the drive
+    stops; :meth:`reset` drops the pairs of that block."""
 
-    def tile_rows(q, qs, r, rows):
-        start[0] = qs + offset[0]
-        return tile_of(q, start[0], r, rows)
+    def __init__(
+        self,
+        tiles: _RadiusTiles,
+        max_pairs: int,
+        on_block: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None],
+    ):
+        self.tiles = tiles
+        self.max_pairs = max_pairs
+        self.on_block = on_block
+        #: (tile rows, reference rows, tile values) of the current query block's hits
+        self.found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.held = 0  # pairs in ``found``
+        self.start = 0  # absolute first query row of the current tile
+        self.offset = 0  # absolute first query row of the (sub)problem being driven
+        self.overflow: int | None = None  # first query row of a block with too many pairs
 
-    def collect(run_v, run_i, block, ids):
+    def tile(self, q: torch.Tensor, qs: int, r: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        """The tile of the driven (sub)problem's rows ``qs..``, absolute rows ``start..``."""
+        self.start = qs + self.offset
+        return self.tiles.tile_of(q, self.start, r, rows)
+
+    def collect(self, run_v, run_i, block: torch.Tensor, ids: torch.Tensor):
+        """Keep the hits of ``block`` (columns ``ids``); the running values unchanged."""
+        limit = self.tiles.limit
         if limit is None:  # every pair but the excluded ones
             hit = block != far_value(block.dtype)
         elif isinstance(limit, torch.Tensor):  # excluded entries are beyond any limit
-            hit = block <= limit[start[0] : start[0] + block.shape[0], None]
+            hit = block <= limit[self.start : self.start + block.shape[0], None]
         else:
             hit = block <= limit
         some = torch.nonzero(hit.any(dim=1)).reshape(-1)  # few rows hold hits
         if some.numel():
             r, c = torch.nonzero(hit[some], as_tuple=True)
             r = some[r]
-            found.append((r, ids[c], block[r, c]))
-            held[0] += r.numel()
-            if held[0] > max_pairs and block.shape[0] > 1:
-                raise _TooManyPairs(start[0])
+            self.found.append((r, ids[c], block[r, c]))
+            self.held += r.numel()
+            if self.held > self.max_pairs and block.shape[0] > 1:
+                self.overflow = self.start
         return run_v, run_i
 
-    def finish_block(qs, vals, inds):
+    def overflowed(self) -> bool:
+        """True once a block collected more pairs than it may hold."""
+        return self.overflow is not None
+
+    def reset(self) -> None:
+        """Drop the pairs of an overflowed block (searched again in halves)."""
+        self.found.clear()
+        self.held = 0
+        self.overflow = None
+
+    def finish_block(self, qs: int, vals: torch.Tensor, inds: torch.Tensor) -> None:
+        """The pairs of the finished query block (driven rows ``qs..``) to ``on_block``."""
         n = vals.shape[0]
-        qs += offset[0]
-        held[0] = 0
-        if found:
-            rows = torch.cat([f[0] for f in found]).cpu().numpy() + qs
-            cols = torch.cat([f[1] for f in found]).cpu().numpy()
-            values = torch.cat([f[2].to(torch.float64) for f in found]).cpu().numpy()
+        qs += self.offset
+        self.held = 0
+        if self.found:
+            rows = torch.cat([f[0] for f in self.found]).cpu().numpy() + qs
+            cols = torch.cat([f[1] for f in self.found]).cpu().numpy()
+            values = torch.cat([f[2].to(torch.float64) for f in self.found]).cpu().numpy()
         else:
             rows = cols = np.empty(0, dtype=np.int64)
             values = np.empty(0)
-        found.clear()
-        if row_add is not None:
-            values += row_add[rows]  # exact: integers below 2**53
-        on_block(qs, n, rows, cols, (np.sqrt(values) if squared else values) if exact else None)
-
-    def run(lo: int, hi: int, rows_per_block: int) -> None:
-        """Query rows lo..hi in blocks of ``rows_per_block``; a block with too many pairs
-        again in halves."""
-        while lo < hi:
-            sub = driven if (lo, hi) == (0, problem.n_query) else driven.subset(slice(lo, hi))
-            offset[0] = lo
-            try:
-                _drive(sub, device, rows_per_block, br, dt, tile_rows, 1, collect,
-                       finish_block, progress)
-                return
-            except _TooManyPairs as e:
-                found.clear()
-                held[0] = 0
-                end = min(e.row + rows_per_block, hi)
-                run(e.row, end, max(1, rows_per_block // 2))
-                lo = end
-
-    run(0, problem.n_query, bq)
+        self.found.clear()
+        tiles = self.tiles
+        if tiles.row_add is not None:
+            values += tiles.row_add[rows]  # exact: integers below 2**53
+        dists = (np.sqrt(values) if tiles.squared else values) if tiles.exact else None
+        self.on_block(qs, n, rows, cols, dists)
 
 
-class _TooManyPairs(Exception):
-    """A query block (from query row ``row``) collected more pairs than it may hold."""
-
-    def __init__(self, row: int):
-        super().__init__(row)
-        self.row = row
+def _drive_pairs(
+    pairs: _PairCollector,
+    device: torch.device,
+    lo: int,
+    hi: int,
+    rows_per_block: int,
+    br: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Query rows lo..hi in blocks of ``rows_per_block`` into ``pairs``; a block with too
+    many pairs again in halves."""
+    driven = pairs.tiles.driven
+    while lo < hi:
+        sub = driven if (lo, hi) == (0, driven.n_query) else driven.subset(slice(lo, hi))
+        pairs.offset = lo
+        _drive(sub, device, rows_per_block, br, pairs.tiles.dt, pairs.tile, 1, pairs.collect,
+               pairs.finish_block, progress, stop=pairs.overflowed)
+        if pairs.overflow is None:
+            return
+        end = min(pairs.overflow + rows_per_block, hi)
+        row = pairs.overflow
+        pairs.reset()
+        _drive_pairs(pairs, device, row, end, max(1, rows_per_block // 2), br, progress)
+        lo = end

@@ -251,7 +251,7 @@ def cross_label_table(X: np.ndarray, y: np.ndarray, tau: float, *, p: float,
     """Training pairs i < j with different labels at distance <= tau (exact radius search)."""
     from ..engine.radius import neighbors_within
 
-    nb = neighbors_within(X, y, tau, norm=p, other_label=True, **options.keywords())
+    nb = neighbors_within(X, y, tau, norm=p, other_label=True, options=options)
     rows, cols, dist = nb.pairs()
     keep = rows < cols
     i, j, d = rows[keep].astype(np.int64), cols[keep].astype(np.int64), dist[keep].astype(np.float64)

@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 
 from ..core.devices import DEVICES, resolve_device
-from ..core.errors import SepcheckError
 from ..core.validation import checked_once
 from .dispatch import (
     BACKENDS,
@@ -251,21 +250,11 @@ def _options(
     memory_budget: Any,
     progress: bool | Callable[[int], None],
 ) -> SearchOptions:
-    """``options`` as given (validated already), or built from the keywords; both is a
-    one-line error unless the keywords are left at their defaults."""
-    keywords = (backend, device, raw, block_size, memory_budget, progress)
-    if options is None:
-        return SearchOptions(*keywords)
-    if any(v is not d and v != d for v, d in zip(keywords, _DEFAULTS, strict=True)):
-        raise SepcheckError(
-            "options= replaces backend, device, raw, block_size, memory_budget and progress: "
-            "give one or the other"
-        )
-    return options
-
-
-#: the keywords' defaults (left alone when ``options=`` is given)
-_DEFAULTS = ("auto", "auto", False, None, None, False)
+    """:meth:`SearchOptions.resolve` of the wrappers' keywords."""
+    return SearchOptions.resolve(
+        options, backend=backend, device=device, raw=raw, block_size=block_size,
+        memory_budget=memory_budget, progress=progress,
+    )
 
 
 def _search(problem: Problem, opts: SearchOptions, info: dict | None) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,21 @@ class SearchOptions:
             return cls(**given)
         return replace(options, **given) if given else options
 
+    @classmethod
+    def resolve(cls, options: SearchOptions | None, **keywords: Any) -> SearchOptions:
+        """For a function taking both ``options=`` and the six keywords: ``options`` when
+        given (validated already; the keywords must then be left at their defaults, else a
+        one-line error), otherwise new options from the keywords."""
+        if options is None:
+            return cls(**keywords)
+        defaults = cls()
+        if any(v is not getattr(defaults, k) and v != getattr(defaults, k) for k, v in keywords.items()):
+            raise SepcheckError(
+                "options= replaces backend, device, raw, block_size, memory_budget and progress: "
+                "give one or the other"
+            )
+        return options
+
     def keywords(self) -> dict[str, Any]:
         """The fields as keyword arguments (for a function that takes them one by one)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}

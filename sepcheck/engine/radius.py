@@ -33,16 +33,16 @@ import numpy as np
 
 from ..core.errors import SepcheckError
 from ..core.norms import norm_name, parse_norm
-from ..core.validation import as_features, as_labels, check_same_dim
+from ..core.validation import as_features, as_labels, check_same_dim, checked_once
 from .dispatch import choose, within_budget
-from .options import RADIUS_BACKENDS
+from .options import RADIUS_BACKENDS, SearchOptions
 from .problem import (
+    DEFAULT_MEMORY_BUDGET,
     Problem,
     common_dtype,
     effective_p,
     range_safe,
     scale_of,
-    search_limits,
     units_of,
 )
 
@@ -227,6 +227,7 @@ def make_radius_problem(
     return Problem(ref, rl, qry, ql, p, 1, self_mode, scale=scale)
 
 
+@checked_once
 def neighbors_within(
     reference: Any,
     reference_labels: Any,
@@ -244,6 +245,7 @@ def neighbors_within(
     progress: bool | Callable[[int], None] = False,
     info: dict | None = None,
     spill_dir: str | os.PathLike | None = None,
+    options: SearchOptions | None = None,
 ) -> RadiusNeighbors:
     """Every (query, reference row) pair at distance <= ``radius``. Exact.
 
@@ -284,6 +286,9 @@ def neighbors_within(
         explicit budget ('auto' takes torch otherwise).
     progress
         True for a progress bar on stderr, or a callable receiving query counts done.
+    options
+        Validated :class:`~sepcheck.engine.options.SearchOptions` instead of backend,
+        device, raw, block_size, memory_budget and progress.
     info
         Optional dict that receives details: backend, device, candidates checked exactly,
         pairs found, whether they were spilled; numba: its pruning counters and the bytes
@@ -304,9 +309,11 @@ def neighbors_within(
     problem = make_radius_problem(
         reference, reference_labels, queries, query_labels, norm, bool(other_label)
     )
-    block_size, budget = search_limits(block_size, memory_budget)
-    plan = _plan(problem, r, raw, backend, device, memory_budget is not None, budget)
-    result, details = _collect(problem, plan, r, raw, block_size, progress, spill_dir)
+    opts = SearchOptions.resolve(options, backend=backend, device=device, raw=raw, block_size=block_size,
+                                 memory_budget=memory_budget, progress=progress)
+    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    plan = _plan(problem, r, opts.raw, opts.backend, opts.device, opts.memory_budget is not None, budget)
+    result, details = _collect(problem, plan, r, opts.raw, opts.block_size, opts.progress, spill_dir)
     if info is not None:
         info.update(details)
     return result

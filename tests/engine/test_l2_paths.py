@@ -11,8 +11,6 @@ import os
 from unittest import mock
 
 import numpy as np
-
-from sepcheck.engine.options import SearchOptions
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +18,7 @@ from hypothesis import strategies as st
 
 from sepcheck import SepcheckError, nearest_by_class, nearest_other, neighbors_within
 from sepcheck.engine import l2, projection, torch_backend
+from sepcheck.engine.options import SearchOptions
 from sepcheck.engine.problem import make_problem
 from tests import oracle
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
-from sepcheck.engine.options import SearchOptions
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError, nearest_by_class, nearest_other, separation
+from sepcheck.engine.options import SearchOptions
 from sepcheck.engine.sources import ArraySource, open_source
 from sepcheck.engine.stream import Grouping, plan_stream, stream_search
 from tests import oracle

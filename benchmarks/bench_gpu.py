@@ -1,4 +1,4 @@
-"""GPU benchmark of exact linf / l1 nearest-other-label search (issue 10, point 5).
+"""GPU benchmark of exact linf / l1 nearest-other-label search.
 
     python benchmarks/bench_gpu.py --cifar bench_arrays.npz [--quick] [--cases cifar,mnist]
         [--methods triton,cdist] [--imagenet-rows N] [--imagenet-queries M] [--tile-sweep] [--append]

@@ -1,6 +1,6 @@
-"""GPU l2 benchmark (issue 10 point 3): sepcheck's exact l2 search on CUDA (torch's int8 GEMM,
-the fused Triton kernel, float32 candidates + rerank, projection bounds in torch operations;
-issue 19's target for the last: CIFAR-10 50 000 within 0.3 s on one H100) against a plain
+"""GPU l2 benchmark: sepcheck's exact l2 search on CUDA (torch's int8 GEMM, the fused
+Triton kernel, float32 candidates + rerank, projection bounds in torch operations; the
+target for the last: CIFAR-10 50 000 within 0.3 s on one H100) against a plain
 float32 GEMM + argmin per class (what faiss-gpu ``IndexFlatL2`` computes; used here as its
 stand-in where faiss-gpu is not installed, and *not* exact).
 

@@ -7,7 +7,7 @@ Cases (uint8 pixels, radius on the [0, 1] pixel scale: 2 eps of the usual eps):
 - MNIST 60 000 train-train: linf at 2 * 0.3, l2 at 2 * 2.0;
 - ``*-l2-q5``: l2 at the 5 % quantile of the nearest-other-label distance (taken from the
   ``nearest_other`` run of the same case): a radius at which some points have neighbours,
-  where the radius search must not cost more than the k-nearest search (issue 19).
+  where the radius search must not cost more than the k-nearest search.
 
 Each search runs with ``device="cpu"`` and ``backend="auto"`` (numba for linf; for l2 the
 path ``auto`` picks, named in the table: projection bounds on the CPU). Exactness: the rows of a random sample of queries equal an integer numpy

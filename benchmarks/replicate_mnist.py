@@ -5,8 +5,7 @@ Threat model: linf, eps = 0.1. Training: ``--preset paper`` (the official code's
 its CNN001, SGD lr 1e-4 on the *summed* loss, momentum 0.9, batch 64, no augmentation) except
 the number of epochs, shortened from the paper's 160 to ``--epochs`` (default 1; the official
 milestones for so few epochs are 10/15, i.e. no decay) to fit 90 minutes on 2 cores (the
-default run, measured on 2026-11-25 on the project's quiet 2-core machine: 71.6 min wall, of
-which training 52 CPU-min, AutoAttack 75 CPU-min, evaluation and bound 10 CPU-min); inner
+default run's measured times are in benchmarks/results/replicate_mnist.md); inner
 maximisations as published (AT/TRADES 10 steps of 2 eps/10, LLR 2 steps). ``--paper-code``
 trains GR and LLR with the official losses and AT with its train-mode attack instead.
 Rows: Natural, GR, LLR, AT, TRADES (beta = 1, 3, 6).

@@ -1,4 +1,4 @@
-"""Shared pieces of the reader fuzz tests (issue 14 point 8): byte flips of a valid file."""
+"""Shared pieces of the file-reader fuzz tests: random byte flips of a valid file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 19, point 4: benchmarks that cannot rot and say where they ran.
+"""Every benchmark script runs in its smoke mode and its results name the machine they ran on.
 
 Every script in benchmarks/ (``*.py`` but the private helpers ``_*.py``) runs
 ``python SCRIPT --smoke --out TMP`` in a subprocess: the same functions as its full run on tiny

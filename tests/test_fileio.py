@@ -57,7 +57,7 @@ def test_check_writable_creates_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("special", ["fifo", "device", "dangling"])
-def test_special_targets_are_refused_before_and_at_write_issue14_point3(tmp_path, special):
+def test_special_targets_are_refused_before_and_at_write(tmp_path, special):
     target = tmp_path / "out.png"
     if special == "fifo":
         os.mkfifo(target)

@@ -1,5 +1,7 @@
-"""Issue 14, points 4, 6 and 9 (engine, _validation, separation): reproductions of the silent
-wrong answers and raw errors; each now gives a correct answer or a one-line error.
+"""Extreme and malformed inputs to the search, its input validation and separation results,
+such as overflowing or underflowing values, huge p, integers beyond 2**53, labels that are not
+exact integers, bad memory budgets, ragged lists, bad quantile and histogram arguments:
+each gives the exact answer or a one-line error, never a silent wrong answer or a raw error.
 
 Expected answers come from scale-safe float64 / integer arithmetic here, never from sepcheck.
 """

@@ -1,5 +1,6 @@
-"""Progress bars (issue 14, item 11): drawn only on a terminal, so a log never holds a bar
-with the report glued after it."""
+"""Progress bars are drawn only on a terminal (and cleared when done): with stderr
+redirected to a file no bar is written, so a log never holds a bar with the
+report glued after it."""
 
 from __future__ import annotations
 

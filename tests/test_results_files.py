@@ -1,4 +1,4 @@
-"""Issue 14, points 5 and 8: results files and the results cache trust nothing they read --
+"""Results files and the results cache trust nothing they read --
 a checksum of the file's bytes is checked before HDF5 reads it (an edited file is recomputed, never printed), special files at
 the cache path are skipped, a read-only cache folder is read but never written."""
 
@@ -31,7 +31,7 @@ def _oracle_distances(X, y):
     return d[:, 0]
 
 
-def test_edited_cache_payload_is_recomputed_issue14_point8(tmp_path):
+def test_edited_cache_payload_is_recomputed(tmp_path):
     X, y = _data()
     res, cached = cached_separation(X, y, cache=tmp_path, device="cpu")
     assert not cached

@@ -4,8 +4,8 @@ linf train-train separation 188/255 = 0.7373 and test-train 207/255 = 0.8118 (th
 
 The default test checks, against a numpy brute force over all 60 000 training images, the
 nearest differently labelled training image of the two points where the minima are attained
-(found by benchmarks/replicate_table1.py): seconds. The full computation (about 5 minutes on
-a quiet 2-core machine, 19 under load) runs with SEPCHECK_FULL_TABLE1=1.
+(found by benchmarks/replicate_table1.py): seconds. The full computation (minutes) runs
+with SEPCHECK_FULL_TABLE1=1.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ joins the process group (NCCL on GPUs, one GPU per process from ``LOCAL_RANK``; 
 CPU). Training (:mod:`sepcheck.train`, DistributedDataParallel) and the sharded searches
 (:mod:`sepcheck.runs.run`) both use it. Every collective here turns a failure of another
 process (it died, or the group was torn down) into one :class:`SepcheckError` line (exit
-code 2, as the issue's bad-input list asks for a rank that dies).
+code 2: a rank that dies is reported like bad input).
 
 torch is imported on first use: importing this module costs nothing.
 """

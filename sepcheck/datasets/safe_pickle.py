@@ -14,7 +14,7 @@ any import) and numeric numpy arrays, through exactly these globals:
 Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) is refused
 before it is imported, so nothing a malicious pickle asks for runs.
 
-No numpy object is ever built by numpy's own ``__setstate__`` (issue 14: a BUILD on a
+No numpy object is ever built by numpy's own ``__setstate__`` (a BUILD on a
 ``numpy.dtype`` could grow its item size and make later reads leave the buffer). The
 BUILD opcode is refused on everything except two inert shells this module defines:
 ``_reconstruct`` returns an array shell and ``numpy.dtype`` a dtype shell; BUILD on the

@@ -1,4 +1,4 @@
-"""Real data (issue section 4): the real MNIST test set split as its first 8 000 images
+"""Certification on real data: the real MNIST test set split as its first 8 000 images
 (train) and last 2 000 (test), certified at linf eps 0.1, 0.3 and l2 eps 1.0, 2.0, every
 number compared with an independent brute force in plain numpy (skipped without MNIST).
 

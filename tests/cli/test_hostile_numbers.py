@@ -1,5 +1,6 @@
-"""Issue 14 points 6 and 11 on the command line: --memory-budget, extreme numbers printed
-with a sane precision, and a plot that fails before anything is written."""
+"""Numbers on the command line: --memory-budget is listed, parsed and validated; extreme
+results are printed with a sane precision and plotted; a plot that fails leaves no file
+written."""
 
 from __future__ import annotations
 

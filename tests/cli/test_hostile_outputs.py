@@ -1,5 +1,6 @@
-"""Issue 14, point 3 through the CLI: outputs never replace what is not ours, are checked
-before the work, and nothing is created before the input is validated."""
+"""Output paths on the command line (--out, --plot): an output never replaces what is not
+ours (a device or a FIFO is refused and stays as it was), it is checked before the work,
+nothing is created before the input is validated, and a symlinked output is written through."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _npz(tmp_path: Path) -> Path:
     return p
 
 
-def test_plot_onto_dev_null_is_refused_and_dev_null_survives_issue14_point3(tmp_path):
+def test_plot_onto_dev_null_is_refused_and_dev_null_survives(tmp_path):
     r = run("separation", _npz(tmp_path), "--device", "cpu", "--no-cache", "--plot", "/dev/null")
     assert_one_line_error(r, "--plot /dev/null", "character device")
     assert Path("/dev/null").is_char_device()

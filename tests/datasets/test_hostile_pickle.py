@@ -1,7 +1,8 @@
-"""Issue 14, point 1: the CIFAR unpickler never lets a pickle drive numpy's ``__setstate__``.
+"""The CIFAR unpickler never lets a pickle drive numpy's ``__setstate__``: an unsafe BUILD,
+dtype or array size is refused, and a genuine batch round-trips.
 
 The fuzz test mutates valid CIFAR batches and parses every mutant in a child process, so a
-segfault (the original failure: exit 139, nothing printed) fails the test instead of pytest.
+segfault (exit 139, nothing printed) fails the test instead of crashing pytest.
 """
 
 from __future__ import annotations
@@ -70,12 +71,12 @@ class _ArrayOf:
 
 
 def _grown_dtype_pickle() -> bytes:
-    """The issue's reproduction: BUILD gives the labels' uint8 dtype an item size of 16 MB."""
+    """A hostile CIFAR batch: BUILD gives the labels' uint8 dtype an item size of 16 MB."""
     return pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": _ArrayOf(_EvilDtype(), 2)},
                         protocol=2)
 
 
-def test_build_growing_a_dtype_item_size_is_refused_issue14_point1():
+def test_build_growing_a_dtype_item_size_is_refused():
     with pytest.raises(SepcheckError, match="numpy.dtype state"):
         safe_loads(_grown_dtype_pickle(), "data_batch_1")
 

@@ -1,4 +1,4 @@
-"""Issue 14, point 7: hand-edited or damaged checkpoints give one-line errors on resume and
+"""Hand-edited or damaged checkpoints give one-line errors (no torch text) on resume and
 evaluation; a run that stopped before its first checkpoint restarts without --force."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ EDITS = {
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_hand_edited_checkpoints_give_one_line_errors_issue14_point7(cut_run, tmp_path, edit):
+def test_hand_edited_checkpoints_give_one_line_errors(cut_run, tmp_path, edit):
     change, words = EDITS[edit]
     run = _copy(cut_run, tmp_path)
     _edit(run, change)

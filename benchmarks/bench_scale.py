@@ -205,7 +205,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, m: dict) -> str:
         "",
         machine_line(m),
         "",
-        "| case | n x d | blocks (query shard / reference block rows) | baseline RSS MiB | peak RSS MiB "
+        "| case | n x d | blocks (query block / reference block rows) | baseline RSS MiB | peak RSS MiB "
         "| peak - baseline MiB (budget) | streamed s | in-memory at same blocks s | plain in-memory s "
         "| stream / same blocks | stream / plain | load (1 min) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

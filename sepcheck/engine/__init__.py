@@ -122,7 +122,7 @@ def nearest_other(
         least 16 MiB). Not counted: the validated input itself (a converted copy when the
         input is not uint8/float32/float64 or not C-contiguous) and the returned arrays.
         A streamed search (a source or file among the inputs) counts its data blocks too:
-        a quarter of the budget for a query shard, an eighth for each of two reference
+        a quarter of the budget for a query block, an eighth for each of two reference
         blocks (one searched, one being read), half for the search of each block pair.
         The compiled numba kernels keep a copy of the reference for linf: when it does not
         fit an explicit budget, 'auto' runs torch and 'numba' is a one-line error.

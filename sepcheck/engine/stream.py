@@ -1,15 +1,15 @@
 """The streamed search: reference and queries read block by block from a :class:`RowSource`.
 
-For each query shard (rows ``a:b`` read once), the reference is read in blocks, sequentially
+For each query block (rows ``a:b`` read once), the reference is read in blocks, sequentially
 in file order (a reader thread fetches the next block while the current one is searched);
-every (reference block, query shard) pair runs the in-memory pipeline of
+every (reference block, query block) pair runs the in-memory pipeline of
 :mod:`sepcheck.engine` (same backends, same :class:`~sepcheck.engine.problem.Problem`), its
 neighbours get exact distances (:func:`~sepcheck.engine.dispatch.final_distances`) and the block's row
-offset, and they are merged into the shard's running top-k per slot by
+offset, and they are merged into the query block's running top-k per slot by
 :func:`~sepcheck.engine.select.sort_candidates` (lexicographic on (distance, index): ties
 to the lowest index). The answer is the in-memory run's, bit for bit.
 
-Memory (``memory_budget``, default 512 MiB): a quarter for the query shard, an eighth for
+Memory (``memory_budget``, default 512 MiB): a quarter for the query block, an eighth for
 each of two reference blocks (the one searched and the one being read), half for the inner
 search of a block pair. The labels and the returned arrays are not counted.
 
@@ -21,9 +21,9 @@ earlier blocks hold the lower indices), so later blocks prune like one in-memory
 Floating data is checked (NaN/inf) and scanned for its largest magnitude once before the
 search (see :func:`~sepcheck.engine.problem.range_scale`); uint8 needs no pass.
 
-Driving shards yourself (resume, ranks): ``plan = plan_stream(...)``, then
-``plan.shards()`` gives the ``(a, b)`` query rows of each shard and
-``plan.search_shard(a, b)`` its ``(distances, indices)`` of shape (b - a, S, k) in reported
+Driving the query blocks yourself (a sharded run's shards, resume, ranks): ``plan = plan_stream(...)``, then
+``plan.query_blocks()`` gives the ``(a, b)`` query rows of each query block and
+``plan.search_query_block(a, b)`` its ``(distances, indices)`` of shape (b - a, S, k) in reported
 units; any ``(a, b)`` inside the queries works, the answer per query never depends on it.
 """
 
@@ -63,7 +63,7 @@ from .problem import (
 from .select import sort_candidates
 from .sources import RowSource, open_source
 
-#: shares of the memory budget: query shard, each of the two reference blocks
+#: shares of the memory budget: query block, each of the two reference blocks
 QUERY_SHARE = 4
 BLOCK_SHARE = 8
 
@@ -77,7 +77,7 @@ class StreamPlan:
     reference, queries : RowSource
         The rows searched and the rows searched for (the same source in self mode).
     query_rows, block_rows : int
-        Rows per query shard and per reference block.
+        Rows per query block and per reference block.
     backend, device : str
         What runs every block pair; ``inner_budget`` its memory budget (bytes; None:
         triton sizes itself from free GPU memory).
@@ -108,8 +108,8 @@ class StreamPlan:
     def n_slots(self) -> int:
         return int(self.classes.size) if self.grouping is Grouping.BY_CLASS else 1
 
-    def shards(self) -> list[tuple[int, int]]:
-        """``(a, b)`` query rows of the shards covering every query, aligned to the queries'
+    def query_blocks(self) -> list[tuple[int, int]]:
+        """``(a, b)`` query rows of the blocks covering every query, aligned to the queries'
         chunk rows."""
         return self.queries.block_bounds(self.query_rows)
 
@@ -119,7 +119,7 @@ class StreamPlan:
                 "query_rows": self.query_rows, "block_rows": self.block_rows,
                 "inner_budget": self.inner_budget}
 
-    def search_shard(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_query_block(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Slots (b - a, S, k) of queries ``a:b``: distances in reported units, indices into
         the reference (ties to the lowest index; +inf / -1 where a slot has fewer rows)."""
 
@@ -200,7 +200,7 @@ def plan_stream(
 
     ``reference`` and ``queries`` are anything :func:`~sepcheck.engine.sources.open_source`
     accepts; ``queries=None`` searches the reference against itself (OTHER_LABEL only).
-    ``query_rows`` / ``block_rows`` force the rows per query shard / reference block
+    ``query_rows`` / ``block_rows`` force the rows per query block / reference block
     (otherwise from the budget; both are rounded to whole HDF5 chunks).
     """
 
@@ -294,7 +294,7 @@ def stream_search(
     info: dict | None = None,
     **problem: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Every query shard of :func:`plan_stream`'s plan: slots (m, S, k) of distances (reported
+    """Every query block of :func:`plan_stream`'s plan: slots (m, S, k) of distances (reported
     units) and indices, and the classes (BY_CLASS; None otherwise). ``problem`` (grouping,
     norm, k) and ``options`` go to :func:`plan_stream`; progress is ``options.progress``."""
     from ..core.progress import progress_callback
@@ -307,8 +307,8 @@ def stream_search(
     dist, idx = np.empty(shape), np.empty(shape, dtype=np.int64)
     label = "nearest by class" if plan.grouping is Grouping.BY_CLASS else "nearest other"
     with progress_callback(progress, m, f"{label} ({plan.backend}, streamed)") as tick:
-        for a, b in plan.shards():
-            dist[a:b], idx[a:b] = plan.search_shard(a, b)
+        for a, b in plan.query_blocks():
+            dist[a:b], idx[a:b] = plan.search_query_block(a, b)
             if tick is not None:
                 tick(b - a)
     if info is not None:

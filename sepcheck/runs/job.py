@@ -95,7 +95,7 @@ class ShardJob:
                 options=self.options)
         dist, idx = np.empty((hi - lo, plan.n_slots)), np.empty((hi - lo, plan.n_slots), dtype=np.int64)
         for a, b in plan.queries.rows(lo, hi).block_bounds(plan.query_rows):
-            d, i = plan.search_shard(lo + a, lo + b)
+            d, i = plan.search_query_block(lo + a, lo + b)
             dist[a:b], idx[a:b] = d[:, :, 0], i[:, :, 0]
         self.info.update(plan.info())
         return dist, idx

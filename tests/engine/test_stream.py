@@ -130,11 +130,11 @@ def test_shards_cover_the_queries_and_any_shard_gives_the_same_rows(tmp_path):
     X = rng.integers(0, 3, (40, 4)).astype(np.uint8)
     y = rng.integers(0, 2, 40)
     plan = plan_stream(ArraySource(X), y, k=3, query_rows=7, block_rows=9, options=SearchOptions(device="cpu"))
-    shards = plan.shards()
+    shards = plan.query_blocks()
     assert shards[0][0] == 0 and shards[-1][1] == 40
     assert all(b0 == a1 for (_, b0), (a1, _) in zip(shards, shards[1:], strict=False))
     whole = nearest_other(X, y, k=3, device="cpu")
-    d, i = plan.search_shard(11, 30)
+    d, i = plan.search_query_block(11, 30)
     np.testing.assert_array_equal(i[:, 0], whole[1][11:30])
     np.testing.assert_array_equal(d[:, 0], whole[0][11:30])
 
@@ -144,7 +144,7 @@ def test_budget_sizes_the_blocks(tmp_path):
     X[::2] = 1
     y = np.arange(5000) % 2
     plan = plan_stream(ArraySource(X), y, options=SearchOptions(memory_budget="16MiB", device="cpu"))
-    # a quarter of the budget for the query shard, an eighth for each reference block
+    # a quarter of the budget for the query block, an eighth for each reference block
     assert plan.query_rows * 1000 <= 4 * 2**20 and plan.block_rows * 1000 <= 2 * 2**20
     assert plan.query_rows * 1000 > 2 * 2**20 and plan.block_rows * 1000 > 2**20
 

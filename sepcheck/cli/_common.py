@@ -119,6 +119,24 @@ def echo_shards(rep: dict) -> None:
                f"reused, {s['ranks']} process{'es' if s['ranks'] > 1 else ''}, {s['seconds']:.1f} s")
 
 
+def sharded_run(job: Any, out: Path | None, resume: bool, shard: str | None, as_json: bool, dataset: str) -> Any:
+    """The sharded form of a command (``separation`` and ``certify``): run ``job`` in journaled
+    shards (resumable with --out; shared by the torchrun ranks). Returns the finished
+    :class:`~sepcheck.runs.run.ShardRun`, or None when this process reports nothing more: a
+    rank other than 0, or a --shard group (or unfinished run) whose piece was written and
+    reported here."""
+    from ..runs.run import finish_output, run_job, write_piece_or_result
+
+    run = run_job(job, out=out, resume=resume, shard=shard, progress=True)
+    if run.piece is None:
+        return None  # a rank other than 0: rank 0 reports
+    if not run.piece.complete:
+        finish_output(run, write_piece_or_result(run, dataset))
+        report_piece(run, as_json)
+        return None
+    return run
+
+
 def report_piece(run: Any, as_json: bool) -> None:
     """The report of one --shard I/N group (or an unfinished run): its query rows and where
     its piece went."""

@@ -18,10 +18,10 @@ from ._common import (
     fmt,
     json_option,
     options_of,
-    report_piece,
     search_options,
     shard_options,
     shard_report,
+    sharded_run,
 )
 
 _UNITS = {"pixel": "pixel scale, [0, 1]", "raw": "raw units, 0-255", "data": "data units"}
@@ -97,19 +97,15 @@ def certify(
     if out_p is not None or shard_rows is not None or env_world_size() > 1:
         from ..runs.job import certify_job
         from ..runs.pieces import certification, save_piece
-        from ..runs.run import finish_output, run_job
+        from ..runs.run import finish_output
 
         # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
         job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,
                           shard_rows=shard_rows, options=opts)
-        run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
-        if run.piece is None:
-            return  # a rank other than 0: rank 0 reports
-        piece = run.piece
-        if not piece.complete:
-            finish_output(run, lambda path: save_piece(piece, path))
-            report_piece(run, as_json)
+        run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
+        if run is None:
             return
+        piece = run.piece
         shards = shard_report(run)
         r = float(piece.arrays["train.dist"].min()) / 2.0
         eps_list, eps_source = (eps_given, "given") if eps_given else (parse_eps(typical + [r]), "default")

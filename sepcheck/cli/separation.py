@@ -18,11 +18,11 @@ from ._common import (
     fmt,
     json_option,
     options_of,
-    report_piece,
     save_figure,
     search_options,
     shard_options,
     shard_report,
+    sharded_run,
 )
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
@@ -106,17 +106,13 @@ def separation(
     if sharded:
         from ..runs.job import separation_job
         from ..runs.pieces import separation_result
-        from ..runs.run import finish_output, run_job, write_piece_or_result
+        from ..runs.run import finish_output
 
         # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
         job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,
                              options=opts)
-        run = run_job(job, out=out_p, resume=resume, shard=shard, progress=True)
-        if run.piece is None:
-            return  # a rank other than 0: rank 0 reports
-        if not run.piece.complete:
-            finish_output(run, write_piece_or_result(run, ds.name))
-            report_piece(run, as_json)
+        run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
+        if run is None:
             return
         res, cached = separation_result(run.piece, ds.name), False
         info = dict(job.info)

@@ -6,7 +6,8 @@ of :mod:`.stream` and the radius search of :mod:`.radius` all call it).
 :func:`plan_backend` adds the memory rule; :func:`run_backend` runs the backend module's
 ``search`` on a validated :class:`~sepcheck.engine.problem.Problem` (see the backend
 contract in :mod:`sepcheck.engine`); :func:`final_distances` recomputes the chosen
-neighbours' distances with one exact routine.
+neighbours' distances with one exact routine. The radius search's choice and run are
+:func:`choose_radius` and :func:`run_radius_backend`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..core.devices import resolve_device
 from ..core.errors import SepcheckError
-from .options import BACKENDS, BY_CLASS_BACKENDS
+from .options import BACKENDS, BY_CLASS_BACKENDS, RADIUS_BACKENDS
 from .problem import Problem, is_linf_or_l1
 
 BackendName = Literal["auto", "numba", "torch", "faiss", "triton"]
@@ -249,3 +250,40 @@ def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.n
     ).reshape(m, S, k)
 
 
+def choose_radius(
+    problem: Problem, backend: str, device: str, explicit_budget: bool, budget: int
+) -> tuple[str, str]:
+    """(backend that runs, device) of a radius search: :func:`choose`'s
+    rules over :data:`RADIUS_BACKENDS` (the GPU kernels' slot of 'auto' runs torch), and
+    the compiled kernels' copy of the reference within half of an explicit budget (see
+    :func:`within_budget`)."""
+
+    b = str(backend).lower()
+    if b not in RADIUS_BACKENDS:
+        raise SepcheckError(
+            f"backend {backend!r} has no radius search: use one of {', '.join(RADIUS_BACKENDS)}"
+        )
+    name, dev = choose(problem, b, device)
+    if explicit_budget:
+        name = within_budget(problem, name, b, budget // 2, budget)
+    return ("torch" if name == "triton" else name), dev
+
+
+def run_radius_backend(problem, name, device, budget, block_size, max_pairs, threshold, on_block, tick) -> dict:
+    """One backend's candidate pairs of a radius search to ``on_block``; its details for ``info``."""
+    if name == "numba":
+        from . import numba_backend
+
+        out = numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
+        return {"pruning": out["pairs"], "extra_bytes": out["extra_bytes"]}
+    import torch
+
+    from . import torch_backend
+
+    dev = torch.device(device)
+    if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
+        from . import l2
+
+        return l2.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
+    torch_backend.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
+    return {}

@@ -34,7 +34,7 @@ import numpy as np
 from ..core.errors import SepcheckError
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_same_dim, checked_once
-from .dispatch import choose, within_budget
+from .dispatch import choose_radius, run_radius_backend
 from .options import RADIUS_BACKENDS, SearchOptions
 from .problem import (
     DEFAULT_MEMORY_BUDGET,
@@ -394,7 +394,7 @@ def _search(
         sink.add(qs, n, *_within(problem, plan.scale, r, rows, cols, values))
 
     with progress_callback(progress, problem.n_query, f"neighbors within ({plan.name})") as tick:
-        extra = _run(
+        extra = run_radius_backend(
             problem, plan.name, plan.device, plan.share, block_size, plan.max_pairs,
             plan.threshold, on_block, tick,
         )
@@ -413,45 +413,6 @@ def _within(
     rows, cols, d = rows[keep], cols[keep], d[keep]
     order = np.lexsort((cols, d, rows))
     return rows[order], cols[order], d[order]
-
-
-def choose_radius(
-    problem: Problem, backend: str, device: str, explicit_budget: bool, budget: int
-) -> tuple[str, str]:
-    """(backend that runs, device) of a radius search: :func:`sepcheck.engine.dispatch.choose`'s
-    rules over :data:`RADIUS_BACKENDS` (the GPU kernels' slot of 'auto' runs torch), and
-    the compiled kernels' copy of the reference within half of an explicit budget (see
-    :func:`sepcheck.engine.dispatch.within_budget`)."""
-
-    b = str(backend).lower()
-    if b not in RADIUS_BACKENDS:
-        raise SepcheckError(
-            f"backend {backend!r} has no radius search: use one of {', '.join(RADIUS_BACKENDS)}"
-        )
-    name, dev = choose(problem, b, device)
-    if explicit_budget:
-        name = within_budget(problem, name, b, budget // 2, budget)
-    return ("torch" if name == "triton" else name), dev
-
-
-def _run(problem, name, device, budget, block_size, max_pairs, threshold, on_block, tick) -> dict:
-    """One backend's candidate pairs to ``on_block``; its details for ``info``."""
-    if name == "numba":
-        from . import numba_backend
-
-        out = numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
-        return {"pruning": out["pairs"], "extra_bytes": out["extra_bytes"]}
-    import torch
-
-    from . import torch_backend
-
-    dev = torch.device(device)
-    if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
-        from . import l2
-
-        return l2.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
-    torch_backend.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
-    return {}
 
 
 def _exact(problem: Problem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

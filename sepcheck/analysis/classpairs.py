@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_two_classes, checked_once
-from ..engine.options import SearchOptions
+from ..engine.options import SearchOptions, call_options
 from ..engine.problem import units_of
 
 
@@ -99,7 +99,8 @@ def class_pair_separation(
     yv = as_labels(y, Xf.shape[0], "y", "X")
     check_two_classes(yv, "y")
     info = engine_options.pop("info", None)
-    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    opts = call_options(options, raw, **engine_options)
+    raw = opts.raw
     dist, idx, classes = nearest_by_class(Xf, yv, Xf, norm=p, options=opts, info=info)
     codes = np.searchsorted(classes, yv)
     C = classes.size

@@ -52,7 +52,7 @@ from ..core.validation import (
     checked_once,
 )
 from ..engine import nearest_by_class, nearest_other
-from ..engine.options import SearchOptions
+from ..engine.options import SearchOptions, call_options
 from .certify import predicted_columns
 from .separation import SeparationResult, separation, units_of
 
@@ -371,7 +371,8 @@ def hygiene(
     if (X_test is None) != (y_test is None):
         raise SepcheckError("X_test and y_test go together: pass both or neither")
     engine_options.pop("info", None)
-    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    opts = call_options(options, raw, **engine_options)
+    raw = opts.raw
     if result is None:
         result = separation(Xf, yv, norm=p, raw=raw, options=opts)
     elif result.n != Xf.shape[0] or result.norm != norm_name(p) or result.units != units_of(Xf, raw):

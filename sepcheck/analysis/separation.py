@@ -18,7 +18,7 @@ from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_same_dim, checked_once
 from ..engine import nearest_other
-from ..engine.options import SearchOptions
+from ..engine.options import SearchOptions, call_options
 from ..engine.problem import units_of
 from ..engine.sources import is_source, open_source
 from .conflicts import find_conflicts
@@ -207,7 +207,8 @@ def separation(
     disk within ``memory_budget`` (data blocks included), with the same result.
     """
     p = parse_norm(norm)
-    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    opts = call_options(options, raw, **engine_options)
+    raw = opts.raw
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
     dist, nbr = nearest_other(Xf, yv, norm=p, k=1, options=opts, info=info)
     res = SeparationResult(
@@ -266,7 +267,8 @@ def separation_after_drop(X: Any, y: Any, drop: int, *, norm: str | float = "lin
         X = src.read(0, len(src))
     Xf = as_features(X, "X")
     yv = as_labels(y, Xf.shape[0], "y", "X")
-    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    opts = call_options(options, raw, **engine_options)
+    raw = opts.raw
     full = result if result is not None else separation(Xf, yv, norm=norm, raw=raw, options=opts, info=info)
     dropped = full.closest(drop)
     if dropped.size == 0:

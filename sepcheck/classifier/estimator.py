@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -19,21 +20,14 @@ from ..analysis.certify import (
 from ..core.errors import NotFittedError, SepcheckError, TheoremWarning
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import as_features, as_labels, check_two_classes
+from ..engine.options import SearchOptions
 from ..engine.sources import is_source, open_source
 
-#: keyword options the classifier accepts besides norm, r and clip
-ENGINE_OPTIONS = (
-    "backend",
-    "device",
-    "raw",
-    "block_size",
-    "memory_budget",
-    "progress",
-    "cache",
-    "dataset",
-)
-#: options that go to the engine calls (the rest go to the separation cache only)
-_SEARCH_OPTIONS = ("backend", "device", "raw", "block_size", "memory_budget", "progress")
+#: options that go to the engine calls: the fields of SearchOptions (validated in fit)
+_SEARCH_OPTIONS = tuple(f.name for f in fields(SearchOptions))
+#: keyword options the classifier accepts besides norm, r and clip (the last two go to the
+#: separation cache only)
+ENGINE_OPTIONS = (*_SEARCH_OPTIONS, "cache", "dataset")
 
 
 
@@ -134,7 +128,8 @@ class LipschitzNNClassifier:
         r_user = self._user_r()
         Xf, yv, _, _ = validated_inputs(X, y)
         check_two_classes(yv, "y")
-        search = {k: opts[k] for k in _SEARCH_OPTIONS if k in opts}
+        self.search_options_ = SearchOptions(**{k: opts[k] for k in _SEARCH_OPTIONS if k in opts})
+        search = {"options": self.search_options_}
         res, cached = cached_separation(
             Xf,
             yv,
@@ -226,8 +221,7 @@ class LipschitzNNClassifier:
             )
         from ..engine import nearest_by_class
 
-        opts = {k: self.engine_options[k] for k in _SEARCH_OPTIONS if k in self.engine_options}
-        d, idx, _ = nearest_by_class(self.X_train_, self.y_train_, Xq, norm=self.p_, **opts)
+        d, idx, _ = nearest_by_class(self.X_train_, self.y_train_, Xq, norm=self.p_, options=self.search_options_)
         return d, idx
 
     def decision_function(self, X: Any) -> np.ndarray:

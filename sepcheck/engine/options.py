@@ -102,3 +102,10 @@ class SearchOptions:
     def with_(self, **changes: Any) -> SearchOptions:
         """A copy with ``changes`` (validated)."""
         return replace(self, **changes)
+
+
+def call_options(options: SearchOptions | None, raw: bool, **given: Any) -> SearchOptions:
+    """The options of a public function that has its own ``raw`` flag besides ``options=``
+    and the keywords ``given``: raw units when the flag or the options say so."""
+    opts = SearchOptions.of(options, **given)
+    return opts.with_(raw=True) if raw and not opts.raw else opts

@@ -24,7 +24,7 @@ from ..core.fileio import writable_dir
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
 from ..core.validation import checked_once
-from ..engine.options import SearchOptions
+from ..engine.options import SearchOptions, call_options
 
 T = TypeVar("T")
 
@@ -101,7 +101,8 @@ def cached_separation(
     y_test)`` (Nones included) when the caller has it already; it is the cache key.
     ``options`` / ``engine_options``: how the search runs (as for :func:`~sepcheck.separation`)."""
     p = parse_norm(norm)
-    opts = SearchOptions.of(options, raw=raw, **engine_options)
+    opts = call_options(options, raw, **engine_options)
+    raw = opts.raw
     Xf, yv, Xt, yt = validated_inputs(X, y, X_test, y_test)
     digest = content_hash or array_digest(Xf, yv, Xt, yt)
 

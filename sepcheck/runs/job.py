@@ -25,7 +25,7 @@ from ..core.errors import SepcheckError
 from ..core.hashing import array_digest
 from ..core.norms import norm_name, parse_norm
 from ..engine import Grouping, nearest_by_class, nearest_other
-from ..engine.options import SearchOptions
+from ..engine.options import SearchOptions, call_options
 from ..engine.sources import is_source
 from ..engine.stream import StreamPlan, plan_stream
 from .plan import Part, ShardPlan, Task, plan_shards, query_rows, split_rows
@@ -133,7 +133,8 @@ def _job(task: Task, X: Any, y: Any, X_test: Any, y_test: Any, norm: str | float
     if Xt is not None:
         parts.append(Part("test", "other" if task == "separation" else "by_class", Xt, yt))
     given = {k: v for k, v in engine_options.items() if k not in ("progress", "info", "k")}
-    opts = SearchOptions.of(options, raw=raw, **given).with_(progress=False)
+    opts = call_options(options, raw, **given).with_(progress=False)
+    raw = opts.raw
     n = sum(part.n for part in parts)
     plan = plan_shards(n, int(Xf.shape[1]) * Xf.dtype.itemsize, opts.memory_budget, shard_rows)
     fp = {

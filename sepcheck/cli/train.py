@@ -3,18 +3,78 @@ for the user's data set, with the separation bound next to each model."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
 from ..core.errors import SepcheckError
 from ..core.fileio import check_writable
+from ..train.config import DEFAULT_LR, PARAMS, TrainConfig
 from ._common import cli_cache, data_options, emit_json, fmt, json_option
 
 METHOD_NAMES = ("natural", "gr", "llr", "at", "trades")
+
+
+# Defaults and choices of the options that are TrainConfig fields or method parameters come
+# from those dataclasses (sepcheck.train.config, which imports no torch): written once, there.
+_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_CONFIG_TYPES = get_type_hints(TrainConfig)
+
+
+def _literal_args(hint: Any) -> tuple[str, ...] | None:
+    """The values of a ``Literal`` type (also inside ``Optional``); None for any other type."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    for arg in get_args(hint):
+        if get_origin(arg) is Literal:
+            return get_args(arg)
+    return None
+
+
+def _config_option(*decls: str, choices: bool = True, **kwargs: Any) -> Callable[[Any], Any]:
+    """``click.option`` for the TrainConfig field named by the flag: its default (shown, unless
+    it is None or False) and, for a ``Literal`` field with ``choices``, ``click.Choice`` of its
+    values. (``choices=False``: a free string, checked by :meth:`TrainConfig.validate`.)"""
+    name = decls[0].split("/")[0].lstrip("-").replace("-", "_")
+    default = _CONFIG_FIELDS[name].default
+    values = _literal_args(_CONFIG_TYPES[name]) if choices else None
+    if values is not None:
+        kwargs["type"] = click.Choice(values)
+    shown = default is not None and default is not False
+    return click.option(*decls, default=default, show_default=shown, **kwargs)
+
+
+def _param_fields(name: str, *methods: str) -> list[tuple[str, dataclasses.Field[Any]]]:
+    return [(m, f) for m in methods for f in dataclasses.fields(PARAMS[m]) if f.name == name]
+
+
+def _param_defaults(name: str, *methods: str) -> str:
+    """The default of method parameter ``name`` for ``methods``: one value (``1``) if they all
+    agree, else per method (``AT/TRADES 10, LLR 2``)."""
+    groups: dict[Any, list[str]] = {}
+    for m, f in _param_fields(name, *methods):
+        groups.setdefault(f.default, []).append(m.upper())
+    text = {v: f"{v:g}" if isinstance(v, float) else str(v) for v in groups}
+    if len(groups) == 1:
+        return text[next(iter(groups))]
+    return ", ".join(f"{'/'.join(ms)} {text[v]}" for v, ms in groups.items())
+
+
+def _param_choices(name: str, *methods: str) -> list[str]:
+    """The ``Literal`` values of method parameter ``name`` (the same for all ``methods``)."""
+    found = {get_args(f.metadata["choices"]) for _, f in _param_fields(name, *methods)}
+    assert len(found) == 1, f"{name}: different choices per method"
+    return list(found.pop())
+
+
+def _choice_help(prefix: str, descriptions: dict[str, str], default: str) -> str:
+    """``prefix`` and the choices' descriptions, the default's marked ``(default)``."""
+    return prefix + " or ".join(d + (" (default)" if c == default else "") for c, d in descriptions.items())
 
 
 def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> str:
@@ -26,40 +86,49 @@ def _default_out(dataset: str, method: str, beta: float | None, norm: str) -> st
 @click.command()
 @click.argument("method")
 @click.option("--dataset", required=True, help="Registered name, .npz/.h5 file (X, y, X_test, y_test) or IDX folder.")
-@click.option("--arch", default=None, help="mnist_cnn, wrn40_10[_drop20|_drop50], resnet50, tiny_cnn, mlp "
-              "(default: from the input shape, printed).")
-@click.option("--norm", default="linf", show_default=True, help="Threat model: linf or l2.")
-@click.option("--eps", type=float, default=None, help="Attack radius (default: the data set's typical linf eps).")
-@click.option("--beta", type=float, default=None, help="TRADES weight of the KL term (default 1).")
-@click.option("--lambda", "lam", type=float, default=None, help="GR penalty (default 1) or LLR gamma weight (default 4).")
-@click.option("--mu", type=float, default=None, help="LLR weight of |delta^T grad| (default 3).")
-@click.option("--h", type=float, default=None, help="GR finite-difference step (default 1, the paper's code).")
-@click.option("--steps", type=int, default=None, help="Inner maximisation steps (AT/TRADES 10, LLR 2).")
+@_config_option("--arch", help="mnist_cnn, wrn40_10[_drop20|_drop50], resnet50, tiny_cnn, mlp "
+                "(default: from the input shape, printed).")
+@_config_option("--norm", choices=False, help="Threat model: linf or l2.")
+@_config_option("--eps", type=float, help="Attack radius (default: the data set's typical linf eps).")
+@click.option("--beta", type=float, default=None,
+              help=f"TRADES weight of the KL term (default {_param_defaults('beta', 'trades')}).")
+@click.option("--lambda", "lam", type=float, default=None,
+              help=f"GR penalty (default {_param_defaults('lam', 'gr')}) or LLR gamma weight "
+              f"(default {_param_defaults('lam', 'llr')}).")
+@click.option("--mu", type=float, default=None,
+              help=f"LLR weight of |delta^T grad| (default {_param_defaults('mu', 'llr')}).")
+@click.option("--h", type=float, default=None,
+              help=f"GR finite-difference step (default {_param_defaults('h', 'gr')}, the paper's code).")
+@click.option("--steps", type=int, default=None,
+              help=f"Inner maximisation steps ({_param_defaults('steps', 'at', 'trades', 'llr')}).")
 @click.option("--step-size", type=float, default=None, help="Inner step size (default 2 eps/steps; LLR eps/2).")
-@click.option("--variant", default=None, type=click.Choice(["published", "paper-code"]),
-              help="GR/LLR: the published method (default) or the loss of the paper's code.")
-@click.option("--attack-mode", default=None, type=click.Choice(["eval", "train"]),
-              help="AT: the model's mode during the attack (default eval; the paper's code: train).")
-@click.option("--preset", default=None, type=click.Choice(["paper"]),
-              help="The official code's settings for the data set (optimizer, lr, reduction, batch, epochs, "
-              "milestones, augmentation, arch); explicit flags override them. Printed and stored in config.json.")
-@click.option("--reduction", default="mean", show_default=True, type=click.Choice(["mean", "sum"]),
-              help="Loss over the batch: mean, or sum (the paper's code).")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch size (split over torchrun processes).")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: sgd 0.01, adam 0.001).")
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd (momentum, weight decay) or adam.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--schedule", default="step", show_default=True, help="step (x0.1 at 50% and 75%), cosine, constant.")
-@click.option("--augment", default="auto", show_default=True, help="auto (crop+flip for CIFAR-like images), none, crop-flip.")
-@click.option("--holdout", type=int, default=None, help="Use the last N training points as the test set.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA (bf16 where "
-              "supported, else fp16; attacks and finite differences stay float32).")
-@click.option("--deterministic", is_flag=True, help="Deterministic torch algorithms and cuBLAS workspace, so a "
-              "resumed CUDA run reproduces the uninterrupted one (slower; CPU runs reproduce anyway).")
+@click.option("--variant", default=None, type=click.Choice(_param_choices("variant", "gr", "llr")),
+              help=_choice_help("GR/LLR: ", {"published": "the published method",
+                                             "paper-code": "the loss of the paper's code"},
+                                _param_defaults("variant", "gr", "llr")) + ".")
+@click.option("--attack-mode", default=None, type=click.Choice(_param_choices("attack_mode", "at")),
+              help=f"AT: the model's mode during the attack (default {_param_defaults('attack_mode', 'at')}; "
+              "the paper's code: train).")
+@_config_option("--preset",
+                help="The official code's settings for the data set (optimizer, lr, reduction, batch, epochs, "
+                "milestones, augmentation, arch); explicit flags override them. Printed and stored in config.json.")
+@_config_option("--reduction", help="Loss over the batch: mean, or sum (the paper's code).")
+@_config_option("--epochs", type=int)
+@_config_option("--batch-size", type=int, help="Global batch size (split over torchrun processes).")
+@_config_option("--lr", type=float,
+                help="Learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ").")
+@_config_option("--optimizer", choices=False, help="sgd (momentum, weight decay) or adam.")
+@_config_option("--momentum", type=float)
+@_config_option("--weight-decay", type=float)
+@_config_option("--schedule", choices=False, help="step (x0.1 at 50% and 75%), cosine, constant.")
+@_config_option("--augment", choices=False, help="auto (crop+flip for CIFAR-like images), none, crop-flip.")
+@_config_option("--holdout", type=int, help="Use the last N training points as the test set.")
+@_config_option("--seed", type=int)
+@_config_option("--device", help="auto, cpu, cuda or cuda:N.")
+@_config_option("--amp/--no-amp", help="Mixed precision on CUDA (bf16 where "
+                "supported, else fp16; attacks and finite differences stay float32).")
+@_config_option("--deterministic", is_flag=True, help="Deterministic torch algorithms and cuBLAS workspace, so a "
+                "resumed CUDA run reproduces the uninterrupted one (slower; CPU runs reproduce anyway).")
 @click.option("--out", default=None, help="Run folder (default runs/DATASET-METHOD-NORM).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
@@ -78,7 +147,6 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
     checkpoints; evaluate it with `sepcheck eval`. Multi-GPU: torchrun --nproc_per_node=N
     --no-python sepcheck train ...
     """
-    from ..train.config import TrainConfig
     from ..train.trainer import train as run_training
 
     method = method.strip().lower()

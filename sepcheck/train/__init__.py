@@ -16,24 +16,53 @@ loop), ``optim``, ``rng``, ``metrics``, ``losses``, ``attacks``, ``models``, ``d
 
 from __future__ import annotations
 
-from .attacks import pgd, project
-from .config import ATParams, GRParams, LLRParams, NaturalParams, TradesParams, TrainConfig
-from .evaluate import (
-    AttackSettings,
-    LipschitzSettings,
-    evaluate_runs,
-    lipschitz_estimate,
-    load_model,
-    local_lipschitz,
-)
-from .losses import METHODS, get_loss, method_label
-from .models import ARCHS, build_model, default_arch, register_arch
-from .report import save_plot, to_csv, to_markdown
-from .trainer import TrainResult, train
+import importlib
+from typing import TYPE_CHECKING, Any
 
-#: the same function as :func:`train`, under a name that can be re-exported from ``sepcheck``
-#: without shadowing the ``sepcheck.train`` subpackage
-train_model = train
+if TYPE_CHECKING:
+    from .attacks import pgd, project
+    from .config import ATParams, GRParams, LLRParams, NaturalParams, TradesParams, TrainConfig
+    from .evaluate import (
+        AttackSettings,
+        LipschitzSettings,
+        evaluate_runs,
+        lipschitz_estimate,
+        load_model,
+        local_lipschitz,
+    )
+    from .losses import METHODS, get_loss, method_label
+    from .models import ARCHS, build_model, default_arch, register_arch
+    from .report import save_plot, to_csv, to_markdown
+    from .trainer import TrainResult, train
+
+    train_model = train
+
+#: public name -> the submodule that defines it; loaded on first use, so that importing
+#: ``sepcheck.train.config`` (the command line's defaults) imports no torch
+_SOURCES = {
+    **dict.fromkeys(("pgd", "project"), "attacks"),
+    **dict.fromkeys(("ATParams", "GRParams", "LLRParams", "NaturalParams", "TradesParams", "TrainConfig"), "config"),
+    **dict.fromkeys(("AttackSettings", "LipschitzSettings", "evaluate_runs", "lipschitz_estimate", "load_model",
+                     "local_lipschitz"), "evaluate"),
+    **dict.fromkeys(("METHODS", "get_loss", "method_label"), "losses"),
+    **dict.fromkeys(("ARCHS", "build_model", "default_arch", "register_arch"), "models"),
+    **dict.fromkeys(("save_plot", "to_csv", "to_markdown"), "report"),
+    **dict.fromkeys(("TrainResult", "train"), "trainer"),
+    #: the same function as :func:`train`, under a name that can be re-exported from ``sepcheck``
+    #: without shadowing the ``sepcheck.train`` subpackage
+    "train_model": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported from their submodules on first use (most import torch)."""
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), "train" if name == "train_model" else name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "METHODS",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -124,10 +124,6 @@ class _EvalMode:
 def eval_mode(model: nn.Module) -> _EvalMode:
     """``with eval_mode(model):`` runs the block with the model in eval mode."""
     return _EvalMode(model)
-
-
-#: the mode the model is in while an attack runs
-AttackMode = Literal["eval", "train"]
 
 
 def model_mode(model: nn.Module, mode: str) -> _EvalMode:

@@ -24,15 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args
 
-import torch
-
 from .._version import __version__
 from ..core.devices import torch_device
 from ..core.errors import SepcheckError
-from .attacks import AttackMode, threat_norm
-from .losses import method_label
-from .models import ARCHS
-from .runs import RUN_FORMAT, RUN_FORMATS
+
+# This module imports no torch (the command line reads its defaults and choices for
+# `sepcheck train --help`): the modules that do are imported where they are used.
 
 Method = Literal["natural", "gr", "llr", "at", "trades"]
 ThreatNorm = Literal["linf", "l2"]
@@ -41,6 +38,8 @@ Schedule = Literal["step", "cosine", "constant"]
 Augment = Literal["auto", "none", "crop-flip", "crop"]
 Reduction = Literal["mean", "sum"]
 Preset = Literal["paper"]
+#: the mode the model is in while an attack runs (:func:`sepcheck.train.attacks.model_mode`)
+AttackMode = Literal["eval", "train"]
 
 #: the official code's settings per data set (yangarbiter/robust-local-lipschitz: params.py
 #: names the runs, lolip/models/__init__.py ``get_hyper`` turns names into settings,
@@ -333,6 +332,9 @@ class TrainConfig:
             raise SepcheckError(f"params {type(self.params).__name__} do not belong to method {self.method}: "
                                 f"give {PARAMS[self.method].__name__}")
         check_params(self.params)
+        from .attacks import threat_norm
+        from .models import ARCHS
+
         self.norm = threat_norm(self.norm)  # type: ignore[assignment]
         if self.eps is not None and (isinstance(self.eps, bool) or not math.isfinite(float(self.eps))
                                      or self.eps < 0):
@@ -384,6 +386,8 @@ class TrainConfig:
     def from_json(cls, config: dict[str, Any]) -> TrainConfig:
         """The config back from a config.json dict (format 1 or 2); one-line errors for
         anything else."""
+        from .runs import RUN_FORMATS
+
         fmt = config.get("format")
         if fmt not in RUN_FORMATS:
             raise SepcheckError(f"config format {fmt!r} is not a sepcheck run config: "
@@ -409,6 +413,11 @@ def dataset_spec(spec: str) -> str:
 def run_config(cfg: TrainConfig, data: Any, arch: str, world_size: int, amp_dtype: str | None) -> dict[str, Any]:
     """The dict stored as config.json (``cfg`` validated, ``data`` a
     :class:`sepcheck.train.data.TrainData`, ``amp_dtype`` None when AMP is off)."""
+    import torch
+
+    from .losses import method_label
+    from .runs import RUN_FORMAT
+
     assert cfg.params is not None, "call validate() first"
     params = dataclasses.asdict(cfg.params)
     augment = cfg.augment
@@ -469,6 +478,8 @@ RESUME_KEYS = ("method", "params", "eps", "norm", "arch", "epochs", "batch_size"
 def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None:
     """A one-line error when the stored config ``old`` and the new one differ in a
     :data:`RESUME_KEYS` key (a version-1 ``old`` is compared by its parsed parameters)."""
+    from .runs import RUN_FORMATS
+
     old = dict(old)
     if old.get("format") in RUN_FORMATS and old.get("method") in PARAMS:
         stored = {k: v for k, v in (old.get("params") or {}).items() if k not in ("eps", "norm")}
@@ -482,7 +493,7 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], where: Any) -> None
 
 
 __all__ = ["Variant", "Reduction", "Preset", "PAPER_PRESETS", "PAPER_LR", "official_milestones",
-           "paper_preset_name", "Method", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
+           "paper_preset_name", "Method", "AttackMode", "ThreatNorm", "Optimizer", "Schedule", "Augment", "MethodParams", "NaturalParams",
            "GRParams", "LLRParams", "ATParams", "TradesParams", "PARAMS", "TrainConfig", "params_of",
            "check_params", "check_choice", "run_config", "check_same_run", "dataset_spec", "RESUME_KEYS",
            "DEFAULT_LR"]

@@ -119,3 +119,30 @@ def test_paper_flags_and_preset_errors(tmp_path, npz):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["label"] == "GR (paper code)" and rep["params"]["variant"] == "paper-code"
+
+
+def test_train_defaults_come_from_the_config_dataclasses():
+    """Each option that is a TrainConfig field or a method parameter shows the dataclass's
+    default (and Literal choices); `sepcheck train --help` imports no torch."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from sepcheck.cli.train import train
+    from sepcheck.train.config import ATParams, LLRParams, TradesParams, TrainConfig
+
+    config = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p for p in train.params}
+    for name in ("arch", "norm", "eps", "lr", "holdout", "reduction", "epochs", "batch_size", "optimizer",
+                 "momentum", "weight_decay", "schedule", "augment", "seed", "device", "amp", "deterministic",
+                 "preset"):
+        assert options[name].default == config[name], name
+    assert list(options["reduction"].type.choices) == ["mean", "sum"]
+    assert options["steps"].help == (f"Inner maximisation steps (AT/TRADES {ATParams().steps}, "
+                                     f"LLR {LLRParams().steps}).")
+    assert f"(default {TradesParams().beta:g})" in options["beta"].help
+    code = ("import sys; from sepcheck.cli import main\n"
+            "try:\n    main(['train', '--help'], standalone_mode=False)\n"
+            "finally:\n    print('IMPORTED', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "IMPORTED False"

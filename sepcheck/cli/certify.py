@@ -75,7 +75,6 @@ def certify(
     IDX files.
     """
     from ..analysis.certify import parse_eps
-    from ..classifier import LipschitzNNClassifier
     from ..datasets import open_dataset
 
     opts = _options(backend, device, memory_budget, raw=raw)
@@ -93,36 +92,15 @@ def certify(
     check_run_options(out, resume, parse_shard(shard))
     out_p = check_writable(out, "--out") if out else None
     typical = [ds.eps] if (ds.eps is not None and norm == "linf" and not raw) else []
-    shards = None
+    eps_of = (tuple(eps_given), tuple(typical))
     if out_p is not None or shard_rows is not None or env_world_size() > 1:
-        from ..runs.job import certify_job
-        from ..runs.pieces import certification, save_piece
-        from ..runs.run import finish_output
-
-        # both searches in journaled shards (resumable with --out; shared by the torchrun ranks)
-        job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, raw=raw,
-                          shard_rows=shard_rows, options=opts)
-        run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
-        if run is None:
-            return
-        piece = run.piece
-        shards = shard_report(run)
-        r = float(piece.arrays["train.dist"].min()) / 2.0
-        eps_list, eps_source = (eps_given, "given") if eps_given else (parse_eps(typical + [r]), "default")
-        res = certification(piece, eps_list, dataset=ds.name)
-        finish_output(run, lambda path: save_piece(piece, path))
-        n_train, cached = len(ds.y), False  # ds.X may be a streamed source's spec
+        done = _sharded(ds, norm, opts, (out_p, resume, shard, shard_rows), as_json, eps_of)
+        if done is None:
+            return  # another rank reports, or a --shard group's piece was written and reported
+        res, eps_source, n_train, cached, shards = done
     else:
-        clf = LipschitzNNClassifier(
-            norm=norm, backend=opts.backend, device=opts.device, raw=raw, memory_budget=opts.memory_budget,
-            progress=True, cache=cli_cache(no_cache), dataset=ds.name,
-        ).fit(ds.X, ds.y)
-        if eps_given:
-            eps_list, eps_source = eps_given, "given"
-        else:
-            eps_list, eps_source = parse_eps(typical + [clf.r_]), "default"
-        res = clf.certify(ds.X_test, ds.y_test, eps_list)
-        n_train, cached = int(clf.X_train_.shape[0]), clf.separation_from_cache_
+        res, eps_source, n_train, cached = _in_memory(ds, norm, opts, no_cache, eps_of)
+        shards = None
     report: dict[str, Any] = res.to_dict()
     report.update(
         {
@@ -144,6 +122,49 @@ def certify(
         emit_json(report)
     else:
         _print_human(report)
+
+
+def _eps_list(given: tuple, typical: tuple, r: float) -> tuple[Any, str]:
+    """(eps values, 'given' or 'default'): the user's, else the data set's typical eps and r."""
+    from ..analysis.certify import parse_eps
+
+    return (given, "given") if given else (parse_eps([*typical, r]), "default")
+
+
+def _sharded(ds: Any, norm: str, opts: SearchOptions, sharding: tuple, as_json: bool,
+             eps_of: tuple) -> tuple[Any, str, int, bool, dict] | None:
+    """Both searches in journaled shards (resumable with --out; shared by the torchrun
+    ranks): (certification, eps source, training rows, cached, shards report), or None when
+    this process reports nothing more."""
+    from ..runs.job import certify_job
+    from ..runs.pieces import certification, save_piece
+    from ..runs.run import finish_output
+
+    out_p, resume, shard, shard_rows = sharding
+    job = certify_job(ds.X, ds.y, ds.X_test, ds.y_test, norm=norm, dataset=ds.name, shard_rows=shard_rows,
+                      options=opts)
+    run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
+    if run is None:
+        return None
+    piece = run.piece
+    eps_list, eps_source = _eps_list(*eps_of, float(piece.arrays["train.dist"].min()) / 2.0)
+    res = certification(piece, eps_list, dataset=ds.name)
+    finish_output(run, lambda path: save_piece(piece, path))
+    return res, eps_source, len(ds.y), False, shard_report(run)  # ds.X may be a streamed source's spec
+
+
+def _in_memory(ds: Any, norm: str, opts: SearchOptions, no_cache: bool, eps_of: tuple) -> tuple[Any, str, int, bool]:
+    """The classifier fitted (its separation cached) and certified: (certification, eps
+    source, training rows, separation from the cache)."""
+    from ..classifier import LipschitzNNClassifier
+
+    clf = LipschitzNNClassifier(
+        norm=norm, backend=opts.backend, device=opts.device, raw=opts.raw, memory_budget=opts.memory_budget,
+        progress=True, cache=cli_cache(no_cache), dataset=ds.name,
+    ).fit(ds.X, ds.y)
+    eps_list, eps_source = _eps_list(*eps_of, clf.r_)
+    res = clf.certify(ds.X_test, ds.y_test, eps_list)
+    return res, eps_source, int(clf.X_train_.shape[0]), clf.separation_from_cache_
 
 
 def _print_human(rep: dict[str, Any]) -> None:

@@ -84,7 +84,6 @@ def separation(
     are streamed from disk within --memory-budget.
     """
     from ..datasets import open_dataset
-    from ..runs.cache import cached_separation
 
     parse_norm(norm)
     opts = options_of(backend, device, memory_budget, raw=raw)
@@ -101,40 +100,64 @@ def separation(
 
     ds = open_dataset(dataset, data_dir=data_dir, download=not no_download, verify=not no_verify, stream=True)
     X, y, Xt, yt = _arrays_for_split(ds, split)
-    info: dict[str, Any] = {}
-    run = None
-    if sharded:
-        from ..runs.job import separation_job
-        from ..runs.pieces import separation_result
-        from ..runs.run import finish_output
-
-        # journaled (resumable with --out) search, no cache; under torchrun the ranks share the shards
-        job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, shard_rows=shard_rows,
-                             options=opts)
-        run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
-        if run is None:
-            return
-        res, cached = separation_result(run.piece, ds.name), False
-        info = dict(job.info)
-    else:
-        res, cached = cached_separation(
-            X, y, Xt, yt, norm=norm, dataset=ds.name, raw=raw, cache=cli_cache(no_cache),
-            options=opts.with_(progress=True), info=info,
-        )
+    done = _search(ds, (X, y, Xt, yt), norm, opts, no_cache, (sharded, out_p, resume, shard, shard_rows), as_json)
+    if done is None:
+        return  # another rank reports, or a --shard group's piece was written and reported
+    res, cached, info, run = done
     ratio_eps = eps if eps is not None else ds.eps
     report = _report(res, ds, split, eps, ratio_eps, cached, info)
     if run is not None:
         report["shards"] = shard_report(run)
     if drop:
-        from ..analysis.separation import separation_after_drop
+        report["drop"] = _after_drop(X, y, drop, norm, res, opts)
+    _write(report, res, run, out_p, plot_p, ratio_eps)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_human(report)
 
-        if drop < 0 or drop >= res.n:
-            raise SepcheckError(f"--drop {drop} is invalid: give a number of training points from 0 to {res.n - 1}")
-        kept, dropped = separation_after_drop(X, y, drop, norm=norm, raw=raw, result=res, options=opts)
-        report["drop"] = {"k": int(drop), "dropped": [int(i) for i in dropped],
-                          "separation": kept.separation, "r": kept.r,
-                          "kth_smallest": res.robust_separation(int(drop))}
-    # the figure is drawn before anything is written: a plot that fails leaves no --out
+
+def _search(ds: Any, arrays: tuple, norm: str, opts: Any, no_cache: bool, sharding: tuple,
+            as_json: bool) -> tuple[Any, bool, dict[str, Any], Any] | None:
+    """(result, came from the cache, engine info, the sharded run or None): the journaled
+    sharded search when ``sharding`` asks for it (no cache; under torchrun the ranks share the
+    shards), else the cached one; None when this process reports nothing more."""
+    from ..runs.cache import cached_separation
+
+    X, y, Xt, yt = arrays
+    sharded, out_p, resume, shard, shard_rows = sharding
+    if not sharded:
+        info: dict[str, Any] = {}
+        res, cached = cached_separation(X, y, Xt, yt, norm=norm, dataset=ds.name, cache=cli_cache(no_cache),
+                                        options=opts.with_(progress=True), info=info)
+        return res, cached, info, None
+    from ..runs.job import separation_job
+    from ..runs.pieces import separation_result
+
+    job = separation_job(X, y, Xt, yt, norm=norm, dataset=ds.name, shard_rows=shard_rows, options=opts)
+    run = sharded_run(job, out_p, resume, shard, as_json, ds.name)
+    if run is None:
+        return None
+    return separation_result(run.piece, ds.name), False, dict(job.info), run
+
+
+def _after_drop(X: Any, y: Any, drop: int, norm: str, res: Any, opts: Any) -> dict[str, Any]:
+    """The ``drop`` entry of the report: the separation after dropping the ``drop`` training
+    points closest to another label."""
+    from ..analysis.separation import separation_after_drop
+
+    if drop < 0 or drop >= res.n:
+        raise SepcheckError(f"--drop {drop} is invalid: give a number of training points from 0 to {res.n - 1}")
+    kept, dropped = separation_after_drop(X, y, drop, norm=norm, result=res, options=opts)
+    return {"k": int(drop), "dropped": [int(i) for i in dropped], "separation": kept.separation, "r": kept.r,
+            "kth_smallest": res.robust_separation(int(drop))}
+
+
+def _write(report: dict[str, Any], res: Any, run: Any, out_p: Any, plot_p: Any, ratio_eps: float | None) -> None:
+    """--out and --plot, noted in ``report``; the figure is drawn before anything is written
+    (a plot that fails leaves no --out)."""
+    from ..runs.run import finish_output
+
     fig = _draw_plot(res, ratio_eps) if plot_p is not None else None
     if run is not None:
         finish_output(run, res.save)  # the result, then the journal removed
@@ -145,10 +168,6 @@ def separation(
     if fig is not None:
         save_figure(fig, plot_p)
         report["plot"] = str(plot_p)
-    if as_json:
-        emit_json(report)
-    else:
-        _print_human(report)
 
 
 def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,

@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -159,24 +160,148 @@ def _lanes(lanes: str, integer: bool, p_inf: bool, dev, p_l2: bool = False) -> s
     return lanes
 
 
+#: kernel codes of the lanes (``triton_kernels.LANES_*``)
+LANE_CODES = {"i32": 0, "f16": 1, "f64": 2, "packed": 3, "dot": 4}
+
+
+@dataclass(frozen=True, eq=False)
+class _Problem:
+    """A validated search: contiguous rows (uint8, or float of one dtype), int64 labels, the
+    reference and its labels sorted by slot when there are slots, the metric and the lanes."""
+
+    Q: np.ndarray
+    ql: np.ndarray
+    R: np.ndarray
+    rl: np.ndarray
+    integer: bool
+    p_inf: bool
+    p_l2: bool
+    k: int
+    #: number of slots (1: grouping "other label")
+    S: int
+    #: (S + 1,) slot boundaries in the sorted reference (``[0, n]`` without slots)
+    bounds: np.ndarray
+    #: the slot sort of the reference (sorted row i is row ``perm[i]``); None without slots
+    perm: np.ndarray | None
+    #: torch device
+    dev: Any
+    #: resolved lanes: 'i32', 'f16', 'f64', 'packed' or 'dot'
+    lane: str
+
+    @property
+    def by_class(self) -> bool:
+        return self.perm is not None
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The caller's memory settings (``memory_budget``, ``block_size``, ``stream``)."""
+
+    memory_budget: int | None
+    block_size: int | None
+    stream: bool
+
+    def blocks(self, dev, n: int, m: int, ref_row_bytes: int, query_row_bytes: int):
+        """The device budget (bytes) and the :class:`~sepcheck.engine.gpu_data.Plan` of n
+        reference and m query rows."""
+        from .gpu_data import device_budget, plan_blocks
+
+        budget = device_budget(dev, self.memory_budget)
+        return budget, plan_blocks(n, m, ref_row_bytes, query_row_bytes, budget, self.block_size, self.stream)
+
+
+@dataclass(frozen=True)
+class _TilePlan:
+    """Tile sizes and blocks of the brute-force tile search."""
+
+    #: 'tiles' (the row-sum bound skips tiles) or 'none'
+    mode: str
+    BQ: int
+    BR: int
+    #: features (packed: words) per unrolled step; 'dot': per tl.dot step
+    BD: int
+    warps: int
+    #: k rounded up to a power of two (width of the kernel's running list)
+    kp: int
+    #: distances in float64 (float rows, l2, or l1 sums that may pass 2**24), else float32
+    out_f64: bool
+    ref_rows: int
+    query_rows: int
+    resident: bool
+
+    @property
+    def out_dtype(self):
+        import torch
+
+        return torch.float64 if self.out_f64 else torch.float32
+
+
+class _ChunkTable(NamedTuple):
+    """Reference chunks of one (reference block, query tiles) pair, on the device."""
+
+    #: number of chunks C (0: the block holds no row that counts)
+    C: int
+    #: chunk length as the kernel's constexpr (:func:`_pow2_tiles`)
+    chunk: int
+    starts: Any
+    stops: Any
+    #: slot of each chunk (int64)
+    slot_of_chunk: Any
+
+
+class _Rows(NamedTuple):
+    """A block of rows as the tile kernel reads them: rows, int64 labels, int32 row sums."""
+
+    rows: Any
+    labels: Any
+    sums: Any
+
+
+def _problem(queries, query_labels, reference, reference_labels, *, p: float, k: int, slot_of_row,
+             n_slots: int, device: str, lanes: str) -> _Problem:
+    """Validate the arguments of :func:`search_triton` (one-line :class:`SepcheckError` on bad
+    input) and sort the reference by slot."""
+    p_inf = math.isinf(p)
+    p_l2 = p == 2
+    if not (p_inf or p == 1 or p_l2):
+        raise SepcheckError(f"backend 'triton' computes linf, l1 and uint8 l2 only, not p={p:g}: use backend 'torch'")
+    k = int(k)
+    if k < 1:
+        raise SepcheckError(f"k={k} is invalid: give k >= 1")
+    dev = _check_device(device)
+    Q, R, ql, rl, integer = _inputs(queries, query_labels, reference, reference_labels)
+    d = Q.shape[1]
+    lane = _lanes(lanes, integer, p_inf, dev, p_l2)
+    if p_l2 and d > DOT_MAX_DIM:
+        raise SepcheckError(f"backend 'triton' computes uint8 l2 for at most {DOT_MAX_DIM} features (int32 "
+                            f"sums), not {d}: use backend 'torch'")
+    S, bounds, perm = _slot_order(slot_of_row, n_slots, R.shape[0], k)
+    if perm is not None:
+        R = R[perm]
+        rl = rl[perm]
+    return _Problem(Q, ql, R, rl, integer, p_inf, p_l2, k, S, bounds, perm, dev, lane)
+
+
+def _slot_order(slot_of_row, n_slots: int, n: int, k: int):
+    """(S, slot boundaries in the sorted reference, the stable slot sort or None)."""
+    if slot_of_row is None:
+        return 1, np.array([0, n]), None
+    S = int(n_slots)
+    if k != 1:
+        raise SepcheckError("the per-class grouping finds one row per class: use k=1")
+    slots = np.asarray(slot_of_row, dtype=np.int64).reshape(-1)
+    if slots.size != n or (n and (slots.min() < 0 or slots.max() >= S)):
+        raise SepcheckError(f"slot_of_row must give one code in 0..{S - 1} per reference row")
+    perm = np.argsort(slots, kind="stable")
+    return S, np.searchsorted(slots[perm], np.arange(S + 1)), perm
+
+
 def search_triton(
-    queries,
-    query_labels,
-    reference,
-    reference_labels,
-    *,
-    p: float,
-    k: int,
-    slot_of_row: np.ndarray | None = None,
-    n_slots: int = 1,
-    device: str = "cuda",
-    memory_budget: int | None = None,
-    block_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    stream: bool = True,
-    lanes: Lanes = "auto",
-    tiles: tuple[int, int, int, int] | None = None,
-    prune: Prune | bool = "auto",
+    queries, query_labels, reference, reference_labels, *, p: float, k: int,
+    slot_of_row: np.ndarray | None = None, n_slots: int = 1, device: str = "cuda",
+    memory_budget: int | None = None, block_size: int | None = None,
+    progress: Callable[[int], None] | None = None, stream: bool = True, lanes: Lanes = "auto",
+    tiles: tuple[int, int, int, int] | None = None, prune: Prune | bool = "auto",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """k nearest reference rows per query (other label), or the nearest row of every slot.
 
@@ -185,8 +310,8 @@ def search_triton(
     queries, query_labels : (m, d) uint8 or float array, (m,) int
     reference, reference_labels : (n, d) array of the same kind, (n,) int
     p : float
-        ``math.inf`` (linf), 1.0 (l1) or 2.0 (l2, uint8 rows only: an int8 GEMM, not
-        timed on a GPU yet; ``backend='auto'`` keeps the torch path for l2).
+        ``math.inf`` (linf), 1.0 (l1) or 2.0 (l2, uint8 rows only: an exact int8 GEMM;
+        ``backend='auto'`` keeps the torch path for l2).
     k : int
         Neighbours per query (grouping "other label"); 1 with ``slot_of_row``.
     slot_of_row : (n,) int64 array or None
@@ -231,141 +356,180 @@ def search_triton(
     info : dict
         lanes, tiles, resident, reference and query block rows, blocks.
     """
-    import torch
+    job = _problem(queries, query_labels, reference, reference_labels, p=p, k=k, slot_of_row=slot_of_row,
+                   n_slots=n_slots, device=device, lanes=lanes)
+    limits = _Limits(memory_budget, block_size, stream)
+    mode = _prune_mode(prune, job.integer, job.p_inf, lanes, job.p_l2)
+    if (mode == "prefix" and _auto(prune) and job.Q.shape[0] > 2 * PROBE_QUERIES
+            and _prefix_says_little(job, limits, tiles)):
+        mode = "tiles"
+    if mode == "prefix":
+        return _search_prefix(job, limits, tiles, progress)
+    return _search_tiles(job, mode, limits, tiles, progress)
 
+
+def _search_tiles(job: _Problem, mode: str, limits: _Limits, tiles, progress):
+    """The brute-force tile search of :func:`search_triton` (prune 'tiles' or 'none'); same
+    returns. Per query block, each reference block is one kernel launch whose per-chunk k
+    best are merged into the running best on the device; copied back once per query block."""
     from . import triton_kernels
-    from .gpu_data import device_budget, plan_blocks, reference_blocks
     from .torch_backend import as_tensor
 
-    p_inf = math.isinf(p)
-    p_l2 = p == 2
-    if not (p_inf or p == 1 or p_l2):
-        raise SepcheckError(f"backend 'triton' computes linf, l1 and uint8 l2 only, not p={p:g}: use backend 'torch'")
-    k = int(k)
-    if k < 1:
-        raise SepcheckError(f"k={k} is invalid: give k >= 1")
-    dev = _check_device(device)
-    Q, R, ql, rl, integer = _inputs(queries, query_labels, reference, reference_labels)
-    m, d = Q.shape
-    n = R.shape[0]
-    lane = _lanes(lanes, integer, p_inf, dev, p_l2)
-    if p_l2 and d > DOT_MAX_DIM:
-        raise SepcheckError(f"backend 'triton' computes uint8 l2 for at most {DOT_MAX_DIM} features (int32 "
-                            f"sums), not {d}: use backend 'torch'")
-    by_class = slot_of_row is not None
-    S = int(n_slots) if by_class else 1
-    perm = None
-    if by_class:
-        if k != 1:
-            raise SepcheckError("the per-class grouping finds one row per class: use k=1")
-        slots = np.asarray(slot_of_row, dtype=np.int64).reshape(-1)
-        if slots.size != n or (n and (slots.min() < 0 or slots.max() >= S)):
-            raise SepcheckError(f"slot_of_row must give one code in 0..{S - 1} per reference row")
-        perm = np.argsort(slots, kind="stable")
-        R = R[perm]
-        rl = rl[perm]
-        bounds = np.searchsorted(slots[perm], np.arange(S + 1))
-    else:
-        bounds = np.array([0, n])
-    mode = _prune_mode(prune, integer, p_inf, lanes, p_l2)
-    if mode == "prefix" and _auto(prune) and m > 2 * PROBE_QUERIES:
-        _, _, probe = _search_prefix(Q[:PROBE_QUERIES], ql[:PROBE_QUERIES], R, rl, p_inf=p_inf, k=k, S=S,
-                                     bounds=bounds, perm=perm, dev=dev, memory_budget=memory_budget,
-                                     block_size=block_size, progress=None, stream=stream, tiles=tiles)
-        if probe["pairs_prefix"] > PREFIX_MAX_SURVIVAL * PROBE_QUERIES * n * S:
-            mode = "tiles"
-    if mode == "prefix":
-        return _search_prefix(Q, ql, R, rl, p_inf=p_inf, k=k, S=S, bounds=bounds, perm=perm, dev=dev,
-                              memory_budget=memory_budget, block_size=block_size, progress=progress,
-                              stream=stream, tiles=tiles)
-    out_f64 = not integer or 255 * d >= 2**24 or p_l2
-    kp = 1 << (k - 1).bit_length()
-    if tiles is None:
-        tiles = INTERPRETER_TILES if dev.type == "cpu" else GPU_TILES[lane]
-    BQ, BR, BD, warps = (int(t) for t in tiles)
-    if lane == "dot":
-        # BD features per tl.dot step (a power of two; rows zero-padded to a multiple of it);
-        # the compiled tl.dot wants every tile side >= 16
-        BD = 1 << max(0, BD.bit_length() - 1)
-        if dev.type == "cuda":
-            BQ, BR, BD = max(BQ, 16), max(BR, 16), max(BD, 32)
-    else:
-        # BD features (packed: words) per unrolled step must divide the row width: no masks
-        width = -(-d // 4) if lane == "packed" else d
-        BD = math.gcd(width, 1 << max(0, BD.bit_length() - 1))
-    elem = R.dtype.itemsize
-    budget = device_budget(dev, memory_budget)
-    # per query row: the row, its partial lists (chunks x k x 12 bytes) and the running best
-    query_row_bytes = d * elem + 64 * kp * 12 + S * k * 24
-    plan = plan_blocks(n, m, d * elem, query_row_bytes, budget, block_size, stream)
-
-    dist_out = np.full((m, S, k), np.inf)
-    idx_out = np.full((m, S, k), -1, dtype=np.int64)
-    info = {"backend": "triton", "prune": mode, "lanes": lane, "tiles": (BQ, BR, BD, warps), "resident": plan.resident,
-            "ref_rows": plan.ref_rows, "query_rows": plan.query_rows, "device": str(dev)}
+    plan = _plan_tiles(job, mode, limits, tiles)
+    m, n = job.Q.shape[0], job.R.shape[0]
+    dist_out = np.full((m, job.S, job.k), np.inf)
+    idx_out = np.full((m, job.S, job.k), -1, dtype=np.int64)
+    info = {"backend": "triton", "prune": mode, "lanes": job.lane, "tiles": (plan.BQ, plan.BR, plan.BD, plan.warps),
+            "resident": plan.resident, "ref_rows": plan.ref_rows, "query_rows": plan.query_rows, "device": str(job.dev)}
     if m == 0 or n == 0:
         return dist_out, idx_out, info
     kernel = triton_kernels.tile_kernel()
-    # chunk tables of every (reference block, query tiles) pair, uploaded before the loops so
-    # that no host-to-device copy from pageable memory (a possible sync) happens per block
-    min_programs = 1 if dev.type == "cpu" else MIN_PROGRAMS
-    tables = {}
-    for qs in range(0, m, plan.query_rows):
-        n_qt = -(-(min(m, qs + plan.query_rows) - qs) // BQ)
-        for b0 in range(0, n, plan.ref_rows):
-            if (b0, n_qt) not in tables:
-                st, sp, sl = _chunks(bounds, b0, min(n, b0 + plan.ref_rows), n_qt, BR, min_programs)
-                tables[b0, n_qt] = (st.size, _pow2_tiles(int((sp - st).max()), BR) if st.size else 0,
-                                    as_tensor(st).to(dev), as_tensor(sp).to(dev),
-                                    as_tensor(sl).to(dev))
-    rl_dev = as_tensor(rl).to(dev)
-    ddt = torch.float64 if out_f64 else torch.float32
+    tables = _chunk_tables(job, plan)
+    rl_dev = as_tensor(job.rl).to(job.dev)
     blocks = 0
     for qs in range(0, m, plan.query_rows):
         qe = min(m, qs + plan.query_rows)
-        mq = qe - qs
-        q_dev = _prepare(as_tensor(Q[qs:qe]).to(dev), lane, BD if lane == "dot" else 4)
-        ql_dev = as_tensor(ql[qs:qe]).to(dev)
-        qsum = _row_sums(as_tensor(Q[qs:qe]).to(dev) if lane == "packed" else q_dev, integer, lane)
-        run_d = torch.full((mq, S * k), math.inf, dtype=ddt, device=dev)
-        run_i = torch.full((mq, S * k), triton_kernels.EMPTY_INDEX, dtype=torch.int64, device=dev)
-        n_qtiles = -(-mq // BQ)
-        for b0, block in reference_blocks(R, plan.ref_rows, dev):
-            blocks += 1
-            b1 = b0 + block.shape[0]
-            if dev.type == "cpu":
-                block = block.clone()  # the interpreter cannot map views of numpy memory
-            r_dev = _prepare(block, lane, BD if lane == "dot" else 4)
-            rsum = _row_sums(r_dev if lane == "dot" else block, integer, lane)
-            rl_block = rl_dev[b0:b1].clone() if dev.type == "cpu" else rl_dev[b0:b1]
-            C, chunk, starts, stops, slot_of_chunk = tables[b0, n_qtiles]
-            if C == 0:
-                continue
-            part_d = torch.empty((mq, C, k), dtype=ddt, device=dev)
-            part_i = torch.empty((mq, C, k), dtype=torch.int32, device=dev)
-            kernel[(n_qtiles, C)](
-                q_dev, r_dev, ql_dev, rl_block, qsum, rsum,
-                starts, stops, part_d, part_i,
-                mq, d, q_dev.stride(0), r_dev.stride(0), C,
-                P_INF=p_inf, K=k, KP=kp, MASK_LABELS=not by_class, PRUNE=mode == "tiles",
-                LANES={"i32": 0, "f16": 1, "f64": 2, "packed": 3, "dot": 4}[lane], OUT_F64=out_f64, ASM=dev.type == "cuda",
-                BQ=BQ, BR=BR, BD=BD, NF=q_dev.shape[1], CHUNK=chunk,
-                num_warps=warps,
-            )
-            part_i = part_i.to(torch.int64) + b0
-            if by_class:
-                run_d, run_i = _merge_slots(run_d, run_i, part_d[:, :, 0], part_i[:, :, 0],
-                                            slot_of_chunk)
-            else:
-                run_d, run_i = _merge_topk(run_d, run_i, part_d.reshape(mq, C * k), part_i.reshape(mq, C * k), k)
-        dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, S, k)
-        if p_l2:
-            dd = np.sqrt(dd)  # of exact integers: correctly rounded, as the oracle's
-        ii = run_i.cpu().numpy().reshape(mq, S, k)
-        ii = np.where(np.isfinite(dd), ii, -1)
-        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
+        run_d, run_i, n_blocks = _tile_query_block(job, plan, kernel, tables, rl_dev, qs, qe)
+        blocks += n_blocks
+        dd, ii = _collect_tiles(job, run_d, run_i)
+        _store_block(dist_out, idx_out, qs, dd, ii, job.perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+def _plan_tiles(job: _Problem, mode: str, limits: _Limits, tiles) -> _TilePlan:
+    """Tile sizes (``tiles`` or the defaults of the lanes and device, adjusted to the row width)
+    and the reference / query blocks that fit the budget."""
+    d = job.Q.shape[1]
+    out_f64 = not job.integer or 255 * d >= 2**24 or job.p_l2
+    kp = 1 << (job.k - 1).bit_length()
+    if tiles is None:
+        tiles = INTERPRETER_TILES if job.dev.type == "cpu" else GPU_TILES[job.lane]
+    BQ, BR, BD, warps = (int(t) for t in tiles)
+    if job.lane == "dot":
+        # BD features per tl.dot step (a power of two; rows zero-padded to a multiple of it);
+        # the compiled tl.dot wants every tile side >= 16
+        BD = 1 << max(0, BD.bit_length() - 1)
+        if job.dev.type == "cuda":
+            BQ, BR, BD = max(BQ, 16), max(BR, 16), max(BD, 32)
+    else:
+        # BD features (packed: words) per unrolled step must divide the row width: no masks
+        width = -(-d // 4) if job.lane == "packed" else d
+        BD = math.gcd(width, 1 << max(0, BD.bit_length() - 1))
+    elem = job.R.dtype.itemsize
+    # per query row: the row, its partial lists (chunks x k x 12 bytes) and the running best
+    query_row_bytes = d * elem + 64 * kp * 12 + job.S * job.k * 24
+    _, blocks = limits.blocks(job.dev, job.R.shape[0], job.Q.shape[0], d * elem, query_row_bytes)
+    return _TilePlan(mode, BQ, BR, BD, warps, kp, out_f64, blocks.ref_rows, blocks.query_rows, blocks.resident)
+
+
+def _chunk_tables(job: _Problem, plan: _TilePlan) -> dict[tuple[int, int], _ChunkTable]:
+    """The chunk table of every (reference block start, query tiles) pair, uploaded before the
+    loops so that no host-to-device copy from pageable memory (a possible sync) happens per
+    block."""
+    from .torch_backend import as_tensor
+
+    m, n = job.Q.shape[0], job.R.shape[0]
+    min_programs = 1 if job.dev.type == "cpu" else MIN_PROGRAMS
+    tables = {}
+    for qs in range(0, m, plan.query_rows):
+        n_qt = -(-(min(m, qs + plan.query_rows) - qs) // plan.BQ)
+        for b0 in range(0, n, plan.ref_rows):
+            if (b0, n_qt) not in tables:
+                st, sp, sl = _chunks(job.bounds, b0, min(n, b0 + plan.ref_rows), n_qt, plan.BR, min_programs)
+                tables[b0, n_qt] = _ChunkTable(st.size, _pow2_tiles(int((sp - st).max()), plan.BR) if st.size else 0,
+                                               as_tensor(st).to(job.dev), as_tensor(sp).to(job.dev),
+                                               as_tensor(sl).to(job.dev))
+    return tables
+
+
+def _tile_query_block(job: _Problem, plan: _TilePlan, kernel, tables, rl_dev, qs: int, qe: int):
+    """Queries ``[qs, qe)`` against every reference block: the running best, (mq, S * k)
+    distances (the plan's output dtype) and int64 rows of the sorted reference
+    (``EMPTY_INDEX`` where missing), and the number of reference blocks."""
+    import torch
+
+    from . import triton_kernels
+    from .gpu_data import reference_blocks
+
+    mq = qe - qs
+    q = _query_rows(job, plan, qs, qe)
+    run_d = torch.full((mq, job.S * job.k), math.inf, dtype=plan.out_dtype, device=job.dev)
+    run_i = torch.full((mq, job.S * job.k), triton_kernels.EMPTY_INDEX, dtype=torch.int64, device=job.dev)
+    n_qtiles = -(-mq // plan.BQ)
+    blocks = 0
+    for b0, block in reference_blocks(job.R, plan.ref_rows, job.dev):
+        blocks += 1
+        r = _reference_rows(job, plan, rl_dev, b0, block)
+        table = tables[b0, n_qtiles]
+        if table.C == 0:
+            continue
+        part_d, part_i = _launch_tiles(job, plan, kernel, q, r, table)
+        part_i = part_i.to(torch.int64) + b0
+        if job.by_class:
+            run_d, run_i = _merge_slots(run_d, run_i, part_d[:, :, 0], part_i[:, :, 0], table.slot_of_chunk)
+        else:
+            width = table.C * job.k
+            run_d, run_i = _merge_topk(run_d, run_i, part_d.reshape(mq, width), part_i.reshape(mq, width), job.k)
+    return run_d, run_i, blocks
+
+
+def _query_rows(job: _Problem, plan: _TilePlan, qs: int, qe: int) -> _Rows:
+    """Queries ``[qs, qe)`` on the device as the tile kernel reads them."""
+    from .torch_backend import as_tensor
+
+    lane = job.lane
+    q_dev = _prepare(as_tensor(job.Q[qs:qe]).to(job.dev), lane, plan.BD if lane == "dot" else 4)
+    ql_dev = as_tensor(job.ql[qs:qe]).to(job.dev)
+    qsum = _row_sums(as_tensor(job.Q[qs:qe]).to(job.dev) if lane == "packed" else q_dev, job.integer, lane)
+    return _Rows(q_dev, ql_dev, qsum)
+
+
+def _reference_rows(job: _Problem, plan: _TilePlan, rl_dev, b0: int, block) -> _Rows:
+    """The reference block starting at ``b0`` (on the device) as the tile kernel reads it."""
+    b1 = b0 + block.shape[0]
+    cpu = job.dev.type == "cpu"
+    if cpu:
+        block = block.clone()  # the interpreter cannot map views of numpy memory
+    r_dev = _prepare(block, job.lane, plan.BD if job.lane == "dot" else 4)
+    rsum = _row_sums(r_dev if job.lane == "dot" else block, job.integer, job.lane)
+    rl_block = rl_dev[b0:b1].clone() if cpu else rl_dev[b0:b1]
+    return _Rows(r_dev, rl_block, rsum)
+
+
+def _launch_tiles(job: _Problem, plan: _TilePlan, kernel, q: _Rows, r: _Rows, table: _ChunkTable):
+    """One launch of the tile kernel (query tiles x chunks): the k best per query and chunk,
+    (mq, C, k) distances (the plan's output dtype) and int32 rows relative to the block."""
+    import torch
+
+    mq, C = q.rows.shape[0], table.C
+    part_d = torch.empty((mq, C, job.k), dtype=plan.out_dtype, device=job.dev)
+    part_i = torch.empty((mq, C, job.k), dtype=torch.int32, device=job.dev)
+    kernel[(-(-mq // plan.BQ), C)](
+        q.rows, r.rows, q.labels, r.labels, q.sums, r.sums,
+        table.starts, table.stops, part_d, part_i,
+        mq, job.Q.shape[1], q.rows.stride(0), r.rows.stride(0), C,
+        P_INF=job.p_inf, K=job.k, KP=plan.kp, MASK_LABELS=not job.by_class, PRUNE=plan.mode == "tiles",
+        LANES=LANE_CODES[job.lane], OUT_F64=plan.out_f64, ASM=job.dev.type == "cuda",
+        BQ=plan.BQ, BR=plan.BR, BD=plan.BD, NF=q.rows.shape[1], CHUNK=table.chunk,
+        num_warps=plan.warps,
+    )
+    return part_d, part_i
+
+
+def _collect_tiles(job: _Problem, run_d, run_i):
+    """The running best of a query block on the host: float64 (mq, S, k) distances (l2: the
+    square root of the exact squared distance) and int64 rows of the sorted reference (-1
+    where missing)."""
+    import torch
+
+    mq = run_d.shape[0]
+    dd = run_d.to(torch.float64).cpu().numpy().reshape(mq, job.S, job.k)
+    if job.p_l2:
+        dd = np.sqrt(dd)  # of exact integers: correctly rounded, as the oracle's
+    ii = run_i.cpu().numpy().reshape(mq, job.S, job.k)
+    ii = np.where(np.isfinite(dd), ii, -1)
+    return dd, ii
 
 
 def _store_block(dist_out, idx_out, qs: int, dd, ii, perm, progress):
@@ -490,124 +654,238 @@ def _prune_mode(prune, integer: bool, p_inf: bool, lanes: str, p_l2: bool = Fals
     return prune
 
 
-def _search_prefix(Q, ql, R, rl, *, p_inf, k, S, bounds, perm, dev, memory_budget, block_size, progress,
-                   stream, tiles):
-    """The pruned search (``prune='prefix'``) of :func:`search_triton` on uint8 rows (reference
-    sorted by slot when S > 1); same returns."""
+@dataclass(frozen=True)
+class _PrefixPlan:
+    """Tile sizes and blocks of the pruned search."""
+
+    #: phase 1: queries and rows per program, packed words of the prefix bound, warps
+    BQ: int
+    BR: int
+    PW: int
+    warps: int
+    #: phase 2: pairs per program, words per step, warps
+    BP: int
+    BW: int
+    warps2: int
+    #: packed words per row (zero-padded to a multiple of ``WORD_MULTIPLE``)
+    words: int
+    ref_rows: int
+    query_rows: int
+    resident: bool
+
+
+class _PrefixTables(NamedTuple):
+    """What the pruned search keeps on the device for all blocks."""
+
+    phase1: Any
+    phase2: Any
+    #: the fixed random feature order (int64 (d,))
+    fperm: Any
+    #: labels (int64 (n,)) and slots (int32 (n,)) of the sorted reference rows
+    labels: Any
+    slots: Any
+
+
+class _PairBlock(NamedTuple):
+    """One (query block, reference block) pair of the pruned search on the device."""
+
+    #: packed rows (int32 words) of the queries and of the reference block
+    q: Any
+    r: Any
+    #: labels (int64) of the queries and of the block's rows; slots (int32) of the block's rows
+    ql: Any
+    rl: Any
+    slots: Any
+    #: the kernels' pair counter (int32 (1,))
+    count: Any
+    #: first reference row of the block
+    b0: int
+
+
+class _Pairs(NamedTuple):
+    """A dense list of (query, row of the block, distance so far) pairs: int32 arrays, of which
+    the first ``n`` are valid."""
+
+    q: Any
+    r: Any
+    d: Any
+    n: int
+
+
+def _prefix_says_little(job: _Problem, limits: _Limits, tiles) -> bool:
+    """``prune='auto'`` on many queries: True when more than ``PREFIX_MAX_SURVIVAL`` of the pairs
+    of the first ``PROBE_QUERIES`` queries survive the prefix bound (the tiles run instead)."""
+    probe = replace(job, Q=job.Q[:PROBE_QUERIES], ql=job.ql[:PROBE_QUERIES])
+    _, _, info = _search_prefix(probe, limits, tiles, None)
+    return info["pairs_prefix"] > PREFIX_MAX_SURVIVAL * PROBE_QUERIES * job.R.shape[0] * job.S
+
+
+def _search_prefix(job: _Problem, limits: _Limits, tiles, progress):
+    """The pruned search (``prune='prefix'``) of :func:`search_triton` on uint8 rows; same
+    returns, with the pair counts after phase 1 and at the end and the seconds per stage."""
     import torch
 
     from . import triton_kernels
-    from .gpu_data import device_budget, plan_blocks, reference_blocks
 
-    m, d = Q.shape
-    n = R.shape[0]
-    by_class = perm is not None
-    if tiles is None:
-        tiles = INTERPRETER_PREFIX_TILES if dev.type == "cpu" else PREFIX_TILES
-    BQ, BR, PW, warps = (int(t) for t in tiles)
-    BP, BW, warps2 = INTERPRETER_EXTEND_TILES if dev.type == "cpu" else EXTEND_TILES
-    words = -(-d // (4 * WORD_MULTIPLE)) * WORD_MULTIPLE
-    PW = max(1, min(PW, words))
-    budget = device_budget(dev, memory_budget)
-    # a reference row: raw + permuted + packed copies; a query row: the same, its thresholds
-    plan = plan_blocks(n, m, 3 * d + 4 * words, 3 * d + 4 * words + 8 * S, budget, block_size, stream)
-    # pair lists (3 int32 per pair, two lists alive) for an eighth of the pairs; positions are int32
-    free = max(0, budget - (1 if plan.resident else 2) * plan.ref_rows * (3 * d + 4 * words))
-    q_rows = min(plan.query_rows, max(BQ, int(free // 2 // max(1, 3 * plan.ref_rows))), max(1, 2**30 // plan.ref_rows))
-    info = {"backend": "triton", "prune": "prefix", "lanes": "packed", "tiles": (BQ, BR, PW, warps),
-            "resident": plan.resident, "ref_rows": plan.ref_rows, "query_rows": q_rows, "device": str(dev),
+    plan = _plan_prefix(job, limits, tiles)
+    (m, d), n, S, dev = job.Q.shape, job.R.shape[0], job.S, job.dev
+    info = {"backend": "triton", "prune": "prefix", "lanes": "packed", "tiles": (plan.BQ, plan.BR, plan.PW, plan.warps),
+            "resident": plan.resident, "ref_rows": plan.ref_rows, "query_rows": plan.query_rows, "device": str(dev),
             "pairs_prefix": 0, "pairs_complete": 0, "stage_seconds": dict.fromkeys(STAGES, 0.0)}
-    dist_out = np.full((m, S, k), np.inf)
-    idx_out = np.full((m, S, k), -1, dtype=np.int64)
+    dist_out = np.full((m, S, job.k), np.inf)
+    idx_out = np.full((m, S, job.k), -1, dtype=np.int64)
     if m == 0 or n == 0:
         info["blocks"] = 0
         return dist_out, idx_out, info
     phase1, phase2 = triton_kernels.prefix_kernels()
-    asm = dev.type == "cuda"
-    fperm = torch.from_numpy(np.random.default_rng(FEATURE_SEED).permutation(d)).to(dev)
-    rl_dev = torch.from_numpy(rl).to(dev)
-    slot_dev = torch.from_numpy(np.repeat(np.arange(S, dtype=np.int32), np.diff(bounds))).to(dev)
+    tables = _PrefixTables(
+        phase1, phase2, torch.from_numpy(np.random.default_rng(FEATURE_SEED).permutation(d)).to(dev),
+        torch.from_numpy(job.rl).to(dev),
+        torch.from_numpy(np.repeat(np.arange(S, dtype=np.int32), np.diff(job.bounds))).to(dev),
+    )
     blocks = 0
     clock = _StageClock(dev, info["stage_seconds"])
-    for qs in range(0, m, q_rows):
-        qe = min(m, qs + q_rows)
-        mq = qe - qs
-        q_raw = torch.from_numpy(Q[qs:qe]).to(dev)
-        q_dev = _packed_rows(q_raw, fperm)
-        ql_dev = torch.from_numpy(ql[qs:qe]).to(dev)
-        thr = None
-        found = []
-        for b0, block in reference_blocks(R, plan.ref_rows, dev):
-            blocks += 1
-            nb = block.shape[0]
-            rl_block = rl_dev[b0 : b0 + nb].clone()
-            slot_block = slot_dev[b0 : b0 + nb].clone()
-            if thr is None:  # any rows give an upper bound: the first block seeds every block
-                step = 1 if by_class else max(1, nb // SEED_ROWS)
-                thr = _seed_thresholds(q_raw, ql_dev, block[::step], rl_block[::step], bounds - b0,
-                                       p_inf=p_inf, k=k, by_class=by_class)
-            clock("seed")
-            r_dev = _packed_rows(block, fperm)
-            count = torch.zeros(1, dtype=torch.int32, device=dev)
-            cap = max(1024, mq * nb // 8)
-            while True:
-                pq, pr, pd = (torch.empty(cap, dtype=torch.int32, device=dev) for _ in range(3))
-                phase1[(-(-mq // BQ), -(-nb // BR))](
-                    q_dev, r_dev, ql_dev, rl_block, slot_block, thr, count, pq, pr, pd,
-                    mq, nb, q_dev.stride(0), r_dev.stride(0), S, cap,
-                    P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BQ=BQ, BR=BR, PW=PW, num_warps=warps,
-                )
-                n_in = int(count.item())
-                if n_in <= cap:
-                    break
-                cap = n_in  # rare: more pairs than room; run again with enough
-                count.zero_()
-            info["pairs_prefix"] += n_in
-            clock("prefix")
-
-            def extend(pq, pr, pd, n_in, thr, q_dev=q_dev, r_dev=r_dev, slot_block=slot_block, count=count):
-                """Extend the listed pairs from word PW to the end in rounds of doubling
-                length, keeping those still <= their threshold (densely)."""
-                w0, step = PW, max(PW, BW)
-                while w0 < words and n_in:
-                    w1 = min(words, w0 + step)
-                    count.zero_()
-                    nq, nr, nd = (torch.empty(n_in, dtype=torch.int32, device=dev) for _ in range(3))
-                    phase2[(-(-n_in // BP),)](
-                        q_dev, r_dev, slot_block, thr, pq, pr, pd, count, nq, nr, nd,
-                        n_in, q_dev.stride(0), r_dev.stride(0), S, w0, w1,
-                        P_INF=p_inf, BY_SLOT=by_class, ASM=asm, BP=BP, BW=BW, STEPS=-(-(w1 - w0) // BW),
-                        num_warps=warps2,
-                    )
-                    n_in = int(count.item())
-                    pq, pr, pd = nq, nr, nd
-                    w0, step = w1, 2 * step
-                return pq, pr, pd, n_in
-
-            if REFINE_CANDIDATES and n_in:
-                # the listed pairs of smallest prefix bound are near rows: their exact distances
-                # tighten the thresholds before the bulk of the extension
-                group = pq[:n_in].long() * S + slot_block[pr[:n_in]].long() if by_class else pq[:n_in].long()
-                take = _lowest_bounds(group, pd[:n_in], mq * S, REFINE_CANDIDATES, 255 * (1 if p_inf else 4 * PW))
-                cq, cr, cd = pq[:n_in][take].contiguous(), pr[:n_in][take].contiguous(), pd[:n_in][take].contiguous()
-                cq, cr, cd, n_c = extend(cq, cr, cd, cq.numel(), thr)
-                if n_c:
-                    best = _select([(cq[:n_c].long(), cr[:n_c].long() + b0, cd[:n_c].long())], mq, S, k,
-                                   slot_dev if by_class else None)[0][:, k - 1]
-                    best = torch.where(torch.isfinite(best), best, NO_THRESHOLD).to(torch.int32).view(mq, S)
-                    thr = torch.minimum(thr, best)
-            clock("refine")
-            pq, pr, pd, n_in = extend(pq, pr, pd, n_in, thr)
-            clock("extend")
-            info["pairs_complete"] += n_in
-            found.append((pq[:n_in].long(), pr[:n_in].long() + b0, pd[:n_in].long()))
-        dd, ii = _select(found, mq, S, k, slot_dev if by_class else None)
-        dd = dd.cpu().numpy().reshape(mq, S, k)
-        ii = ii.cpu().numpy().reshape(mq, S, k)
+    for qs in range(0, m, plan.query_rows):
+        qe = min(m, qs + plan.query_rows)
+        found, n_blocks = _prefix_query_block(job, plan, tables, qs, qe, info, clock)
+        blocks += n_blocks
+        dd, ii = _select(found, qe - qs, S, job.k, tables.slots if job.by_class else None)
+        dd = dd.cpu().numpy().reshape(qe - qs, S, job.k)
+        ii = ii.cpu().numpy().reshape(qe - qs, S, job.k)
         clock("select")
-        _store_block(dist_out, idx_out, qs, dd, ii, perm, progress)
+        _store_block(dist_out, idx_out, qs, dd, ii, job.perm, progress)
     info["blocks"] = blocks
     return dist_out, idx_out, info
+
+
+def _plan_prefix(job: _Problem, limits: _Limits, tiles) -> _PrefixPlan:
+    """Tile sizes (``tiles`` or the defaults of the device) and blocks: the reference and query
+    blocks that fit the budget, the query block also small enough for the pair lists."""
+    (m, d), n = job.Q.shape, job.R.shape[0]
+    if tiles is None:
+        tiles = INTERPRETER_PREFIX_TILES if job.dev.type == "cpu" else PREFIX_TILES
+    BQ, BR, PW, warps = (int(t) for t in tiles)
+    BP, BW, warps2 = INTERPRETER_EXTEND_TILES if job.dev.type == "cpu" else EXTEND_TILES
+    words = -(-d // (4 * WORD_MULTIPLE)) * WORD_MULTIPLE
+    PW = max(1, min(PW, words))
+    # a reference row: raw + permuted + packed copies; a query row: the same, its thresholds
+    row_bytes = 3 * d + 4 * words
+    budget, blocks = limits.blocks(job.dev, n, m, row_bytes, row_bytes + 8 * job.S)
+    # pair lists (3 int32 per pair, two lists alive) for an eighth of the pairs; positions are int32
+    free = max(0, budget - (1 if blocks.resident else 2) * blocks.ref_rows * row_bytes)
+    q_rows = min(blocks.query_rows, max(BQ, int(free // 2 // max(1, 3 * blocks.ref_rows))),
+                 max(1, 2**30 // blocks.ref_rows))
+    return _PrefixPlan(BQ, BR, PW, warps, BP, BW, warps2, words, blocks.ref_rows, q_rows, blocks.resident)
+
+
+def _prefix_query_block(job: _Problem, plan: _PrefixPlan, tables: _PrefixTables, qs: int, qe: int, info: dict,
+                        clock: _StageClock):
+    """Queries ``[qs, qe)`` against every reference block: the complete pairs of each block
+    (int64 query, row of the sorted reference, exact distance) and the number of blocks; adds
+    the pair counts to ``info``."""
+    import torch
+
+    from .gpu_data import reference_blocks
+
+    q_raw = torch.from_numpy(job.Q[qs:qe]).to(job.dev)
+    q_dev = _packed_rows(q_raw, tables.fperm)
+    ql_dev = torch.from_numpy(job.ql[qs:qe]).to(job.dev)
+    thr = None
+    found = []
+    blocks = 0
+    for b0, block in reference_blocks(job.R, plan.ref_rows, job.dev):
+        blocks += 1
+        nb = block.shape[0]
+        rl_block = tables.labels[b0 : b0 + nb].clone()
+        slot_block = tables.slots[b0 : b0 + nb].clone()
+        if thr is None:  # any rows give an upper bound: the first block seeds every block
+            step = 1 if job.by_class else max(1, nb // SEED_ROWS)
+            thr = _seed_thresholds(q_raw, ql_dev, block[::step], rl_block[::step], job.bounds - b0,
+                                   p_inf=job.p_inf, k=job.k, by_class=job.by_class)
+        clock("seed")
+        r_dev = _packed_rows(block, tables.fperm)
+        pb = _PairBlock(q_dev, r_dev, ql_dev, rl_block, slot_block,
+                        torch.zeros(1, dtype=torch.int32, device=job.dev), b0)
+        pairs = _prefix_phase(job, plan, tables.phase1, pb, thr)
+        info["pairs_prefix"] += pairs.n
+        clock("prefix")
+        thr = _refine_thresholds(job, plan, tables, pb, thr, pairs)
+        clock("refine")
+        pairs = _extend_phase(job, plan, tables.phase2, pb, thr, pairs)
+        clock("extend")
+        info["pairs_complete"] += pairs.n
+        found.append((pairs.q[: pairs.n].long(), pairs.r[: pairs.n].long() + b0, pairs.d[: pairs.n].long()))
+    return found, blocks
+
+
+def _prefix_phase(job: _Problem, plan: _PrefixPlan, phase1, pb: _PairBlock, thr) -> _Pairs:
+    """Phase 1: the (query, row) pairs whose partial distance over the first ``PW`` words is
+    <= their threshold, densely listed (a list with room for an eighth of the pairs; a rare
+    overflow runs again with room for all)."""
+    import torch
+
+    mq, nb = pb.q.shape[0], pb.r.shape[0]
+    cap = max(1024, mq * nb // 8)
+    while True:
+        pq, pr, pd = (torch.empty(cap, dtype=torch.int32, device=job.dev) for _ in range(3))
+        phase1[(-(-mq // plan.BQ), -(-nb // plan.BR))](
+            pb.q, pb.r, pb.ql, pb.rl, pb.slots, thr, pb.count, pq, pr, pd,
+            mq, nb, pb.q.stride(0), pb.r.stride(0), job.S, cap,
+            P_INF=job.p_inf, BY_SLOT=job.by_class, ASM=job.dev.type == "cuda",
+            BQ=plan.BQ, BR=plan.BR, PW=plan.PW, num_warps=plan.warps,
+        )
+        n_in = int(pb.count.item())
+        if n_in <= cap:
+            return _Pairs(pq, pr, pd, n_in)
+        cap = n_in  # rare: more pairs than room; run again with enough
+        pb.count.zero_()
+
+
+def _extend_phase(job: _Problem, plan: _PrefixPlan, phase2, pb: _PairBlock, thr, pairs: _Pairs) -> _Pairs:
+    """Phase 2: extend the listed pairs from word ``PW`` to the end in rounds of doubling
+    length, keeping those still <= their threshold (densely); the survivors of the last
+    round carry exact distances."""
+    import torch
+
+    pq, pr, pd, n_in = pairs
+    w0, step = plan.PW, max(plan.PW, plan.BW)
+    while w0 < plan.words and n_in:
+        w1 = min(plan.words, w0 + step)
+        pb.count.zero_()
+        nq, nr, nd = (torch.empty(n_in, dtype=torch.int32, device=job.dev) for _ in range(3))
+        phase2[(-(-n_in // plan.BP),)](
+            pb.q, pb.r, pb.slots, thr, pq, pr, pd, pb.count, nq, nr, nd,
+            n_in, pb.q.stride(0), pb.r.stride(0), job.S, w0, w1,
+            P_INF=job.p_inf, BY_SLOT=job.by_class, ASM=job.dev.type == "cuda", BP=plan.BP, BW=plan.BW,
+            STEPS=-(-(w1 - w0) // plan.BW), num_warps=plan.warps2,
+        )
+        n_in = int(pb.count.item())
+        pq, pr, pd = nq, nr, nd
+        w0, step = w1, 2 * step
+    return _Pairs(pq, pr, pd, n_in)
+
+
+def _refine_thresholds(job: _Problem, plan: _PrefixPlan, tables: _PrefixTables, pb: _PairBlock, thr,
+                       pairs: _Pairs):
+    """The thresholds tightened by the exact distances of the listed pairs of smallest prefix
+    bound (``REFINE_CANDIDATES`` per query and slot): they are near rows, and a tight
+    threshold before the bulk of the extension keeps the lists short."""
+    import torch
+
+    pq, pr, pd, n_in = pairs
+    if not (REFINE_CANDIDATES and n_in):
+        return thr
+    mq, S, k = pb.q.shape[0], job.S, job.k
+    group = pq[:n_in].long() * S + pb.slots[pr[:n_in]].long() if job.by_class else pq[:n_in].long()
+    take = _lowest_bounds(group, pd[:n_in], mq * S, REFINE_CANDIDATES, 255 * (1 if job.p_inf else 4 * plan.PW))
+    cq, cr, cd = pq[:n_in][take].contiguous(), pr[:n_in][take].contiguous(), pd[:n_in][take].contiguous()
+    cq, cr, cd, n_c = _extend_phase(job, plan, tables.phase2, pb, thr, _Pairs(cq, cr, cd, cq.numel()))
+    if n_c:
+        best = _select([(cq[:n_c].long(), cr[:n_c].long() + pb.b0, cd[:n_c].long())], mq, S, k,
+                       tables.slots if job.by_class else None)[0][:, k - 1]
+        best = torch.where(torch.isfinite(best), best, NO_THRESHOLD).to(torch.int32).view(mq, S)
+        thr = torch.minimum(thr, best)
+    return thr
 
 
 #: stages of the pruned search timed in ``info["stage_seconds"]`` (the seed stage includes the

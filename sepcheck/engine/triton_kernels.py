@@ -3,7 +3,9 @@ with a running k best per query (ties to the lowest index) and optional tile pru
 
 The kernel functions are plain Python here and are wrapped by ``triton.jit`` only when first
 asked for (:func:`tile_kernel`), because triton decides between the compiler and its CPU
-interpreter (``TRITON_INTERPRET=1``) at decoration time.
+interpreter (``TRITON_INTERPRET=1``) at decoration time. The kernels call helpers (``HELPERS``)
+that are bound as module globals at the same time: jitted for the compiler, which inlines
+them, and plain functions for the interpreter.
 
 One program owns ``BQ`` queries and one chunk ``[start, end)`` of reference rows. It walks
 the chunk ``BR`` rows at a time in increasing index order, computes the (BQ, BR) distance
@@ -57,6 +59,14 @@ def _knn_tile(
     PRUNE: tl.constexpr, LANES: tl.constexpr, OUT_F64: tl.constexpr, ASM: tl.constexpr,
     BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, NF: tl.constexpr, CHUNK: tl.constexpr,
 ):  # pragma: no cover - traced by triton
+    """The k best (distance, index) of queries ``[pid_q * BQ, +BQ)`` in chunk ``pid_c``.
+
+    Q / R: rows as the lanes read them (NF elements each: bytes, float, packed int32 words or
+    shifted int8); QL / RL: int64 labels; QSUM / RSUM: int32 row sums (lanes 'dot': shifted
+    squared norms); CH_START / CH_END: int32 chunk bounds relative to R. Writes to OUT_D /
+    OUT_I at ``(query * n_chunks + chunk) * K + j`` the chunk's K lexicographically smallest
+    (distance, index) pairs, in no particular order, indices relative to R; +inf with an index
+    >= ``EMPTY_INDEX`` where fewer than K rows count."""
     pid_q = tl.program_id(0)
     pid_c = tl.program_id(1)
     rows_q = pid_q * BQ + tl.arange(0, BQ)
@@ -67,11 +77,7 @@ def _knn_tile(
     # loads in the feature loop read clamped rows (no predicates); results are masked later
     qptr = Q + tl.minimum(rows_q, m - 1).to(tl.int64) * stride_q
     kcols = tl.arange(0, KP)
-    if OUT_F64:
-        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float64)
-    else:
-        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float32)
-    best_i = (2147483647 - 64 + kcols)[None, :] + tl.zeros((BQ, KP), dtype=tl.int32)
+    best_d, best_i = empty_best(kcols, K, OUT_F64, BQ, KP)
     if PRUNE:
         qsum = tl.load(QSUM + rows_q, mask=qmask, other=0).to(best_d.dtype)
     for off in range(0, CHUNK, BR):
@@ -79,98 +85,149 @@ def _knn_tile(
         rmask = cols < end
         todo = start + off < end
         if PRUNE:
-            # linf >= |sum q - sum r| / d and l1 >= |sum q - sum r| (integers, exact in the
-            # distance dtype: float32 below 2**24, else float64); per query, the distance from
-            # its sum to the tile's [min, max] of sums bounds every pair of the tile
-            rsum = tl.load(RSUM + cols, mask=rmask, other=0).to(best_d.dtype)
-            rlo = tl.min(tl.where(rmask, rsum, float("inf")))
-            rhi = tl.max(tl.where(rmask, rsum, -float("inf")))
-            lb = tl.maximum(tl.maximum(rlo - qsum, qsum - rhi), 0)
-            worst = tl.max(best_d, axis=1)
-            if P_INF:
-                worst = worst * dim
-            ok = (lb >= worst) | (qmask == 0)
-            todo = todo & (tl.min(tl.where(ok, 1, 0)) == 0)
+            todo = todo & tile_may_improve(RSUM, cols, rmask, qsum, qmask, best_d, dim, P_INF)
         if todo:
             rptr = R + tl.minimum(cols, end - 1).to(tl.int64) * stride_r
             if LANES == 3:
-                # 4 bytes per word: VABSDIFF4 (native on sm_90); linf keeps the byte maxima in
-                # two u16x2 accumulators (PRMT + max.u16x2), l1 accumulates VABSDIFF4.ACC
-                lo = tl.zeros((BQ, BR), dtype=tl.int32)
-                hi = tl.zeros((BQ, BR), dtype=tl.int32)
-                for w0 in range(0, NF, BD):
-                    for j in tl.static_range(BD):
-                        qw = tl.load(qptr + (w0 + j))
-                        rw = tl.load(rptr + (w0 + j))
-                        qb = tl.broadcast_to(qw[:, None], (BQ, BR))
-                        rb = tl.broadcast_to(rw[None, :], (BQ, BR))
-                        lo, hi = packed_step(qb, rb, lo, hi, P_INF, ASM)
-                dist = packed_finish(lo, hi, P_INF)
+                dist = packed_tile(qptr, rptr, P_INF, ASM, BQ, BR, BD, NF)
             elif LANES == 4:
-                # uint8 l2 as an int8 GEMM: rows shifted by -128 (zero-padded to NF, a multiple
-                # of BD), dot products exact in int32; QSUM / RSUM hold the shifted rows' squared
-                # norms, so ||q||^2 + ||r||^2 - 2 q.r is the exact squared distance (int64)
-                acc = tl.zeros((BQ, BR), dtype=tl.int32)
-                kk = tl.arange(0, BD)
-                for f0 in range(0, NF, BD):
-                    qb = tl.load(qptr[:, None] + (f0 + kk)[None, :])
-                    rb = tl.load(rptr[None, :] + (f0 + kk)[:, None])
-                    acc += tl.dot(qb, rb, out_dtype=tl.int32)
-                qn = tl.load(QSUM + rows_q, mask=qmask, other=0).to(tl.int64)
-                rn = tl.load(RSUM + cols, mask=rmask, other=0).to(tl.int64)
-                dist = qn[:, None] + rn[None, :] - 2 * acc.to(tl.int64)
+                dist = dot_tile(qptr, rptr, QSUM, RSUM, rows_q, qmask, cols, rmask, BQ, BR, BD, NF)
             else:
-                if LANES == 1:
-                    acc = tl.zeros((BQ, BR), dtype=tl.float16)
-                elif LANES == 2:
-                    acc = tl.zeros((BQ, BR), dtype=tl.float64)
-                else:
-                    acc = tl.zeros((BQ, BR), dtype=tl.int32)
-                # outer-product form: one feature at a time (BD unrolled), a (BQ, BR)
-                # elementwise update per feature, no cross-thread reduction
-                for f0 in range(0, NF, BD):
-                    for j in tl.static_range(BD):
-                        q = tl.load(qptr + (f0 + j))
-                        r = tl.load(rptr + (f0 + j))
-                        if LANES == 1:
-                            q = q.to(tl.float16)
-                            r = r.to(tl.float16)
-                        elif LANES == 2:
-                            q = q.to(tl.float64)
-                            r = r.to(tl.float64)
-                        else:
-                            q = q.to(tl.int32)
-                            r = r.to(tl.int32)
-                        diff = tl.abs(q[:, None] - r[None, :])
-                        if P_INF:
-                            acc = tl.maximum(acc, diff)
-                        else:
-                            acc += diff
-                dist = acc
+                dist = lane_tile(qptr, rptr, P_INF, LANES, BQ, BR, BD, NF)
             dist = dist.to(best_d.dtype)
             valid = rmask[None, :] & qmask[:, None]
             if MASK_LABELS:
                 rl = tl.load(RL + cols, mask=rmask, other=-1)
                 valid = valid & (ql[:, None] != rl[None, :])
             dist = tl.where(valid, dist, float("inf"))
-            for _t in tl.static_range(K):
-                tmin = tl.min(dist, axis=1)
-                jmin = tl.min(tl.where(dist == tmin[:, None], cols[None, :], 2147483647), axis=1)
-                wd = tl.max(best_d, axis=1)
-                wi = tl.max(tl.where(best_d == wd[:, None], best_i, -1), axis=1)
-                better = ((tmin < wd) | ((tmin == wd) & (jmin < wi))) & (tmin < float("inf"))
-                pos = (best_d == wd[:, None]) & (best_i == wi[:, None]) & better[:, None]
-                best_d = tl.where(pos, tmin[:, None], best_d)
-                best_i = tl.where(pos, jmin[:, None], best_i)
-                dist = tl.where(cols[None, :] == jmin[:, None], float("inf"), dist)
+            best_d, best_i = merge_tile(dist, cols, best_d, best_i, K)
     out = (rows_q[:, None] * n_chunks + pid_c) * K + kcols[None, :]
     omask = qmask[:, None] & (kcols[None, :] < K)
     tl.store(OUT_D + out, best_d, mask=omask)
     tl.store(OUT_I + out, best_i, mask=omask)
 
 
-#: the jitted helpers of the kernels below, bound by :func:`_jitted` (triton looks them up as
-#: module globals when it traces a kernel)
+def _empty_best(kcols, K: tl.constexpr, OUT_F64: tl.constexpr, BQ: tl.constexpr,
+                KP: tl.constexpr):  # pragma: no cover - traced by triton
+    """The empty running list, (BQ, KP): +inf and ``EMPTY_INDEX`` + j in the K real columns,
+    -inf in the padding columns (never the worst, so never replaced); float64 distances with
+    ``OUT_F64``, else float32."""
+    if OUT_F64:
+        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float64)
+    else:
+        best_d = tl.where(kcols[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BQ, KP), dtype=tl.float32)
+    best_i = (2147483647 - 64 + kcols)[None, :] + tl.zeros((BQ, KP), dtype=tl.int32)
+    return best_d, best_i
+
+
+def _tile_may_improve(RSUM, cols, rmask, qsum, qmask, best_d, dim,
+                      P_INF: tl.constexpr):  # pragma: no cover - traced by triton
+    """False when no query of the tile can gain from its rows: the row-sum bound of every
+    (query, row) pair is >= the query's current k-th best (or the query is padding)."""
+    # linf >= |sum q - sum r| / d and l1 >= |sum q - sum r| (integers, exact in the
+    # distance dtype: float32 below 2**24, else float64); per query, the distance from
+    # its sum to the tile's [min, max] of sums bounds every pair of the tile
+    rsum = tl.load(RSUM + cols, mask=rmask, other=0).to(best_d.dtype)
+    rlo = tl.min(tl.where(rmask, rsum, float("inf")))
+    rhi = tl.max(tl.where(rmask, rsum, -float("inf")))
+    lb = tl.maximum(tl.maximum(rlo - qsum, qsum - rhi), 0)
+    worst = tl.max(best_d, axis=1)
+    if P_INF:
+        worst = worst * dim
+    ok = (lb >= worst) | (qmask == 0)
+    return tl.min(tl.where(ok, 1, 0)) == 0
+
+
+def _packed_tile(qptr, rptr, P_INF: tl.constexpr, ASM: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
+                 BD: tl.constexpr, NF: tl.constexpr):  # pragma: no cover - traced by triton
+    """Lanes 'packed': the (BQ, BR) int32 distance tile of rows of NF packed words."""
+    # 4 bytes per word: VABSDIFF4 (native on sm_90); linf keeps the byte maxima in
+    # two u16x2 accumulators (PRMT + max.u16x2), l1 accumulates VABSDIFF4.ACC
+    lo = tl.zeros((BQ, BR), dtype=tl.int32)
+    hi = tl.zeros((BQ, BR), dtype=tl.int32)
+    for w0 in range(0, NF, BD):
+        for j in tl.static_range(BD):
+            qw = tl.load(qptr + (w0 + j))
+            rw = tl.load(rptr + (w0 + j))
+            qb = tl.broadcast_to(qw[:, None], (BQ, BR))
+            rb = tl.broadcast_to(rw[None, :], (BQ, BR))
+            lo, hi = packed_step(qb, rb, lo, hi, P_INF, ASM)
+    return packed_finish(lo, hi, P_INF)
+
+
+def _dot_tile(qptr, rptr, QSUM, RSUM, rows_q, qmask, cols, rmask, BQ: tl.constexpr, BR: tl.constexpr,
+              BD: tl.constexpr, NF: tl.constexpr):  # pragma: no cover - traced by triton
+    """Lanes 'dot' (uint8 l2): the (BQ, BR) int64 tile of exact squared distances."""
+    # uint8 l2 as an int8 GEMM: rows shifted by -128 (zero-padded to NF, a multiple
+    # of BD), dot products exact in int32; QSUM / RSUM hold the shifted rows' squared
+    # norms, so ||q||^2 + ||r||^2 - 2 q.r is the exact squared distance (int64)
+    acc = tl.zeros((BQ, BR), dtype=tl.int32)
+    kk = tl.arange(0, BD)
+    for f0 in range(0, NF, BD):
+        qb = tl.load(qptr[:, None] + (f0 + kk)[None, :])
+        rb = tl.load(rptr[None, :] + (f0 + kk)[:, None])
+        acc += tl.dot(qb, rb, out_dtype=tl.int32)
+    qn = tl.load(QSUM + rows_q, mask=qmask, other=0).to(tl.int64)
+    rn = tl.load(RSUM + cols, mask=rmask, other=0).to(tl.int64)
+    return qn[:, None] + rn[None, :] - 2 * acc.to(tl.int64)
+
+
+def _lane_tile(qptr, rptr, P_INF: tl.constexpr, LANES: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
+               BD: tl.constexpr, NF: tl.constexpr):  # pragma: no cover - traced by triton
+    """Lanes 'i32' (int32), 'f16' (float16, linf) and 'f64' (float rows): the (BQ, BR)
+    distance tile of rows of NF features, in the lanes' dtype."""
+    if LANES == 1:
+        acc = tl.zeros((BQ, BR), dtype=tl.float16)
+    elif LANES == 2:
+        acc = tl.zeros((BQ, BR), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BQ, BR), dtype=tl.int32)
+    # outer-product form: one feature at a time (BD unrolled), a (BQ, BR)
+    # elementwise update per feature, no cross-thread reduction
+    for f0 in range(0, NF, BD):
+        for j in tl.static_range(BD):
+            q = tl.load(qptr + (f0 + j))
+            r = tl.load(rptr + (f0 + j))
+            if LANES == 1:
+                q = q.to(tl.float16)
+                r = r.to(tl.float16)
+            elif LANES == 2:
+                q = q.to(tl.float64)
+                r = r.to(tl.float64)
+            else:
+                q = q.to(tl.int32)
+                r = r.to(tl.int32)
+            diff = tl.abs(q[:, None] - r[None, :])
+            if P_INF:
+                acc = tl.maximum(acc, diff)
+            else:
+                acc += diff
+    return acc
+
+
+def _merge_tile(dist, cols, best_d, best_i, K: tl.constexpr):  # pragma: no cover - traced by triton
+    """Merge a (BQ, BR) tile of masked distances (+inf: the pair does not count) of rows
+    ``cols`` into the running lists: K rounds, each moving the tile's smallest (distance,
+    lowest column) per query into the place of the list's worst (distance, highest index)
+    when lexicographically smaller: ties go to the lower index."""
+    for _t in tl.static_range(K):
+        tmin = tl.min(dist, axis=1)
+        jmin = tl.min(tl.where(dist == tmin[:, None], cols[None, :], 2147483647), axis=1)
+        wd = tl.max(best_d, axis=1)
+        wi = tl.max(tl.where(best_d == wd[:, None], best_i, -1), axis=1)
+        better = ((tmin < wd) | ((tmin == wd) & (jmin < wi))) & (tmin < float("inf"))
+        pos = (best_d == wd[:, None]) & (best_i == wi[:, None]) & better[:, None]
+        best_d = tl.where(pos, tmin[:, None], best_d)
+        best_i = tl.where(pos, jmin[:, None], best_i)
+        dist = tl.where(cols[None, :] == jmin[:, None], float("inf"), dist)
+    return best_d, best_i
+
+
+#: the jitted helpers of the kernels, bound as module globals by :func:`_jitted` (triton looks
+#: them up as globals when it traces a kernel; each is the plain function ``_<name>``)
+HELPERS = ("empty_best", "tile_may_improve", "packed_tile", "dot_tile", "lane_tile", "merge_tile",
+           "packed_step", "packed_finish", "threshold")
+empty_best = tile_may_improve = packed_tile = dot_tile = lane_tile = merge_tile = None
 packed_step = packed_finish = threshold = None
 
 # ---------------------------------------------------------------- pruned search ("prefix")
@@ -320,8 +377,7 @@ def _jitted(interpret: bool):
     # the helpers are looked up as globals when triton traces the kernels; the interpreter runs
     # the kernels as Python and calls them as plain functions (a jitted call costs milliseconds)
     wrap = (lambda f: f) if interpret else triton.jit
-    helpers = {"packed_step": wrap(_packed_step), "packed_finish": wrap(_packed_finish),
-               "threshold": wrap(_threshold)}
+    helpers = {name: wrap(globals()["_" + name]) for name in HELPERS}
     globals().update(helpers)
     return triton.jit(_knn_tile), triton.jit(_prefix_pairs), triton.jit(_extend_pairs), helpers
 

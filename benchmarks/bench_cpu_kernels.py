@@ -1,4 +1,4 @@
-"""Benchmark: the vectorised CPU kernel (sepcheck.engine.simd) on natural images and MNIST.
+"""Benchmark: the vectorised CPU kernel (sepcheck.engine.kernels.simd) on natural images and MNIST.
 
 Cases (uint8 pixels, k = 1, nearest row of a different label):
 
@@ -105,7 +105,7 @@ def oracle_check(Xq, yq, X, y, p, dist, idx, sample: int, seed: int = 1) -> dict
 def run_simd(Xq, yq, X, y, p, threads):
     import numba
 
-    from sepcheck.engine.simd import search_simd
+    from sepcheck.engine.kernels.simd import search_simd
 
     prev = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)) if threads else prev)
@@ -119,7 +119,7 @@ def run_simd(Xq, yq, X, y, p, threads):
 
 
 def describe(name, Xq, X, p, wall, cpu, info, check, threads_used) -> dict:
-    from sepcheck.engine.simd import COARSE, LANES, PREFIX, QUERY_BLOCK
+    from sepcheck.engine.kernels.simd import COARSE, LANES, PREFIX, QUERY_BLOCK
 
     m, n, d = len(Xq), len(X), X.shape[1]
     hz = cpu_hz()
@@ -181,7 +181,7 @@ def main() -> None:
         check = oracle_check(Qx, Qy, Rx, Ry, p, dist, idx, args.sample)
         rows.append(describe(name, Qx, Rx, p, wall, cpu, info, check, threads))
         print(json.dumps(rows[-1]), flush=True)
-    table = ["# bench_cpu_kernels: the vectorised CPU kernel (sepcheck.engine.simd)", "", head, "",
+    table = ["# bench_cpu_kernels: the vectorised CPU kernel (sepcheck.engine.kernels.simd)", "", head, "",
              "| case | norm | wall s | CPU s | oracle | load avg |", "| --- | --- | ---: | ---: | ---: | --- |"]
     for r in rows:
         ok = f"{r['oracle']['sampled'] - r['oracle']['mismatches']}/{r['oracle']['sampled']}"

@@ -89,7 +89,7 @@ TRITON_VARIANTS = {"triton-prefix": ("packed", "prefix"), "triton-packed": ("pac
 
 
 def run_triton(Q, yq, R, yr, p, lanes, prune="auto", tiles=None, refine=None):
-    from sepcheck.engine import triton_backend
+    from sepcheck.engine.backends import triton_backend
 
     old = triton_backend.REFINE_CANDIDATES
     if refine is not None:  # a module constant: set for this call only

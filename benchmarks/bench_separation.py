@@ -209,7 +209,7 @@ def _int8_fast() -> bool:
     """Whether this CPU runs torch's int8 GEMM fast (sepcheck's own test)."""
     import torch
 
-    from sepcheck.engine.torch_backend import int8_gemm_fast
+    from sepcheck.engine.backends.torch_backend import int8_gemm_fast
 
     return int8_gemm_fast(torch.device("cpu"))
 

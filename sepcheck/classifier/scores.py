@@ -12,8 +12,8 @@ import torch
 
 from ..core.devices import torch_device
 from ..core.errors import SepcheckError
+from ..engine.backends.torch_backend import as_tensor
 from ..engine.sources import is_source
-from ..engine.torch_backend import as_tensor
 
 if TYPE_CHECKING:
     from .estimator import LipschitzNNClassifier

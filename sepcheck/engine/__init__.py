@@ -17,8 +17,8 @@ Every backend module exposes ``search(problem, ...) -> (distances, indices, extr
 * ascending inside each slot, ties to the lowest reference index; +inf / -1 where a slot
   has fewer than k rows;
 * exact: an approximate backend reranks its candidates with
-  :func:`sepcheck.engine.candidates.finish` (one proven bound, one fallback to an exact
-  search of the same problem: :func:`sepcheck.engine.fallback.exact_search`);
+  :func:`sepcheck.engine.kernels.candidates.finish` (one proven bound, one fallback to an exact
+  search of the same problem: :func:`sepcheck.engine.backends.fallback.exact_search`);
 * ``extra``: details for ``info`` (``{"recomputed": n}`` queries recomputed exactly on an
   approximate path).
 
@@ -29,17 +29,15 @@ bit-identical values. A new backend (a vectorised CPU kernel, a GPU kernel) plug
 module with that ``search`` plus a line in :func:`~sepcheck.engine.dispatch.choose` and
 :func:`~sepcheck.engine.dispatch.run_backend`.
 
-Modules: ``problem`` (validation into a Problem, slots), ``dispatch`` (which backend runs,
-its memory, running it), backends: ``numba_backend`` with its kernels in ``simd`` (linf,
-l1), ``torch_backend`` (one tiling driver, exact tiles, the int8 and float32 l2 GEMMs,
-precision probe), ``l2`` (the choice among the exact l2 paths) and ``projection`` /
-``projection_torch`` (l2 by projection bounds), ``triton_backend`` with ``triton_kernels``
-(GPU), ``faiss_backend`` (OTHER_LABEL only); shared parts: ``candidates`` (GEMM error
-bound, prune, finish), ``select`` / ``select_torch`` (top-k merges: numpy and numba /
-torch tiles), ``exact`` (exact pair distances), ``fallback`` (exact recomputation),
-``gpu_data`` (the reference resident on or streamed to a GPU); ``sources`` (rows of arrays, ``.npy`` and HDF5 files read in
-blocks), ``stream`` (the streamed search over sources: every block pair runs this
-pipeline) and ``radius`` (every pair within a distance).
+Modules, in the order of the ``engine-layers`` import contract: ``radius`` (every pair
+within a distance) and ``stream`` (the streamed search over ``sources``: every block pair
+runs this pipeline); ``dispatch`` (which backend runs, its memory, running it);
+``backends/`` (``numba_backend``, ``torch_backend``, ``l2`` with ``projection`` /
+``projection_torch``, ``triton_backend`` with ``gpu_data``, ``faiss_backend``,
+``fallback``); ``kernels/`` (``simd``, ``triton_kernels``, ``exact``, ``candidates``,
+``select`` / ``select_torch``); and at the bottom ``options`` (how a search runs),
+``problem`` (validation into a Problem, slots) and ``sources`` (rows of arrays, ``.npy``
+and HDF5 files read in blocks).
 """
 
 from __future__ import annotations

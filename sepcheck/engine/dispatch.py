@@ -31,7 +31,7 @@ def _cpu_only(backend: str) -> bool:
     if backend in CPU_ONLY_BACKENDS:
         return True
     if backend == "faiss":
-        from .faiss_backend import has_gpu
+        from .backends.faiss_backend import has_gpu
 
         return not has_gpu()
     return False
@@ -145,7 +145,7 @@ def split_budget(problem: Problem, budget: int) -> tuple[int, int]:
     norms and labels per reference row, and candidate lists per query: queries go to the
     backend in chunks whose lists fit a quarter of the budget, and the blocks get the rest.
     """
-    from .candidates import EXTRA_CANDIDATES
+    from .kernels.candidates import EXTRA_CANDIDATES
 
     per_query = problem.n_slots * (problem.k + EXTRA_CANDIDATES) * 40 + 64
     fixed = FIXED_TEMPORARIES + problem.n_ref * 24
@@ -175,7 +175,7 @@ def run_backend(
     chunks (see :func:`split_budget`). ``seed`` (m, S): exact raw distances that rows of
     lower index already reach k times (a streamed search's earlier blocks); the numba
     kernels then search only for closer rows and pad with (seed, -1) (see
-    :func:`sepcheck.engine.simd.search_simd`); other backends ignore it. Give it only where
+    :func:`sepcheck.engine.kernels.simd.search_simd`); other backends ignore it. Give it only where
     the kernel's distances are exact (uint8). ``ordered``: the features are in the numba
     linf kernel's order already (no permuted copies)."""
     from ..core.progress import progress_callback
@@ -183,7 +183,7 @@ def run_backend(
     label = "nearest by class" if problem.by_class else "nearest other"
     with progress_callback(progress, problem.n_query, f"{label} ({name})") as tick:
         if name == "numba":
-            from . import numba_backend
+            from .backends import numba_backend
 
             return numba_backend.search(problem, tick, seed=seed, ordered=ordered)
         if name not in ("torch", "faiss"):
@@ -212,7 +212,7 @@ def _run_one(
     tick: Callable[[int], None] | None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     if name == "triton":
-        from .triton_backend import search_triton
+        from .backends.triton_backend import search_triton
 
         return search_triton(
             problem.queries, problem.query_labels, problem.reference,
@@ -222,15 +222,15 @@ def _run_one(
             block_size=block_size, progress=tick,
         )
     if name == "faiss":
-        from . import faiss_backend
+        from .backends import faiss_backend
 
         return faiss_backend.search(problem, device, budget, block_size, tick)
     import torch
 
-    from . import torch_backend
+    from .backends import torch_backend
 
     if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
-        from . import l2
+        from .backends import l2
 
         return l2.search(problem, torch.device(device), budget, block_size, tick)
     return torch_backend.search(problem, torch.device(device), budget, block_size, tick)
@@ -242,7 +242,7 @@ def final_distances(problem: Problem, dist: np.ndarray, idx: np.ndarray) -> np.n
     by an ulp). uint8 linf/l1 are exact integers in every backend already."""
     if problem.integer and is_linf_or_l1(problem.p):
         return dist
-    from .exact import pair_distances
+    from .kernels.exact import pair_distances
 
     m, S, k = idx.shape
     return pair_distances(
@@ -272,17 +272,17 @@ def choose_radius(
 def run_radius_backend(problem, name, device, budget, block_size, max_pairs, threshold, on_block, tick) -> dict:
     """One backend's candidate pairs of a radius search to ``on_block``; its details for ``info``."""
     if name == "numba":
-        from . import numba_backend
+        from .backends import numba_backend
 
         out = numba_backend.radius_search(problem, threshold, on_block, max_pairs, tick)
         return {"pruning": out["pairs"], "extra_bytes": out["extra_bytes"]}
     import torch
 
-    from . import torch_backend
+    from .backends import torch_backend
 
     dev = torch.device(device)
     if problem.p == 2 and problem.dim > torch_backend.DIRECT_L2_MAX_DIM:
-        from . import l2
+        from .backends import l2
 
         return l2.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)
     torch_backend.radius_pairs(problem, dev, budget, block_size, max_pairs, threshold, on_block, tick)

@@ -4,7 +4,7 @@
 whose reported distance is at most the radius (closed ball), with the conventions of
 :func:`sepcheck.engine.nearest_other`: 0-based reference rows, uint8 distances on the
 [0, 1] pixel scale unless ``raw``, every distance computed by the one exact routine
-(:mod:`sepcheck.engine.exact`) that ``nearest_other`` reports with. The conflict graph of
+(:mod:`sepcheck.engine.kernels.exact`) that ``nearest_other`` reports with. The conflict graph of
 the robust-accuracy ceiling is ``neighbors_within(X, y, 2 * eps)``.
 
 How: the backend tiles produce candidate pairs under a threshold a hair above the radius
@@ -417,7 +417,7 @@ def _within(
 
 def _exact(problem: Problem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Exact distances (raw units) of the pairs (queries[rows], reference[cols])."""
-    from .exact import pair_distances
+    from .kernels.exact import pair_distances
 
     out = np.empty(rows.size)
     chunk = max(1, _EXACT_CHUNK_BYTES // max(1, problem.dim * problem.queries.itemsize))

@@ -6,7 +6,7 @@ every (reference block, query block) pair runs the in-memory pipeline of
 :mod:`sepcheck.engine` (same backends, same :class:`~sepcheck.engine.problem.Problem`), its
 neighbours get exact distances (:func:`~sepcheck.engine.dispatch.final_distances`) and the block's row
 offset, and they are merged into the query block's running top-k per slot by
-:func:`~sepcheck.engine.select.sort_candidates` (lexicographic on (distance, index): ties
+:func:`~sepcheck.engine.kernels.select.sort_candidates` (lexicographic on (distance, index): ties
 to the lowest index). The answer is the in-memory run's, bit for bit.
 
 Memory (``memory_budget``, default 512 MiB): a quarter for the query block, an eighth for
@@ -47,6 +47,7 @@ from ..core.validation import (
     check_two_classes,
 )
 from .dispatch import final_distances, plan_backend, run_backend
+from .kernels.select import sort_candidates
 from .options import SearchOptions
 from .problem import (
     DEFAULT_MEMORY_BUDGET,
@@ -60,7 +61,6 @@ from .problem import (
     require_queries,
     scale_of,
 )
-from .select import sort_candidates
 from .sources import RowSource, open_source
 
 #: shares of the memory budget: query block, each of the two reference blocks
@@ -154,7 +154,7 @@ class StreamPlan:
             out = out.astype(self.dtype)
         out = apply_scale(out, self.scale)
         if self.feature_perm is not None:
-            from .simd import permuted_columns
+            from .kernels.simd import permuted_columns
 
             return permuted_columns(out, self.feature_perm)
         return np.ascontiguousarray(out)
@@ -256,7 +256,7 @@ def plan_stream(
         q_rows, r_rows, name, dev, inner_budget, block_size,
     )
     if name == "numba" and math.isinf(p):  # one feature order for every block (from the first)
-        from .simd import feature_order
+        from .kernels.simd import feature_order
 
         plan.feature_perm = feature_order(plan._convert(ref.read(0, r_rows), "reference"))
     return plan

@@ -10,7 +10,7 @@ def tdevice(device, monkeypatch) -> str:
     """Device for the Triton kernels: 'cpu' runs triton's interpreter, 'cuda' (skipped without
     a GPU) the compiled kernels. The test module sets ``TRITON_INTERPRET=1`` before importing
     triton when torch sees no GPU (triton reads it on import), so triton is imported lazily here."""
-    from sepcheck.engine import triton_kernels
+    from sepcheck.engine.kernels import triton_kernels
 
     if device == "cpu":
         if not triton_kernels.interpreter_loaded():

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError
-from sepcheck.engine import nearest_by_class, torch_backend
+from sepcheck.engine import nearest_by_class
+from sepcheck.engine.backends import torch_backend
 from tests import oracle
 
 NORMS = {"linf": math.inf, "l1": 1.0, "l2": 2.0, 3.0: 3.0}

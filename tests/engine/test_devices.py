@@ -11,7 +11,7 @@ import torch
 
 from sepcheck import SepcheckError, nearest_other
 from sepcheck.engine import choose, make_by_class_problem, make_problem, nearest_by_class
-from sepcheck.engine.faiss_backend import has_gpu
+from sepcheck.engine.backends.faiss_backend import has_gpu
 from tests import oracle
 
 
@@ -81,7 +81,7 @@ def test_cpu_only_backend_on_explicit_cuda_is_one_line_error(gpu_machine, backen
 
 def test_faiss_gpu_resources_are_shared_and_local_rank_honoured(monkeypatch):
     """One StandardGpuResources per GPU for every index (a stand-in faiss module records them)."""
-    from sepcheck.engine import faiss_backend
+    from sepcheck.engine.backends import faiss_backend
 
     made = []
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sepcheck import nearest_other
 from sepcheck.engine import nearest_by_class
-from sepcheck.engine.torch_backend import float32_matmul_is_exact
+from sepcheck.engine.backends.torch_backend import float32_matmul_is_exact
 from tests import oracle
 
 
@@ -119,7 +119,7 @@ def test_int8_gemm_path_is_exact(monkeypatch, d, budget):
     """The exact int8 GEMM path (uint8 l2 wherever the device's int8 GEMM passes the probe)
     forced on: near-ties, duplicates across labels and block edges give the oracle's answer,
     both groupings, with the rows shifted once or (small budget) block by block."""
-    from sepcheck.engine import torch_backend
+    from sepcheck.engine.backends import torch_backend
 
     monkeypatch.setattr(torch_backend, "int8_gemm_exact", lambda problem, device: problem.integer)
     # a budget below the data (d = 3072: 184 KB) but above the reference: rows shifted per block

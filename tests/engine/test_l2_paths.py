@@ -1,5 +1,5 @@
 """Every exact l2 path, forced by SEPCHECK_L2_PATH on any machine, against the float64 oracle:
-projection bounds (engine/projection.py), the int8 GEMM, float32 GEMM candidates. Ties
+projection bounds (engine/backends/projection.py), the int8 GEMM, float32 GEMM candidates. Ties
 (few distinct values), dtypes, k, both groupings, self and query mode, block sizes,
 projection widths; the projection's rounding margins are shown to be needed; 'auto' picks
 the int8 GEMM only where the CPU has an int8 dot-product instruction."""
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError, nearest_by_class, nearest_other, neighbors_within
-from sepcheck.engine import l2, projection, torch_backend
+from sepcheck.engine.backends import l2, projection, torch_backend
 from sepcheck.engine.options import SearchOptions
 from sepcheck.engine.problem import make_problem
 from tests import oracle
@@ -260,7 +260,7 @@ def test_projection_radius_hands_over_parts_of_at_most_max_pairs(max_pairs):
 )
 def test_projection_in_torch_ops_matches_oracle(seed, dtype, n, d, levels, k, queries, block, dims, groups):
     """The CUDA version of the projection search (torch operations), run on the CPU."""
-    from sepcheck.engine import projection_torch
+    from sepcheck.engine.backends import projection_torch
     from sepcheck.engine.problem import make_by_class_problem
 
     X, y, Q, yq = _data(seed, dtype, n, d, levels, queries)
@@ -367,7 +367,7 @@ def test_cli_json_names_the_l2_path(tmp_path):
 def test_column_min_is_numpy_argmin(seed, rows, cols, dtype, levels):
     """The symmetric driver's column minima (select.column_min): the minimum and its first
     row, as numpy's argmin, ties included."""
-    from sepcheck.engine.select import column_min
+    from sepcheck.engine.kernels.select import column_min
 
     base = np.random.default_rng(seed).integers(0, levels, (rows, cols)).astype(dtype)
     m, idx = column_min(base)

@@ -179,8 +179,8 @@ def test_l2_near_duplicates_are_exact():
 
 
 def test_memory_budget_blocks_are_bounded():
+    from sepcheck.engine.backends.torch_backend import block_sizes
     from sepcheck.engine.problem import make_problem
-    from sepcheck.engine.torch_backend import block_sizes
 
     X = np.zeros((100_000, 3072), dtype=np.uint8)
     X[0, 0] = 1

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck import SepcheckError, nearest_other
-from sepcheck.engine import torch_backend
+from sepcheck.engine.backends import torch_backend
 from sepcheck.engine.radius import RadiusNeighbors, neighbors_within
 from tests import oracle
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepcheck.core.errors import SepcheckError
-from sepcheck.engine.simd import search_simd
+from sepcheck.engine.kernels.simd import search_simd
 from tests import oracle
 
 NORMS = [math.inf, 1.0]

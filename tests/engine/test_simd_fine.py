@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sepcheck.engine.simd import FINE, fine_means, radius_simd, search_simd
+from sepcheck.engine.kernels.simd import FINE, fine_means, radius_simd, search_simd
 from tests import oracle
 
 

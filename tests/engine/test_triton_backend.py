@@ -25,8 +25,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 
-from sepcheck.engine import triton_kernels  # noqa: E402
-from sepcheck.engine.triton_backend import search_triton  # noqa: E402
+from sepcheck.engine.backends.triton_backend import search_triton  # noqa: E402
+from sepcheck.engine.kernels import triton_kernels  # noqa: E402
 
 SUPPRESS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

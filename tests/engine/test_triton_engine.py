@@ -55,7 +55,7 @@ def test_engine_triton_refused_on_the_cpu_without_interpreter(monkeypatch):
 @pytest.mark.parametrize("survival", [0.0, 1.0])
 def test_auto_probe_picks_a_mode_and_stays_exact(tdevice, monkeypatch, survival):
     """prune='auto' probes the prefix search on a few queries, then runs prefix or tiles."""
-    from sepcheck.engine import triton_backend
+    from sepcheck.engine.backends import triton_backend
 
     monkeypatch.setattr(triton_backend, "PROBE_QUERIES", 8)
     monkeypatch.setattr(triton_backend, "PREFIX_MAX_SURVIVAL", survival)

@@ -14,10 +14,10 @@ merges each slot's columns into the running answer. What a tile holds is one of:
   (:func:`int8_matmul_is_exact`) *and* is fast there (:func:`int8_gemm_fast`: a CPU without
   an int8 dot-product instruction runs it at a small part of the float32 GEMM's speed);
 * approximate l2 tiles (float data, or uint8 where the int8 GEMM is not exact or not fast;
-  on the CPU :mod:`sepcheck.engine.projection` usually runs instead): a float32
+  on the CPU :mod:`sepcheck.engine.backends.projection` usually runs instead): a float32
   GEMM (||q||^2 + ||r||^2 - 2 q.r; float64 for float64 data or where float32 matmul runs
   in reduced precision) whose c smallest values per slot are candidates, reranked exactly
-  with a proven error bound (:mod:`sepcheck.engine.candidates`), incomplete queries
+  with a proven error bound (:mod:`sepcheck.engine.kernels.candidates`), incomplete queries
   recomputed by exact tiles.
 
 Memory: one (query block x reference block) tile plus the two converted blocks; the int8
@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import SepcheckError
-from .candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
-from .exact import sq_norms
-from .problem import Problem
-from .select_torch import empty_best, far_value, merge_block, merge_candidates
+from ...core.errors import SepcheckError
+from ..kernels.candidates import EXTRA_CANDIDATES, U32, U64, finish, gemm_sqdist_error, prune
+from ..kernels.exact import sq_norms
+from ..kernels.select_torch import empty_best, far_value, merge_block, merge_candidates
+from ..problem import Problem
 
 #: up to this many features, l2 is computed by exact tiles (cheaper than a GEMM plus
 #: candidate selection when rows are short)
@@ -381,8 +381,8 @@ def gemm_setup(problem: Problem, device: torch.device) -> tuple[torch.dtype, Cal
 
 
 #: the exact l2 paths; ``SEPCHECK_L2_PATH`` forces one (tests run every path on any machine):
-#: projection bounds (:mod:`sepcheck.engine.projection`), the int8 GEMM (uint8 only), float32
-#: GEMM candidates; 'auto' picks by data and hardware (:func:`sepcheck.engine.l2.choose_path`)
+#: projection bounds (:mod:`sepcheck.engine.backends.projection`), the int8 GEMM (uint8 only), float32
+#: GEMM candidates; 'auto' picks by data and hardware (:func:`sepcheck.engine.backends.l2.choose_path`)
 L2_PATHS = ("auto", "projection", "int8", "float32")
 #: CPU flags of an int8 dot-product instruction (VNNI, AMX): the int8 GEMM is fast there
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")

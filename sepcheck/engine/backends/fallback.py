@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .problem import Problem, is_linf_or_l1
+from ..problem import Problem, is_linf_or_l1
 
 
 def exact_search(problem: Problem, device: str, budget: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ Per class c an ``IndexFlat`` holds the reference rows of class c (``IndexFlatL2`
 ``METRIC_Linf``/``METRIC_L1``/``METRIC_Lp`` otherwise); every query searches the indexes of
 the classes other than its own. faiss computes in float32, so its distances are candidates:
 they are reranked exactly and checked with a proven error bound (see
-:mod:`sepcheck.engine.candidates`); queries that cannot be proven complete are recomputed
+:mod:`sepcheck.engine.kernels.candidates`); queries that cannot be proven complete are recomputed
 by an exact brute force. Memory: faiss's flat indexes store float32 copies of the rows
 (4 bytes per feature); when the whole reference does not fit half of the memory budget, it
 is indexed chunk by chunk for every block of queries (see :func:`chunk_sizes`). GPU indexes
@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..core.errors import SepcheckError
-from .candidates import EXTRA_CANDIDATES, U32, finish, gemm_sqdist_error, prune
-from .exact import row_norms, sq_norms
-from .problem import Problem
+from ...core.errors import SepcheckError
+from ..kernels.candidates import EXTRA_CANDIDATES, U32, finish, gemm_sqdist_error, prune
+from ..kernels.exact import row_norms, sq_norms
+from ..problem import Problem
 
 #: queries per faiss search call
 QUERY_CHUNK = 4096
@@ -75,7 +75,7 @@ _GPU_RESOURCES: dict[int, object] = {}
 def gpu_id(device: str) -> int:
     """The GPU number of a resolved device: 'cuda:N' -> N; a plain 'cuda' is this
     process's ``LOCAL_RANK`` under torchrun, else 0."""
-    from ..core.devices import env_local_rank
+    from ...core.devices import env_local_rank
 
     if ":" in device:
         return int(device.split(":")[1])

@@ -1,9 +1,9 @@
 """The Triton backend: exact linf / l1 (and uint8 l2) k-nearest search on the GPU (any k, both
 groupings).
 
-:func:`search_triton` runs the tile kernel of :mod:`sepcheck.engine.triton_kernels` over
+:func:`search_triton` runs the tile kernel of :mod:`sepcheck.engine.kernels.triton_kernels` over
 (query block x reference block) pairs. The reference stays on the device (resident, or
-streamed through pinned memory, :mod:`sepcheck.engine.gpu_data`); each launch writes per
+streamed through pinned memory, :mod:`sepcheck.engine.backends.gpu_data`); each launch writes per
 (query, reference chunk) k-best lists, which are merged into a running best on the device
 (no host synchronisation per block) and copied back once per query block.
 
@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ..core.errors import SepcheckError
+from ...core.errors import SepcheckError
 
 Lanes = Literal["auto", "i32", "f16", "packed", "dot"]
 LANES = ("auto", "i32", "f16", "packed", "dot")
@@ -85,7 +85,7 @@ MIN_PROGRAMS = 4 * 132
 def _check_device(device: str):
     import torch
 
-    from . import triton_kernels
+    from ..kernels import triton_kernels
 
     dev = str(device).strip().lower()
     if dev == "cpu":
@@ -102,7 +102,7 @@ def _check_device(device: str):
         return torch.device("cpu")
     if triton_kernels.interpreting():
         raise SepcheckError("TRITON_INTERPRET=1 runs triton on the CPU: use device='cpu' or unset TRITON_INTERPRET")
-    from ..core.devices import cuda_available, resolve_device
+    from ...core.devices import cuda_available, resolve_device
 
     if not cuda_available():
         raise SepcheckError(
@@ -202,7 +202,7 @@ class _Limits:
     stream: bool
 
     def blocks(self, dev, n: int, m: int, ref_row_bytes: int, query_row_bytes: int):
-        """The device budget (bytes) and the :class:`~sepcheck.engine.gpu_data.Plan` of n
+        """The device budget (bytes) and the :class:`~sepcheck.engine.backends.gpu_data.Plan` of n
         reference and m query rows."""
         from .gpu_data import device_budget, plan_blocks
 
@@ -372,7 +372,7 @@ def _search_tiles(job: _Problem, mode: str, limits: _Limits, tiles, progress):
     """The brute-force tile search of :func:`search_triton` (prune 'tiles' or 'none'); same
     returns. Per query block, each reference block is one kernel launch whose per-chunk k
     best are merged into the running best on the device; copied back once per query block."""
-    from . import triton_kernels
+    from ..kernels import triton_kernels
     from .torch_backend import as_tensor
 
     plan = _plan_tiles(job, mode, limits, tiles)
@@ -449,7 +449,7 @@ def _tile_query_block(job: _Problem, plan: _TilePlan, kernel, tables, rl_dev, qs
     (``EMPTY_INDEX`` where missing), and the number of reference blocks."""
     import torch
 
-    from . import triton_kernels
+    from ..kernels import triton_kernels
     from .gpu_data import reference_blocks
 
     mq = qe - qs
@@ -725,7 +725,7 @@ def _search_prefix(job: _Problem, limits: _Limits, tiles, progress):
     returns, with the pair counts after phase 1 and at the end and the seconds per stage."""
     import torch
 
-    from . import triton_kernels
+    from ..kernels import triton_kernels
 
     plan = _plan_prefix(job, limits, tiles)
     (m, d), n, S, dev = job.Q.shape, job.R.shape[0], job.S, job.dev

@@ -17,7 +17,7 @@ The search, per block of queries (:func:`search`):
 3. *survivors*: every other row whose bound, widened by the proven rounding margins, is not
    strictly beyond ``U`` gets its exact distance too (uint8: an exact integer sum, abandoned
    once beyond the current k-th best, which tightens ``U`` as it goes; float data: the one
-   exact routine :func:`sepcheck.engine.exact.pair_distances`); a pruned row is provably
+   exact routine :func:`sepcheck.engine.kernels.exact.pair_distances`); a pruned row is provably
    farther than the k-th best and can neither enter nor tie;
 4. the k best per slot by (distance, index): ties go to the lowest index.
 
@@ -25,7 +25,7 @@ Margins (all proven, so that no true neighbour is ever pruned): ``sigma`` and th
 norm of ``|P|`` are computed in float64 and rounded up; the projection of a row has an
 error of at most ``gamma_d * ||abs(P)||_2 * ||x - center||_2`` in float32 (uint8 rows are
 centred on an integer vector, exactly), plus the rounding of float input to float32; the
-GEMM of the projected rows adds :func:`sepcheck.engine.candidates.gemm_sqdist_error`. Each
+GEMM of the projected rows adds :func:`sepcheck.engine.kernels.candidates.gemm_sqdist_error`. Each
 bound is doubled.
 
 Memory: the projected rows (n x m float32, both sides), one (query block x reference
@@ -44,8 +44,8 @@ import torch
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .candidates import U32, U64, gemm_sqdist_error
-from .problem import Problem
+from ..kernels.candidates import U32, U64, gemm_sqdist_error
+from ..problem import Problem
 from .torch_backend import float32_matmul_is_exact
 
 #: rows of the reference the directions are fitted on (a seeded sample)

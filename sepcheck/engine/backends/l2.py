@@ -3,13 +3,13 @@
 Three exact paths compute l2 for rows of more than ``DIRECT_L2_MAX_DIM`` features:
 
 * ``projection``: projection lower bounds prune almost every pair, the rest get exact
-  distances (:mod:`sepcheck.engine.projection`, compiled CPU kernels); fast wherever the
+  distances (:mod:`sepcheck.engine.backends.projection`, compiled CPU kernels); fast wherever the
   data has a few dominant directions, as natural images do, and on any CPU (a float32 GEMM
   of a few dozen columns). On CUDA the same bounds run as torch operations
-  (:mod:`sepcheck.engine.projection_torch`) when forced: not yet timed on a GPU, so 'auto'
+  (:mod:`sepcheck.engine.backends.projection_torch`) when forced: not yet timed on a GPU, so 'auto'
   does not pick it there;
 * ``int8`` (uint8 rows): exact squared distances from an int8 GEMM, where it is exact and
-  fast (VNNI/AMX CPUs, CUDA: :func:`sepcheck.engine.torch_backend.use_int8`);
+  fast (VNNI/AMX CPUs, CUDA: :func:`sepcheck.engine.backends.torch_backend.use_int8`);
 * ``float32``: float32 GEMM candidates reranked exactly (any data, any device).
 
 ``SEPCHECK_L2_PATH`` forces one ('auto' by default). Under 'auto' (:func:`choose_path`):
@@ -29,9 +29,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..problem import Problem
 from . import projection, torch_backend
 from .numba_backend import numba_threads
-from .problem import Problem
 
 #: projection under 'auto': at least this many features ...
 PROJECTION_MIN_DIM = 64
@@ -109,8 +109,8 @@ def radius_pairs(
 ) -> dict:
     """Every pair within ``threshold`` (an l2 radius search of rows of more than
     DIRECT_L2_MAX_DIM features) by the path of :func:`choose_path`: projection bounds on the
-    CPU (:func:`sepcheck.engine.projection.radius_pairs`), else the torch tiles of the int8
-    or float32 GEMM (:func:`sepcheck.engine.torch_backend.radius_pairs`); ``extra`` for
+    CPU (:func:`sepcheck.engine.backends.projection.radius_pairs`), else the torch tiles of the int8
+    or float32 GEMM (:func:`sepcheck.engine.backends.torch_backend.radius_pairs`); ``extra`` for
     ``info`` with ``l2_path``."""
     if device.type == "cpu" and choose_path(problem, device, budget) == "projection":
         with numba_threads():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.errors import SepcheckError
+from ...core.errors import SepcheckError
 from .torch_backend import as_tensor
 
 #: share of the free device memory a search may use when no budget is given

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..problem import Problem
 from .exact import pair_distances
-from .problem import Problem
 from .select import sort_candidates
 
 #: float32 unit roundoff

@@ -60,7 +60,7 @@ from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 
-from ..core.errors import SepcheckError
+from ...core.errors import SepcheckError
 
 #: features in the lower-bound prefix (one 512-bit vector of uint8)
 PREFIX = 64

@@ -1,7 +1,7 @@
 """The projection-bound exact l2 search in torch operations, for CUDA (and the CPU, where the
 tests check it against the oracle).
 
-The same bounds and margins as :mod:`sepcheck.engine.projection` (the directions, projected
+The same bounds and margins as :mod:`sepcheck.engine.backends.projection` (the directions, projected
 rows and margins come from its ``_prepare``), arranged for a GPU: per query block the GEMM
 bound of every pair in one tile, the ``k + EXTRA_CANDIDATES`` rows of smallest bound per
 slot by ``topk`` and their exact distances, whose k-th best ``U`` sets each slot's limit;
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .problem import Problem
+from ..problem import Problem
 from .projection import EXTRA_CANDIDATES, _prepare, query_block, resolve_dims
 from .torch_backend import as_tensor
 

@@ -1,5 +1,5 @@
 """The compiled CPU backend (numba) for linf and l1: the vectorised, tiled and pruned
-kernels of :mod:`sepcheck.engine.simd` on a validated :class:`Problem`.
+kernels of :mod:`sepcheck.engine.kernels.simd` on a validated :class:`Problem`.
 
 Results go to slots (see :mod:`sepcheck.engine.problem`): one kernel per norm serves both
 groupings. Exact: rows are dropped only by provable lower bounds, ties go to the lowest
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import numba
 import numpy as np
 
-from .problem import Problem
+from ..problem import Problem
 
 
 def search(
@@ -26,9 +26,9 @@ def search(
     ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact search for linf or l1 with the compiled kernels; results in slots (m, S, k),
-    raw units (``seed``, ``ordered``: see :func:`sepcheck.engine.simd.search_simd`). ``extra`` holds the pruning counters (``pairs``) and the bytes of the copies
+    raw units (``seed``, ``ordered``: see :func:`sepcheck.engine.kernels.simd.search_simd`). ``extra`` holds the pruning counters (``pairs``) and the bytes of the copies
     the search keeps (``extra_bytes``)."""
-    from .simd import search_simd
+    from ..kernels.simd import search_simd
 
     with numba_threads():
         return search_simd(
@@ -54,10 +54,10 @@ def radius_search(
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Every pair of an ``OTHER_LABEL`` problem within ``threshold`` (raw units, closed)
-    with the compiled kernels (:func:`sepcheck.engine.simd.radius_simd`);
+    with the compiled kernels (:func:`sepcheck.engine.kernels.simd.radius_simd`);
     ``on_block(qs, n, rows, cols, values)`` per batch of queries, values None where they are
     not exact (float l1: the caller recomputes them). Returns the pruning counters."""
-    from .simd import radius_simd
+    from ..kernels.simd import radius_simd
 
     exact = problem.integer or math.isinf(problem.p)
 

@@ -101,8 +101,8 @@ def shard_options(f: Callable) -> Callable:
     return f
 
 
-def shard_report(run) -> dict:
-    """The ``shards`` entry of a report: shards of the run, of this group, computed and reused."""
+def shard_summary(run) -> dict:
+    """The ``shards`` entry of a command's summary (its --json object): shards of the run, of this group, computed and reused."""
     group = run.piece.hi - run.piece.lo if run.piece is not None else None
     out = {"total": run.total, "in_group": group, "computed": run.computed, "reused": run.reused,
            "ranks": run.world_size, "seconds": round(run.seconds, 3)}
@@ -132,15 +132,15 @@ def sharded_run(job: Any, out: Path | None, resume: bool, shard: str | None, as_
         return None  # a rank other than 0: rank 0 reports
     if not run.piece.complete:
         finish_output(run, write_piece_or_result(run, dataset))
-        report_piece(run, as_json)
+        echo_piece(run, as_json)
         return None
     return run
 
 
-def report_piece(run: Any, as_json: bool) -> None:
-    """The report of one --shard I/N group (or an unfinished run): its query rows and where
+def echo_piece(run: Any, as_json: bool) -> None:
+    """The summary of one --shard I/N group (or an unfinished run): its query rows and where
     its piece went."""
-    rep = {"shards": shard_report(run), "rows": list(run.piece.rows), "out": str(run.out)}
+    rep = {"shards": shard_summary(run), "rows": list(run.piece.rows), "out": str(run.out)}
     if as_json:
         emit_json(rep)
         return

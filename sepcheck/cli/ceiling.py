@@ -105,20 +105,20 @@ def ceiling(dataset: str, more_runs: tuple[str, ...], norm: str, eps_values: tup
         for p in points:
             if p["above"]:
                 click.echo(f"WARNING: {above_message(p)}", err=True)
-    report = {**res.to_dict(sacrificed=False), "split": split, "typical_eps": ds.eps, "cached": cached,
+    summary = {**res.to_dict(sacrificed=False), "split": split, "typical_eps": ds.eps, "cached": cached,
               "notes": list(ds.notes), "runs": points}
     fig = _draw(res, ds.eps if res.norm == "linf" else None, points) if plot_p is not None else None
     if out_p is not None:
         text = json_text({**res.to_dict(), "runs": points})
         atomic_write(out_p, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        report["out"] = str(out_p)
+        summary["out"] = str(out_p)
     if fig is not None:
         save_figure(fig, plot_p)
-        report["plot"] = str(plot_p)
+        summary["plot"] = str(plot_p)
     if as_json:
-        emit_json(report)
+        emit_json(summary)
     else:
-        _print_table(report)
+        _print_table(summary)
 
 
 def _print_table(rep: dict[str, Any]) -> None:

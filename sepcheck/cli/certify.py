@@ -20,7 +20,7 @@ from ._common import (
     options_of,
     search_options,
     shard_options,
-    shard_report,
+    shard_summary,
     sharded_run,
 )
 
@@ -101,8 +101,8 @@ def certify(
     else:
         res, eps_source, n_train, cached = _in_memory(ds, norm, opts, no_cache, eps_of)
         shards = None
-    report: dict[str, Any] = res.to_dict()
-    report.update(
+    summary: dict[str, Any] = res.to_dict()
+    summary.update(
         {
             "dataset": ds.name,
             "n_train": n_train,
@@ -115,13 +115,13 @@ def certify(
         }
     )
     if shards is not None:
-        report["shards"] = shards
+        summary["shards"] = shards
     if out_p is not None:
-        report["out"] = str(out_p)
+        summary["out"] = str(out_p)
     if as_json:
-        emit_json(report)
+        emit_json(summary)
     else:
-        _print_human(report)
+        _print_human(summary)
 
 
 def _eps_list(given: tuple, typical: tuple, r: float) -> tuple[Any, str]:
@@ -150,7 +150,7 @@ def _sharded(ds: Any, norm: str, opts: SearchOptions, sharding: tuple, as_json: 
     eps_list, eps_source = _eps_list(*eps_of, float(piece.arrays["train.dist"].min()) / 2.0)
     res = certification(piece, eps_list, dataset=ds.name)
     finish_output(run, lambda path: save_piece(piece, path))
-    return res, eps_source, len(ds.y), False, shard_report(run)  # ds.X may be a streamed source's spec
+    return res, eps_source, len(ds.y), False, shard_summary(run)  # ds.X may be a streamed source's spec
 
 
 def _in_memory(ds: Any, norm: str, opts: SearchOptions, no_cache: bool, eps_of: tuple) -> tuple[Any, str, int, bool]:
@@ -255,7 +255,7 @@ def plot_classifier(
     clf.plot(ax=ax, resolution=resolution, X_test=test[0], y_test=test[1])
     atomic_write(out_p, lambda tmp: fig.savefig(tmp, format=fmt_ext, bbox_inches="tight"))
     plt.close(fig)
-    report = {
+    summary = {
         "dataset": ds.name,
         "norm": clf.norm_,
         "separation": clf.separation_,
@@ -264,7 +264,7 @@ def plot_classifier(
         "out": str(out_p),
     }
     if as_json:
-        emit_json(report)
+        emit_json(summary)
     else:
         click.echo(f"dataset     {ds.name}  ({clf.norm_})")
         click.echo(f"r           {fmt(clf.r_)}  (separation / 2); 1/r = {fmt(clf.lipschitz_constant_)}")

@@ -105,25 +105,25 @@ def prepare(name: str, data_dir: str | None, no_download: bool, no_verify: bool,
                                 f"not {canonical}")
         options["workers"] = workers
     if src is None:
-        report: dict[str, Any] = {"dataset": canonical, "directory": None, "splits": {}, "notes": [
+        summary: dict[str, Any] = {"dataset": canonical, "directory": None, "splits": {}, "notes": [
             "built-in data set: generated on the fly, nothing to prepare"]}
     else:
         with collect_notes() as notes:
             splits = prepare_splits(canonical, data_dir=data_dir, download=not no_download,
                                     verify=not no_verify, **options)
         directory = resolve_data_dir(data_dir) / canonical
-        report = {"dataset": canonical, "directory": str(directory), "notes": notes, "splits": {}}
+        summary = {"dataset": canonical, "directory": str(directory), "notes": notes, "splits": {}}
         for split, data in splits.items():
             meta = data.meta()
             cache = cache_file(directory, split, src.option_tag(src.normalize_options(options)))
             meta["cache"] = str(cache) if cache.is_file() else None
-            report["splits"][split] = meta
+            summary["splits"][split] = meta
     if as_json:
-        emit_json(report)
+        emit_json(summary)
         return
-    for note in report["notes"]:
+    for note in summary["notes"]:
         click.echo(f"note: {note}")
-    for split, meta in report["splits"].items():
+    for split, meta in summary["splits"].items():
         shape = "x".join(str(s) for s in meta["shape"])
         state = "verified" if meta["verified"] else "not verified"
         skipped = f", {meta['n_skipped']} skipped" if meta["n_skipped"] else ""

@@ -21,7 +21,7 @@ from ._common import (
     save_figure,
     search_options,
     shard_options,
-    shard_report,
+    shard_summary,
     sharded_run,
 )
 
@@ -105,16 +105,16 @@ def separation(
         return  # another rank reports, or a --shard group's piece was written and reported
     res, cached, info, run = done
     ratio_eps = eps if eps is not None else ds.eps
-    report = _report(res, ds, split, eps, ratio_eps, cached, info)
+    summary = _summary(res, ds, split, eps, ratio_eps, cached, info)
     if run is not None:
-        report["shards"] = shard_report(run)
+        summary["shards"] = shard_summary(run)
     if drop:
-        report["drop"] = _after_drop(X, y, drop, norm, res, opts)
-    _write(report, res, run, out_p, plot_p, ratio_eps)
+        summary["drop"] = _after_drop(X, y, drop, norm, res, opts)
+    _write(summary, res, run, out_p, plot_p, ratio_eps)
     if as_json:
-        emit_json(report)
+        emit_json(summary)
     else:
-        _print_human(report)
+        _print_human(summary)
 
 
 def _search(ds: Any, arrays: tuple, norm: str, opts: Any, no_cache: bool, sharding: tuple,
@@ -153,7 +153,7 @@ def _after_drop(X: Any, y: Any, drop: int, norm: str, res: Any, opts: Any) -> di
             "kth_smallest": res.robust_separation(int(drop))}
 
 
-def _write(report: dict[str, Any], res: Any, run: Any, out_p: Any, plot_p: Any, ratio_eps: float | None) -> None:
+def _write(summary: dict[str, Any], res: Any, run: Any, out_p: Any, plot_p: Any, ratio_eps: float | None) -> None:
     """--out and --plot, noted in ``report``; the figure is drawn before anything is written
     (a plot that fails leaves no --out)."""
     from ..runs.run import finish_output
@@ -164,13 +164,13 @@ def _write(report: dict[str, Any], res: Any, run: Any, out_p: Any, plot_p: Any, 
     elif out_p is not None:
         res.save(out_p)
     if out_p is not None:
-        report["out"] = str(out_p)
+        summary["out"] = str(out_p)
     if fig is not None:
         save_figure(fig, plot_p)
-        report["plot"] = str(plot_p)
+        summary["plot"] = str(plot_p)
 
 
-def _report(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,
+def _summary(res: Any, ds: Any, split: str, eps: float | None, ratio_eps: float | None,
             cached: bool, info: dict) -> dict[str, Any]:
     from ..analysis.separation import ratio_to_eps
 

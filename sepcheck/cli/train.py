@@ -171,7 +171,7 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 reports
         return
     final = result.final
-    report: dict[str, Any] = {
+    summary: dict[str, Any] = {
         "run_dir": str(result.run_dir),
         "method": result.config["method"],
         "label": result.config["label"],
@@ -189,19 +189,19 @@ def train(method: str, dataset: str, arch: str | None, norm: str, eps: float | N
         "notes": result.config["data"]["notes"],
     }
     if as_json:
-        emit_json(report)
+        emit_json(summary)
         return
-    click.echo(f"run        {report['run_dir']}")
-    click.echo(f"method     {report['label']}  ({report['arch']}, {report['norm']} eps={fmt(report['eps'])})")
+    click.echo(f"run        {summary['run_dir']}")
+    click.echo(f"method     {summary['label']}  ({summary['arch']}, {summary['norm']} eps={fmt(summary['eps'])})")
     if final:
         test = f", test acc {fmt(final['test_acc'])}" if "test_acc" in final else ""
         click.echo(f"epoch {final['epoch']}    loss {fmt(final['loss'])}, train acc {fmt(final['train_acc'])}{test}")
-    if report["preset"]:
-        p = report["preset"]
+    if summary["preset"]:
+        p = summary["preset"]
         click.echo(f"preset     {p['name']} ({p['dataset']}): "
                    + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
-    click.echo(f"time       {report['wall_s']:.1f} s")
-    click.echo(f"next       sepcheck eval {report['run_dir']}")
+    click.echo(f"time       {summary['wall_s']:.1f} s")
+    click.echo(f"next       sepcheck eval {summary['run_dir']}")
 
 
 def _explicit() -> tuple[str, ...]:
@@ -271,30 +271,30 @@ def evaluate(run_dirs: tuple[str, ...], eps: float | None, attack_steps: int, at
     if autoattack is not None:
         require_art()  # fails fast, in one line, when the extra is missing
     t0 = time.perf_counter()
-    report = evaluate_runs(list(run_dirs), eps=eps, subset=subset, attack=attack, lip=lip, bound=not no_bound,
+    summary = evaluate_runs(list(run_dirs), eps=eps, subset=subset, attack=attack, lip=lip, bound=not no_bound,
                            device=device, batch_size=batch_size,
                            data_options={"data_dir": data_dir, "download": not no_download, "verify": not no_verify}
                            if data_dir or no_download or no_verify else None,
                            echo=None if as_json else (lambda s: click.echo(s, err=True)),
                            cache=cli_cache(False), autoattack=autoattack)
-    report["wall_s"] = time.perf_counter() - t0
+    summary["wall_s"] = time.perf_counter() - t0
     if "--table" in paths:
-        write_text(paths["--table"], to_markdown(report))
-        report["table"] = str(paths["--table"])
+        write_text(paths["--table"], to_markdown(summary))
+        summary["table"] = str(paths["--table"])
     if "--csv" in paths:
-        write_text(paths["--csv"], to_csv(report))
-        report["csv"] = str(paths["--csv"])
+        write_text(paths["--csv"], to_csv(summary))
+        summary["csv"] = str(paths["--csv"])
     if "--plot" in paths:
-        save_plot(report, paths["--plot"])
-        report["plot"] = str(paths["--plot"])
+        save_plot(summary, paths["--plot"])
+        summary["plot"] = str(paths["--plot"])
     if as_json:
-        emit_json(report)
+        emit_json(summary)
         return
-    click.echo(f"attack     {report['settings']['description']}")
+    click.echo(f"attack     {summary['settings']['description']}")
     if subset:
         click.echo(f"subset     {subset} random test and train points (seed 0)")
     click.echo("")
-    click.echo(to_markdown(report).rstrip())
+    click.echo(to_markdown(summary).rstrip())
     for key in ("table", "csv", "plot"):
-        if key in report:
-            click.echo(f"wrote      {report[key]}")
+        if key in summary:
+            click.echo(f"wrote      {summary[key]}")

@@ -46,6 +46,62 @@ def _triton_usable() -> bool:
     return True
 
 
+def _numba_computes(problem: Problem) -> str | None:
+    if is_linf_or_l1(problem.p):
+        return None
+    return f"backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for p={problem.p:g}"
+
+
+def _triton_computes(problem: Problem) -> str | None:
+    if is_linf_or_l1(problem.p) or (problem.p == 2 and problem.integer):
+        return None
+    return ("backend 'triton' computes linf, l1 and uint8 l2 only: use backend='torch' for "
+            f"p={problem.p:g}" + (" on float rows" if problem.p == 2 else ""))
+
+
+def _numba_runs_on(device: str) -> str | None:
+    if device == "cpu":
+        return None
+    return "backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'"
+
+
+def _faiss_runs_on(device: str) -> str | None:
+    if device == "cpu" or not _cpu_only("faiss"):
+        return None
+    return ("backend 'faiss' on CUDA needs faiss with GPU support: install faiss-gpu-cu12, "
+            "or use device='cpu' or backend='torch'")
+
+
+#: per backend, whether it computes a problem (its norm, dtype): None, or the one-line
+#: reason and fix (the grouping is checked against BY_CLASS_BACKENDS); like scikit-learn's
+#: ``is_usable_for``, without importing the backend (numba or torch) to ask
+COMPUTES: dict[str, Callable[[Problem], str | None]] = {
+    "numba": _numba_computes,
+    "triton": _triton_computes,
+}
+#: per backend, whether it runs on a resolved device: None, or the reason and fix
+RUNS_ON: dict[str, Callable[[str], str | None]] = {
+    "numba": _numba_runs_on,
+    "faiss": _faiss_runs_on,
+}
+
+
+def can_run(backend: str, problem: Problem, device: str | None = None, given: str | None = None) -> str | None:
+    """None when ``backend`` (lower case) computes ``problem`` (and runs on the resolved
+    ``device`` when given), else the one-line reason and fix (naming the backend as the
+    caller ``given`` it)."""
+    allowed = BY_CLASS_BACKENDS if problem.by_class else BACKENDS
+    name = backend if given is None else given
+    if backend not in allowed:
+        if backend in BACKENDS:
+            return f"backend {name!r} does not search per class: use one of {', '.join(allowed)}"
+        return f"unknown backend {name!r}: use one of {', '.join(allowed)}"
+    why = COMPUTES.get(backend, lambda _: None)(problem)
+    if why is None and device is not None:
+        why = RUNS_ON.get(backend, lambda _: None)(device)
+    return why
+
+
 def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
     """(backend that runs, resolved device) for a problem.
 
@@ -55,25 +111,12 @@ def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
     'triton' runs on CUDA, or on the CPU only under ``TRITON_INTERPRET=1`` (tests).
     A CPU-only backend (numba; faiss without GPU support) implies the CPU under
     ``device='auto'``; asked for explicitly on CUDA it is a one-line error naming the fix.
+    A backend named explicitly must pass :func:`can_run`.
     """
     b = str(backend).lower()
-    allowed = BY_CLASS_BACKENDS if problem.by_class else BACKENDS
-    if b not in allowed:
-        if b in BACKENDS:
-            raise SepcheckError(
-                f"backend {backend!r} does not search per class: use one of {', '.join(allowed)}"
-            )
-        raise SepcheckError(f"unknown backend {backend!r}: use one of {', '.join(allowed)}")
-    if b == "numba" and not is_linf_or_l1(problem.p):
-        raise SepcheckError(
-            "backend 'numba' computes linf and l1 only: use backend='torch' or 'faiss' for "
-            f"p={problem.p:g}"
-        )
-    if b == "triton" and not (is_linf_or_l1(problem.p) or (problem.p == 2 and problem.integer)):
-        raise SepcheckError(
-            "backend 'triton' computes linf, l1 and uint8 l2 only: use backend='torch' for "
-            f"p={problem.p:g}" + (" on float rows" if problem.p == 2 else "")
-        )
+    why = can_run(b, problem, given=backend) if b != "auto" else None
+    if why is not None:
+        raise SepcheckError(why)
     auto_device = str(device).strip().lower() == "auto"
     dev = "cpu" if (auto_device and b != "auto" and _cpu_only(b)) else resolve_device(device)
     if b == "auto":
@@ -83,15 +126,9 @@ def choose(problem: Problem, backend: str, device: str) -> tuple[str, str]:
             if _triton_usable():
                 return "triton", dev
         return "torch", dev
-    if dev != "cpu" and _cpu_only(b):
-        if b == "numba":
-            raise SepcheckError(
-                "backend 'numba' runs on the CPU only: use device='cpu' or backend='torch'"
-            )
-        raise SepcheckError(
-            "backend 'faiss' on CUDA needs faiss with GPU support: install faiss-gpu-cu12, "
-            "or use device='cpu' or backend='torch'"
-        )
+    why = can_run(b, problem, dev)
+    if why is not None:
+        raise SepcheckError(why)
     return b, dev
 
 

@@ -109,3 +109,19 @@ def test_faiss_gpu_resources_are_shared_and_local_rank_honoured(monkeypatch):
     c = faiss_backend._make_index(fake, 4, 2.0, "cuda:0")
     assert a[1] == b[1] == 1 and c[1] == 0  # plain 'cuda' is this rank's GPU
     assert a[0] is b[0] and c[0] is not a[0] and len(made) == 2
+
+
+def test_each_backend_says_whether_it_can_run_a_problem():
+    from sepcheck.engine.dispatch import can_run
+
+    X = np.zeros((6, 4), dtype=np.uint8)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    l2 = make_problem(X, y, norm="l2")
+    l3 = make_problem(X.astype(np.float32), y, norm=3)
+    by_class = make_by_class_problem(X, y, X, norm="linf")
+    assert can_run("torch", l3) is None and can_run("numba", make_problem(X, y)) is None
+    assert "linf and l1 only" in can_run("numba", l2)
+    assert can_run("triton", l2) is None and "uint8 l2 only" in can_run("triton", l3)
+    assert "does not search per class" in can_run("faiss", by_class)
+    assert "CPU only" in can_run("numba", make_problem(X, y), "cuda:0")
+    assert "unknown backend 'GPU'" in can_run("gpu", l2, given="GPU")

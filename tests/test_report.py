@@ -169,3 +169,19 @@ def test_one_class():
     ds.y[:] = 0
     with pytest.raises(SepcheckError, match="single class"):
         build_report(ds, device="cpu")
+
+
+def test_closest_pairs_carry_their_own_distance():
+    """Each closest pair is captioned with the distance between its two points (a float64
+    oracle), ascending: point 0's nearest is far, but points 1 and 2 are each other's."""
+    from sepcheck import separation
+    from sepcheck.report.values import closest_pairs
+
+    X = np.array([[0.0], [10.0], [10.5], [30.0]])
+    y = np.array([0, 1, 0, 1])
+    res = separation(X, y, norm="linf", device="cpu")
+    pairs, dist = closest_pairs(res, 3)
+    truth = np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0])
+    np.testing.assert_array_equal(dist, truth)
+    assert np.all(np.diff(dist) >= 0)
+    assert [tuple(p) for p in pairs] == [(1, 2), (0, 1), (2, 3)]

@@ -262,9 +262,9 @@ def image_pairs(inp: Inputs, seps: dict[str, SeparationResult], nearest: Nearest
 
 def _closest_pairs_figure(inp: Inputs, images: np.ndarray, res: SeparationResult) -> Figure:
     y = inp.y
-    cpairs = closest_pairs(res, inp.pairs)
+    cpairs, dist = closest_pairs(res, inp.pairs)
     a, b = cpairs[:, 0], cpairs[:, 1]
-    caps = [f"{y[i]} | {y[j]}\n{res.distances[i]:.3f}" for i, j in zip(a, b, strict=True)]
+    caps = [f"{y[i]} | {y[j]}\n{d:.3f}" for i, j, d in zip(a, b, dist, strict=True)]
     fig = plots.plot_image_pairs(images[a], images[b], caps, row_labels=("train", "train"),
                                  title=f"{inp.ds.name}: closest training pairs with different labels (linf)")
     return Figure("closest_pairs_linf", "Closest cross-label training pairs (linf)",

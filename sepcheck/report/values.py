@@ -27,23 +27,27 @@ def default_grid(distances: np.ndarray, typical: float | None = None, size: int 
     return np.linspace(0.0, top, size)
 
 
-def closest_pairs(res: SeparationResult, count: int) -> np.ndarray:
-    """The ``count`` closest cross-label training pairs (i, j), i < j, each once, from the
-    per-point nearest other-label neighbours (ascending distance, ties to the lowest i, j)."""
-    i = np.arange(res.n)
+def closest_pairs(res: SeparationResult, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` closest cross-label training pairs: (pairs (m, 2) int64 with i < j, each
+    once; their distances (m,)), ascending by distance, ties to the lowest (i, j). Point k and
+    its nearest other-label neighbour form the pair at distance ``res.distances[k]`` (the
+    pair's own distance: not ``distances[min(i, j)]``, which belongs to another pair when
+    the smaller index's nearest neighbour is elsewhere)."""
+    k = np.arange(res.n)
     j = res.neighbors
-    a, b = np.minimum(i, j), np.maximum(i, j)
+    a, b = np.minimum(k, j), np.maximum(k, j)
     order = np.lexsort((b, a, res.distances))
     seen: set[tuple[int, int]] = set()
-    out = []
-    for k in order:
-        key = (int(a[k]), int(b[k]))
+    pairs, dist = [], []
+    for t in order:
+        key = (int(a[t]), int(b[t]))
         if key not in seen:
             seen.add(key)
-            out.append(key)
-            if len(out) == count:
+            pairs.append(key)
+            dist.append(float(res.distances[t]))
+            if len(pairs) == count:
                 break
-    return np.array(out, dtype=np.int64).reshape(-1, 2)
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2), np.array(dist)
 
 
 def certified_curve(radius: np.ndarray, correct: np.ndarray, size: int = 101) -> dict[str, list[float]]:

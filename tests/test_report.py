@@ -185,3 +185,17 @@ def test_closest_pairs_carry_their_own_distance():
     np.testing.assert_array_equal(dist, truth)
     assert np.all(np.diff(dist) >= 0)
     assert [tuple(p) for p in pairs] == [(1, 2), (0, 1), (2, 3)]
+
+
+def test_the_marked_eps_is_on_the_ceiling_grid_and_named_for_its_source(synthetic_report):
+    """The summary reads the ceiling at the marked eps itself (not a grid neighbour) and says
+    whether the eps is the user's (l2 here) or the data set's typical one (linf)."""
+    _, out, _ = synthetic_report
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert data["eps_given"] == {"linf": False, "l2": True}
+    for norm, e, source in (("linf", 0.05, "typical"), ("l2", 0.5, "given")):
+        c = data["ceiling"][norm]
+        k = c["eps"].index(e)  # the grid holds it exactly
+        assert f"{source} ε ({norm})" in md
+        assert f"ceiling at ε = {e:.4f} ({norm}) | {c['accuracy'][k]:.4f}" in md

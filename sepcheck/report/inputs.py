@@ -33,6 +33,7 @@ class Inputs:
     Xt: np.ndarray | None  # the test split, None when there is none
     yt: np.ndarray | None
     typical: dict[str, float | None]  # norm -> the eps to mark (None: none)
+    eps_given: dict[str, bool]  # norm -> the marked eps is the user's (else the data set's)
     tau: float
     drop: int
     pairs: int
@@ -101,7 +102,8 @@ def check_inputs(
     digest = array_digest(X, y)
     sep_digest = array_digest(X, y, None, None)
     test_digest = sep_digest if Xt is None else array_digest(X, y, Xt, yt)
-    return Inputs(ds=ds, X=X, y=y, Xt=Xt, yt=yt, typical=typical, tau=t, drop=drop, pairs=pairs,
+    return Inputs(ds=ds, X=X, y=y, Xt=Xt, yt=yt, typical=typical, eps_given={"linf": eps is not None,
+                  "l2": eps_l2 is not None}, tau=t, drop=drop, pairs=pairs,
                   time_limit=time_limit, eps_grid=eps_grid, runs=run_points, cache=cache, opts=opts,
                   units=units, digest=digest, sep_digest=sep_digest, test_digest=test_digest,
                   log=say or _quiet)

@@ -52,10 +52,13 @@ def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("conflicts (identical inputs, different labels)", conf))
     for norm, e in data["typical_eps"].items():
         if e is not None:
-            rows.append((f"typical ε ({norm})", _f(e)))
+            given = data.get("eps_given", {}).get(norm, False)
+            rows.append((f"{'given' if given else 'typical'} ε ({norm})", _f(e)))
             c = data.get("ceiling", {}).get(norm)
-            if c:
-                rows.append((f"ceiling at the largest grid ε ≤ {_f(e)} ({norm})", _f(_ceiling_at(c, e))))
+            at = _ceiling_at(c, e) if c else None
+            if at is not None:
+                where = f"ε = {_f(e)}" if at[0] == e else f"the largest grid ε ≤ {_f(e)}, ε = {_f(at[0])}"
+                rows.append((f"ceiling at {where} ({norm})", _f(at[1])))
     h = data.get("hygiene", {})
     if "test_train_duplicates" in h:
         rows.append((f"test points with a training point within τ = {_f(h['tau'])} (linf)",
@@ -66,10 +69,12 @@ def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _ceiling_at(c: dict[str, Any], e: float) -> float | None:
+def _ceiling_at(c: dict[str, Any], e: float) -> tuple[float, float] | None:
+    """(grid eps, ceiling there) at ``e`` when the grid holds it, else at the largest grid eps
+    below it; None when there is none."""
     eps = np.asarray(c["eps"], dtype=np.float64)
-    ok = np.flatnonzero(eps <= e + 1e-12)
-    return None if ok.size == 0 else float(c["accuracy"][ok[-1]])
+    ok = np.flatnonzero(eps <= e)
+    return None if ok.size == 0 else (float(eps[ok[-1]]), float(c["accuracy"][ok[-1]]))
 
 
 #: rows of each hygiene list shown in report.html / report.md (report.json keeps 50)

@@ -47,13 +47,14 @@ ByClass = dict[str, dict[str, np.ndarray]]
 
 
 def header(inp: Inputs) -> dict[str, Any]:
-    """The data set's part of report.json: name, source, notes, sizes, units, the typical
-    eps per norm, tau and the measured runs."""
+    """The data set's part of report.json: name, source, notes, sizes, units, the marked
+    eps per norm (``typical_eps``) and whether the user gave it (``eps_given``), tau and the
+    measured runs."""
     ds, X, Xt = inp.ds, inp.X, inp.Xt
     return {"dataset": ds.name, "source": ds.source, "notes": list(ds.notes),
             "n": int(X.shape[0]), "n_test": 0 if Xt is None else int(Xt.shape[0]),
             "dim": int(X.shape[1]), "n_classes": int(np.unique(inp.y).size), "units": inp.units,
-            "typical_eps": inp.typical, "tau": inp.tau, "runs": inp.runs}
+            "typical_eps": inp.typical, "eps_given": inp.eps_given, "tau": inp.tau, "runs": inp.runs}
 
 
 # ----- separation ----------------------------------------------------------------------------

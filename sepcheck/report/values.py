@@ -18,13 +18,16 @@ GRID_QUANTILE = 0.05
 def default_grid(distances: np.ndarray, typical: float | None = None, size: int = GRID_SIZE) -> np.ndarray:
     """``size`` radii from 0 to half the :data:`GRID_QUANTILE` quantile of the per-point
     distances (there the conflict graph still has few edges), extended to 1.25 x the
-    typical eps when that is larger."""
+    typical eps when that is larger, plus the typical eps itself (sorted, once)."""
     top = float(np.quantile(distances, GRID_QUANTILE)) / 2.0
     if typical is not None and typical > 0:
         top = max(top, 1.25 * typical)
     if not top > 0:
         top = 1.0
-    return np.linspace(0.0, top, size)
+    grid = np.linspace(0.0, top, size)
+    if typical is not None and typical > 0:  # the marked eps itself, so its ceiling is read, not a neighbour's
+        grid = np.union1d(grid, [float(typical)])
+    return grid
 
 
 def closest_pairs(res: SeparationResult, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,7 @@ def options_of(backend: str, device: str, memory_budget: str | None, backends: t
     """The command's :class:`~sepcheck.engine.options.SearchOptions`, validated once:
     ``backend`` among the command's ``backends`` (:func:`check_engine`), then every field (a
     bad value is a one-line error, exit 2)."""
-    check_engine(backend, device, backends, what)
+    check_engine(backend, backends, what)
     return SearchOptions(backend=backend, device=device, memory_budget=memory_budget, **more)
 
 
@@ -159,14 +159,11 @@ def save_figure(fig: Any, path: Path) -> None:
         plt.close(fig)
 
 
-def check_engine(backend: str, device: str, backends: tuple[str, ...], what: str = "") -> None:
+def check_engine(backend: str, backends: tuple[str, ...], what: str = "") -> None:
     """``--backend`` among ``backends`` (those of the command's search; ``what`` names it in
-    the message) and ``--device`` among auto, cpu, cuda, cuda:N: a one-line error otherwise."""
-    from ..core.devices import DEVICES
+    the message): a one-line error otherwise (the device is checked by SearchOptions)."""
     from ..core.errors import SepcheckError
 
     if backend.lower() not in backends:
         names = ", ".join(backends[:-1]) + " or " + backends[-1]
         raise SepcheckError(f"unknown backend {backend!r}{' for ' + what if what else ''}: use {names}")
-    if device.lower() not in DEVICES and not device.lower().startswith("cuda:"):
-        raise SepcheckError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")

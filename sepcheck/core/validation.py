@@ -246,6 +246,8 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+#: default extra memory one search may use for its blocks (bytes); see README "Memory"
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
 #: the smallest memory budget a search accepts (smaller budgets make blocks of a few rows)
 MIN_MEMORY_BUDGET = 16 * 2**20
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

@@ -59,7 +59,6 @@ from .dispatch import (
 )
 from .options import SearchOptions
 from .problem import (
-    DEFAULT_MEMORY_BUDGET,
     Grouping,
     Problem,
     make_by_class_problem,
@@ -257,7 +256,7 @@ def _options(
 
 def _search(problem: Problem, opts: SearchOptions, info: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The pipeline of both wrappers: slots (m, S, k) in reported units."""
-    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    budget = opts.budget
     name, dev, budget = plan_backend(problem, opts.backend, opts.device, budget, opts.memory_budget is not None)
     dist, idx, extra = run_backend(problem, name, dev, budget, opts.block_size, opts.progress)
     dist = final_distances(problem, dist, idx) / scale_of(problem, opts.raw)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.devices import check_device_name
 from ..core.errors import SepcheckError
-from ..core.validation import as_memory_budget, check_positive_int
+from ..core.validation import DEFAULT_MEMORY_BUDGET, as_memory_budget, check_positive_int
 
 #: every backend of the engine, 'auto' first (the CLI's --backend choices come from here)
 BACKENDS: tuple[str, ...] = ("auto", "numba", "torch", "faiss", "triton")
@@ -95,9 +95,11 @@ class SearchOptions:
             )
         return options
 
-    def keywords(self) -> dict[str, Any]:
-        """The fields as keyword arguments (for a function that takes them one by one)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @property
+    def budget(self) -> int:
+        """The memory budget in bytes: the given one, else the default
+        (:data:`~sepcheck.core.validation.DEFAULT_MEMORY_BUDGET`)."""
+        return self.memory_budget if self.memory_budget is not None else DEFAULT_MEMORY_BUDGET
 
     def with_(self, **changes: Any) -> SearchOptions:
         """A copy with ``changes`` (validated)."""

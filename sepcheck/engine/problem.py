@@ -26,14 +26,10 @@ from ..core.validation import (
     abs_max,
     as_features,
     as_labels,
-    as_memory_budget,
     check_positive_int,
     check_same_dim,
     check_two_classes,
 )
-
-#: default extra memory one search may use for its blocks (bytes); see README "Memory"
-DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
 
 class Grouping(enum.Enum):
@@ -263,15 +259,6 @@ def apply_scale(a: np.ndarray, scale: float) -> np.ndarray:
     info = np.finfo(a.dtype)
     dtype = a.dtype if float(info.tiny) <= scale <= float(info.max) else np.dtype(np.float64)
     return a.astype(dtype) * dtype.type(scale) if dtype != a.dtype else a * dtype.type(scale)
-
-
-def search_limits(block_size: int | None, memory_budget: Any) -> tuple[int | None, int]:
-    """Validated (block_size, memory budget in bytes) for a search; the budget may be given
-    as bytes or a string such as ``"512MiB"`` (see :func:`sepcheck.core.validation.as_memory_budget`)."""
-    if block_size is not None:
-        block_size = check_positive_int(block_size, "block_size")
-    budget = as_memory_budget(memory_budget) if memory_budget is not None else DEFAULT_MEMORY_BUDGET
-    return block_size, budget
 
 
 def scale_of(problem: Problem, raw: bool) -> float:

@@ -37,7 +37,6 @@ from ..core.validation import as_features, as_labels, check_same_dim, checked_on
 from .dispatch import choose_radius, run_radius_backend
 from .options import RADIUS_BACKENDS, SearchOptions
 from .problem import (
-    DEFAULT_MEMORY_BUDGET,
     Problem,
     common_dtype,
     effective_p,
@@ -311,7 +310,7 @@ def neighbors_within(
     )
     opts = SearchOptions.resolve(options, backend=backend, device=device, raw=raw, block_size=block_size,
                                  memory_budget=memory_budget, progress=progress)
-    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    budget = opts.budget
     plan = _plan(problem, r, opts.raw, opts.backend, opts.device, opts.memory_budget is not None, budget)
     result, details = _collect(problem, plan, r, opts.raw, opts.block_size, opts.progress, spill_dir)
     if info is not None:

@@ -50,7 +50,6 @@ from .dispatch import final_distances, plan_backend, run_backend
 from .kernels.select import sort_candidates
 from .options import SearchOptions
 from .problem import (
-    DEFAULT_MEMORY_BUDGET,
     Grouping,
     Problem,
     apply_scale,
@@ -237,7 +236,7 @@ def plan_stream(
 
     opts = options if options is not None else SearchOptions()
     block_size = opts.block_size
-    budget = opts.memory_budget if opts.memory_budget is not None else DEFAULT_MEMORY_BUDGET
+    budget = opts.budget
     q_row, r_row = _row_bytes(qry, dtype, scale), _row_bytes(ref, dtype, scale)
     q_rows = check_positive_int(query_rows, "query_rows") if query_rows is not None else max(
         1, budget // QUERY_SHARE // q_row)
